@@ -1,0 +1,82 @@
+#include "arrays.hpp"
+
+#include <pybind11/stl.h>
+
+namespace py = pybind11;
+using namespace rbp;
+using namespace rbp::bindings;
+
+namespace {
+
+template <class T>
+void bind_network(py::module_& m, const char* name) {
+    using Net = Network<T>;
+    py::class_<Net, std::shared_ptr<Net>>(m, name)
+        .def(py::init([](const std::vector<Index>& sizes, const std::string& activation, const std::string& output,
+                         bool bias, const std::string& init, std::uint64_t seed) {
+                 NetworkSpec spec;
+                 spec.sizes = sizes;
+                 spec.activation = parse_activation(activation);
+                 spec.output = parse_output(output);
+                 spec.bias = bias;
+                 spec.init = parse_init(init);
+                 spec.seed = seed;
+                 return std::make_shared<Net>(spec);
+             }),
+             py::arg("sizes"), py::arg("activation"), py::arg("output"), py::arg("bias"), py::arg("init"),
+             py::arg("seed"))
+        .def_property_readonly("sizes", [](const Net& n) { return n.spec().sizes; })
+        .def_property_readonly("activation", [](const Net& n) { return to_string(n.activation()); })
+        .def_property_readonly("output", [](const Net& n) { return to_string(n.output()); })
+        .def_property_readonly("bias", [](const Net& n) { return n.spec().bias; })
+        .def_property_readonly("init", [](const Net& n) { return to_string(n.spec().init); })
+        .def_property_readonly("num_layers", &Net::num_layers)
+        .def_property_readonly("parameter_count", &Net::parameter_count)
+        .def_property_readonly("forward_macs", &Net::forward_macs)
+        .def("initialise", &Net::initialise, py::arg("seed"))
+        .def("get_weight", [](Net& n, Index h) {
+            require(h >= 0 && h < n.num_layers(), "layer index out of range");
+            return to_numpy<T>(*n.layer(h).parameters()[0]);
+        })
+        .def("get_bias", [](Net& n, Index h) -> py::object {
+            require(h >= 0 && h < n.num_layers(), "layer index out of range");
+            auto params = n.layer(h).parameters();
+            if (params.size() < 2) return py::none();
+            return to_numpy<T>(*params[1]).attr("reshape")(-1);
+        })
+        .def("set_weight", [](Net& n, Index h, const py::array& value) {
+            require(h >= 0 && h < n.num_layers(), "layer index out of range");
+            Matrix<T>& w = *n.layer(h).parameters()[0];
+            auto view = matrix_view<T>(value, "weights[" + std::to_string(h) + "]", w.cols());
+            require(view.rows() == w.rows(), "weights[" + std::to_string(h) + "] must have shape (" +
+                                                 std::to_string(w.rows()) + ", " + std::to_string(w.cols()) + ")");
+            w = view;
+        })
+        .def("set_bias", [](Net& n, Index h, const py::array& value) {
+            require(h >= 0 && h < n.num_layers(), "layer index out of range");
+            auto params = n.layer(h).parameters();
+            require(params.size() == 2, "this network has no biases");
+            Matrix<T>& b = *params[1];
+            const std::string what = "biases[" + std::to_string(h) + "]";
+            require(value.ndim() == 1 && value.shape(0) == b.cols(),
+                    what + " must have shape (" + std::to_string(b.cols()) + ",)");
+            b = matrix_view<T>(value.attr("reshape")(1, -1).cast<py::array>(), what, b.cols());
+        })
+        .def("forward", [](const Net& n, const py::array& x) {
+            auto view = matrix_view<T>(x, "x", n.input_size());
+            py::array_t<T> result({view.rows(), n.output_size()});
+            Eigen::Map<Matrix<T>> out(result.mutable_data(), view.rows(), n.output_size());
+            {
+                py::gil_scoped_release release;
+                n.predict(view, out);
+            }
+            return result;
+        }, py::arg("x"));
+}
+
+}  // namespace
+
+void register_network(py::module_& m) {
+    bind_network<float>(m, "Network32");
+    bind_network<double>(m, "Network64");
+}

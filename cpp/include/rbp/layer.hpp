@@ -1,0 +1,86 @@
+// The layer interface. A layer is the linear part of one stage of the network (S = map(O_prev));
+// the transfer function is applied by the network. The trainer and the learning channels only use
+// this interface, so convolution, pooling and sparse layers plug in without touching them.
+#pragma once
+
+#include "rbp/random.hpp"
+#include "rbp/types.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace rbp {
+
+enum class Init { GlorotNormal, GlorotUniform, HeNormal, LecunNormal };
+Init parse_init(const std::string& name);
+std::string to_string(Init init);
+
+template <class T>
+class Layer {
+public:
+    virtual ~Layer() = default;
+
+    virtual std::string kind() const = 0;
+    virtual Index input_size() const = 0;
+    virtual Index output_size() const = 0;
+
+    // S = map(X): x is (batch, input_size), s is (batch, output_size).
+    virtual void forward(const ConstMatrixRef<T>& x, MatrixRef<T> s) const = 0;
+
+    // The adjoint (transpose) of the map applied to a signal at the layer's output:
+    // j = g W for a dense layer, i.e. (W)^T g per example. This is how BP and SBP send signals down.
+    virtual void backward(const ConstMatrixRef<T>& g, MatrixRef<T> j) const = 0;
+
+    // Adds scale * (ascent direction of every parameter) into `targets`, which has the shapes of
+    // parameters(): for a dense layer scale * B^T X and scale * column sums of B, with B the
+    // postsynaptic signal (batch, output_size) and X the presynaptic activity (batch, input_size).
+    virtual void accumulate_update(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x, T scale,
+                                   std::vector<Matrix<T>*>& targets) const = 0;
+
+    // The trainable tensors, each stored as a row-major matrix (a bias is 1 x n).
+    virtual std::vector<Matrix<T>*> parameters() = 0;
+    virtual std::vector<const Matrix<T>*> parameters() const = 0;
+
+    virtual void initialise(Init init, Rng& rng) = 0;
+
+    // Multiply-accumulates of one forward pass per example (used for complexity counts).
+    virtual Index forward_macs() const = 0;
+};
+
+// Fully connected layer: W of shape (n_out, n_in) as in the paper, and an optional bias.
+template <class T>
+class DenseLayer final : public Layer<T> {
+public:
+    DenseLayer(Index inputs, Index outputs, bool bias);
+
+    std::string kind() const override { return "dense"; }
+    Index input_size() const override { return weight_.cols(); }
+    Index output_size() const override { return weight_.rows(); }
+    bool has_bias() const { return has_bias_; }
+
+    void forward(const ConstMatrixRef<T>& x, MatrixRef<T> s) const override;
+    void backward(const ConstMatrixRef<T>& g, MatrixRef<T> j) const override;
+    void accumulate_update(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x, T scale,
+                           std::vector<Matrix<T>*>& targets) const override;
+    std::vector<Matrix<T>*> parameters() override;
+    std::vector<const Matrix<T>*> parameters() const override;
+    void initialise(Init init, Rng& rng) override;
+    Index forward_macs() const override { return weight_.size(); }
+
+    Matrix<T>& weight() { return weight_; }
+    const Matrix<T>& weight() const { return weight_; }
+    Matrix<T>& bias() { return bias_; }
+    const Matrix<T>& bias() const { return bias_; }
+
+private:
+    Matrix<T> weight_;
+    Matrix<T> bias_;  // 1 x n_out; 1 x 0 when the layer has no bias
+    bool has_bias_;
+};
+
+// Draws `m` in place: zero-mean Gaussian with standard deviation `stddev`.
+template <class T>
+void fill_normal(Matrix<T>& m, double stddev, Rng& rng);
+
+}  // namespace rbp

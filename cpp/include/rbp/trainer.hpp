@@ -1,0 +1,100 @@
+// Mini-batch SGD with momentum and Keras-style decay, whole epochs in C++.
+#pragma once
+
+#include "rbp/channel.hpp"
+
+#include <functional>
+#include <memory>
+#include <optional>
+
+namespace rbp {
+
+struct TrainerSpec {
+    ChannelSpec channel;
+    double lr = 0.1;
+    double decay = 1e-6;        // lr_t = lr / (1 + decay * t), t = updates done so far
+    double momentum = 0.0;      // Keras: v = momentum * v + lr_t * g; W += v
+    Index batch_size = 100;
+    std::uint64_t seed = 0;     // "feedback" and "shuffle" streams are derived from it
+    int threads = 0;            // 0: all cores (OpenMP's default)
+};
+
+// Training targets: class labels (one-hot built on the fly; for a single output the label itself
+// is the target) or a dense (rows, N_L) target matrix.
+template <class T>
+class Targets {
+public:
+    static Targets labels(const std::int64_t* data, Index rows, Index classes);
+    static Targets dense(const T* data, Index rows, Index cols);
+
+    Index rows() const { return rows_; }
+    bool has_labels() const { return labels_ != nullptr; }
+    // Writes the targets of examples rows[0..n) into out.topRows(n).
+    void gather(const Index* rows, Index n, Matrix<T>& out) const;
+    void copy(Index first, Index n, Matrix<T>& out) const;
+    // The class of example i (the label, or the argmax of its target row).
+    Index target_class(Index i) const;
+
+private:
+    const std::int64_t* labels_ = nullptr;
+    const T* dense_ = nullptr;
+    Index rows_ = 0;
+    Index cols_ = 0;
+};
+
+struct Metrics {
+    double loss = 0.0;
+    double accuracy = 0.0;
+    Index examples = 0;
+};
+
+// Called every k batches with (batches done, batches in the epoch, running mean loss); returning
+// false stops the epoch early (after the current batch).
+using Progress = std::function<bool(Index, Index, double)>;
+
+template <class T>
+class Trainer {
+public:
+    Trainer(std::shared_ptr<Network<T>> network, TrainerSpec spec);
+
+    const TrainerSpec& spec() const { return spec_; }
+    Network<T>& network() { return *network_; }
+    const Network<T>& network() const { return *network_; }
+    Channel<T>& channel() { return channel_; }
+    const Channel<T>& channel() const { return channel_; }
+    std::int64_t updates() const { return updates_; }
+    double learning_rate() const;  // the rate the next update will use
+    int threads() const;
+
+    // One SGD step on exactly these rows; returns the batch loss before the update.
+    double step(const ConstMatrixRef<T>& x, const Targets<T>& targets);
+
+    // One epoch over shuffled mini-batches; returns loss and accuracy measured on each batch
+    // before its update (running metrics). `completed` reports whether the epoch ran to the end.
+    Metrics train_epoch(const ConstMatrixRef<T>& x, const Targets<T>& targets, const Progress& progress,
+                        Index progress_every, bool* completed = nullptr);
+
+    Metrics evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targets, Index chunk = 1000) const;
+
+    // The postsynaptic signals B^1..B^L the channel computes for this batch; nothing is updated.
+    std::vector<Matrix<T>> signals(const ConstMatrixRef<T>& x, const Targets<T>& targets);
+
+private:
+    // Forward, channel and update on ws_.input/ws_.targets (rows n); returns summed loss and
+    // adds the number of correct predictions to `correct`.
+    double update_batch(const ConstMatrixRef<T>& x, Index n, const Targets<T>& targets, const Index* rows,
+                        Index* correct);
+    void prepare_batch(const ConstMatrixRef<T>& x, Index n, const Targets<T>& targets, const Index* rows);
+    void apply_threads() const;
+
+    std::shared_ptr<Network<T>> network_;
+    TrainerSpec spec_;
+    Channel<T> channel_;
+    std::vector<std::vector<Matrix<T>>> velocity_;  // per layer, per parameter (momentum only)
+    Workspace<T> ws_;
+    Rng shuffle_rng_;
+    std::vector<Index> order_;
+    std::int64_t updates_ = 0;
+};
+
+}  // namespace rbp

@@ -1,0 +1,125 @@
+#include "rbp/activation.hpp"
+
+#include <cmath>
+
+namespace rbp {
+
+Activation parse_activation(const std::string& name) {
+    if (name == "tanh") return Activation::Tanh;
+    if (name == "logistic" || name == "sigmoid") return Activation::Logistic;
+    if (name == "relu") return Activation::Relu;
+    if (name == "linear" || name == "identity") return Activation::Linear;
+    throw std::invalid_argument("unknown activation '" + name + "' (expected tanh, logistic, relu or linear)");
+}
+
+Output parse_output(const std::string& name) {
+    if (name == "softmax") return Output::Softmax;
+    if (name == "logistic" || name == "sigmoid") return Output::Logistic;
+    if (name == "linear" || name == "identity") return Output::Linear;
+    throw std::invalid_argument("unknown output '" + name + "' (expected softmax, logistic or linear)");
+}
+
+std::string to_string(Activation activation) {
+    switch (activation) {
+        case Activation::Tanh: return "tanh";
+        case Activation::Logistic: return "logistic";
+        case Activation::Relu: return "relu";
+        case Activation::Linear: return "linear";
+    }
+    return "?";
+}
+
+std::string to_string(Output output) {
+    switch (output) {
+        case Output::Softmax: return "softmax";
+        case Output::Logistic: return "logistic";
+        case Output::Linear: return "linear";
+    }
+    return "?";
+}
+
+template <class T>
+void apply_activation(Activation activation, MatrixRef<T> values, MatrixRef<T>* derivative) {
+    // Eigen's vectorised tanh/logistic; the derivative is taken from O, which the sweep just wrote.
+    auto v = values.array();
+    switch (activation) {
+        case Activation::Tanh:
+            v = v.tanh();
+            if (derivative) derivative->array() = T(1) - v.square();
+            break;
+        case Activation::Logistic:
+            v = v.logistic();
+            if (derivative) derivative->array() = v * (T(1) - v);
+            break;
+        case Activation::Relu:
+            if (derivative) derivative->array() = (v > T(0)).template cast<T>();
+            v = v.max(T(0));
+            break;
+        case Activation::Linear:
+            if (derivative) derivative->setOnes();
+            break;
+    }
+}
+
+template <class T>
+void apply_output(Output output, MatrixRef<T> values) {
+    switch (output) {
+        case Output::Softmax:
+            for (Index r = 0; r < values.rows(); ++r) {
+                auto row = values.row(r);
+                const T shift = row.maxCoeff();
+                row = (row.array() - shift).exp();
+                row /= row.sum();
+            }
+            break;
+        case Output::Logistic:
+            values.array() = values.array().logistic();
+            break;
+        case Output::Linear:
+            break;
+    }
+}
+
+template <class T>
+double summed_loss(Output output, const ConstMatrixRef<T>& s, const ConstMatrixRef<T>& o, const ConstMatrixRef<T>& t) {
+    double total = 0.0;
+    for (Index r = 0; r < s.rows(); ++r) {
+        switch (output) {
+            case Output::Softmax: {
+                // -sum_k T_k log softmax_k = sum_k T_k (logsumexp(S) - S_k)
+                const double shift = static_cast<double>(s.row(r).maxCoeff());
+                double sum_exp = 0.0;
+                for (Index c = 0; c < s.cols(); ++c) sum_exp += std::exp(static_cast<double>(s(r, c)) - shift);
+                const double lse = shift + std::log(sum_exp);
+                for (Index c = 0; c < s.cols(); ++c) total += static_cast<double>(t(r, c)) * (lse - s(r, c));
+                break;
+            }
+            case Output::Logistic:
+                // -[T log O + (1-T) log(1-O)] = softplus(S) - T S
+                for (Index c = 0; c < s.cols(); ++c) {
+                    const double x = s(r, c);
+                    const double softplus = x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+                    total += softplus - static_cast<double>(t(r, c)) * x;
+                }
+                break;
+            case Output::Linear:
+                for (Index c = 0; c < s.cols(); ++c) {
+                    const double diff = static_cast<double>(t(r, c)) - static_cast<double>(o(r, c));
+                    total += 0.5 * diff * diff;
+                }
+                break;
+        }
+    }
+    return total;
+}
+
+#define RBP_INSTANTIATE(T)                                                                                  \
+    template void apply_activation<T>(Activation, MatrixRef<T>, MatrixRef<T>*);                              \
+    template void apply_output<T>(Output, MatrixRef<T>);                                                     \
+    template double summed_loss<T>(Output, const ConstMatrixRef<T>&, const ConstMatrixRef<T>&,               \
+                                   const ConstMatrixRef<T>&);
+RBP_INSTANTIATE(float)
+RBP_INSTANTIATE(double)
+#undef RBP_INSTANTIATE
+
+}  // namespace rbp

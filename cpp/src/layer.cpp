@@ -1,0 +1,90 @@
+#include "rbp/layer.hpp"
+
+#include <cmath>
+
+namespace rbp {
+
+Init parse_init(const std::string& name) {
+    if (name == "glorot_normal") return Init::GlorotNormal;
+    if (name == "glorot_uniform") return Init::GlorotUniform;
+    if (name == "he_normal") return Init::HeNormal;
+    if (name == "lecun_normal") return Init::LecunNormal;
+    throw std::invalid_argument("unknown init '" + name +
+                                "' (expected glorot_normal, glorot_uniform, he_normal or lecun_normal)");
+}
+
+std::string to_string(Init init) {
+    switch (init) {
+        case Init::GlorotNormal: return "glorot_normal";
+        case Init::GlorotUniform: return "glorot_uniform";
+        case Init::HeNormal: return "he_normal";
+        case Init::LecunNormal: return "lecun_normal";
+    }
+    return "?";
+}
+
+template <class T>
+void fill_normal(Matrix<T>& m, double stddev, Rng& rng) {
+    for (Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<T>(stddev * rng.normal());
+}
+
+template <class T>
+DenseLayer<T>::DenseLayer(Index inputs, Index outputs, bool bias)
+    : weight_(Matrix<T>::Zero(outputs, inputs)), bias_(Matrix<T>::Zero(1, bias ? outputs : 0)), has_bias_(bias) {
+    require(inputs > 0 && outputs > 0, "layer sizes must be positive");
+}
+
+template <class T>
+void DenseLayer<T>::forward(const ConstMatrixRef<T>& x, MatrixRef<T> s) const {
+    s.noalias() = x * weight_.transpose();
+    if (has_bias_) s.rowwise() += bias_.row(0);
+}
+
+template <class T>
+void DenseLayer<T>::backward(const ConstMatrixRef<T>& g, MatrixRef<T> j) const {
+    j.noalias() = g * weight_;
+}
+
+template <class T>
+void DenseLayer<T>::accumulate_update(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x, T scale,
+                                      std::vector<Matrix<T>*>& targets) const {
+    targets[0]->noalias() += scale * (b.transpose() * x);
+    if (has_bias_) targets[1]->row(0).noalias() += scale * b.colwise().sum();
+}
+
+template <class T>
+std::vector<Matrix<T>*> DenseLayer<T>::parameters() {
+    if (has_bias_) return {&weight_, &bias_};
+    return {&weight_};
+}
+
+template <class T>
+std::vector<const Matrix<T>*> DenseLayer<T>::parameters() const {
+    if (has_bias_) return {&weight_, &bias_};
+    return {&weight_};
+}
+
+template <class T>
+void DenseLayer<T>::initialise(Init init, Rng& rng) {
+    const double fan_in = static_cast<double>(weight_.cols());
+    const double fan_out = static_cast<double>(weight_.rows());
+    switch (init) {
+        case Init::GlorotNormal: fill_normal(weight_, std::sqrt(2.0 / (fan_in + fan_out)), rng); break;
+        case Init::HeNormal: fill_normal(weight_, std::sqrt(2.0 / fan_in), rng); break;
+        case Init::LecunNormal: fill_normal(weight_, std::sqrt(1.0 / fan_in), rng); break;
+        case Init::GlorotUniform: {
+            const double limit = std::sqrt(6.0 / (fan_in + fan_out));
+            for (Index i = 0; i < weight_.size(); ++i)
+                weight_.data()[i] = static_cast<T>(limit * (2.0 * rng.uniform() - 1.0));
+            break;
+        }
+    }
+    bias_.setZero();
+}
+
+template class DenseLayer<float>;
+template class DenseLayer<double>;
+template void fill_normal<float>(Matrix<float>&, double, Rng&);
+template void fill_normal<double>(Matrix<double>&, double, Rng&);
+
+}  // namespace rbp

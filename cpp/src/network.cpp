@@ -1,0 +1,105 @@
+#include "rbp/network.hpp"
+
+#include <algorithm>
+
+namespace rbp {
+
+template <class T>
+void Workspace<T>::reserve(const std::vector<Index>& sizes, Index batch) {
+    if (batch <= capacity) return;
+    const std::size_t layers = sizes.size() - 1;
+    pre.resize(layers);
+    out.resize(layers);
+    signal.resize(layers);
+    derivative.resize(layers - 1);
+    Index hidden_total = 0;
+    for (std::size_t h = 0; h < layers; ++h) {
+        pre[h].resize(batch, sizes[h + 1]);
+        out[h].resize(batch, sizes[h + 1]);
+        signal[h].resize(batch, sizes[h + 1]);
+        if (h + 1 < layers) {
+            derivative[h].resize(batch, sizes[h + 1]);
+            hidden_total += sizes[h + 1];
+        }
+    }
+    received.resize(batch, hidden_total);
+    input.resize(batch, sizes.front());
+    targets.resize(batch, sizes.back());
+    capacity = batch;
+}
+
+template <class T>
+Network<T>::Network(const NetworkSpec& spec) : spec_(spec) {
+    require(spec.sizes.size() >= 2, "a network needs at least an input and an output size");
+    for (Index n : spec.sizes) require(n > 0, "layer sizes must be positive");
+    for (std::size_t h = 1; h < spec.sizes.size(); ++h)
+        layers_.push_back(std::make_unique<DenseLayer<T>>(spec.sizes[h - 1], spec.sizes[h], spec.bias));
+    initialise(spec.seed);
+}
+
+template <class T>
+void Network<T>::initialise(std::uint64_t seed) {
+    Rng rng(derive_seed(seed, "init"));
+    for (auto& layer : layers_) layer->initialise(spec_.init, rng);
+}
+
+template <class T>
+void Network<T>::forward(const ConstMatrixRef<T>& x, Workspace<T>& ws, bool derivatives) const {
+    const Index n = x.rows();
+    const Index layers = num_layers();
+    for (Index h = 0; h < layers; ++h) {
+        const auto hs = static_cast<std::size_t>(h);
+        auto s = ws.pre[hs].topRows(n);
+        if (h == 0)
+            layers_[hs]->forward(x, s);
+        else
+            layers_[hs]->forward(ws.out[hs - 1].topRows(n), s);
+        auto o = ws.out[hs].topRows(n);
+        o = s;
+        if (h + 1 < layers) {
+            if (derivatives) {
+                MatrixRef<T> d = ws.derivative[hs].topRows(n);
+                apply_activation<T>(spec_.activation, o, &d);
+            } else {
+                apply_activation<T>(spec_.activation, o, nullptr);
+            }
+        } else {
+            apply_output<T>(spec_.output, o);
+        }
+    }
+}
+
+template <class T>
+void Network<T>::predict(const ConstMatrixRef<T>& x, MatrixRef<T> result, Index chunk) const {
+    require(x.cols() == input_size(), "input has " + std::to_string(x.cols()) + " columns, the network expects " +
+                                          std::to_string(input_size()));
+    Workspace<T> ws;
+    ws.reserve(spec_.sizes, std::min<Index>(chunk, std::max<Index>(x.rows(), 1)));
+    for (Index first = 0; first < x.rows(); first += chunk) {
+        const Index n = std::min(chunk, x.rows() - first);
+        forward(x.middleRows(first, n), ws, false);
+        result.middleRows(first, n) = ws.out.back().topRows(n);
+    }
+}
+
+template <class T>
+Index Network<T>::forward_macs() const {
+    Index total = 0;
+    for (const auto& layer : layers_) total += layer->forward_macs();
+    return total;
+}
+
+template <class T>
+Index Network<T>::parameter_count() const {
+    Index total = 0;
+    for (const auto& layer : layers_)
+        for (const auto* p : layer->parameters()) total += p->size();
+    return total;
+}
+
+template struct Workspace<float>;
+template struct Workspace<double>;
+template class Network<float>;
+template class Network<double>;
+
+}  // namespace rbp

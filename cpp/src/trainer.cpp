@@ -1,0 +1,286 @@
+#include "rbp/trainer.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace rbp {
+
+// ---------------------------------------------------------------------------------------------
+// Targets
+
+template <class T>
+Targets<T> Targets<T>::labels(const std::int64_t* data, Index rows, Index classes) {
+    Targets t;
+    t.labels_ = data;
+    t.rows_ = rows;
+    t.cols_ = classes;
+    return t;
+}
+
+template <class T>
+Targets<T> Targets<T>::dense(const T* data, Index rows, Index cols) {
+    Targets t;
+    t.dense_ = data;
+    t.rows_ = rows;
+    t.cols_ = cols;
+    return t;
+}
+
+template <class T>
+void Targets<T>::gather(const Index* rows, Index n, Matrix<T>& out) const {
+    for (Index i = 0; i < n; ++i) {
+        const Index src = rows ? rows[i] : i;
+        auto row = out.row(i);
+        if (labels_) {
+            if (cols_ == 1) {
+                row(0) = static_cast<T>(labels_[src]);
+            } else {
+                row.setZero();
+                row(labels_[src]) = T(1);
+            }
+        } else {
+            row = Eigen::Map<const RowVector<T>>(dense_ + src * cols_, cols_);
+        }
+    }
+}
+
+template <class T>
+void Targets<T>::copy(Index first, Index n, Matrix<T>& out) const {
+    std::vector<Index> rows(static_cast<std::size_t>(n));
+    for (Index i = 0; i < n; ++i) rows[static_cast<std::size_t>(i)] = first + i;
+    gather(rows.data(), n, out);
+}
+
+template <class T>
+Index Targets<T>::target_class(Index i) const {
+    if (labels_) return static_cast<Index>(labels_[i]);
+    const T* row = dense_ + i * cols_;
+    if (cols_ == 1) return row[0] >= T(0.5) ? 1 : 0;
+    return static_cast<Index>(std::max_element(row, row + cols_) - row);
+}
+
+namespace {
+template <class T>
+Index predicted_class(const T* row, Index cols) {
+    if (cols == 1) return row[0] >= T(0.5) ? 1 : 0;
+    return static_cast<Index>(std::max_element(row, row + cols) - row);
+}
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Trainer
+
+template <class T>
+Trainer<T>::Trainer(std::shared_ptr<Network<T>> network, TrainerSpec spec)
+    : network_(std::move(network)), spec_(std::move(spec)), channel_(*network_, spec_.channel) {
+    require(spec_.lr > 0 && std::isfinite(spec_.lr), "lr must be a positive finite number");
+    require(spec_.decay >= 0 && std::isfinite(spec_.decay), "decay must be a non-negative finite number");
+    require(spec_.momentum >= 0 && spec_.momentum < 1, "momentum must lie in [0, 1)");
+    require(spec_.batch_size > 0, "batch_size must be positive");
+    require(spec_.threads >= 0, "threads must be non-negative (0 means all cores)");
+    spec_.channel = channel_.spec();
+    Rng feedback_rng(derive_seed(spec_.seed, "feedback"));
+    channel_.draw_feedback(feedback_rng);
+    shuffle_rng_ = Rng(derive_seed(spec_.seed, "shuffle"));
+    if (spec_.momentum > 0) {
+        for (Index h = 0; h < network_->num_layers(); ++h) {
+            std::vector<Matrix<T>> v;
+            for (const auto* p : std::as_const(*network_).layer(h).parameters()) v.push_back(Matrix<T>::Zero(p->rows(), p->cols()));
+            velocity_.push_back(std::move(v));
+        }
+    }
+}
+
+template <class T>
+double Trainer<T>::learning_rate() const {
+    return spec_.lr / (1.0 + spec_.decay * static_cast<double>(updates_));
+}
+
+template <class T>
+int Trainer<T>::threads() const {
+#ifdef _OPENMP
+    return spec_.threads > 0 ? spec_.threads : omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
+
+template <class T>
+void Trainer<T>::apply_threads() const {
+    Eigen::setNbThreads(threads());
+}
+
+template <class T>
+double Trainer<T>::update_batch(const ConstMatrixRef<T>& x, Index n, const Targets<T>& targets, const Index* rows,
+                                Index* correct) {
+    Network<T>& net = *network_;
+    const Index layers = net.num_layers();
+    const auto top = static_cast<std::size_t>(layers - 1);
+    const bool hidden_updates = channel_.updates_hidden_layers();
+    net.forward(x, ws_, hidden_updates && channel_.any_derivative());
+
+    const auto out = ws_.out[top].topRows(n);
+    const auto t = ws_.targets.topRows(n);
+    const double loss = summed_loss<T>(net.output(), ws_.pre[top].topRows(n), out, t);
+    if (correct) {
+        for (Index i = 0; i < n; ++i)
+            if (predicted_class(out.row(i).data(), out.cols()) == targets.target_class(rows ? rows[i] : i)) ++*correct;
+    }
+    ws_.signal[top].topRows(n) = t - out;
+    channel_.compute(net, ws_, n);
+
+    // Every signal is computed from the weights before this step; only now are they changed.
+    const T scale = static_cast<T>(learning_rate() / static_cast<double>(n));
+    for (Index h = hidden_updates ? 0 : layers - 1; h < layers; ++h) {
+        const auto hs = static_cast<std::size_t>(h);
+        Layer<T>& layer = net.layer(h);
+        const auto b = ws_.signal[hs].topRows(n);
+        std::vector<Matrix<T>*> params = layer.parameters();
+        if (velocity_.empty()) {
+            if (h == 0)
+                layer.accumulate_update(b, x, scale, params);
+            else
+                layer.accumulate_update(b, ws_.out[hs - 1].topRows(n), scale, params);
+        } else {
+            std::vector<Matrix<T>*> velocity;
+            for (auto& v : velocity_[hs]) {
+                v *= static_cast<T>(spec_.momentum);
+                velocity.push_back(&v);
+            }
+            if (h == 0)
+                layer.accumulate_update(b, x, scale, velocity);
+            else
+                layer.accumulate_update(b, ws_.out[hs - 1].topRows(n), scale, velocity);
+            for (std::size_t p = 0; p < params.size(); ++p) *params[p] += *velocity[p];
+        }
+    }
+    ++updates_;
+    return loss;
+}
+
+template <class T>
+void Trainer<T>::prepare_batch(const ConstMatrixRef<T>& x, Index n, const Targets<T>& targets, const Index* rows) {
+    require(x.cols() == network_->input_size(), "input has " + std::to_string(x.cols()) +
+                                                    " columns, the network expects " +
+                                                    std::to_string(network_->input_size()));
+    require(targets.rows() == x.rows(), "inputs and targets have different numbers of rows");
+    ws_.reserve(network_->spec().sizes, n);
+    targets.gather(rows, n, ws_.targets);
+}
+
+template <class T>
+double Trainer<T>::step(const ConstMatrixRef<T>& x, const Targets<T>& targets) {
+    const Index n = x.rows();
+    require(n > 0, "a step needs at least one example");
+    apply_threads();
+    prepare_batch(x, n, targets, nullptr);
+    return update_batch(x, n, targets, nullptr, nullptr) / static_cast<double>(n);
+}
+
+template <class T>
+Metrics Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>& targets, const Progress& progress,
+                                Index progress_every, bool* completed) {
+    const Index total = x.rows();
+    require(total > 0, "cannot train on an empty data set");
+    apply_threads();
+    const Index batch = std::min(spec_.batch_size, total);
+    prepare_batch(x, batch, targets, nullptr);
+
+    // Fisher-Yates shuffle from the trainer's own stream; the stream continues across epochs.
+    order_.resize(static_cast<std::size_t>(total));
+    for (Index i = 0; i < total; ++i) order_[static_cast<std::size_t>(i)] = i;
+    for (Index i = total - 1; i > 0; --i)
+        std::swap(order_[static_cast<std::size_t>(i)],
+                  order_[static_cast<std::size_t>(shuffle_rng_.below(static_cast<std::uint64_t>(i + 1)))]);
+
+    const Index batches = (total + batch - 1) / batch;
+    double loss = 0.0;
+    Index correct = 0;
+    Index seen = 0;
+    bool finished = true;
+    for (Index k = 0; k < batches; ++k) {
+        const Index first = k * batch;
+        const Index n = std::min(batch, total - first);
+        const Index* rows = order_.data() + first;
+        for (Index i = 0; i < n; ++i) ws_.input.row(i) = x.row(rows[i]);
+        targets.gather(rows, n, ws_.targets);
+        loss += update_batch(ws_.input.topRows(n), n, targets, rows, &correct);
+        seen += n;
+        if (progress && progress_every > 0 && ((k + 1) % progress_every == 0 || k + 1 == batches)) {
+            if (!progress(k + 1, batches, loss / static_cast<double>(seen))) {
+                finished = k + 1 == batches;
+                break;
+            }
+        }
+    }
+    if (completed) *completed = finished;
+    Metrics m;
+    m.examples = seen;
+    m.loss = loss / static_cast<double>(seen);
+    m.accuracy = static_cast<double>(correct) / static_cast<double>(seen);
+    return m;
+}
+
+template <class T>
+Metrics Trainer<T>::evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targets, Index chunk) const {
+    const Index total = x.rows();
+    require(total > 0, "cannot evaluate on an empty data set");
+    require(x.cols() == network_->input_size(), "input has " + std::to_string(x.cols()) +
+                                                    " columns, the network expects " +
+                                                    std::to_string(network_->input_size()));
+    require(targets.rows() == total, "inputs and targets have different numbers of rows");
+    apply_threads();
+    const Network<T>& net = *network_;
+    Workspace<T> ws;
+    ws.reserve(net.spec().sizes, std::min(chunk, total));
+    const auto top = static_cast<std::size_t>(net.num_layers() - 1);
+    double loss = 0.0;
+    Index correct = 0;
+    for (Index first = 0; first < total; first += chunk) {
+        const Index n = std::min(chunk, total - first);
+        net.forward(x.middleRows(first, n), ws, false);
+        targets.copy(first, n, ws.targets);
+        const auto out = ws.out[top].topRows(n);
+        loss += summed_loss<T>(net.output(), ws.pre[top].topRows(n), out, ws.targets.topRows(n));
+        for (Index i = 0; i < n; ++i)
+            if (predicted_class(out.row(i).data(), out.cols()) == targets.target_class(first + i)) ++correct;
+    }
+    Metrics m;
+    m.examples = total;
+    m.loss = loss / static_cast<double>(total);
+    m.accuracy = static_cast<double>(correct) / static_cast<double>(total);
+    return m;
+}
+
+template <class T>
+std::vector<Matrix<T>> Trainer<T>::signals(const ConstMatrixRef<T>& x, const Targets<T>& targets) {
+    const Index n = x.rows();
+    require(n > 0, "signals need at least one example");
+    apply_threads();
+    prepare_batch(x, n, targets, nullptr);
+    const Network<T>& net = *network_;
+    const auto top = static_cast<std::size_t>(net.num_layers() - 1);
+    net.forward(x, ws_, true);
+    ws_.signal[top].topRows(n) = ws_.targets.topRows(n) - ws_.out[top].topRows(n);
+    channel_.compute(net, ws_, n);
+    std::vector<Matrix<T>> result;
+    for (std::size_t h = 0; h <= top; ++h) {
+        if (h < top && !channel_.updates_hidden_layers())
+            result.push_back(Matrix<T>::Zero(n, ws_.signal[h].cols()));
+        else
+            result.push_back(ws_.signal[h].topRows(n));
+    }
+    return result;
+}
+
+template class Targets<float>;
+template class Targets<double>;
+template class Trainer<float>;
+template class Trainer<double>;
+
+}  // namespace rbp

@@ -1,0 +1,21 @@
+"""rbp-native: random backpropagation and the deep learning channel, with a fast C++ core.
+
+Implements the learning-channel algorithms of Baldi, Sadowski & Lu, "Learning in the Machine:
+Random Backpropagation and the Deep Learning Channel" (Artificial Intelligence 260, 2018):
+
+>>> import rbp_native as rbp
+>>> train, test = rbp.datasets.load("mnist")
+>>> net = rbp.MLP([784, 100, 100, 100, 100, 10], seed=0)
+>>> trainer = rbp.Trainer(net, algorithm="srbp", lr=0.1, decay=1e-6, batch_size=100, seed=0)
+>>> history = trainer.fit(train, epochs=5, eval=test)
+"""
+
+from __future__ import annotations
+
+from . import datasets
+from ._version import __version__
+from .history import History
+from .network import MLP
+from .trainer import ALGORITHMS, Trainer, TrainingDiverged
+
+__all__ = ["ALGORITHMS", "MLP", "History", "Trainer", "TrainingDiverged", "__version__", "datasets"]

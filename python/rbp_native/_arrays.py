@@ -1,0 +1,67 @@
+"""Argument checks shared by the Python wrappers: clear errors before anything reaches the core."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def parse_dtype(dtype: Any) -> np.dtype:
+    """Return the numpy dtype for "float32"/"float64" (or the numpy types themselves)."""
+    key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if key not in DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    return np.dtype(DTYPES[key])
+
+
+def as_inputs(x: Any, dtype: np.dtype, features: int, name: str = "x") -> np.ndarray:
+    """Inputs as a C-contiguous (N, features) array of `dtype`.
+
+    Float arrays of the other precision are converted (a copy, as with any dtype change);
+    anything else that is not a real floating array raises TypeError.
+    """
+    array = np.asarray(x)
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    if array.ndim == 1 and features == array.shape[0]:
+        raise ValueError(f"{name} must be 2-dimensional (examples, {features}); use {name}[None, :] for one example")
+    if array.ndim != 2:
+        raise ValueError(f"{name} must have shape (examples, {features}), got {array.shape}")
+    if array.shape[1] != features:
+        raise ValueError(f"{name} has {array.shape[1]} features per example, the network expects {features}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 examples)")
+    array = np.ascontiguousarray(array, dtype=dtype)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return array
+
+
+def as_targets(y: Any, dtype: np.dtype, outputs: int, rows: int, name: str = "y") -> np.ndarray:
+    """Labels as int64 of shape (rows,), or targets as a (rows, outputs) array of `dtype`."""
+    array = np.asarray(y)
+    if array.ndim == 1:
+        if array.dtype.kind not in "iu":
+            if array.dtype.kind == "f" and array.size and np.array_equal(array, np.round(array)):
+                raise TypeError(f"{name} holds class labels as floats; pass them as integers (e.g. {name}.astype(int))")
+            raise TypeError(f"{name} must hold integer class labels, got dtype {array.dtype}")
+        if array.shape[0] != rows:
+            raise ValueError(f"{name} has {array.shape[0]} labels for {rows} examples")
+        classes = 2 if outputs == 1 else outputs
+        if array.size and (array.min() < 0 or array.max() >= classes):
+            bad = array[(array < 0) | (array >= classes)][0]
+            raise ValueError(f"{name} contains label {bad}, outside [0, {classes})")
+        return np.ascontiguousarray(array, dtype=np.int64)
+    if array.ndim == 2:
+        if array.dtype.kind not in "fiu":
+            raise TypeError(f"{name} targets must be numeric, got dtype {array.dtype}")
+        if array.shape != (rows, outputs):
+            raise ValueError(f"{name} targets must have shape ({rows}, {outputs}), got {array.shape}")
+        array = np.ascontiguousarray(array, dtype=dtype)
+        if not np.isfinite(array).all():
+            raise ValueError(f"{name} contains NaN or infinity")
+        return array
+    raise ValueError(f"{name} must be 1-D class labels or 2-D targets of shape (examples, {outputs}), got {array.shape}")

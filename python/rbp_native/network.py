@@ -1,0 +1,194 @@
+"""Feedforward networks A[N0, ..., NL] backed by the native core."""
+
+from __future__ import annotations
+
+import ast
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import _core
+from ._arrays import as_inputs, parse_dtype
+from ._io import atomic_write
+
+ACTIVATIONS = ("tanh", "logistic", "relu", "linear")
+OUTPUTS = ("softmax", "logistic", "linear")
+INITS = ("glorot_normal", "glorot_uniform", "he_normal", "lecun_normal")
+
+
+class MLP:
+    """A fully connected network with weights ``W^h`` of shape ``(n_h, n_{h-1})`` as in the paper.
+
+    Parameters
+    ----------
+    sizes:
+        Layer widths ``[N0, N1, ..., NL]``: input, hidden layers, output.
+    activation:
+        Hidden transfer function: ``"tanh"`` (default), ``"logistic"``, ``"relu"`` or ``"linear"``.
+    output:
+        Output unit and its loss, paired so that the top error is exactly ``T - O``:
+        ``"softmax"`` + cross-entropy (default), ``"logistic"`` + binary cross-entropy,
+        ``"linear"`` + squared error (``0.5 * sum (T - O)^2``).
+    dtype:
+        ``"float32"`` (default) or ``"float64"``.
+    seed:
+        Seed of the initialisation stream (derived from it under the name ``"init"``).
+    bias:
+        Whether layers have biases (initialised to zero).
+    init:
+        Forward initialisation: ``"glorot_normal"`` (the paper's choice: N(0, 2/(fan_in+fan_out)),
+        not truncated), ``"glorot_uniform"``, ``"he_normal"`` or ``"lecun_normal"``.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activation: str = "tanh",
+        output: str = "softmax",
+        dtype: Any = "float32",
+        seed: int = 0,
+        bias: bool = True,
+        init: str = "glorot_normal",
+    ) -> None:
+        sizes = [int(n) for n in sizes]
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
+        if any(n <= 0 for n in sizes):
+            raise ValueError(f"every layer width must be positive, got {sizes}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+        if int(seed) < 0:
+            raise ValueError(f"seed must be non-negative, got {seed}")
+        self.dtype = parse_dtype(dtype)
+        self.seed = int(seed)
+        core_class = _core.Network32 if self.dtype == np.float32 else _core.Network64
+        self._core = core_class(sizes, activation, output, bool(bias), init, self.seed)
+
+    # -- description ---------------------------------------------------------------------------
+    @property
+    def sizes(self) -> list[int]:
+        return list(self._core.sizes)
+
+    @property
+    def activation(self) -> str:
+        return self._core.activation
+
+    @property
+    def output(self) -> str:
+        return self._core.output
+
+    @property
+    def bias(self) -> bool:
+        return self._core.bias
+
+    @property
+    def init(self) -> str:
+        return self._core.init
+
+    @property
+    def num_layers(self) -> int:
+        """Number of weight layers L."""
+        return self._core.num_layers
+
+    @property
+    def parameter_count(self) -> int:
+        return self._core.parameter_count
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, for saving and reproducing the network."""
+        return {
+            "sizes": self.sizes,
+            "activation": self.activation,
+            "output": self.output,
+            "dtype": self.dtype.name,
+            "seed": self.seed,
+            "bias": self.bias,
+            "init": self.init,
+        }
+
+    def __repr__(self) -> str:
+        arch = "-".join(str(n) for n in self.sizes)
+        return f"MLP({arch}, activation={self.activation!r}, output={self.output!r}, dtype={self.dtype.name!r})"
+
+    # -- parameters ----------------------------------------------------------------------------
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """Copies of ``W^1 ... W^L``, each of shape ``(n_h, n_{h-1})``."""
+        return [self._core.get_weight(h) for h in range(self.num_layers)]
+
+    @property
+    def biases(self) -> list[np.ndarray]:
+        """Copies of the biases ``b^1 ... b^L`` (empty list when the network has none)."""
+        if not self.bias:
+            return []
+        return [self._core.get_bias(h) for h in range(self.num_layers)]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Replace every weight matrix (shapes must match; values must be finite)."""
+        if len(weights) != self.num_layers:
+            raise ValueError(f"expected {self.num_layers} weight matrices, got {len(weights)}")
+        arrays = [self._parameter(w, f"weights[{h}]") for h, w in enumerate(weights)]
+        for h, w in enumerate(arrays):
+            expected = (self.sizes[h + 1], self.sizes[h])
+            if w.shape != expected:
+                raise ValueError(f"weights[{h}] must have shape {expected}, got {w.shape}")
+        for h, w in enumerate(arrays):
+            self._core.set_weight(h, w)
+
+    def set_biases(self, biases: Sequence[Any]) -> None:
+        """Replace every bias vector (shapes must match; values must be finite)."""
+        if not self.bias:
+            raise ValueError("this network was built with bias=False")
+        if len(biases) != self.num_layers:
+            raise ValueError(f"expected {self.num_layers} bias vectors, got {len(biases)}")
+        arrays = [self._parameter(b, f"biases[{h}]") for h, b in enumerate(biases)]
+        for h, b in enumerate(arrays):
+            if b.shape != (self.sizes[h + 1],):
+                raise ValueError(f"biases[{h}] must have shape ({self.sizes[h + 1]},), got {b.shape}")
+        for h, b in enumerate(arrays):
+            self._core.set_bias(h, b)
+
+    def _parameter(self, value: Any, name: str) -> np.ndarray:
+        array = np.asarray(value)
+        if array.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must be numeric, got dtype {array.dtype}")
+        array = np.ascontiguousarray(array, dtype=self.dtype)
+        if not np.isfinite(array).all():
+            raise ValueError(f"{name} contains NaN or infinity")
+        return array
+
+    # -- inference -----------------------------------------------------------------------------
+    def forward(self, x: Any) -> np.ndarray:
+        """Output activations ``O^L`` for inputs of shape ``(N, N0)`` (probabilities for softmax)."""
+        return self._core.forward(as_inputs(x, self.dtype, self.sizes[0]))
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Predicted classes (int64): the argmax of the output, or ``O >= 0.5`` for a single output."""
+        out = self.forward(x)
+        if out.shape[1] == 1:
+            return (out[:, 0] >= 0.5).astype(np.int64)
+        return np.argmax(out, axis=1).astype(np.int64)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write configuration and parameters to an ``.npz`` file, atomically."""
+        arrays: dict[str, np.ndarray] = {f"W{h + 1}": w for h, w in enumerate(self.weights)}
+        arrays.update({f"b{h + 1}": b for h, b in enumerate(self.biases)})
+        arrays["config"] = np.array(repr(self.config()))
+        atomic_write(path, lambda handle: np.savez(handle, **arrays))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "MLP":
+        """Rebuild a network written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as data:
+            config = ast.literal_eval(str(data["config"]))
+            net = cls(**config)
+            net.set_weights([data[f"W{h + 1}"] for h in range(net.num_layers)])
+            if net.bias:
+                net.set_biases([data[f"b{h + 1}"] for h in range(net.num_layers)])
+        return net
