@@ -1,0 +1,148 @@
+"""The ``rbp-native`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+PAPER_HIDDEN = [100, 100, 100, 100]
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .trainer import ALGORITHMS, FEEDBACK_SCALES
+    from .network import ACTIVATIONS, INITS, OUTPUTS
+
+    p = sub.add_parser(
+        "train",
+        help="train a network with a learning-channel algorithm",
+        description="Train an MLP on MNIST or Fashion-MNIST. Defaults are the paper's MNIST setup: "
+        "784-100-100-100-100-10 tanh, softmax, batch 100, lr 0.1, decay 1e-6, no momentum.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    p.add_argument("--data-root", default=None, help="data folder (default: $RBP_NATIVE_DATA, else ~/.cache/rbp_native)")
+    p.add_argument("--download", action="store_true", help="download the data set if it is missing")
+    p.add_argument("--algorithm", default="bp", choices=ALGORITHMS)
+    p.add_argument("--no-derivative", dest="derivative", action="store_false",
+                   help="drop the local derivative f' in every hidden layer (the paper's 'no f'' variants)")
+    p.add_argument("--hidden", type=int, nargs="+", default=PAPER_HIDDEN, metavar="N", help="hidden layer widths")
+    p.add_argument("--activation", default="tanh", choices=ACTIVATIONS)
+    p.add_argument("--output", default="softmax", choices=OUTPUTS)
+    p.add_argument("--init", default="glorot_normal", choices=INITS)
+    p.add_argument("--feedback-scale", default="glorot", choices=FEEDBACK_SCALES)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--decay", type=float, default=1e-6, help="lr_t = lr / (1 + decay * t), t = updates so far")
+    p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0, help="run seed (init, feedback and shuffling streams derive from it)")
+    p.add_argument("--threads", type=int, default=None, help="native threads (default: all cores)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--train-metrics", default="full", choices=["full", "running"],
+                   help="full: evaluate the whole training set after each epoch; running: batch means")
+    p.add_argument("--out", default=None, help="output folder (default: runs/<dataset>-<algorithm>-seed<seed>)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from . import datasets
+    from ._io import atomic_write_text
+    from .network import MLP
+    from .trainer import Trainer, TrainingDiverged
+
+    variant = args.algorithm + ("" if args.derivative else "-nofprime")
+    out = Path(args.out or f"runs/{args.dataset}-{variant}-seed{args.seed}")
+    train, test = datasets.load(args.dataset, root=args.data_root, download=args.download)
+    sizes = [train.x.shape[1], *args.hidden, train.num_classes]
+    net = MLP(sizes, activation=args.activation, output=args.output, dtype=args.dtype, seed=args.seed, init=args.init)
+    trainer = Trainer(net, algorithm=args.algorithm, derivative=args.derivative, lr=args.lr, decay=args.decay,
+                      momentum=args.momentum, batch_size=args.batch_size, seed=args.seed, threads=args.threads,
+                      feedback_scale=args.feedback_scale)
+    config = {"dataset": args.dataset, "network": net.config(), "trainer": trainer.config(), "epochs": args.epochs}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
+    print(f"rbp-native: {net!r}, algorithm {variant}, {args.epochs} epochs, {trainer.threads} threads -> {out}")
+    if not args.progress:
+        print("epoch,train_loss,train_accuracy,test_loss,test_accuracy", flush=True)
+
+    from .history import History
+
+    history = History(config=config)
+
+    def save(record: dict) -> None:
+        history.to_json(out / "history.json")
+        history.to_csv(out / "history.csv")
+        if not args.progress:
+            print(f"{record['epoch']},{record['train_loss']:.6f},{record['train_accuracy']:.6f},"
+                  f"{record['test_loss']:.6f},{record['test_accuracy']:.6f}", flush=True)
+
+    try:
+        trainer.fit(train, epochs=args.epochs, eval=test, progress=args.progress, callback=save,
+                    train_metrics=args.train_metrics, history=history)
+    except TrainingDiverged as error:
+        print(f"rbp-native: {error}; the epochs before it are in {out}", file=sys.stderr)
+        return 3
+    net.save(out / "model.npz")
+    if history.records:
+        last = history.last
+        print(f"final: test accuracy {last['test_accuracy']:.4f}, train accuracy {last['train_accuracy']:.4f}")
+    return 0
+
+
+def _add_theory(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "theory",
+        help="integrate the paper's ODE systems and check its theorems",
+        description="Integrate the averaged learning dynamics of the paper's section 7 and compare each "
+        "integrated limit with the theorem's prediction.",
+    )
+    try:
+        from .theory import cli as theory_cli
+    except ImportError as error:  # optional dependencies missing
+        message = str(error)
+        p.set_defaults(handler=lambda args: _missing(message))
+        return
+    theory_cli.add_arguments(p)
+    p.set_defaults(handler=theory_cli.run)
+
+
+def _missing(message: str) -> int:
+    print(f"rbp-native: {message}", file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="rbp-native",
+        description="Random backpropagation and the deep learning channel (Baldi, Sadowski & Lu 2018).",
+    )
+    parser.add_argument("--version", action="version", version=f"rbp-native {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_theory(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .datasets import DatasetError
+
+    try:
+        return int(args.handler(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, DatasetError) as error:
+        print(f"rbp-native: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rbp-native: interrupted; completed epochs are saved", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
