@@ -44,7 +44,8 @@ def test_signals_match_reference(algorithm, derivative, activation, output):
     net, trainer = make_trainer(algorithm, activation, output, derivative)
     x, y = make_batch(output=output, labels=(output == "softmax"))
     native = trainer.signals(x, y)
-    oracle = ref.signals(net.weights, net.biases, x, y, algorithm, trainer.feedback, derivative, activation, output)
+    oracle = ref.channel_signals(net.weights, net.biases, x, y, algorithm, trainer.feedback, derivative=derivative,
+                                 activation=activation, output=output)["B"]
     assert len(native) == len(oracle) == len(SIZES) - 1
     for h, (b_native, b_oracle) in enumerate(zip(native, oracle)):
         assert b_native.shape == (len(x), SIZES[h + 1])
@@ -62,8 +63,9 @@ def test_three_steps_with_momentum_and_decay_match_reference(algorithm, derivati
     for k in range(3):
         x, y = make_batch(seed=10 + k)
         native_loss = trainer.step(x, y)
-        state, oracle_loss = ref.sgd_step(state, x, y, algorithm, feedback, derivative, "tanh", "softmax",
-                                          lr=0.3, decay=0.05, momentum=0.8)
+        state, oracle_loss, info = ref.channel_step(state, x, y, algorithm, feedback, derivative=derivative,
+                                                    lr=0.3, decay=0.05, momentum=0.8)
+        feedback = info["feedback"]
         assert native_loss == pytest.approx(oracle_loss, rel=1e-12)
     assert trainer.updates == 3
     assert trainer.learning_rate == pytest.approx(0.3 / (1 + 0.05 * 3))

@@ -290,3 +290,14 @@ def test_one_epoch_on_mnist_reaches_90_percent(mnist, algorithm):
     history = trainer.fit(train, epochs=1, eval=test, progress=False, train_metrics="running")
     assert history[-1]["test_accuracy"] >= 0.90
     assert trainer.evaluate(test.x, test.y)["accuracy"] == history[-1]["test_accuracy"]
+
+
+def test_channel_cost_of_the_paper_network():
+    # Paper section 3.1: 31,000 multiply-accumulates per example for BP/RBP, 4,000 for SRBP.
+    sizes = [784, 100, 100, 100, 100, 10]
+    net = rbp.MLP(sizes)
+    expected = {"bp": 31000, "sbp": 31000, "rbp": 31000, "srbp": 4000, "top": 0}
+    assert {a: rbp.Trainer(net, algorithm=a).channel_macs for a in expected} == expected
+    sparse = rbp.MLP([20, 10, 10, 4], connectivity=[1.0, 0.5, 1.0], seed=1)
+    masks = sparse.masks
+    assert rbp.Trainer(sparse, algorithm="bp").channel_macs == int(masks[1].sum()) + 40

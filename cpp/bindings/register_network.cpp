@@ -1,5 +1,7 @@
 #include "arrays.hpp"
 
+#include "rbp/sparse_layer.hpp"
+
 #include <pybind11/stl.h>
 
 namespace py = pybind11;
@@ -13,7 +15,8 @@ void bind_network(py::module_& m, const char* name) {
     using Net = Network<T>;
     py::class_<Net, std::shared_ptr<Net>>(m, name)
         .def(py::init([](const std::vector<Index>& sizes, const std::string& activation, const std::string& output,
-                         bool bias, const std::string& init, std::uint64_t seed) {
+                         bool bias, const std::string& init, std::uint64_t seed,
+                         const std::vector<double>& densities) {
                  NetworkSpec spec;
                  spec.sizes = sizes;
                  spec.activation = parse_activation(activation);
@@ -21,22 +24,33 @@ void bind_network(py::module_& m, const char* name) {
                  spec.bias = bias;
                  spec.init = parse_init(init);
                  spec.seed = seed;
+                 spec.densities = densities;
                  return std::make_shared<Net>(spec);
              }),
              py::arg("sizes"), py::arg("activation"), py::arg("output"), py::arg("bias"), py::arg("init"),
-             py::arg("seed"))
+             py::arg("seed"), py::arg("densities") = std::vector<double>{})
         .def_property_readonly("sizes", [](const Net& n) { return n.spec().sizes; })
         .def_property_readonly("activation", [](const Net& n) { return to_string(n.activation()); })
         .def_property_readonly("output", [](const Net& n) { return to_string(n.output()); })
         .def_property_readonly("bias", [](const Net& n) { return n.spec().bias; })
         .def_property_readonly("init", [](const Net& n) { return to_string(n.spec().init); })
+        .def_property_readonly("densities", [](const Net& n) { return n.spec().densities; })
         .def_property_readonly("num_layers", &Net::num_layers)
         .def_property_readonly("parameter_count", &Net::parameter_count)
         .def_property_readonly("forward_macs", &Net::forward_macs)
         .def("initialise", &Net::initialise, py::arg("seed"))
         .def("get_weight", [](Net& n, Index h) {
             require(h >= 0 && h < n.num_layers(), "layer index out of range");
-            return to_numpy<T>(*n.layer(h).parameters()[0]);
+            return to_numpy<T>(n.layer(h).dense_weight());
+        })
+        .def("get_mask", [](const Net& n, Index h) -> py::object {
+            require(h >= 0 && h < n.num_layers(), "layer index out of range");
+            const auto* sparse = dynamic_cast<const SparseLayer<T>*>(&n.layer(h));
+            if (!sparse) return py::none();
+            const BoolMatrix mask = sparse->mask();
+            py::array_t<bool> result({mask.rows(), mask.cols()});
+            Eigen::Map<BoolMatrix>(result.mutable_data(), mask.rows(), mask.cols()) = mask;
+            return std::move(result);
         })
         .def("get_bias", [](Net& n, Index h) -> py::object {
             require(h >= 0 && h < n.num_layers(), "layer index out of range");
@@ -46,11 +60,17 @@ void bind_network(py::module_& m, const char* name) {
         })
         .def("set_weight", [](Net& n, Index h, const py::array& value) {
             require(h >= 0 && h < n.num_layers(), "layer index out of range");
-            Matrix<T>& w = *n.layer(h).parameters()[0];
-            auto view = matrix_view<T>(value, "weights[" + std::to_string(h) + "]", w.cols());
-            require(view.rows() == w.rows(), "weights[" + std::to_string(h) + "] must have shape (" +
-                                                 std::to_string(w.rows()) + ", " + std::to_string(w.cols()) + ")");
-            w = view;
+            Layer<T>& layer = n.layer(h);
+            const std::string what = "weights[" + std::to_string(h) + "]";
+            auto view = matrix_view<T>(value, what, layer.input_size());
+            require(view.rows() == layer.output_size(), what + " must have shape (" +
+                                                            std::to_string(layer.output_size()) + ", " +
+                                                            std::to_string(layer.input_size()) + ")");
+            try {
+                layer.set_dense_weight(view);
+            } catch (const std::invalid_argument& error) {
+                throw std::invalid_argument(what + ": " + error.what());
+            }
         })
         .def("set_bias", [](Net& n, Index h, const py::array& value) {
             require(h >= 0 && h < n.num_layers(), "layer index out of range");

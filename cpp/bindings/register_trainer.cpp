@@ -19,49 +19,128 @@ py::dict metrics_dict(const Metrics& m) {
     return d;
 }
 
+// Trainer options arrive as a dict of plain values (validated again by the core).
+TrainerSpec trainer_spec(const py::dict& options) {
+    TrainerSpec spec;
+    ChannelSpec& c = spec.channel;
+    FeedbackSpec& f = c.feedback;
+    bool alpha_given = false;
+    for (const auto& item : options) {
+        const auto key = item.first.cast<std::string>();
+        const py::handle value = item.second;
+        if (key == "algorithm") c.algorithm = parse_algorithm(value.cast<std::string>());
+        else if (key == "derivative") c.derivative = value.cast<std::vector<bool>>();
+        else if (key == "sources") {
+            c.sources.clear();
+            if (!value.is_none())
+                for (const auto& name : value.cast<std::vector<std::string>>()) c.sources.push_back(parse_source(name));
+        }
+        else if (key == "feedback_distribution") f.distribution = parse_distribution(value.cast<std::string>());
+        else if (key == "feedback_scale") {
+            if (py::isinstance<py::str>(value)) {
+                f.scale = parse_feedback_scale(value.cast<std::string>());
+            } else {
+                f.scale = FeedbackScale::Value;
+                f.scale_value = value.cast<double>();
+            }
+        }
+        else if (key == "feedback_mean") f.mean = value.cast<double>();
+        else if (key == "feedback_density") f.density = value.cast<double>();
+        else if (key == "feedback_nonzeros") f.nonzeros = value.is_none() ? -1.0 : value.cast<double>();
+        else if (key == "feedback_storage") f.storage = parse_storage(value.cast<std::string>());
+        else if (key == "congruent") f.congruent = value.cast<bool>();
+        else if (key == "resample") f.resample = parse_resample(value.is_none() ? "none" : value.cast<std::string>());
+        else if (key == "feedback_lr_scale") c.feedback_lr_scale = value.cast<double>();
+        else if (key == "per_synapse") c.per_synapse = value.cast<bool>();
+        else if (key == "signal_transform") c.transform = parse_transform(value.cast<std::string>());
+        else if (key == "transform_target") {
+            const auto target = value.cast<std::string>();
+            require(target == "signal" || target == "update",
+                    "unknown transform target '" + target + "' (expected signal or update)");
+            c.transform_update = target == "update";
+        }
+        else if (key == "channel_dropout") c.dropout = value.cast<double>();
+        else if (key == "dropout_inverted") c.dropout_inverted = value.cast<bool>();
+        else if (key == "frozen_layers") c.frozen = value.cast<std::vector<Index>>();
+        else if (key == "quantize") c.quantize = parse_quantize(value.is_none() ? "none" : value.cast<std::string>());
+        else if (key == "quantize_bits") c.quantizer.bits = value.cast<int>();
+        else if (key == "quantize_alpha") {
+            alpha_given = !value.is_none();
+            if (alpha_given) c.quantizer.alpha = value.cast<double>();
+        }
+        else if (key == "quantize_rounding") {
+            const auto rounding = value.cast<std::string>();
+            require(rounding == "nearest" || rounding == "stochastic",
+                    "unknown rounding '" + rounding + "' (expected nearest or stochastic)");
+            c.quantizer.rounding = rounding == "nearest" ? Rounding::Nearest : Rounding::Stochastic;
+        }
+        else if (key == "lr") spec.lr = value.cast<double>();
+        else if (key == "decay") spec.decay = value.cast<double>();
+        else if (key == "momentum") spec.momentum = value.cast<double>();
+        else if (key == "batch_size") spec.batch_size = value.cast<Index>();
+        else if (key == "seed") spec.seed = value.cast<std::uint64_t>();
+        else if (key == "threads") spec.threads = value.cast<int>();
+        else throw std::invalid_argument("unknown trainer option '" + key + "'");
+    }
+    // The paper's scales: 2^-3 for error signals, 2^-6 for weight updates.
+    if (!alpha_given) c.quantizer.alpha = c.quantize == Quantize::Update ? 0.015625 : 0.125;
+    return spec;
+}
+
 template <class T>
 void bind_trainer(py::module_& m, const char* name) {
     using Net = Network<T>;
     using Tr = Trainer<T>;
     py::class_<Tr>(m, name)
-        .def(py::init([](std::shared_ptr<Net> network, const std::string& algorithm, const std::vector<bool>& derivative,
-                         const std::string& feedback_scale, double lr, double decay, double momentum, Index batch_size,
-                         std::uint64_t seed, int threads) {
-                 TrainerSpec spec;
-                 spec.channel.algorithm = parse_algorithm(algorithm);
-                 spec.channel.derivative = derivative;
-                 spec.channel.feedback_scale = parse_feedback_scale(feedback_scale);
-                 spec.lr = lr;
-                 spec.decay = decay;
-                 spec.momentum = momentum;
-                 spec.batch_size = batch_size;
-                 spec.seed = seed;
-                 spec.threads = threads;
-                 return std::make_unique<Tr>(std::move(network), spec);
+        .def(py::init([](std::shared_ptr<Net> network, const py::dict& options) {
+                 return std::make_unique<Tr>(std::move(network), trainer_spec(options));
              }),
-             py::arg("network"), py::arg("algorithm"), py::arg("derivative"), py::arg("feedback_scale"), py::arg("lr"),
-             py::arg("decay"), py::arg("momentum"), py::arg("batch_size"), py::arg("seed"), py::arg("threads"),
-             py::keep_alive<1, 2>())
+             py::arg("network"), py::arg("options"), py::keep_alive<1, 2>())
         .def_property_readonly("algorithm", [](const Tr& t) { return to_string(t.channel().algorithm()); })
         .def_property_readonly("derivative", [](const Tr& t) { return t.channel().spec().derivative; })
-        .def_property_readonly("feedback_scale", [](const Tr& t) { return to_string(t.channel().spec().feedback_scale); })
+        .def_property_readonly("sources", [](const Tr& t) {
+            std::vector<std::string> names;
+            for (Index h = 0; h < t.channel().num_feedback(); ++h) names.push_back(to_string(t.channel().source(h)));
+            return names;
+        })
+        .def_property_readonly("quantize_alpha", [](const Tr& t) { return t.channel().spec().quantizer.alpha; })
         .def_property_readonly("updates", &Tr::updates)
         .def_property_readonly("learning_rate", &Tr::learning_rate)
         .def_property_readonly("threads", &Tr::threads)
-        .def_property_readonly("channel_macs", [](const Tr& t) { return t.channel().channel_macs(); })
+        .def_property_readonly("channel_macs", [](const Tr& t) { return t.channel().channel_macs(t.network()); })
         .def_property_readonly("num_feedback", [](const Tr& t) { return t.channel().num_feedback(); })
         .def("get_feedback", [](const Tr& t, Index h) {
             require(h >= 0 && h < t.channel().num_feedback(), "feedback index out of range");
             return to_numpy<T>(t.channel().feedback(h));
         })
+        .def("feedback_sparse", [](const Tr& t, Index h) { return t.channel().feedback_sparse(h); })
+        .def("feedback_nonzeros", [](const Tr& t, Index h) { return t.channel().feedback_nonzeros(h); })
+        .def("counterpart", [](const Tr& t, Index h) {
+            require(h >= 0 && h < t.channel().num_feedback(), "feedback index out of range");
+            return to_numpy<T>(t.channel().counterpart(t.network(), h));
+        })
         .def("set_feedback", [](Tr& t, Index h, const py::array& value) {
             require(h >= 0 && h < t.channel().num_feedback(), "feedback index out of range");
-            auto f = t.channel().feedback(h);
             const std::string what = "feedback[" + std::to_string(h) + "]";
-            auto view = matrix_view<T>(value, what, f.cols());
-            require(view.rows() == f.rows(), what + " must have shape (" + std::to_string(f.rows()) + ", " +
-                                                 std::to_string(f.cols()) + ")");
-            f = view;
+            t.channel().set_feedback(h, matrix_view<T>(value, what, t.channel().feedback_cols(h)));
+        })
+        .def("synapse_feedback", [](const Tr& t, Index h) {
+            require(t.channel().spec().per_synapse, "the trainer has no per-synapse feedback");
+            require(h >= 0 && h < t.network().num_layers() - 1, "hidden layer index out of range");
+            const auto& slices = t.channel().synapse_feedback(h);
+            const Index rows = slices.front().rows(), cols = slices.front().cols();
+            const auto depth = static_cast<Index>(slices.size());
+            py::array_t<T> result({rows, cols, depth});
+            auto r = result.template mutable_unchecked<3>();
+            for (Index k = 0; k < depth; ++k)
+                for (Index i = 0; i < rows; ++i)
+                    for (Index j = 0; j < cols; ++j) r(i, j, k) = slices[static_cast<std::size_t>(k)](i, j);
+            return py::make_tuple(result, to_numpy<T>(t.channel().synapse_bias_feedback(h)));
+        })
+        .def("dropout_masks", [](const Tr& t) {
+            py::list result;
+            for (const auto& mask : t.channel().dropout_masks()) result.append(to_numpy<T>(mask));
+            return result;
         })
         .def("step", [](Tr& t, const py::array& x, const py::array& y) {
             auto xv = matrix_view<T>(x, "x", t.network().input_size());

@@ -1,172 +1,442 @@
 #include "rbp/channel.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace rbp {
 
-Algorithm parse_algorithm(const std::string& name) {
-    if (name == "bp") return Algorithm::BP;
-    if (name == "sbp") return Algorithm::SBP;
-    if (name == "rbp") return Algorithm::RBP;
-    if (name == "srbp") return Algorithm::SRBP;
-    if (name == "top") return Algorithm::Top;
-    throw std::invalid_argument("unknown algorithm '" + name + "' (expected bp, sbp, rbp, srbp or top)");
+namespace {
+template <class E>
+E parse_enum(const std::string& name, const char* what, std::initializer_list<std::pair<const char*, E>> table) {
+    std::string valid;
+    for (const auto& [key, value] : table) {
+        if (name == key) return value;
+        valid += valid.empty() ? key : std::string(", ") + key;
+    }
+    throw std::invalid_argument(std::string("unknown ") + what + " '" + name + "' (expected " + valid + ")");
 }
 
-std::string to_string(Algorithm algorithm) {
-    switch (algorithm) {
-        case Algorithm::BP: return "bp";
-        case Algorithm::SBP: return "sbp";
-        case Algorithm::RBP: return "rbp";
-        case Algorithm::SRBP: return "srbp";
-        case Algorithm::Top: return "top";
-    }
+template <class E>
+std::string enum_name(E value, std::initializer_list<std::pair<const char*, E>> table) {
+    for (const auto& [key, v] : table)
+        if (v == value) return key;
     return "?";
 }
 
-FeedbackScale parse_feedback_scale(const std::string& name) {
-    if (name == "glorot") return FeedbackScale::Glorot;
-    if (name == "unit") return FeedbackScale::Unit;
-    throw std::invalid_argument("unknown feedback scale '" + name + "' (expected glorot or unit)");
-}
+#define RBP_ENUM_TABLE(Type, ...)                                                   \
+    const std::initializer_list<std::pair<const char*, Type>>& Type##_table() {      \
+        static const std::initializer_list<std::pair<const char*, Type>> t = {__VA_ARGS__}; \
+        return t;                                                                    \
+    }
+RBP_ENUM_TABLE(Algorithm, {"bp", Algorithm::BP}, {"sbp", Algorithm::SBP}, {"rbp", Algorithm::RBP},
+               {"srbp", Algorithm::SRBP}, {"arbp", Algorithm::ARBP}, {"asrbp", Algorithm::ASRBP}, {"top", Algorithm::Top})
+RBP_ENUM_TABLE(Source, {"above", Source::Above}, {"output", Source::Output})
+RBP_ENUM_TABLE(Distribution, {"gaussian", Distribution::Gaussian}, {"uniform", Distribution::Uniform},
+               {"sign", Distribution::Sign}, {"bernoulli", Distribution::Bernoulli}, {"ones", Distribution::Ones})
+RBP_ENUM_TABLE(FeedbackScale, {"glorot", FeedbackScale::Glorot}, {"unit", FeedbackScale::Unit}, {"value", FeedbackScale::Value})
+RBP_ENUM_TABLE(Resample, {"none", Resample::None}, {"zero_mean", Resample::ZeroMean},
+               {"sign_concordant", Resample::SignConcordant})
+RBP_ENUM_TABLE(Storage, {"auto", Storage::Auto}, {"dense", Storage::Dense}, {"sparse", Storage::Sparse})
+RBP_ENUM_TABLE(Transform, {"none", Transform::None}, {"sign", Transform::Sign}, {"magnitude", Transform::Magnitude})
+RBP_ENUM_TABLE(Quantize, {"none", Quantize::None}, {"signal", Quantize::Signal}, {"update", Quantize::Update})
+#undef RBP_ENUM_TABLE
+}  // namespace
 
-std::string to_string(FeedbackScale scale) { return scale == FeedbackScale::Glorot ? "glorot" : "unit"; }
+#define RBP_ENUM_FUNCTIONS(Type, parser, what)                                                          \
+    Type parser(const std::string& name) { return parse_enum<Type>(name, what, Type##_table()); }       \
+    std::string to_string(Type value) { return enum_name<Type>(value, Type##_table()); }
+RBP_ENUM_FUNCTIONS(Algorithm, parse_algorithm, "algorithm")
+RBP_ENUM_FUNCTIONS(Source, parse_source, "feedback source")
+RBP_ENUM_FUNCTIONS(Distribution, parse_distribution, "feedback distribution")
+RBP_ENUM_FUNCTIONS(FeedbackScale, parse_feedback_scale, "feedback scale")
+RBP_ENUM_FUNCTIONS(Resample, parse_resample, "resample mode")
+RBP_ENUM_FUNCTIONS(Storage, parse_storage, "feedback storage")
+RBP_ENUM_FUNCTIONS(Transform, parse_transform, "signal transform")
+RBP_ENUM_FUNCTIONS(Quantize, parse_quantize, "quantize mode")
+#undef RBP_ENUM_FUNCTIONS
 
 template <class T>
-Channel<T>::Channel(const Network<T>& network, ChannelSpec spec) : spec_(std::move(spec)) {
-    const Index hidden = network.num_layers() - 1;
-    if (spec_.derivative.empty()) spec_.derivative.assign(static_cast<std::size_t>(hidden), true);
-    require(static_cast<Index>(spec_.derivative.size()) == hidden,
-            "derivative needs one flag per hidden layer (" + std::to_string(hidden) + "), got " +
-                std::to_string(spec_.derivative.size()));
+Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t seed) : spec_(std::move(spec)) {
+    const Index layers = network.num_layers();
+    const Index hidden = layers - 1;
+    const auto hs = static_cast<std::size_t>(hidden);
+    if (spec_.derivative.empty()) spec_.derivative.assign(hs, true);
+    require(spec_.derivative.size() == hs, "derivative needs one flag per hidden layer (" + std::to_string(hidden) +
+                                               "), got " + std::to_string(spec_.derivative.size()));
+    streams_.feedback = Rng(derive_seed(seed, "feedback"));
+    streams_.dropout = Rng(derive_seed(seed, "dropout"));
+    streams_.quantize = Rng(derive_seed(seed, "quantize"));
     output_size_ = network.output_size();
+
+    const FeedbackSpec& fb = spec_.feedback;
+    const bool feedback_algorithm = has_feedback();
+    require(spec_.sources.empty() || feedback_algorithm,
+            "sources apply only to the feedback algorithms (rbp, srbp, arbp, asrbp)");
+    require(spec_.sources.empty() || spec_.sources.size() == hs,
+            "sources needs one entry per hidden layer (" + std::to_string(hidden) + ")");
+    require(fb.density >= 0.0 && fb.density <= 1.0, "feedback density must lie in [0, 1]");
+    require(fb.nonzeros < 0.0 || std::isfinite(fb.nonzeros), "feedback nonzeros must be finite and non-negative");
+    require(std::isfinite(fb.mean), "feedback mean must be finite");
+    require(fb.scale != FeedbackScale::Value || (fb.scale_value > 0 && std::isfinite(fb.scale_value)),
+            "feedback scale must be positive");
+    require(spec_.feedback_lr_scale >= 0 && std::isfinite(spec_.feedback_lr_scale), "feedback_lr_scale must be >= 0");
+    require(spec_.dropout >= 0.0 && spec_.dropout < 1.0, "channel dropout must lie in [0, 1)");
+    require(spec_.quantizer.bits >= 1 && spec_.quantizer.bits <= 64, "quantize bits must lie in [1, 64]");
+    require(spec_.quantizer.alpha > 0 && std::isfinite(spec_.quantizer.alpha), "quantize alpha must be positive");
+    if (!feedback_algorithm) {
+        require(fb.resample == Resample::None && !fb.congruent,
+                "resample and congruent apply only to the feedback algorithms (rbp, srbp, arbp, asrbp)");
+    }
+    if (adaptive()) {
+        require(fb.storage != Storage::Sparse, "adaptive feedback (arbp, asrbp) needs dense feedback storage");
+        require(fb.resample == Resample::None, "adaptive feedback cannot be resampled every batch");
+    }
+    if (spec_.per_synapse) {
+        require(spec_.algorithm == Algorithm::SRBP, "per_synapse is defined for srbp only");
+        require(spec_.dropout == 0.0 && spec_.quantize != Quantize::Signal && spec_.transform == Transform::None &&
+                    fb.resample == Resample::None && fb.density >= 1.0 && fb.nonzeros < 0.0 && !fb.congruent,
+                "per_synapse cannot be combined with dropout, signal quantisation, transforms, resampling, sparsity "
+                "or congruence");
+        for (Index h = 0; h < layers; ++h)
+            require(network.layer(h).kind() == "dense", "per_synapse needs dense layers");
+    }
+    frozen_.assign(static_cast<std::size_t>(layers), 0);
+    for (Index layer : spec_.frozen) {
+        require(layer >= 1 && layer <= layers,
+                "frozen layer " + std::to_string(layer) + " is outside 1.." + std::to_string(layers));
+        frozen_[static_cast<std::size_t>(layer - 1)] = 1;
+    }
+
+    const Source default_source =
+        (spec_.algorithm == Algorithm::SRBP || spec_.algorithm == Algorithm::ASRBP) ? Source::Output : Source::Above;
+    sources_ = spec_.sources.empty() ? std::vector<Source>(hs, default_source) : spec_.sources;
+    bool all_output_dense = feedback_algorithm && !spec_.per_synapse;
     Index offset = 0;
     for (Index h = 0; h < hidden; ++h) {
         const Index rows = network.layer(h).output_size();
+        const Index cols = sources_[static_cast<std::size_t>(h)] == Source::Above ? network.layer(h + 1).output_size()
+                                                                                  : output_size_;
         rows_.push_back(rows);
+        cols_.push_back(cols);
         offsets_.push_back(offset);
         offset += rows;
+        const bool sparse = feedback_algorithm &&
+                            (fb.storage == Storage::Sparse || (fb.storage == Storage::Auto && !adaptive() &&
+                                                               density_for(cols) < 1.0));
+        sparse_.push_back(sparse ? 1 : 0);
+        if (sparse || sources_[static_cast<std::size_t>(h)] != Source::Output) all_output_dense = false;
     }
-    if (spec_.algorithm == Algorithm::SRBP) {
-        stacked_ = Matrix<T>::Zero(offset, output_size_);
-    } else if (spec_.algorithm == Algorithm::RBP) {
-        for (Index h = 0; h < hidden; ++h)
-            layered_.push_back(Matrix<T>::Zero(rows_[static_cast<std::size_t>(h)], network.layer(h + 1).output_size()));
+    if (feedback_algorithm && !spec_.per_synapse) {
+        if (all_output_dense && hidden > 0) {
+            stacked_ = Matrix<T>::Zero(offset, output_size_);
+        } else {
+            dense_.resize(hs);
+            csr_.resize(hs);
+            for (std::size_t h = 0; h < hs; ++h) {
+                if (sparse_[h])
+                    csr_[h].resize(rows_[h], cols_[h]);
+                else
+                    dense_[h] = Matrix<T>::Zero(rows_[h], cols_[h]);
+            }
+        }
+    }
+    masks_.resize(hs);
+    draw_feedback(network);
+}
+
+template <class T>
+bool Channel<T>::has_feedback() const {
+    switch (spec_.algorithm) {
+        case Algorithm::RBP:
+        case Algorithm::SRBP:
+        case Algorithm::ARBP:
+        case Algorithm::ASRBP: return true;
+        default: return false;
     }
 }
 
 template <class T>
 bool Channel<T>::any_derivative() const {
-    for (bool d : spec_.derivative)
-        if (d) return true;
-    return false;
+    return std::any_of(spec_.derivative.begin(), spec_.derivative.end(), [](bool d) { return d; });
+}
+
+template <class T>
+bool Channel<T>::frozen(Index layer) const {
+    return frozen_.at(static_cast<std::size_t>(layer)) != 0;
 }
 
 template <class T>
 Index Channel<T>::feedback_cols(Index hidden) const {
     require(has_feedback(), "algorithm '" + to_string(spec_.algorithm) + "' has no feedback matrices");
-    if (spec_.algorithm == Algorithm::SRBP) return output_size_;
-    return layered_.at(static_cast<std::size_t>(hidden)).cols();
+    return cols_.at(static_cast<std::size_t>(hidden));
 }
 
 template <class T>
-MatrixRef<T> Channel<T>::feedback(Index hidden) {
+bool Channel<T>::feedback_sparse(Index hidden) const {
+    return sparse_.at(static_cast<std::size_t>(hidden)) != 0;
+}
+
+template <class T>
+Index Channel<T>::feedback_nonzeros(Index hidden) const {
+    if (feedback_sparse(hidden)) return csr_[static_cast<std::size_t>(hidden)].nonZeros();
+    const auto d = dense(hidden);
+    return static_cast<Index>((d.array() != T(0)).count());
+}
+
+template <class T>
+MatrixRef<T> Channel<T>::dense(Index hidden) {
+    const auto h = static_cast<std::size_t>(hidden);
+    if (stacked()) return stacked_.middleRows(offsets_[h], rows_[h]);
+    return dense_[h];
+}
+
+template <class T>
+ConstMatrixRef<T> Channel<T>::dense(Index hidden) const {
+    return const_cast<Channel<T>*>(this)->dense(hidden);
+}
+
+template <class T>
+Matrix<T> Channel<T>::feedback(Index hidden) const {
+    require(has_feedback(), "algorithm '" + to_string(spec_.algorithm) + "' has no feedback matrices");
+    require(hidden >= 0 && hidden < num_feedback(), "feedback index out of range");
+    if (feedback_sparse(hidden)) return Matrix<T>(csr_[static_cast<std::size_t>(hidden)]);
+    return dense(hidden);
+}
+
+template <class T>
+void Channel<T>::set_feedback(Index hidden, const ConstMatrixRef<T>& value) {
     require(has_feedback(), "algorithm '" + to_string(spec_.algorithm) + "' has no feedback matrices");
     require(hidden >= 0 && hidden < num_feedback(), "feedback index out of range");
     const auto h = static_cast<std::size_t>(hidden);
-    if (spec_.algorithm == Algorithm::SRBP) return stacked_.middleRows(offsets_[h], rows_[h]);
-    return layered_[h];
+    require(value.rows() == rows_[h] && value.cols() == cols_[h],
+            "feedback[" + std::to_string(hidden) + "] must have shape (" + std::to_string(rows_[h]) + ", " +
+                std::to_string(cols_[h]) + ")");
+    if (feedback_sparse(hidden))
+        csr_[h] = Matrix<T>(value).sparseView();
+    else
+        dense(hidden) = value;
 }
 
 template <class T>
-ConstMatrixRef<T> Channel<T>::feedback(Index hidden) const {
-    return const_cast<Channel<T>*>(this)->feedback(hidden);
+Matrix<T> Channel<T>::counterpart(const Network<T>& network, Index hidden) const {
+    const auto h = static_cast<std::size_t>(hidden);
+    const Index layers = network.num_layers();
+    const Index top = sources_[h] == Source::Above ? hidden + 1 : layers - 1;
+    // Rows of P are unit signals at the source; sending them down through the adjoints of the
+    // layers gives (W^top ... W^{h+1}), whose transpose is the counterpart.
+    Matrix<T> p = Matrix<T>::Identity(network.layer(top).output_size(), network.layer(top).output_size());
+    for (Index j = top; j > hidden; --j) {
+        Matrix<T> next(p.rows(), network.layer(j).input_size());
+        network.layer(j).backward(p, next);
+        p.swap(next);
+    }
+    return p.transpose();
 }
 
 template <class T>
-void Channel<T>::draw_feedback(Rng& rng) {
-    for (Index h = 0; h < num_feedback(); ++h) {
-        auto f = feedback(h);
-        const double stddev = spec_.feedback_scale == FeedbackScale::Unit
-                                  ? 1.0
-                                  : std::sqrt(2.0 / static_cast<double>(f.rows() + f.cols()));
-        for (Index r = 0; r < f.rows(); ++r)
-            for (Index c = 0; c < f.cols(); ++c) f(r, c) = static_cast<T>(stddev * rng.normal());
+double Channel<T>::scale_for(Index rows, Index cols) const {
+    switch (spec_.feedback.scale) {
+        case FeedbackScale::Glorot: return std::sqrt(2.0 / static_cast<double>(rows + cols));
+        case FeedbackScale::Unit: return 1.0;
+        case FeedbackScale::Value: return spec_.feedback.scale_value;
+    }
+    return 1.0;
+}
+
+template <class T>
+double Channel<T>::density_for(Index cols) const {
+    if (spec_.feedback.nonzeros >= 0.0) return std::min(1.0, spec_.feedback.nonzeros / static_cast<double>(cols));
+    return spec_.feedback.density;
+}
+
+template <class T>
+T Channel<T>::draw_value(Rng& rng, double scale) const {
+    double z = 1.0;
+    switch (spec_.feedback.distribution) {
+        case Distribution::Gaussian: z = rng.normal(); break;
+        case Distribution::Uniform: z = std::sqrt(3.0) * (2.0 * rng.uniform() - 1.0); break;
+        case Distribution::Sign: z = rng.uniform() < 0.5 ? -1.0 : 1.0; break;
+        case Distribution::Bernoulli: z = rng.uniform() < 0.5 ? 0.0 : 1.0; break;
+        case Distribution::Ones: z = 1.0; break;
+    }
+    return static_cast<T>(spec_.feedback.mean + scale * z);
+}
+
+template <class T>
+void Channel<T>::draw_layer(Index hidden, const Matrix<T>* signs, bool magnitude_only) {
+    const auto h = static_cast<std::size_t>(hidden);
+    const Index rows = rows_[h];
+    const Index cols = cols_[h];
+    const double p = density_for(cols);
+    const double scale = scale_for(rows, cols);
+    Rng& rng = streams_.feedback;
+    auto value = [&](Index r, Index c, bool& kept) -> T {
+        kept = p >= 1.0 || rng.uniform() < p;
+        if (!kept) return T(0);
+        T v = draw_value(rng, scale);
+        if (signs) v = std::abs(v) * ((*signs)(r, c) < T(0) ? T(-1) : T(1));
+        else if (magnitude_only) v = std::abs(v);
+        return v;
+    };
+    bool kept = false;
+    if (feedback_sparse(hidden)) {
+        std::vector<Eigen::Triplet<T>> entries;
+        entries.reserve(static_cast<std::size_t>(static_cast<double>(rows * cols) * std::min(1.0, p * 1.1) + 16));
+        for (Index r = 0; r < rows; ++r)
+            for (Index c = 0; c < cols; ++c) {
+                const T v = value(r, c, kept);
+                if (kept) entries.emplace_back(r, c, v);
+            }
+        SparseMatrix<T> m(rows, cols);
+        m.setFromTriplets(entries.begin(), entries.end());
+        csr_[h].swap(m);
+    } else {
+        auto d = dense(hidden);
+        for (Index r = 0; r < rows; ++r)
+            for (Index c = 0; c < cols; ++c) d(r, c) = value(r, c, kept);
     }
 }
 
 template <class T>
-void Channel<T>::compute(const Network<T>& network, Workspace<T>& ws, Index n) const {
-    const Index layers = network.num_layers();
-    const Index hidden = layers - 1;
-    const auto error = ws.signal[static_cast<std::size_t>(hidden)].topRows(n);
-    if (spec_.algorithm == Algorithm::Top || hidden == 0) return;
+void Channel<T>::draw_feedback(const Network<T>& network) {
+    for (Index h = 0; h < num_feedback(); ++h) {
+        if (spec_.feedback.congruent) {
+            const Matrix<T> signs = counterpart(network, h);
+            draw_layer(h, &signs, false);
+        } else {
+            draw_layer(h, nullptr, false);
+        }
+    }
+    if (spec_.per_synapse) {
+        const auto hidden = static_cast<Index>(rows_.size());
+        synapse_.assign(static_cast<std::size_t>(hidden), {});
+        synapse_bias_.assign(static_cast<std::size_t>(hidden), Matrix<T>());
+        for (Index h = 0; h < hidden; ++h) {
+            const auto hs = static_cast<std::size_t>(h);
+            const Index rows = rows_[hs];
+            const Index inputs = network.layer(h).input_size();
+            const double scale = scale_for(rows, output_size_);
+            auto& tensor = synapse_[hs];
+            tensor.assign(static_cast<std::size_t>(output_size_), Matrix<T>(rows, inputs));
+            // Entry (i, j) of slice k is r^h_ij[k]; drawn in (i, j, k) order.
+            for (Index i = 0; i < rows; ++i)
+                for (Index j = 0; j < inputs; ++j)
+                    for (Index k = 0; k < output_size_; ++k)
+                        tensor[static_cast<std::size_t>(k)](i, j) = draw_value(streams_.feedback, scale);
+            synapse_bias_[hs].resize(rows, output_size_);
+            for (Index i = 0; i < rows; ++i)
+                for (Index k = 0; k < output_size_; ++k)
+                    synapse_bias_[hs](i, k) = draw_value(streams_.feedback, scale);
+        }
+    }
+}
 
-    auto received = [&](Index h) { return ws.received.topRows(n).middleCols(offsets_[static_cast<std::size_t>(h)], rows_[static_cast<std::size_t>(h)]); };
-    // B^h = f'(S^h) * J^h, or J^h alone.
-    auto finish = [&](Index h) {
+template <class T>
+void Channel<T>::before_update(const Network<T>& network) {
+    switch (spec_.feedback.resample) {
+        case Resample::None: return;
+        case Resample::ZeroMean:
+            for (Index h = 0; h < num_feedback(); ++h) draw_layer(h, nullptr, false);
+            return;
+        case Resample::SignConcordant:
+            for (Index h = 0; h < num_feedback(); ++h) {
+                const Matrix<T> signs = counterpart(network, h);
+                draw_layer(h, &signs, false);
+            }
+            return;
+    }
+}
+
+template <class T>
+void Channel<T>::compute(const Network<T>& network, Workspace<T>& ws, Index n) {
+    const Index hidden = network.num_layers() - 1;
+    // Per-synapse srbp has no per-neuron signal: the trainer builds each weight's update itself.
+    if (spec_.algorithm == Algorithm::Top || spec_.per_synapse || hidden == 0) return;
+    const auto error = ws.signal[static_cast<std::size_t>(hidden)].topRows(n);
+    auto received = [&](Index h) {
         const auto hs = static_cast<std::size_t>(h);
+        return ws.received.topRows(n).middleCols(offsets_[hs], rows_[hs]);
+    };
+    if (stacked()) ws.received.topRows(n).noalias() = error * stacked_.transpose();
+
+    for (Index h = hidden - 1; h >= 0; --h) {
+        const auto hs = static_cast<std::size_t>(h);
+        auto j = received(h);
+        switch (spec_.algorithm) {
+            case Algorithm::BP: network.layer(h + 1).backward(ws.signal[hs + 1].topRows(n), j); break;
+            case Algorithm::SBP:
+                // The error travels down through the transposed forward matrices with no
+                // derivatives; each layer applies only its own f'.
+                if (h == hidden - 1)
+                    network.layer(h + 1).backward(error, j);
+                else
+                    network.layer(h + 1).backward(received(h + 1), j);
+                break;
+            default:
+                if (!stacked()) {
+                    const auto source = sources_[hs] == Source::Above ? ws.signal[hs + 1].topRows(n) : error;
+                    if (feedback_sparse(h))
+                        j.noalias() = source * csr_[hs].transpose();
+                    else
+                        j.noalias() = source * dense_[hs].transpose();
+                }
+                break;
+        }
+        if (spec_.dropout > 0.0) {
+            auto& mask = masks_[hs];
+            mask.resize(n, j.cols());
+            const T keep_value = spec_.dropout_inverted ? static_cast<T>(1.0 / (1.0 - spec_.dropout)) : T(1);
+            for (Index r = 0; r < n; ++r)
+                for (Index c = 0; c < j.cols(); ++c)
+                    mask(r, c) = streams_.dropout.uniform() < spec_.dropout ? T(0) : keep_value;
+            j.array() *= mask.array();
+        }
+        if (spec_.quantize == Quantize::Signal) spec_.quantizer.apply(j, streams_.quantize);
         auto b = ws.signal[hs].topRows(n);
         if (spec_.derivative[hs])
-            b.array() = ws.derivative[hs].topRows(n).array() * received(h).array();
+            b.array() = ws.derivative[hs].topRows(n).array() * j.array();
         else
-            b = received(h);
-    };
-
-    switch (spec_.algorithm) {
-        case Algorithm::BP:
-            for (Index h = hidden - 1; h >= 0; --h) {
-                network.layer(h + 1).backward(ws.signal[static_cast<std::size_t>(h + 1)].topRows(n), received(h));
-                finish(h);
-            }
-            break;
-        case Algorithm::SBP:
-            // The error travels down through the transposed forward matrices with no derivatives;
-            // each layer applies only its own f'.
-            for (Index h = hidden - 1; h >= 0; --h) {
-                if (h == hidden - 1)
-                    network.layer(h + 1).backward(error, received(h));
-                else
-                    network.layer(h + 1).backward(received(h + 1), received(h));
-                finish(h);
-            }
-            break;
-        case Algorithm::RBP:
-            for (Index h = hidden - 1; h >= 0; --h) {
-                received(h).noalias() =
-                    ws.signal[static_cast<std::size_t>(h + 1)].topRows(n) * layered_[static_cast<std::size_t>(h)].transpose();
-                finish(h);
-            }
-            break;
-        case Algorithm::SRBP:
-            // One product with the stacked matrices gives every hidden layer's J at once.
-            ws.received.topRows(n).noalias() = error * stacked_.transpose();
-            for (Index h = 0; h < hidden; ++h) finish(h);
-            break;
-        case Algorithm::Top:
-            break;
+            b = j;
+        if (!spec_.transform_update) {
+            if (spec_.transform == Transform::Sign)
+                b = b.array().sign().matrix();
+            else if (spec_.transform == Transform::Magnitude)
+                b = b.array().abs().matrix();
+        }
     }
 }
 
 template <class T>
-Index Channel<T>::channel_macs() const {
-    switch (spec_.algorithm) {
-        case Algorithm::SRBP: return stacked_.size();
-        case Algorithm::RBP: {
-            Index total = 0;
-            for (const auto& f : layered_) total += f.size();
-            return total;
-        }
-        case Algorithm::BP:
-        case Algorithm::SBP: {
-            Index total = 0;
-            for (std::size_t h = 0; h + 1 < rows_.size(); ++h) total += rows_[h] * rows_[h + 1];
-            if (!rows_.empty()) total += rows_.back() * output_size_;
-            return total;
-        }
-        case Algorithm::Top: return 0;
+void Channel<T>::adapt(const Workspace<T>& ws, Index n, double lr) {
+    if (!adaptive()) return;
+    const Index hidden = num_feedback();
+    const auto error = ws.signal[static_cast<std::size_t>(hidden)].topRows(n);
+    const T scale = static_cast<T>(spec_.feedback_lr_scale * lr / static_cast<double>(n));
+    for (Index h = 0; h < hidden; ++h) {
+        const auto hs = static_cast<std::size_t>(h);
+        const auto source = sources_[hs] == Source::Above ? ws.signal[hs + 1].topRows(n) : error;
+        dense(h).noalias() += scale * (ws.out[hs].topRows(n).transpose() * source);
     }
-    return 0;
+}
+
+template <class T>
+Index Channel<T>::channel_macs(const Network<T>& network) const {
+    Index total = 0;
+    switch (spec_.algorithm) {
+        case Algorithm::Top: return 0;
+        case Algorithm::BP:
+        case Algorithm::SBP:
+            for (Index j = 1; j < network.num_layers(); ++j) total += network.layer(j).forward_macs();
+            return total;
+        default:
+            if (spec_.per_synapse) {
+                for (const auto& tensor : synapse_)
+                    for (const auto& slice : tensor) total += slice.size();
+                return total;
+            }
+            for (Index h = 0; h < num_feedback(); ++h) total += feedback_nonzeros(h);
+            return total;
+    }
 }
 
 template class Channel<float>;

@@ -1,5 +1,7 @@
 #include "rbp/layer.hpp"
 
+#include "rbp/gemm.hpp"
+
 #include <cmath>
 
 namespace rbp {
@@ -36,20 +38,61 @@ DenseLayer<T>::DenseLayer(Index inputs, Index outputs, bool bias)
 
 template <class T>
 void DenseLayer<T>::forward(const ConstMatrixRef<T>& x, MatrixRef<T> s) const {
-    s.noalias() = x * weight_.transpose();
+    gemm<T>(T(1), x, false, weight_, true, s, false);  // S = X W^T
     if (has_bias_) s.rowwise() += bias_.row(0);
 }
 
 template <class T>
 void DenseLayer<T>::backward(const ConstMatrixRef<T>& g, MatrixRef<T> j) const {
-    j.noalias() = g * weight_;
+    gemm<T>(T(1), g, false, weight_, false, j, false);  // J = G W
 }
 
 template <class T>
 void DenseLayer<T>::accumulate_update(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x, T scale,
                                       std::vector<Matrix<T>*>& targets) const {
-    targets[0]->noalias() += scale * (b.transpose() * x);
+    gemm<T>(scale, b, true, x, false, *targets[0], true);  // W += scale B^T X
     if (has_bias_) targets[1]->row(0).noalias() += scale * b.colwise().sum();
+}
+
+template <class T>
+void DenseLayer<T>::set_dense_weight(const ConstMatrixRef<T>& w) {
+    require(w.rows() == weight_.rows() && w.cols() == weight_.cols(),
+            "weight must have shape (" + std::to_string(weight_.rows()) + ", " + std::to_string(weight_.cols()) + ")");
+    weight_ = w;
+}
+
+template <class T>
+void DenseLayer<T>::accumulate_quantized_update(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x, T lr,
+                                                const Quantizer& q, Rng& rng, std::vector<Matrix<T>*>& targets) const {
+    const Index n = b.rows();
+    const T inv_n = T(1) / static_cast<T>(n);
+    const T step = static_cast<T>(q.step());
+    const T inv_step = T(1) / step;
+    const T alpha = static_cast<T>(q.alpha);
+    Matrix<T>& w = *targets[0];
+    for (Index e = 0; e < n; ++e) {
+        const auto xe = x.row(e);
+        for (Index i = 0; i < w.rows(); ++i) {
+            const T coefficient = lr * b(e, i);
+            auto row = w.row(i);
+            if (q.rounding == Rounding::Nearest) {
+                if (coefficient == T(0)) continue;  // Q(0) = 0
+                // Same arithmetic as Quantizer::nearest: (value * inv_step) rounded, times step, clipped.
+                row.array() += inv_n * (((coefficient * xe.array()) * inv_step).rint() * step).cwiseMax(-alpha).cwiseMin(alpha);
+            } else {
+                for (Index j = 0; j < w.cols(); ++j)
+                    row(j) += inv_n * q.stochastic(coefficient * xe(j), rng.uniform(), inv_step, step, alpha);
+            }
+        }
+        if (has_bias_) {
+            auto bias = targets[1]->row(0);
+            for (Index i = 0; i < bias.cols(); ++i) {
+                const T v = lr * b(e, i);
+                bias(i) += inv_n * (q.rounding == Rounding::Nearest ? q.nearest(v, inv_step, step, alpha)
+                                                                     : q.stochastic(v, rng.uniform(), inv_step, step, alpha));
+            }
+        }
+    }
 }
 
 template <class T>

@@ -1,5 +1,7 @@
 #include "rbp/network.hpp"
 
+#include "rbp/sparse_layer.hpp"
+
 #include <algorithm>
 
 namespace rbp {
@@ -32,8 +34,26 @@ template <class T>
 Network<T>::Network(const NetworkSpec& spec) : spec_(spec) {
     require(spec.sizes.size() >= 2, "a network needs at least an input and an output size");
     for (Index n : spec.sizes) require(n > 0, "layer sizes must be positive");
-    for (std::size_t h = 1; h < spec.sizes.size(); ++h)
-        layers_.push_back(std::make_unique<DenseLayer<T>>(spec.sizes[h - 1], spec.sizes[h], spec.bias));
+    const std::size_t layers = spec.sizes.size() - 1;
+    if (spec_.densities.empty()) spec_.densities.assign(layers, 1.0);
+    require(spec_.densities.size() == layers, "densities needs one value per weight layer (" +
+                                                  std::to_string(layers) + "), got " +
+                                                  std::to_string(spec_.densities.size()));
+    for (double p : spec_.densities)
+        require(p > 0.0 && p <= 1.0, "connection densities must lie in (0, 1], got " + std::to_string(p));
+    const std::uint64_t connectivity = derive_seed(spec.seed, "connectivity");
+    for (std::size_t h = 1; h <= layers; ++h) {
+        const double density = spec_.densities[h - 1];
+        if (density < 1.0) {
+            // Each layer's mask has its own stream, so it depends only on the seed, h, its shape
+            // and its density.
+            Rng mask_rng(derive_seed(connectivity, "W" + std::to_string(h)));
+            layers_.push_back(
+                std::make_unique<SparseLayer<T>>(spec.sizes[h - 1], spec.sizes[h], spec.bias, density, mask_rng));
+        } else {
+            layers_.push_back(std::make_unique<DenseLayer<T>>(spec.sizes[h - 1], spec.sizes[h], spec.bias));
+        }
+    }
     initialise(spec.seed);
 }
 

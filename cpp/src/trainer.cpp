@@ -77,23 +77,87 @@ Index predicted_class(const T* row, Index cols) {
 
 template <class T>
 Trainer<T>::Trainer(std::shared_ptr<Network<T>> network, TrainerSpec spec)
-    : network_(std::move(network)), spec_(std::move(spec)), channel_(*network_, spec_.channel) {
+    : network_(std::move(network)), spec_(std::move(spec)), channel_(*network_, spec_.channel, spec_.seed) {
     require(spec_.lr > 0 && std::isfinite(spec_.lr), "lr must be a positive finite number");
     require(spec_.decay >= 0 && std::isfinite(spec_.decay), "decay must be a non-negative finite number");
     require(spec_.momentum >= 0 && spec_.momentum < 1, "momentum must lie in [0, 1)");
     require(spec_.batch_size > 0, "batch_size must be positive");
     require(spec_.threads >= 0, "threads must be non-negative (0 means all cores)");
     spec_.channel = channel_.spec();
-    Rng feedback_rng(derive_seed(spec_.seed, "feedback"));
-    channel_.draw_feedback(feedback_rng);
     shuffle_rng_ = Rng(derive_seed(spec_.seed, "shuffle"));
-    if (spec_.momentum > 0) {
+    auto zeros_like_parameters = [&]() {
+        std::vector<std::vector<Matrix<T>>> buffers;
         for (Index h = 0; h < network_->num_layers(); ++h) {
             std::vector<Matrix<T>> v;
-            for (const auto* p : std::as_const(*network_).layer(h).parameters()) v.push_back(Matrix<T>::Zero(p->rows(), p->cols()));
-            velocity_.push_back(std::move(v));
+            for (const auto* p : std::as_const(*network_).layer(h).parameters())
+                v.push_back(Matrix<T>::Zero(p->rows(), p->cols()));
+            buffers.push_back(std::move(v));
         }
+        return buffers;
+    };
+    if (spec_.momentum > 0) velocity_ = zeros_like_parameters();
+    if (spec_.channel.transform != Transform::None && spec_.channel.transform_update) gradient_ = zeros_like_parameters();
+    require(!(spec_.channel.quantize == Quantize::Update && spec_.channel.transform_update &&
+              spec_.channel.transform != Transform::None),
+            "quantised updates cannot be combined with an update transform");
+    require(!(spec_.channel.quantize == Quantize::Update && spec_.channel.per_synapse),
+            "quantised updates cannot be combined with per_synapse");
+}
+
+template <class T>
+void Trainer<T>::accumulate_layer_update(Index h, const ConstMatrixRef<T>& presynaptic, Index n, double lr,
+                                         std::vector<Matrix<T>*>& targets) {
+    const ChannelSpec& cs = channel_.spec();
+    const auto hs = static_cast<std::size_t>(h);
+    Network<T>& net = *network_;
+    Layer<T>& layer = net.layer(h);
+    const bool hidden = h + 1 < net.num_layers();
+    const T scale = static_cast<T>(lr / static_cast<double>(n));
+    const Index width = ws_.signal[hs].cols();
+
+    if (hidden && cs.per_synapse) {
+        // Delta W_ij = lr/n sum_b D_bi (e_b . r_ij) O_bj = lr/n sum_k R_k,ij [(D * e_k)^T O]_ij
+        const auto e = ws_.signal.back().topRows(n);
+        const auto& tensor = channel_.synapse_feedback(h);
+        Matrix<T> weighted(n, width);
+        Matrix<T> product(width, presynaptic.cols());
+        for (Index k = 0; k < e.cols(); ++k) {
+            if (channel_.derivative(h))
+                weighted = (ws_.derivative[hs].topRows(n).array().colwise() * e.col(k).array()).matrix();
+            else
+                weighted = e.col(k).replicate(1, width);
+            product.noalias() = weighted.transpose() * presynaptic;
+            targets[0]->array() += scale * tensor[static_cast<std::size_t>(k)].array() * product.array();
+        }
+        if (targets.size() > 1) {
+            Matrix<T> received = e * channel_.synapse_bias_feedback(h).transpose();
+            if (channel_.derivative(h)) received.array() *= ws_.derivative[hs].topRows(n).array();
+            targets[1]->row(0).noalias() += scale * received.colwise().sum();
+        }
+        return;
     }
+    const ConstMatrixRef<T> b = ws_.signal[hs].topRows(n);
+    if (cs.quantize == Quantize::Update) {
+        layer.accumulate_quantized_update(b, presynaptic, static_cast<T>(lr), cs.quantizer, channel_.quantize_stream(),
+                                          targets);
+        return;
+    }
+    if (hidden && cs.transform != Transform::None && cs.transform_update) {
+        std::vector<Matrix<T>*> gradient;
+        for (auto& g : gradient_[hs]) {
+            g.setZero();
+            gradient.push_back(&g);
+        }
+        layer.accumulate_update(b, presynaptic, T(1) / static_cast<T>(n), gradient);
+        for (std::size_t p = 0; p < gradient.size(); ++p) {
+            if (cs.transform == Transform::Sign)
+                *targets[p] += static_cast<T>(lr) * gradient[p]->array().sign().matrix();
+            else
+                *targets[p] += static_cast<T>(lr) * gradient[p]->array().abs().matrix();
+        }
+        return;
+    }
+    layer.accumulate_update(b, presynaptic, scale, targets);
 }
 
 template <class T>
@@ -122,6 +186,7 @@ double Trainer<T>::update_batch(const ConstMatrixRef<T>& x, Index n, const Targe
     const Index layers = net.num_layers();
     const auto top = static_cast<std::size_t>(layers - 1);
     const bool hidden_updates = channel_.updates_hidden_layers();
+    channel_.before_update(net);
     net.forward(x, ws_, hidden_updates && channel_.any_derivative());
 
     const auto out = ws_.out[top].topRows(n);
@@ -135,27 +200,23 @@ double Trainer<T>::update_batch(const ConstMatrixRef<T>& x, Index n, const Targe
     channel_.compute(net, ws_, n);
 
     // Every signal is computed from the weights before this step; only now are they changed.
-    const T scale = static_cast<T>(learning_rate() / static_cast<double>(n));
+    const double lr = learning_rate();
+    channel_.adapt(ws_, n, lr);
     for (Index h = hidden_updates ? 0 : layers - 1; h < layers; ++h) {
+        if (channel_.frozen(h)) continue;
         const auto hs = static_cast<std::size_t>(h);
         Layer<T>& layer = net.layer(h);
-        const auto b = ws_.signal[hs].topRows(n);
+        const ConstMatrixRef<T> presynaptic = h == 0 ? x : ConstMatrixRef<T>(ws_.out[hs - 1].topRows(n));
         std::vector<Matrix<T>*> params = layer.parameters();
         if (velocity_.empty()) {
-            if (h == 0)
-                layer.accumulate_update(b, x, scale, params);
-            else
-                layer.accumulate_update(b, ws_.out[hs - 1].topRows(n), scale, params);
+            accumulate_layer_update(h, presynaptic, n, lr, params);
         } else {
             std::vector<Matrix<T>*> velocity;
             for (auto& v : velocity_[hs]) {
                 v *= static_cast<T>(spec_.momentum);
                 velocity.push_back(&v);
             }
-            if (h == 0)
-                layer.accumulate_update(b, x, scale, velocity);
-            else
-                layer.accumulate_update(b, ws_.out[hs - 1].topRows(n), scale, velocity);
+            accumulate_layer_update(h, presynaptic, n, lr, velocity);
             for (std::size_t p = 0; p < params.size(); ++p) *params[p] += *velocity[p];
         }
     }
@@ -267,10 +328,12 @@ std::vector<Matrix<T>> Trainer<T>::signals(const ConstMatrixRef<T>& x, const Tar
     const auto top = static_cast<std::size_t>(net.num_layers() - 1);
     net.forward(x, ws_, true);
     ws_.signal[top].topRows(n) = ws_.targets.topRows(n) - ws_.out[top].topRows(n);
+    const auto streams = channel_.streams();
     channel_.compute(net, ws_, n);
+    channel_.set_streams(streams);
     std::vector<Matrix<T>> result;
     for (std::size_t h = 0; h <= top; ++h) {
-        if (h < top && !channel_.updates_hidden_layers())
+        if (h < top && (!channel_.updates_hidden_layers() || channel_.spec().per_synapse))
             result.push_back(Matrix<T>::Zero(n, ws_.signal[h].cols()));
         else
             result.push_back(ws_.signal[h].topRows(n));

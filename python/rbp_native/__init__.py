@@ -13,9 +13,10 @@ Random Backpropagation and the Deep Learning Channel" (Artificial Intelligence 2
 from __future__ import annotations
 
 from . import datasets
+from ._native import isa
 from ._version import __version__
 from .history import History
 from .network import MLP
 from .trainer import ALGORITHMS, Trainer, TrainingDiverged
 
-__all__ = ["ALGORITHMS", "MLP", "History", "Trainer", "TrainingDiverged", "__version__", "datasets"]
+__all__ = ["ALGORITHMS", "MLP", "History", "Trainer", "TrainingDiverged", "__version__", "datasets", "isa"]

@@ -9,6 +9,13 @@ from pathlib import Path
 from typing import Sequence
 
 PAPER_HIDDEN = [100, 100, 100, 100]
+# Trainer keyword arguments mirrored one to one by `train` flags (--feedback-density -> feedback_density).
+CHANNEL_OPTIONS = (
+    "feedback_distribution", "feedback_mean", "feedback_density", "feedback_nonzeros", "feedback_storage",
+    "congruent", "resample", "sources", "feedback_lr_scale", "per_synapse", "signal_transform", "transform_target",
+    "channel_dropout", "dropout_inverted", "frozen_layers", "quantize", "quantize_bits", "quantize_alpha",
+    "quantize_rounding",
+)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +39,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--activation", default="tanh", choices=ACTIVATIONS)
     p.add_argument("--output", default="softmax", choices=OUTPUTS)
     p.add_argument("--init", default="glorot_normal", choices=INITS)
-    p.add_argument("--feedback-scale", default="glorot", choices=FEEDBACK_SCALES)
+    p.add_argument("--connectivity", type=float, nargs="+", default=None, metavar="P",
+                   help="forward connection density: one value for every layer or one per weight layer")
+    p.add_argument("--feedback-scale", default="glorot", type=_scale,
+                   help=f"{' or '.join(FEEDBACK_SCALES)} or a positive number")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=0.1)
@@ -41,11 +51,46 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="run seed (init, feedback and shuffling streams derive from it)")
     p.add_argument("--threads", type=int, default=None, help="native threads (default: all cores)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    from .trainer import (FEEDBACK_DISTRIBUTIONS, FEEDBACK_STORAGES, QUANTIZE_MODES, RESAMPLE_MODES, ROUNDINGS,
+                          SIGNAL_TRANSFORMS, SOURCES, TRANSFORM_TARGETS)
+
+    c = p.add_argument_group("learning channel (docs/channels.md defines each option)")
+    c.add_argument("--feedback-distribution", default="gaussian", choices=FEEDBACK_DISTRIBUTIONS)
+    c.add_argument("--feedback-mean", type=float, default=0.0)
+    c.add_argument("--feedback-density", type=float, default=1.0, help="probability that a feedback entry is non-zero")
+    c.add_argument("--feedback-nonzeros", type=float, default=None,
+                   help="expected non-zeros per receiving neuron (density n / N_source)")
+    c.add_argument("--feedback-storage", default="auto", choices=FEEDBACK_STORAGES)
+    c.add_argument("--congruent", action="store_true", help="feedback signs matched to the forward counterpart")
+    c.add_argument("--resample", default=None, choices=RESAMPLE_MODES, help="redraw the feedback every mini-batch")
+    c.add_argument("--sources", nargs="+", default=None, choices=SOURCES, metavar="SOURCE",
+                   help="per hidden layer: 'above' (rbp-style) or 'output' (srbp-style); one value for all")
+    c.add_argument("--feedback-lr-scale", type=float, default=1.0, help="rho of arbp/asrbp")
+    c.add_argument("--per-synapse", action="store_true", help="per-synapse random error (srbp)")
+    c.add_argument("--signal-transform", default="none", choices=SIGNAL_TRANSFORMS)
+    c.add_argument("--transform-target", default="signal", choices=TRANSFORM_TARGETS)
+    c.add_argument("--channel-dropout", type=float, default=0.0, help="dropout rate of learning-channel neurons")
+    c.add_argument("--dropout-inverted", action="store_true", help="scale kept channel signals by 1/(1-p)")
+    c.add_argument("--frozen-layers", type=int, nargs="+", default=[], metavar="H",
+                   help="layers (paper numbering 1..L) whose weights never change")
+    c.add_argument("--quantize", default=None, choices=QUANTIZE_MODES, help="low-bit error signals or weight updates")
+    c.add_argument("--quantize-bits", type=int, default=8)
+    c.add_argument("--quantize-alpha", type=float, default=None, help="default 2^-3 (signal) or 2^-6 (update)")
+    c.add_argument("--quantize-rounding", default="nearest", choices=ROUNDINGS)
+    p.add_argument("--diagnostics", action="store_true",
+                   help="record per-epoch alignment angles and norms (see Trainer.alignment)")
     p.add_argument("--train-metrics", default="full", choices=["full", "running"],
                    help="full: evaluate the whole training set after each epoch; running: batch means")
     p.add_argument("--out", default=None, help="output folder (default: runs/<dataset>-<algorithm>-seed<seed>)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(handler=_train)
+
+
+def _scale(text: str) -> str | float:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -58,10 +103,15 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{args.dataset}-{variant}-seed{args.seed}")
     train, test = datasets.load(args.dataset, root=args.data_root, download=args.download)
     sizes = [train.x.shape[1], *args.hidden, train.num_classes]
-    net = MLP(sizes, activation=args.activation, output=args.output, dtype=args.dtype, seed=args.seed, init=args.init)
+    connectivity = args.connectivity[0] if args.connectivity and len(args.connectivity) == 1 else args.connectivity
+    net = MLP(sizes, activation=args.activation, output=args.output, dtype=args.dtype, seed=args.seed, init=args.init,
+              connectivity=connectivity)
+    channel = {name: getattr(args, name) for name in CHANNEL_OPTIONS}
+    if channel["sources"] is not None and len(channel["sources"]) == 1:
+        channel["sources"] = channel["sources"][0]
     trainer = Trainer(net, algorithm=args.algorithm, derivative=args.derivative, lr=args.lr, decay=args.decay,
                       momentum=args.momentum, batch_size=args.batch_size, seed=args.seed, threads=args.threads,
-                      feedback_scale=args.feedback_scale)
+                      feedback_scale=args.feedback_scale, **channel)
     config = {"dataset": args.dataset, "network": net.config(), "trainer": trainer.config(), "epochs": args.epochs}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
@@ -82,7 +132,7 @@ def _train(args: argparse.Namespace) -> int:
 
     try:
         trainer.fit(train, epochs=args.epochs, eval=test, progress=args.progress, callback=save,
-                    train_metrics=args.train_metrics, history=history)
+                    train_metrics=args.train_metrics, history=history, diagnostics=args.diagnostics)
     except TrainingDiverged as error:
         print(f"rbp-native: {error}; the epochs before it are in {out}", file=sys.stderr)
         return 3
@@ -126,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
     _add_theory(sub)
+    from .experiments import cli as experiments_cli
+
+    experiments_cli.add_subcommands(sub)  # reproduce, run
     return parser
 
 

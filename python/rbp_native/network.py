@@ -3,18 +3,52 @@
 from __future__ import annotations
 
 import ast
+import math
+import numbers
 import os
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
 import numpy as np
 
-from . import _core
+from ._native import _core
 from ._arrays import as_inputs, parse_dtype
 from ._io import atomic_write
 
 ACTIVATIONS = ("tanh", "logistic", "relu", "linear")
 OUTPUTS = ("softmax", "logistic", "linear")
 INITS = ("glorot_normal", "glorot_uniform", "he_normal", "lecun_normal")
+
+Connectivity = Union[float, Sequence[float], None]
+
+
+def _densities(connectivity: Connectivity, layers: int) -> list[float]:
+    """One connection density per weight layer from ``connectivity`` (None: all dense)."""
+    if connectivity is None:
+        return [1.0] * layers
+    if isinstance(connectivity, numbers.Real) and not isinstance(connectivity, bool):
+        values = [connectivity] * layers
+    elif isinstance(connectivity, (str, bytes, bool)) or not hasattr(connectivity, "__len__"):
+        raise TypeError(
+            f"connectivity must be a density in (0, 1] or a list of {layers} densities, got {connectivity!r}"
+        )
+    else:
+        values = list(connectivity)
+        if len(values) != layers:
+            raise ValueError(f"connectivity needs one density per weight layer ({layers}), got {len(values)}")
+    densities = []
+    for h, p in enumerate(values):
+        if isinstance(p, bool) or not isinstance(p, numbers.Real):
+            raise TypeError(f"connectivity of W^{h + 1} must be a number in (0, 1], got {p!r}")
+        p = float(p)
+        if p == 0.0:
+            raise ValueError(
+                f"connectivity of W^{h + 1} is 0: a layer with no connections passes no signal; "
+                "use a density in (0, 1]"
+            )
+        if not (math.isfinite(p) and 0.0 < p <= 1.0):
+            raise ValueError(f"connectivity of W^{h + 1} must lie in (0, 1], got {p}")
+        densities.append(p)
+    return densities
 
 
 class MLP:
@@ -39,6 +73,15 @@ class MLP:
     init:
         Forward initialisation: ``"glorot_normal"`` (the paper's choice: N(0, 2/(fan_in+fan_out)),
         not truncated), ``"glorot_uniform"``, ``"he_normal"`` or ``"lecun_normal"``.
+    connectivity:
+        Sparse forward connectivity: a density ``p`` in (0, 1] for every weight layer, or a list with
+        one density per weight layer; ``None`` or 1.0 is fully connected. A layer with ``p < 1`` keeps
+        each connection of ``W^h`` with probability ``p``, independently, in a fixed random mask drawn
+        from the ``"connectivity"`` stream of ``seed`` (one stream per layer, so a mask depends only on
+        the seed, the layer index, its shape and its density; a row may be empty). Only the kept
+        connections are stored, computed (forward, BP's adjoint, the update) and trained. Their
+        initial values are those of the dense network with the same seed (the same formula with
+        the dense fan-in and fan-out): a sparse layer starts as ``mask * W_dense``.
     """
 
     def __init__(
@@ -50,6 +93,7 @@ class MLP:
         seed: int = 0,
         bias: bool = True,
         init: str = "glorot_normal",
+        connectivity: Connectivity = None,
     ) -> None:
         sizes = [int(n) for n in sizes]
         if len(sizes) < 2:
@@ -64,10 +108,11 @@ class MLP:
             raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
         if int(seed) < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
+        densities = _densities(connectivity, len(sizes) - 1)
         self.dtype = parse_dtype(dtype)
         self.seed = int(seed)
         core_class = _core.Network32 if self.dtype == np.float32 else _core.Network64
-        self._core = core_class(sizes, activation, output, bool(bias), init, self.seed)
+        self._core = core_class(sizes, activation, output, bool(bias), init, self.seed, densities)
 
     # -- description ---------------------------------------------------------------------------
     @property
@@ -97,7 +142,24 @@ class MLP:
 
     @property
     def parameter_count(self) -> int:
+        """Trainable parameters: the stored connections (all of ``W^h`` for a dense layer) and biases."""
         return self._core.parameter_count
+
+    @property
+    def connectivity(self) -> list[float]:
+        """The connection density of each weight layer (1.0: fully connected)."""
+        return list(self._core.densities)
+
+    @property
+    def masks(self) -> list[np.ndarray]:
+        """The connectivity mask of each ``W^h`` (bool, shape ``(n_h, n_{h-1})``; all True when dense)."""
+        result = []
+        for h in range(self.num_layers):
+            mask = self._core.get_mask(h)
+            if mask is None:
+                mask = np.ones((self.sizes[h + 1], self.sizes[h]), dtype=bool)
+            result.append(mask)
+        return result
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments, for saving and reproducing the network."""
@@ -109,16 +171,24 @@ class MLP:
             "seed": self.seed,
             "bias": self.bias,
             "init": self.init,
+            "connectivity": self._connectivity_config(),
         }
+
+    def _connectivity_config(self) -> list[float] | None:
+        densities = self.connectivity
+        return None if all(p == 1.0 for p in densities) else densities
 
     def __repr__(self) -> str:
         arch = "-".join(str(n) for n in self.sizes)
-        return f"MLP({arch}, activation={self.activation!r}, output={self.output!r}, dtype={self.dtype.name!r})"
+        sparse = "" if self._connectivity_config() is None else f", connectivity={self.connectivity!r}"
+        return (
+            f"MLP({arch}, activation={self.activation!r}, output={self.output!r}, dtype={self.dtype.name!r}{sparse})"
+        )
 
     # -- parameters ----------------------------------------------------------------------------
     @property
     def weights(self) -> list[np.ndarray]:
-        """Copies of ``W^1 ... W^L``, each of shape ``(n_h, n_{h-1})``."""
+        """Copies of ``W^1 ... W^L``, each of shape ``(n_h, n_{h-1})`` (zeros off a sparse layer's mask)."""
         return [self._core.get_weight(h) for h in range(self.num_layers)]
 
     @property
@@ -129,7 +199,8 @@ class MLP:
         return [self._core.get_bias(h) for h in range(self.num_layers)]
 
     def set_weights(self, weights: Sequence[Any]) -> None:
-        """Replace every weight matrix (shapes must match; values must be finite)."""
+        """Replace every weight matrix (shapes must match; values must be finite; a sparse layer's
+        matrix must be zero off its connectivity mask)."""
         if len(weights) != self.num_layers:
             raise ValueError(f"expected {self.num_layers} weight matrices, got {len(weights)}")
         arrays = [self._parameter(w, f"weights[{h}]") for h, w in enumerate(weights)]
@@ -137,6 +208,15 @@ class MLP:
             expected = (self.sizes[h + 1], self.sizes[h])
             if w.shape != expected:
                 raise ValueError(f"weights[{h}] must have shape {expected}, got {w.shape}")
+            mask = self._core.get_mask(h)
+            if mask is not None:
+                outside = np.argwhere((w != 0) & ~mask)
+                if len(outside):
+                    i, j = (int(v) for v in outside[0])
+                    raise ValueError(
+                        f"weights[{h}] has {len(outside)} non-zero entr{'y' if len(outside) == 1 else 'ies'} "
+                        f"outside the layer's connectivity mask (first at ({i}, {j}))"
+                    )
         for h, w in enumerate(arrays):
             self._core.set_weight(h, w)
 

@@ -7,13 +7,22 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import _core
+from ._native import _core
 from ._arrays import as_inputs, as_targets
 from .history import History
 from .network import MLP
 
-ALGORITHMS = ("bp", "sbp", "rbp", "srbp", "top")
+ALGORITHMS = ("bp", "sbp", "rbp", "srbp", "arbp", "asrbp", "top")
+FEEDBACK_ALGORITHMS = ("rbp", "srbp", "arbp", "asrbp")
 FEEDBACK_SCALES = ("glorot", "unit")
+FEEDBACK_DISTRIBUTIONS = ("gaussian", "uniform", "sign", "bernoulli", "ones")
+FEEDBACK_STORAGES = ("auto", "dense", "sparse")
+SOURCES = ("above", "output")
+RESAMPLE_MODES = ("zero_mean", "sign_concordant")
+SIGNAL_TRANSFORMS = ("none", "sign", "magnitude")
+TRANSFORM_TARGETS = ("signal", "update")
+QUANTIZE_MODES = ("signal", "update")
+ROUNDINGS = ("nearest", "stochastic")
 
 
 class TrainingDiverged(FloatingPointError):
@@ -22,6 +31,11 @@ class TrainingDiverged(FloatingPointError):
     def __init__(self, message: str, history: History) -> None:
         super().__init__(message)
         self.history = history
+
+
+def _choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
 def _split(data: Any, name: str) -> tuple[Any, Any]:
@@ -46,17 +60,28 @@ class Trainer:
     ``"rbp"`` ``J^h = F^h B^{h+1}``; ``"srbp"`` ``J^h = F^h e``; ``"top"`` hidden layers frozen.
     ``feedback[h]`` (hidden layer h+1, zero-based list) has shape ``(n_h, n_source)``.
 
+    Every option of the channel family is a keyword argument; ``docs/channels.md`` gives each
+    formula. In short: ``feedback_distribution`` (gaussian, uniform, sign, bernoulli, ones),
+    ``feedback_scale``, ``feedback_mean``, sparsity by ``feedback_density`` or ``feedback_nonzeros``
+    (stored in CSR when below 1, ``feedback_storage``), ``congruent`` signs, ``resample`` every batch
+    (``"zero_mean"`` or ``"sign_concordant"``), per-layer ``sources`` (``"above"``/``"output"``),
+    ``feedback_lr_scale`` (rho of arbp/asrbp), ``per_synapse`` random error (srbp), ``signal_transform``
+    (``"sign"``/``"magnitude"``) on the ``transform_target`` (``"signal"`` or ``"update"``),
+    ``channel_dropout`` (with ``dropout_inverted``), ``frozen_layers`` (paper numbering 1..L) and
+    low-bit ``quantize`` (``"signal"``: alpha 2^-3 by default; ``"update"``: alpha 2^-6) with
+    ``quantize_bits``, ``quantize_alpha`` and ``quantize_rounding``.
+
     Parameters
     ----------
     derivative:
         Multiply by the local derivative ``f'(S^h)``: True (all hidden layers, default), False
         (none: the paper's "no f'" variants) or one bool per hidden layer.
     feedback_scale:
-        Standard deviation of the zero-mean Gaussian feedback draw: ``"glorot"``
-        (``sqrt(2 / (n_h + n_source))``, the Glorot-normal scale of the forward counterpart;
-        default) or ``"unit"`` (N(0, 1)).
+        Scale s of the feedback draw ``F = mean + s * Z``: ``"glorot"`` (``sqrt(2 / (n_h + n_source))``,
+        the Glorot-normal scale of the forward counterpart; default), ``"unit"`` (1) or a number.
     seed:
-        Run seed; the feedback and shuffling streams are derived from it independently.
+        Run seed; the feedback, shuffling, dropout and quantisation streams are derived from it
+        independently.
     threads:
         Threads of the native core; None uses all cores. Results are bit-identical for the same
         seed and thread count.
@@ -73,14 +98,44 @@ class Trainer:
         batch_size: int = 100,
         seed: int = 0,
         threads: int | None = None,
-        feedback_scale: str = "glorot",
+        feedback_scale: str | float = "glorot",
+        *,
+        feedback_distribution: str = "gaussian",
+        feedback_mean: float = 0.0,
+        feedback_density: float = 1.0,
+        feedback_nonzeros: float | None = None,
+        feedback_storage: str = "auto",
+        congruent: bool = False,
+        resample: str | None = None,
+        sources: str | Sequence[str] | None = None,
+        feedback_lr_scale: float = 1.0,
+        per_synapse: bool = False,
+        signal_transform: str = "none",
+        transform_target: str = "signal",
+        channel_dropout: float = 0.0,
+        dropout_inverted: bool = False,
+        frozen_layers: Sequence[int] = (),
+        quantize: str | None = None,
+        quantize_bits: int = 8,
+        quantize_alpha: float | None = None,
+        quantize_rounding: str = "nearest",
     ) -> None:
         if not isinstance(net, MLP):
             raise TypeError(f"net must be an rbp_native.MLP, got {type(net).__name__}")
-        if algorithm not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
-        if feedback_scale not in FEEDBACK_SCALES:
-            raise ValueError(f"unknown feedback_scale {feedback_scale!r}; choose one of {', '.join(FEEDBACK_SCALES)}")
+        _choice("algorithm", algorithm, ALGORITHMS)
+        if isinstance(feedback_scale, str):
+            _choice("feedback_scale", feedback_scale, FEEDBACK_SCALES)
+        elif not (np.isfinite(feedback_scale) and feedback_scale > 0):
+            raise ValueError(f"feedback_scale must be 'glorot', 'unit' or a positive number, got {feedback_scale}")
+        _choice("feedback_distribution", feedback_distribution, FEEDBACK_DISTRIBUTIONS)
+        _choice("feedback_storage", feedback_storage, FEEDBACK_STORAGES)
+        _choice("signal_transform", signal_transform, SIGNAL_TRANSFORMS)
+        _choice("transform_target", transform_target, TRANSFORM_TARGETS)
+        _choice("quantize_rounding", quantize_rounding, ROUNDINGS)
+        if resample is not None:
+            _choice("resample", resample, RESAMPLE_MODES)
+        if quantize is not None:
+            _choice("quantize", quantize, QUANTIZE_MODES)
         hidden = net.num_layers - 1
         if isinstance(derivative, (bool, np.bool_)):
             flags = [bool(derivative)] * hidden
@@ -88,7 +143,27 @@ class Trainer:
             flags = [bool(d) for d in derivative]
             if len(flags) != hidden:
                 raise ValueError(f"derivative needs one flag per hidden layer ({hidden}), got {len(flags)}")
-        for name, value in (("lr", lr), ("decay", decay), ("momentum", momentum)):
+        if sources is not None:
+            if algorithm not in FEEDBACK_ALGORITHMS:
+                raise ValueError(f"sources apply only to {', '.join(FEEDBACK_ALGORITHMS)}, not {algorithm!r}")
+            sources = [sources] * hidden if isinstance(sources, str) else list(sources)
+            for source in sources:
+                _choice("source", source, SOURCES)
+        explicit = {
+            "feedback_distribution": feedback_distribution != "gaussian", "feedback_mean": feedback_mean != 0.0,
+            "feedback_density": feedback_density != 1.0, "feedback_nonzeros": feedback_nonzeros is not None,
+            "congruent": congruent, "resample": resample is not None, "feedback_storage": feedback_storage != "auto",
+        }
+        if algorithm not in FEEDBACK_ALGORITHMS and any(explicit.values()):
+            used = ", ".join(k for k, v in explicit.items() if v)
+            raise ValueError(f"{used} apply only to the feedback algorithms ({', '.join(FEEDBACK_ALGORITHMS)}), "
+                             f"not {algorithm!r}")
+        if feedback_density != 1.0 and feedback_nonzeros is not None:
+            raise ValueError("give feedback_density or feedback_nonzeros, not both")
+        if feedback_nonzeros is not None and not (np.isfinite(feedback_nonzeros) and feedback_nonzeros >= 0):
+            raise ValueError(f"feedback_nonzeros must be a non-negative number, got {feedback_nonzeros}")
+        for name, value in (("lr", lr), ("decay", decay), ("momentum", momentum), ("feedback_mean", feedback_mean),
+                            ("feedback_lr_scale", feedback_lr_scale), ("channel_dropout", channel_dropout)):
             if not np.isfinite(value):
                 raise ValueError(f"{name} must be finite, got {value}")
         if lr <= 0:
@@ -97,23 +172,57 @@ class Trainer:
             raise ValueError(f"decay must be non-negative, got {decay}")
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+        if not 0 <= channel_dropout < 1:
+            raise ValueError(f"channel_dropout must lie in [0, 1), got {channel_dropout}")
         if int(batch_size) <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if int(seed) < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
         if threads is not None and int(threads) <= 0:
             raise ValueError(f"threads must be a positive integer or None, got {threads}")
+        if not 1 <= int(quantize_bits) <= 64:
+            raise ValueError(f"quantize_bits must lie in [1, 64], got {quantize_bits}")
+        if quantize_alpha is not None and not (np.isfinite(quantize_alpha) and quantize_alpha > 0):
+            raise ValueError(f"quantize_alpha must be positive, got {quantize_alpha}")
+        frozen = [int(layer) for layer in frozen_layers]
+        for layer in frozen:
+            if not 1 <= layer <= net.num_layers:
+                raise ValueError(f"frozen layer {layer} is outside 1..{net.num_layers} (paper numbering)")
         self.net = net
-        self.batch_size = int(batch_size)
-        self.seed = int(seed)
-        self.lr = float(lr)
-        self.decay = float(decay)
-        self.momentum = float(momentum)
+        self._options: dict[str, Any] = {
+            "algorithm": algorithm,
+            "derivative": flags,
+            "lr": float(lr),
+            "decay": float(decay),
+            "momentum": float(momentum),
+            "batch_size": int(batch_size),
+            "seed": int(seed),
+            "threads": 0 if threads is None else int(threads),
+            "feedback_scale": feedback_scale if isinstance(feedback_scale, str) else float(feedback_scale),
+            "feedback_distribution": feedback_distribution,
+            "feedback_mean": float(feedback_mean),
+            "feedback_density": float(feedback_density),
+            "feedback_nonzeros": None if feedback_nonzeros is None else float(feedback_nonzeros),
+            "feedback_storage": feedback_storage,
+            "congruent": bool(congruent),
+            "resample": resample,
+            "sources": sources,
+            "feedback_lr_scale": float(feedback_lr_scale),
+            "per_synapse": bool(per_synapse),
+            "signal_transform": signal_transform,
+            "transform_target": transform_target,
+            "channel_dropout": float(channel_dropout),
+            "dropout_inverted": bool(dropout_inverted),
+            "frozen_layers": frozen,
+            "quantize": quantize,
+            "quantize_bits": int(quantize_bits),
+            "quantize_alpha": None if quantize_alpha is None else float(quantize_alpha),
+            "quantize_rounding": quantize_rounding,
+        }
         core_class = _core.Trainer32 if net.dtype == np.float32 else _core.Trainer64
-        self._core = core_class(
-            net._core, algorithm, flags, feedback_scale, self.lr, self.decay, self.momentum,
-            self.batch_size, self.seed, 0 if threads is None else int(threads),
-        )
+        self._core = core_class(net._core, self._options)
+        self._options["quantize_alpha"] = self._core.quantize_alpha
+        self._bp_probe: Any = None
 
     # -- description ---------------------------------------------------------------------------
     @property
@@ -125,8 +234,29 @@ class Trainer:
         return list(self._core.derivative)
 
     @property
-    def feedback_scale(self) -> str:
-        return self._core.feedback_scale
+    def batch_size(self) -> int:
+        return self._options["batch_size"]
+
+    @property
+    def seed(self) -> int:
+        return self._options["seed"]
+
+    @property
+    def lr(self) -> float:
+        return self._options["lr"]
+
+    @property
+    def decay(self) -> float:
+        return self._options["decay"]
+
+    @property
+    def momentum(self) -> float:
+        return self._options["momentum"]
+
+    @property
+    def sources(self) -> list[str]:
+        """Per hidden layer, where its feedback comes from ("above" or "output"); empty without feedback."""
+        return list(self._core.sources)
 
     @property
     def threads(self) -> int:
@@ -148,17 +278,10 @@ class Trainer:
         return self._core.channel_macs
 
     def config(self) -> dict[str, Any]:
-        return {
-            "algorithm": self.algorithm,
-            "derivative": self.derivative,
-            "lr": self.lr,
-            "decay": self.decay,
-            "momentum": self.momentum,
-            "batch_size": self.batch_size,
-            "seed": self.seed,
-            "threads": self.threads,
-            "feedback_scale": self.feedback_scale,
-        }
+        """Every option of this trainer (``threads`` as resolved)."""
+        config = dict(self._options)
+        config["threads"] = self.threads
+        return config
 
     # -- feedback ------------------------------------------------------------------------------
     @property
@@ -193,8 +316,45 @@ class Trainer:
 
     def signals(self, x: Any, y: Any) -> list[np.ndarray]:
         """The postsynaptic signals ``B^1 ... B^L`` (each ``(batch, n_h)``) for this batch, with
-        ``B^L = T - O``; nothing is updated. Under ``"top"`` the hidden signals are zero."""
-        return list(self._core.signals(*self._data(x, y)))
+        ``B^L = T - O``; nothing is updated. Under ``"top"`` the hidden signals are zero; with
+        ``per_synapse`` hidden layers have no per-neuron signal and their entries are None.
+
+        No random stream advances: the dropout masks and rounding noise are those the next
+        :meth:`step` will draw (when the feedback is not resampled)."""
+        signals: list[Any] = list(self._core.signals(*self._data(x, y)))
+        if self._options["per_synapse"]:
+            signals[:-1] = [None] * (len(signals) - 1)
+        return signals
+
+    def alignment(self, x: Any, y: Any) -> dict[str, float]:
+        """Alignment diagnostics on one batch, without changing anything.
+
+        ``angle_signal_h``: angle in degrees between this channel's ``B^h`` and BP's ``B^h``
+        (with the derivative) from the same forward pass, both flattened over the batch (NaN when
+        either is zero; absent for per-synapse layers); ``angle_feedback_h``: angle between
+        ``feedback[h]`` and its forward counterpart (``(W^{h+1})^T``, or ``(W^L ... W^{h+1})^T`` for
+        output-sourced feedback); ``norm_W_h`` and ``norm_F_h``: Frobenius norms. Layers are numbered
+        as in the paper (hidden layers 1..L-1, weights 1..L).
+        """
+        xs, ys = self._data(x, y)
+        if self._bp_probe is None:
+            core_class = _core.Trainer32 if self.net.dtype == np.float32 else _core.Trainer64
+            hidden = self.net.num_layers - 1
+            self._bp_probe = core_class(self.net._core, {"algorithm": "bp", "derivative": [True] * hidden,
+                                                         "threads": self._options["threads"]})
+        record: dict[str, float] = {}
+        channel = self._core.signals(xs, ys)
+        exact = self._bp_probe.signals(xs, ys)
+        if not self._options["per_synapse"]:
+            for h in range(self.net.num_layers - 1):
+                record[f"angle_signal_{h + 1}"] = _angle(channel[h], exact[h])
+        for h in range(self._core.num_feedback):
+            feedback = self._core.get_feedback(h)
+            record[f"angle_feedback_{h + 1}"] = _angle(feedback, self._core.counterpart(h))
+            record[f"norm_F_{h + 1}"] = float(np.linalg.norm(feedback))
+        for h, w in enumerate(self.net.weights):
+            record[f"norm_W_{h + 1}"] = float(np.linalg.norm(w))
+        return record
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
         """Mean loss and accuracy over the given examples."""
@@ -210,6 +370,8 @@ class Trainer:
         callback: Callable[[dict[str, Any]], Any] | None = None,
         train_metrics: str = "full",
         history: History | None = None,
+        diagnostics: bool = False,
+        diagnostics_batch: int = 1000,
     ) -> History:
         """Train for `epochs` epochs of shuffled mini-batches (the last batch may be smaller).
 
@@ -224,6 +386,11 @@ class Trainer:
             reports the mean over the epoch's batches, each measured before its update (cheaper).
         history:
             An existing History to append to (to continue a run).
+        diagnostics:
+            Add alignment diagnostics to each epoch's record, measured after the epoch on the first
+            `diagnostics_batch` training examples (see :meth:`alignment`); the update norm is that of
+            the epoch's total change of each weight matrix. Costs one forward and two channel passes
+            over the probe batch per epoch; no random stream advances, so results are unchanged.
 
         Raises :class:`TrainingDiverged` (with ``.history``) when the loss becomes NaN or infinite.
         """
@@ -235,6 +402,9 @@ class Trainer:
         eval_data = self._data(*_split(eval, "eval")) if eval is not None else None
         if history is None:
             history = History(config={"network": self.net.config(), "trainer": self.config()})
+        if diagnostics and int(diagnostics_batch) <= 0:
+            raise ValueError(f"diagnostics_batch must be positive, got {diagnostics_batch}")
+        probe = (x[: int(diagnostics_batch)], y[: int(diagnostics_batch)]) if diagnostics else None
         start_epoch = len(history)
         batches = -(-x.shape[0] // self.batch_size)
         bar = _progress_bar(batches) if progress else None
@@ -252,6 +422,7 @@ class Trainer:
                     bar.refresh()
                     return True
 
+                weights_before = self.net.weights if probe is not None else None
                 running = self._core.train_epoch(x, y, report if bar is not None else None, 10)
                 lr = self._core.learning_rate
                 record: dict[str, Any] = {"epoch": epoch}
@@ -270,6 +441,10 @@ class Trainer:
                     measured = self._core.evaluate(*eval_data)
                     record.update(test_loss=measured["loss"], test_accuracy=measured["accuracy"])
                 record.update(lr=lr, updates=self.updates, seconds=time.perf_counter() - started)
+                if probe is not None:
+                    record.update(self.alignment(*probe))
+                    for h, (before, after) in enumerate(zip(weights_before, self.net.weights)):
+                        record[f"norm_dW_{h + 1}"] = float(np.linalg.norm(after - before))
                 history.append(record)
                 if bar is not None:
                     bar.write(_format_record(record))
@@ -279,6 +454,16 @@ class Trainer:
             if bar is not None:
                 bar.close()
         return history
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle in degrees between two arrays seen as flat vectors (NaN when either is zero)."""
+    u = np.asarray(a, dtype=np.float64).ravel()
+    v = np.asarray(b, dtype=np.float64).ravel()
+    norms = np.linalg.norm(u) * np.linalg.norm(v)
+    if norms == 0:
+        return float("nan")
+    return float(np.degrees(np.arccos(np.clip(u @ v / norms, -1.0, 1.0))))
 
 
 def _progress_bar(total: int) -> Any:

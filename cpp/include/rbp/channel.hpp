@@ -1,73 +1,173 @@
-// The learning channel: how each hidden layer receives its error signal.
+// The learning channel: how each hidden layer receives its error signal. docs/channels.md defines
+// every option; this is its implementation.
 //
 // For hidden layer h the channel produces J^h and the postsynaptic signal B^h = f'(S^h) * J^h (or
-// J^h alone when the derivative is switched off for that layer); the top layer uses B^L = e = T - O.
+// J^h alone when the derivative is off for that layer); the top layer uses B^L = e = T - O.
 //   bp   J^h = (W^{h+1})^T B^{h+1}
 //   sbp  J^h = (W^{h+1})^T ... (W^L)^T e        (no upper derivatives)
-//   rbp  J^h = F^h B^{h+1},  F^h fixed random, shape (N_h, N_{h+1})
-//   srbp J^h = F^h e,        F^h fixed random, shape (N_h, N_L)
+//   rbp  J^h = F^h B^{h+1}, F^h fixed random, shape (N_h, N_{h+1})     (arbp: F^h adapted)
+//   srbp J^h = F^h e,       F^h fixed random, shape (N_h, N_L)         (asrbp: F^h adapted)
 //   top  hidden layers receive nothing and are not updated
 // feedback(h) follows one convention everywhere: shape (N_h, N_source) with J^h = feedback(h) @ source.
 #pragma once
 
 #include "rbp/network.hpp"
+#include "rbp/quantize.hpp"
+
+#include <Eigen/SparseCore>
 
 #include <string>
 #include <vector>
 
 namespace rbp {
 
-enum class Algorithm { BP, SBP, RBP, SRBP, Top };
+enum class Algorithm { BP, SBP, RBP, SRBP, ARBP, ASRBP, Top };
 Algorithm parse_algorithm(const std::string& name);
 std::string to_string(Algorithm algorithm);
 
-// Scale of the default zero-mean Gaussian feedback draw: the Glorot-normal standard deviation of
-// the forward counterpart, sqrt(2 / (N_h + N_source)), or unit variance.
-enum class FeedbackScale { Glorot, Unit };
+// Where a hidden layer's feedback comes from: the layer above (rbp-style) or the output (srbp-style).
+enum class Source { Above, Output };
+Source parse_source(const std::string& name);
+std::string to_string(Source source);
+
+enum class Distribution { Gaussian, Uniform, Sign, Bernoulli, Ones };
+Distribution parse_distribution(const std::string& name);
+std::string to_string(Distribution distribution);
+
+// Scale s of the draw F = mean + s * Z: the Glorot-normal standard deviation of the forward
+// counterpart, sqrt(2 / (N_h + N_source)); 1; or a given value.
+enum class FeedbackScale { Glorot, Unit, Value };
 FeedbackScale parse_feedback_scale(const std::string& name);
 std::string to_string(FeedbackScale scale);
+
+enum class Resample { None, ZeroMean, SignConcordant };
+Resample parse_resample(const std::string& name);
+std::string to_string(Resample resample);
+
+enum class Storage { Auto, Dense, Sparse };
+Storage parse_storage(const std::string& name);
+std::string to_string(Storage storage);
+
+enum class Transform { None, Sign, Magnitude };
+Transform parse_transform(const std::string& name);
+std::string to_string(Transform transform);
+
+enum class Quantize { None, Signal, Update };
+Quantize parse_quantize(const std::string& name);
+std::string to_string(Quantize quantize);
+
+struct FeedbackSpec {
+    Distribution distribution = Distribution::Gaussian;
+    FeedbackScale scale = FeedbackScale::Glorot;
+    double scale_value = 1.0;   // used when scale == Value
+    double mean = 0.0;
+    double density = 1.0;       // probability that an entry is non-zero
+    double nonzeros = -1.0;     // when >= 0: expected non-zeros per receiving neuron, density = n / N_source
+    Storage storage = Storage::Auto;
+    bool congruent = false;
+    Resample resample = Resample::None;
+};
 
 struct ChannelSpec {
     Algorithm algorithm = Algorithm::BP;
     std::vector<bool> derivative;  // one flag per hidden layer; empty means all on
-    FeedbackScale feedback_scale = FeedbackScale::Glorot;
+    std::vector<Source> sources;   // one per hidden layer; empty means the algorithm's default
+    FeedbackSpec feedback;
+    double feedback_lr_scale = 1.0;  // rho of the adaptive algorithms
+    bool per_synapse = false;
+    Transform transform = Transform::None;
+    bool transform_update = false;   // apply the transform to the batch update instead of the signal
+    double dropout = 0.0;
+    bool dropout_inverted = false;
+    std::vector<Index> frozen;       // paper numbering, 1..L
+    Quantize quantize = Quantize::None;
+    Quantizer quantizer;
 };
+
+template <class T>
+using SparseMatrix = Eigen::SparseMatrix<T, Eigen::RowMajor>;
 
 template <class T>
 class Channel {
 public:
-    Channel(const Network<T>& network, ChannelSpec spec);
+    Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t seed);
 
-    Algorithm algorithm() const { return spec_.algorithm; }
     const ChannelSpec& spec() const { return spec_; }
+    Algorithm algorithm() const { return spec_.algorithm; }
     bool derivative(Index hidden) const { return spec_.derivative.at(static_cast<std::size_t>(hidden)); }
     bool any_derivative() const;
     bool updates_hidden_layers() const { return spec_.algorithm != Algorithm::Top; }
-    bool has_feedback() const { return spec_.algorithm == Algorithm::RBP || spec_.algorithm == Algorithm::SRBP; }
+    bool has_feedback() const;
+    bool adaptive() const { return spec_.algorithm == Algorithm::ARBP || spec_.algorithm == Algorithm::ASRBP; }
+    bool frozen(Index layer) const;  // zero-based layer index
+    Source source(Index hidden) const { return sources_.at(static_cast<std::size_t>(hidden)); }
 
-    // Number of feedback matrices (one per hidden layer for rbp/srbp, none otherwise).
-    Index num_feedback() const { return has_feedback() ? static_cast<Index>(rows_.size()) : 0; }
+    // Number of feedback matrices F^h: one per hidden layer for the feedback algorithms, none
+    // otherwise (per-synapse srbp keeps tensors instead, see synapse_feedback).
+    Index num_feedback() const { return has_feedback() && !spec_.per_synapse ? static_cast<Index>(rows_.size()) : 0; }
     Index feedback_rows(Index hidden) const { return rows_.at(static_cast<std::size_t>(hidden)); }
     Index feedback_cols(Index hidden) const;
-    MatrixRef<T> feedback(Index hidden);
-    ConstMatrixRef<T> feedback(Index hidden) const;
-    void draw_feedback(Rng& rng);
+    bool feedback_sparse(Index hidden) const;
+    Index feedback_nonzeros(Index hidden) const;
+    // Dense copy of F^h, and replacement from a dense matrix (sparse storage keeps its non-zeros).
+    Matrix<T> feedback(Index hidden) const;
+    void set_feedback(Index hidden, const ConstMatrixRef<T>& value);
+    // The forward counterpart of F^h: (W^{h+1})^T for source Above, (W^L ... W^{h+1})^T for Output.
+    Matrix<T> counterpart(const Network<T>& network, Index hidden) const;
 
-    // Given ws.signal[L-1] = e (rows n), fills ws.signal[h] = B^h for every hidden layer.
-    void compute(const Network<T>& network, Workspace<T>& ws, Index n) const;
+    // Per-synapse random error: R^h as N_L matrices of shape (N_h, N_{h-1}), and bias vectors (N_h, N_L).
+    const std::vector<Matrix<T>>& synapse_feedback(Index hidden) const { return synapse_.at(static_cast<std::size_t>(hidden)); }
+    const Matrix<T>& synapse_bias_feedback(Index hidden) const { return synapse_bias_.at(static_cast<std::size_t>(hidden)); }
 
-    // Multiply-accumulates per example that the channel spends producing the hidden signals.
-    Index channel_macs() const;
+    // Draws every F^h (and per-synapse tensor) from the feedback stream, respecting congruence.
+    void draw_feedback(const Network<T>& network);
+    // Called before each update: redraws the matrices when resampling is on.
+    void before_update(const Network<T>& network);
+    // Given ws.signal[L-1] = e (rows n) and the forward pass in ws, fills ws.signal[h] = B^h for
+    // every hidden layer. Draws dropout masks and stochastic-rounding noise from the channel's streams.
+    void compute(const Network<T>& network, Workspace<T>& ws, Index n);
+    // The adaptive algorithms' feedback update, from the signals of the same pass.
+    void adapt(const Workspace<T>& ws, Index n, double lr);
+
+    // Streams of the channel, saved and restored so that inspecting signals changes nothing.
+    struct Streams {
+        Rng feedback, dropout, quantize;
+    };
+    Streams streams() const { return streams_; }
+    void set_streams(const Streams& s) { streams_ = s; }
+    const std::vector<Matrix<T>>& dropout_masks() const { return masks_; }
+    Rng& quantize_stream() { return streams_.quantize; }
+
+    // Multiply-accumulates per example that the channel spends producing the hidden signals
+    // (bp and sbp multiply by the forward weights above each hidden layer, sparse layers included).
+    Index channel_macs(const Network<T>& network) const;
 
 private:
+    bool stacked() const { return stacked_.size() > 0; }
+    MatrixRef<T> dense(Index hidden);
+    ConstMatrixRef<T> dense(Index hidden) const;
+    double scale_for(Index rows, Index cols) const;
+    double density_for(Index cols) const;
+    T draw_value(Rng& rng, double scale) const;
+    void draw_layer(Index hidden, const Matrix<T>* signs, bool magnitude_only);
+
     ChannelSpec spec_;
+    std::vector<Source> sources_;
     std::vector<Index> rows_;      // N_h of hidden layers
-    std::vector<Index> offsets_;   // row offset of each hidden layer inside `stacked_`
+    std::vector<Index> cols_;      // N_source of hidden layers
+    std::vector<Index> offsets_;   // row offsets inside stacked_
+    std::vector<char> sparse_;     // storage of each layer
+    std::vector<char> frozen_;     // per layer (zero-based), L entries
     Index output_size_ = 0;
-    // srbp: every F^h stacked (sum N_h, N_L), so all hidden signals come from one product.
+    // When every hidden layer is fed from the output with dense storage, the matrices are stacked
+    // (sum N_h, N_L) so that all hidden signals come from one product.
     Matrix<T> stacked_;
-    // rbp: F^h of shape (N_h, N_{h+1}).
-    std::vector<Matrix<T>> layered_;
+    std::vector<Matrix<T>> dense_;
+    std::vector<SparseMatrix<T>> csr_;
+    std::vector<std::vector<Matrix<T>>> synapse_;
+    std::vector<Matrix<T>> synapse_bias_;
+    std::vector<Matrix<T>> masks_;
+    Streams streams_;
 };
 
 }  // namespace rbp

@@ -3,6 +3,7 @@
 // this interface, so convolution, pooling and sparse layers plug in without touching them.
 #pragma once
 
+#include "rbp/quantize.hpp"
 #include "rbp/random.hpp"
 #include "rbp/types.hpp"
 
@@ -46,6 +47,23 @@ public:
 
     // Multiply-accumulates of one forward pass per example (used for complexity counts).
     virtual Index forward_macs() const = 0;
+
+    // Low-bit weight updates: adds (1/n) sum_b Q(lr * B_b (x) X_b) into `targets`, quantising every
+    // per-example update (bias: Q(lr * B_b)) before the batch average, without storing them.
+    virtual void accumulate_quantized_update(const ConstMatrixRef<T>& /*b*/, const ConstMatrixRef<T>& /*x*/, T /*lr*/,
+                                             const Quantizer& /*q*/, Rng& /*rng*/,
+                                             std::vector<Matrix<T>*>& /*targets*/) const {
+        throw std::invalid_argument("a '" + kind() + "' layer does not support quantised weight updates");
+    }
+
+    // The weight as a dense (output_size, input_size) matrix W (a copy; zeros where a sparse layer
+    // has no connection), and its replacement from one. Layers without a dense weight throw.
+    virtual Matrix<T> dense_weight() const {
+        throw std::invalid_argument("a '" + kind() + "' layer has no dense weight matrix");
+    }
+    virtual void set_dense_weight(const ConstMatrixRef<T>& /*w*/) {
+        throw std::invalid_argument("a '" + kind() + "' layer has no dense weight matrix");
+    }
 };
 
 // Fully connected layer: W of shape (n_out, n_in) as in the paper, and an optional bias.
@@ -67,6 +85,10 @@ public:
     std::vector<const Matrix<T>*> parameters() const override;
     void initialise(Init init, Rng& rng) override;
     Index forward_macs() const override { return weight_.size(); }
+    void accumulate_quantized_update(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x, T lr, const Quantizer& q,
+                                     Rng& rng, std::vector<Matrix<T>*>& targets) const override;
+    Matrix<T> dense_weight() const override { return weight_; }
+    void set_dense_weight(const ConstMatrixRef<T>& w) override;
 
     Matrix<T>& weight() { return weight_; }
     const Matrix<T>& weight() const { return weight_; }

@@ -16,6 +16,10 @@ struct NetworkSpec {
     bool bias = true;
     Init init = Init::GlorotNormal;
     std::uint64_t seed = 0;             // the "init" stream is derived from it
+    // Connection density of each weight layer W^1..W^L, in (0, 1]; empty means all dense. A layer
+    // with density < 1 is a SparseLayer whose fixed mask comes from the "connectivity" stream of
+    // `seed` (one stream per layer); density exactly 1 gives a DenseLayer.
+    std::vector<double> densities;
 };
 
 // Buffers of one forward/backward pass, sized for the largest batch and used through topRows(n),

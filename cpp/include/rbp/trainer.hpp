@@ -15,7 +15,7 @@ struct TrainerSpec {
     double decay = 1e-6;        // lr_t = lr / (1 + decay * t), t = updates done so far
     double momentum = 0.0;      // Keras: v = momentum * v + lr_t * g; W += v
     Index batch_size = 100;
-    std::uint64_t seed = 0;     // "feedback" and "shuffle" streams are derived from it
+    std::uint64_t seed = 0;     // "feedback", "shuffle", "dropout" and "quantize" streams derive from it
     int threads = 0;            // 0: all cores (OpenMP's default)
 };
 
@@ -76,7 +76,9 @@ public:
 
     Metrics evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targets, Index chunk = 1000) const;
 
-    // The postsynaptic signals B^1..B^L the channel computes for this batch; nothing is updated.
+    // The postsynaptic signals B^1..B^L the channel computes for this batch; nothing is updated and
+    // no random stream advances, so a following step() on the same batch uses the same signals
+    // (unless the feedback is resampled every batch).
     std::vector<Matrix<T>> signals(const ConstMatrixRef<T>& x, const Targets<T>& targets);
 
 private:
@@ -86,11 +88,15 @@ private:
                         Index* correct);
     void prepare_batch(const ConstMatrixRef<T>& x, Index n, const Targets<T>& targets, const Index* rows);
     void apply_threads() const;
+    // Adds this layer's update for the batch into `targets` (parameters or velocities).
+    void accumulate_layer_update(Index h, const ConstMatrixRef<T>& presynaptic, Index n, double lr,
+                                 std::vector<Matrix<T>*>& targets);
 
     std::shared_ptr<Network<T>> network_;
     TrainerSpec spec_;
     Channel<T> channel_;
     std::vector<std::vector<Matrix<T>>> velocity_;  // per layer, per parameter (momentum only)
+    std::vector<std::vector<Matrix<T>>> gradient_;  // per layer, per parameter (update transforms only)
     Workspace<T> ws_;
     Rng shuffle_rng_;
     std::vector<Index> order_;

@@ -1,0 +1,186 @@
+"""One benchmark process: times one implementation on a list of workloads (used by run.py).
+
+    python benchmarks/_worker.py CONFIG.json
+
+Runs in its own process so that thread counts are set before any library starts its thread pool,
+libraries do not share a process (their OpenMP/BLAS pools would compete for the two cores), and
+VmHWM is the peak memory of this implementation alone. Prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+def _rss_kb() -> int:
+    """Peak resident set of this process in KiB. VmHWM, not ru_maxrss: Linux carries ru_maxrss
+    over from the parent across fork and exec, so a child would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _init(init: Any, net: str, algorithm: str) -> tuple[list, list, list]:
+    count = int(init[f"{net}_layers"])
+    weights = [init[f"{net}_W{h}"] for h in range(count)]
+    biases = [init[f"{net}_b{h}"] for h in range(count)]
+    feedback = []
+    if algorithm in ("rbp", "srbp"):
+        feedback = [init[f"{net}_{algorithm}_F{h}"] for h in range(count - 1)]
+    return weights, biases, feedback
+
+
+def make_trainer(impl: str, threads: int, weights: list, biases: list, feedback: list, algorithm: str,
+                 batch: int, lr: float, decay: float) -> Any:
+    if impl == "rbp-native":
+        import rbp_native as rbp
+
+        sizes = [weights[0].shape[1]] + [w.shape[0] for w in weights]
+        net = rbp.MLP(sizes, seed=0)
+        net.set_weights(weights)
+        net.set_biases(biases)
+        trainer = rbp.Trainer(net, algorithm=algorithm, lr=lr, decay=decay, batch_size=batch, threads=threads, seed=0)
+        if feedback:
+            trainer.set_feedback(feedback)
+        return trainer
+    if impl == "numpy":
+        from references import NumpyTrainer
+
+        return NumpyTrainer(weights, biases, feedback, algorithm, lr, decay, batch)
+    if impl in ("torch", "torch-compile"):
+        from references import TorchTrainer
+
+        return TorchTrainer(weights, biases, feedback, algorithm, lr, decay, batch, compile=impl == "torch-compile")
+    raise ValueError(impl)
+
+
+def epoch_fn(impl: str, trainer: Any, x: np.ndarray, y: np.ndarray) -> Any:
+    if impl == "rbp-native":
+        core = trainer._core  # the whole epoch in C++, as Trainer.fit runs it, without metrics passes
+        return lambda: core.train_epoch(x, y, None, 0)
+    if impl.startswith("torch"):
+        import torch
+
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        return lambda: trainer.epoch(xt, yt)
+    return lambda: trainer.epoch(x, y)
+
+
+def setup_threads(impl: str, threads: int) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    if impl.startswith("torch"):
+        import torch
+
+        torch.set_num_threads(threads)
+        info["torch_threads"] = torch.get_num_threads()
+        info["torch"] = torch.__version__
+    if impl == "numpy":
+        try:
+            from threadpoolctl import threadpool_info, threadpool_limits
+
+            threadpool_limits(threads)
+            info["blas"] = [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture",
+                                                     "threading_layer", "filepath")} for p in threadpool_info()]
+        except ImportError:
+            info["blas"] = "threadpoolctl not installed"
+    if impl == "rbp-native":
+        import rbp_native
+
+        info["rbp_native"] = rbp_native.__version__
+        info["isa"] = rbp_native.isa
+    return info
+
+
+def run_timing(cfg: dict[str, Any]) -> dict[str, Any]:
+    impl, threads = cfg["impl"], int(cfg["threads"])
+    info = setup_threads(impl, threads)
+    data = np.load(cfg["data"])
+    init = np.load(cfg["init"])
+    results = []
+    for wl in cfg["workloads"]:
+        examples = int(wl["examples"])
+        x = np.ascontiguousarray(data["x"][:examples])
+        y = np.ascontiguousarray(data["y"][:examples])
+        weights, biases, feedback = _init(init, wl["net"], wl["algorithm"])
+        trainer = make_trainer(impl, threads, weights, biases, feedback, wl["algorithm"], int(wl["batch"]),
+                               cfg["lr"], cfg["decay"])
+        run = epoch_fn(impl, trainer, x, y)
+        started = time.perf_counter()
+        for _ in range(int(cfg["warmup"])):
+            run()
+        warmup_s = time.perf_counter() - started
+        times = []
+        for _ in range(int(cfg["epochs"])):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+        results.append({"key": wl["key"], "times": times, "warmup_s": warmup_s, "maxrss_kb": _rss_kb()})
+        del trainer, run
+    return {"impl": impl, "threads": threads, "info": info, "results": results, "maxrss_kb": _rss_kb()}
+
+
+def run_check(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A few SGD steps from the same weights on the same batches; max weight differences."""
+    data = np.load(cfg["data"])
+    init = np.load(cfg["init"])
+    out = []
+    steps = int(cfg.get("steps", 3))
+    for wl in cfg["workloads"]:
+        batch = int(wl["batch"])
+        x = np.ascontiguousarray(data["x"][:batch * steps])
+        y = np.ascontiguousarray(data["y"][:batch * steps])
+        weights, biases, feedback = _init(init, wl["net"], wl["algorithm"])
+        final: dict[str, list[np.ndarray]] = {}
+        losses: dict[str, list[float]] = {}
+        for impl in cfg["impls"]:
+            trainer = make_trainer(impl, 1, weights, biases, feedback, wl["algorithm"], batch, cfg["lr"], cfg["decay"])
+            losses[impl] = []
+            for s in range(steps):
+                xb, yb = x[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch]
+                if impl == "rbp-native":
+                    losses[impl].append(float(trainer.step(xb, yb)) * batch)
+                    continue
+                if impl.startswith("torch"):
+                    import torch
+
+                    loss, _ = trainer.step(torch.from_numpy(xb), torch.from_numpy(yb))
+                else:
+                    loss, _ = trainer.step(xb, yb)
+                losses[impl].append(float(loss))
+            final[impl] = trainer.net.weights if impl == "rbp-native" else trainer.weights()
+        ref = final["rbp-native"]
+        scale = max(float(np.max(np.abs(w))) for w in ref)
+        change = max(float(np.max(np.abs(a - b))) for a, b in zip(ref, weights))
+        row = {"key": wl["key"], "steps": steps, "max_abs_weight": scale, "max_weight_change": change,
+               "losses": losses, "max_abs_diff": {}}
+        for impl, ws in final.items():
+            if impl != "rbp-native":
+                row["max_abs_diff"][impl] = max(float(np.max(np.abs(a - b))) for a, b in zip(ref, ws))
+        out.append(row)
+    return {"check": out}
+
+
+def main() -> None:
+    with open(sys.argv[1]) as f:
+        cfg = json.load(f)
+    result = run_check(cfg) if cfg.get("mode") == "check" else run_timing(cfg)
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

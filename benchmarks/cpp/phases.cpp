@@ -1,0 +1,131 @@
+// Where the time of one training step of rbp-native goes: microbenchmarks of each phase, run on
+// the core library itself (no Python), compiled with the flags of one instruction-set variant.
+//
+//   rbp_phases_<isa> SIZES BATCH ALGORITHM [threads=1] [seconds=0.3]
+//   e.g. rbp_phases_avx512 784-100-100-100-100-10 128 srbp 1
+//
+// Phases, each timed alone in a loop over the same batch (so: warm caches):
+//   step     Trainer::step on one batch (targets gathered, forward, loss, channel, update)
+//   forward  Network::forward with the derivatives f'(S^h)
+//   channel  Channel::compute: the hidden signals B^h from e = T - O
+//   update   every layer's accumulate_update (W^h += s B^hT O^{h-1}, b^h += s sum B^h)
+//   epoch    Trainer::train_epoch over 50 batches, per batch (adds shuffling and row gathering)
+// The step minus the three phases is the rest (targets, loss and accuracy, bookkeeping).
+// Prints one JSON line with the median microseconds per batch of each phase.
+#include "rbp/trainer.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace rbp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Median over chunks of calls of the time per call, in microseconds, for at least `seconds`.
+double time_us(const std::function<void()>& call, double seconds) {
+    for (int i = 0; i < 3; ++i) call();  // warm-up
+    int chunk = 1;
+    for (;;) {  // size a chunk to ~2 ms
+        const auto t0 = Clock::now();
+        for (int i = 0; i < chunk; ++i) call();
+        const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+        if (dt > 2e-3 || chunk >= (1 << 20)) break;
+        chunk *= 2;
+    }
+    std::vector<double> per_call;
+    const auto start = Clock::now();
+    while (per_call.size() < 5 || std::chrono::duration<double>(Clock::now() - start).count() < seconds) {
+        const auto t0 = Clock::now();
+        for (int i = 0; i < chunk; ++i) call();
+        per_call.push_back(std::chrono::duration<double>(Clock::now() - t0).count() * 1e6 / chunk);
+    }
+    std::nth_element(per_call.begin(), per_call.begin() + per_call.size() / 2, per_call.end());
+    return per_call[per_call.size() / 2];
+}
+
+std::vector<Index> parse_sizes(const std::string& text) {
+    std::vector<Index> sizes;
+    std::stringstream in(text);
+    std::string item;
+    while (std::getline(in, item, '-')) sizes.push_back(std::stol(item));
+    return sizes;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 4) {
+        std::fprintf(stderr, "usage: %s SIZES BATCH ALGORITHM [threads=1] [seconds=0.3]\n", argv[0]);
+        return 2;
+    }
+    const std::vector<Index> sizes = parse_sizes(argv[1]);
+    const Index batch = std::atol(argv[2]);
+    const std::string algorithm = argv[3];
+    const int threads = argc > 4 ? std::atoi(argv[4]) : 1;
+    const double seconds = argc > 5 ? std::atof(argv[5]) : 0.3;
+    const Index inputs = sizes.front(), classes = sizes.back();
+    const Index examples = batch * 50;
+
+    NetworkSpec net_spec;
+    net_spec.sizes = sizes;
+    auto net = std::make_shared<Network<float>>(net_spec);
+    TrainerSpec spec;
+    spec.channel.algorithm = parse_algorithm(algorithm);
+    spec.lr = 1e-4;  // small: the weights barely move over thousands of timed steps
+    spec.decay = 0.0;
+    spec.batch_size = batch;
+    spec.threads = threads;
+    Trainer<float> trainer(net, spec);
+
+    Rng rng(1);
+    Matrix<float> x(examples, inputs);
+    for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(rng.uniform());
+    std::vector<std::int64_t> labels(static_cast<std::size_t>(examples));
+    for (auto& l : labels) l = static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(classes)));
+    const auto all_targets = Targets<float>::labels(labels.data(), examples, classes);
+    const auto batch_targets = Targets<float>::labels(labels.data(), batch, classes);
+    const ConstMatrixRef<float> xb = x.topRows(batch);
+
+    const double step = time_us([&] { trainer.step(xb, batch_targets); }, seconds);
+    const double epoch = time_us([&] { trainer.train_epoch(x, all_targets, Progress(), 0); }, seconds) /
+                         static_cast<double>(examples / batch);
+
+    // The phases, on a workspace of their own (Eigen's threads as the trainer sets them).
+    Eigen::setNbThreads(threads);
+    Workspace<float> ws;
+    ws.reserve(sizes, batch);
+    const auto top = static_cast<std::size_t>(net->num_layers() - 1);
+    net->forward(xb, ws, true);
+    batch_targets.gather(nullptr, batch, ws.targets);
+    ws.signal[top].topRows(batch) = ws.targets.topRows(batch) - ws.out[top].topRows(batch);
+    const double forward = time_us([&] { net->forward(xb, ws, true); }, seconds);
+    const double channel = time_us([&] { trainer.channel().compute(*net, ws, batch); }, seconds);
+    const float scale = 1e-9f;
+    const double update = time_us(
+        [&] {
+            for (Index h = 0; h < net->num_layers(); ++h) {
+                Layer<float>& layer = net->layer(h);
+                std::vector<Matrix<float>*> params = layer.parameters();
+                const auto hs = static_cast<std::size_t>(h);
+                if (h == 0)
+                    layer.accumulate_update(ws.signal[hs].topRows(batch), xb, scale, params);
+                else
+                    layer.accumulate_update(ws.signal[hs].topRows(batch), ws.out[hs - 1].topRows(batch), scale, params);
+            }
+        },
+        seconds);
+
+    std::printf("{\"sizes\": \"%s\", \"batch\": %ld, \"algorithm\": \"%s\", \"threads\": %d, \"simd\": \"%s\", "
+                "\"us_per_batch\": {\"step\": %.3f, \"forward\": %.3f, \"channel\": %.3f, \"update\": %.3f, "
+                "\"rest\": %.3f, \"epoch\": %.3f}}\n",
+                argv[1], static_cast<long>(batch), algorithm.c_str(), threads, Eigen::SimdInstructionSetsInUse(), step,
+                forward, channel, update, std::max(0.0, step - forward - channel - update), epoch);
+    return 0;
+}

@@ -1,0 +1,3 @@
+"""Type stubs of the CPU feature probe (used by rbp_native._native)."""
+
+def features() -> list[str]: ...

@@ -1,0 +1,140 @@
+"""``rbp-native reproduce EXPERIMENT`` and ``rbp-native run CONFIG.toml``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _describe_experiments() -> str:
+    from .config import ConfigError, list_experiments, load_experiment
+
+    lines = ["experiments:"]
+    for name in list_experiments():
+        try:
+            exp = load_experiment(name)
+            runs = "no training" if exp.kind != "train" else (
+                f"{len(exp.variants)} variants x {exp.seeds} seeds, {exp.epochs} epochs")
+            lines.append(f"  {name:<11} {exp.title} ({runs})")
+        except (ConfigError, OSError) as error:  # pragma: no cover - a broken shipped config
+            lines.append(f"  {name:<11} (cannot be read: {error})")
+    return "\n".join(lines)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the config's)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds 0 .. K-1 (default: the config's)")
+    p.add_argument("--out", default="results", help="output folder; the experiment writes to OUT/<name>/")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel, one process each")
+    p.add_argument("--threads", type=int, default=None,
+                   help="native threads per run (default: max(1, cores // jobs)); results are bit-identical "
+                   "for the same thread count")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training examples (quick looks)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting: an [experiment] key (dataset, test_limit, synthetic.train, ...) or "
+                   "a run option forced on every variant (hidden=[50,50], lr=0.05, ...); VALUE is TOML, "
+                   "bare words are strings; repeatable")
+    p.add_argument("--force", action="store_true",
+                   help="retrain runs made with other settings (or whose files are corrupt) instead of refusing")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
+    p.add_argument("--data-root", default=None,
+                   help="data folder (default: $RBP_NATIVE_DATA, else ~/.cache/rbp_native)")
+    p.add_argument("--download", action="store_true", help="download the data set if it is missing")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    """Add ``reproduce`` and ``run`` to the ``rbp-native`` command line."""
+    p = sub.add_parser(
+        "reproduce",
+        help="re-run one of the paper's MNIST experiments: runs, tables, figures and a report",
+        description="Train every run of a shipped experiment (variants x seeds) that is not already complete "
+        "in OUT/<experiment>/, in --jobs processes, then write summary.csv, final.md/.csv, accuracy.png "
+        "and report.md. An interrupted sweep resumes where it stopped. Quick look: --epochs 5 --seeds 1.",
+        epilog=_describe_experiments() + "\n  all         every experiment above, one after the other",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("experiment", nargs="?", help="experiment name (see the list below), or 'all'")
+    p.add_argument("--list", action="store_true", help="list the experiments and exit")
+    _common(p)
+    p.set_defaults(handler=_reproduce)
+
+    q = sub.add_parser(
+        "run",
+        help="run an experiment from your own TOML config (the format of the shipped ones)",
+        description="Like 'reproduce', for a config file of your own; see docs/experiments.md for the format "
+        "(the shipped configs are in rbp_native/experiments/configs/).",
+    )
+    q.add_argument("config", help="path of a .toml experiment config")
+    _common(q)
+    q.set_defaults(handler=_run)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from .config import list_experiments
+
+    if args.list or not args.experiment:
+        print(_describe_experiments())
+        if not args.list:
+            print("\nrbp-native reproduce: give an experiment name", file=sys.stderr)
+            return 2
+        return 0
+    names = list_experiments() if args.experiment == "all" else [args.experiment]
+    if args.experiment.endswith(".toml"):
+        print("rbp-native reproduce: for a config file use 'rbp-native run CONFIG.toml'", file=sys.stderr)
+        return 2
+    status = 0
+    for name in names:
+        status = max(status, _one(name, args))
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
+    if not Path(args.config).is_file():
+        raise FileNotFoundError(f"config file {args.config} not found")
+    return _one(args.config, args)
+
+
+def _one(name: str, args: argparse.Namespace) -> int:
+    from .config import load_experiment, parse_overrides
+    from .runner import plan, reproduce
+
+    experiment = load_experiment(name, epochs=args.epochs, seeds=args.seeds, limit=args.limit,
+                                 overrides=parse_overrides(args.overrides))
+    if args.dry_run:
+        if experiment.kind != "train":
+            print(f"{experiment.name}: {experiment.kind} experiment, no runs to train")
+            return 0
+        states = plan(experiment, args.out)
+        for run, state, detail in states:
+            print(f"{state:<10} {Path(args.out) / experiment.name / run.relpath}" + (f"  ({detail})" if detail else ""))
+        counts: dict[str, int] = {}
+        for _, state, _ in states:
+            counts[state] = counts.get(state, 0) + 1
+        print(f"{experiment.name}: {len(states)} runs: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        return 0
+    command = "rbp-native " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    outcome = reproduce(experiment, args.out, jobs=args.jobs, threads=args.threads, force=args.force,
+                        progress=args.progress, data_root=args.data_root, download=args.download, command=command)
+    if outcome.failed:
+        print(f"rbp-native: {len(outcome.failed)} run(s) of {experiment.name} failed; no report written "
+              "(run the same command again to retry them):", file=sys.stderr)
+        for run_id, message in outcome.failed:
+            print(f"  {run_id}: {message}", file=sys.stderr)
+        return 1
+    assert outcome.report is not None
+    table = outcome.directory / ("complexity.md" if experiment.kind == "complexity" else "final.md")
+    print(table.read_text(encoding="utf-8"))
+    if outcome.diverged:
+        print(f"{len(outcome.diverged)} run(s) diverged: {', '.join(outcome.diverged)}")
+    print(f"report: {outcome.report} ({outcome.seconds:.0f} s)")
+    return 0
+
+
+def main(argv: Any = None) -> int:  # pragma: no cover - convenience for python -m
+    from ..cli import main as cli_main
+
+    return cli_main(argv)

@@ -1,0 +1,48 @@
+"""Data sets for experiments: MNIST and Fashion-MNIST through :func:`rbp_native.datasets.load`, and a
+small synthetic set for tests and quick checks. Each process loads a data set once."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from ..datasets import Dataset
+
+_CACHE: dict[str, tuple[Dataset, Dataset]] = {}
+
+
+def synthetic(train: int = 1000, test: int = 200, features: int = 784, classes: int = 10, noise: float = 0.3,
+              seed: int = 0) -> tuple[Dataset, Dataset]:
+    """Gaussian clusters in ``[0, 1]^features``: a centre per class drawn uniformly, examples are the
+    centre plus N(0, noise^2) noise, clipped to [0, 1]; labels are balanced-at-random. The same
+    arguments give the same arrays."""
+    rng = np.random.default_rng(seed)
+    centres = rng.random((classes, features))
+    names = tuple(str(c) for c in range(classes))
+
+    def draw(n: int, split: str) -> Dataset:
+        y = rng.integers(0, classes, size=n)
+        x = np.clip(centres[y] + noise * rng.standard_normal((n, features)), 0.0, 1.0).astype(np.float32)
+        return Dataset(x=x, y=y.astype(np.int64), name="synthetic", classes=names, split=split)
+
+    return draw(train, "train"), draw(test, "test")
+
+
+def load_data(spec: dict[str, Any], root: str | None = None, download: bool = False) -> tuple[Dataset, Dataset]:
+    """``(train, test)`` for a dataset spec (``Experiment.dataset_spec()``), cached per process."""
+    key = json.dumps([spec, root], sort_keys=True)
+    if key not in _CACHE:
+        if spec["name"] == "synthetic":
+            train, test = synthetic(**spec["synthetic"])
+        else:
+            from .. import datasets
+
+            train, test = datasets.load(spec["name"], root=root, download=download)
+        if spec.get("limit") is not None and spec["limit"] < len(train):
+            train = train.subset(spec["limit"])
+        if spec.get("test_limit") is not None and spec["test_limit"] < len(test):
+            test = test.subset(spec["test_limit"])
+        _CACHE[key] = (train, test)
+    return _CACHE[key]

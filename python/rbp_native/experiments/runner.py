@@ -1,0 +1,412 @@
+"""Running an experiment: every run in its own folder, in parallel processes, resumable.
+
+A run's folder ``<out>/<experiment>/runs/<variant>/seed<k>/`` holds
+
+- ``config.json``: the resolved options (``resolved``, compared on resume), the package version, the
+  thread count and the network's and trainer's full configuration, written first;
+- ``history.csv`` and ``history.json``: one row per epoch, rewritten atomically after every epoch;
+- ``done.json``: written last, only when the run has finished (``status`` ``"complete"``, or
+  ``"diverged"`` when the loss became NaN/inf: the epochs before it are kept).
+
+On resume a run with ``done.json`` whose stored options equal the current ones is skipped; a run
+without it is trained again from scratch; a run whose stored options differ is refused (ValueError)
+unless ``force=True``, which retrains it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from .._io import atomic_write_text
+from .config import ConfigError, Experiment, Run, comparable, same_settings, validate
+from .data import load_data
+
+CONFIG = "config.json"
+HISTORY_CSV = "history.csv"
+HISTORY_JSON = "history.json"
+DONE = "done.json"
+
+
+def cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_run(jobs: int, threads: int | None = None) -> int:
+    """``threads`` if given, else ``max(1, cores // jobs)`` so that the machine is not oversubscribed."""
+    if threads is not None:
+        if int(threads) < 1:
+            raise ValueError(f"threads must be positive, got {threads}")
+        return int(threads)
+    return max(1, cores() // max(1, int(jobs)))
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def _dumps(payload: Any) -> str:
+    return json.dumps(payload, indent=2, default=_jsonable) + "\n"
+
+
+def flatten(record: dict[str, Any]) -> dict[str, Any]:
+    """A history record with list values spread into numbered columns (``angle_1``, ``angle_2``, ...:
+    1-based, the paper's layer numbering for per-layer diagnostics) and dicts into ``key.sub``."""
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+        if isinstance(value, dict):
+            for sub, item in flatten(value).items():
+                flat[f"{key}.{sub}"] = item
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value, start=1):
+                if isinstance(item, (list, tuple, dict)):
+                    for sub, inner in flatten({str(index): item}).items():
+                        flat[f"{key}_{sub}"] = inner
+                else:
+                    flat[f"{key}_{index}"] = item
+        else:
+            flat[key] = value
+    return flat
+
+
+def write_history(run_dir: Path, records: list[dict[str, Any]], config: dict[str, Any]) -> None:
+    """``history.json`` (records as they are) and ``history.csv`` (flattened), both atomically."""
+    atomic_write_text(run_dir / HISTORY_JSON, _dumps({"config": config, "epochs": records}))
+    rows = [flatten(r) for r in records]
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    if not columns:  # no epoch finished (a run that diverged at once): the header alone
+        columns = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(run_dir / HISTORY_CSV, buffer.getvalue())
+
+
+# ----------------------------------------------------------------------------------------------
+# One run (executed in a worker process, or in this one for jobs=1)
+
+
+def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
+    """Train one run from scratch and write its folder; returns a short summary.
+
+    `task`: ``run_dir``, ``resolved`` (see :meth:`Run.resolved`), ``threads``, optional
+    ``data_root`` and ``download``."""
+    from .. import __version__
+    from ..history import History
+    from ..network import MLP
+    from ..trainer import Trainer, TrainingDiverged
+
+    started = time.perf_counter()
+    run_dir = Path(task["run_dir"])
+    resolved = task["resolved"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in (DONE, HISTORY_CSV, HISTORY_JSON):  # the marker goes first: never a stale "done"
+        (run_dir / name).unlink(missing_ok=True)
+    train, test = load_data(resolved["dataset"], task.get("data_root"), bool(task.get("download", False)))
+    seed = int(resolved["seed"])
+    net = MLP(**resolved["network"], seed=seed)
+    trainer = Trainer(net, **resolved["trainer"], seed=seed, threads=int(task["threads"]))
+    config = {
+        "resolved": resolved,
+        "version": __version__,
+        "threads": trainer.threads,
+        "network_config": net.config(),
+        "trainer_config": trainer.config(),
+        "train_examples": len(train),
+        "test_examples": len(test),
+        "started": now(),
+    }
+    atomic_write_text(run_dir / CONFIG, _dumps(config))
+    history = History(config=config)
+
+    def save(record: dict[str, Any]) -> None:
+        write_history(run_dir, history.records, config)
+        if on_epoch is not None:
+            on_epoch(record)
+
+    status, message = "complete", ""
+    extra: dict[str, Any] = {}
+    if resolved.get("diagnostics"):
+        extra = {"diagnostics": True, "diagnostics_batch": int(resolved["diagnostics"])}
+    try:
+        trainer.fit(train, epochs=int(resolved["epochs"]), eval=test, progress=False, callback=save,
+                    train_metrics=resolved["train_metrics"], history=history, **extra)
+    except TrainingDiverged as error:
+        status, message = "diverged", str(error)
+    if not history.records:  # diverged in the first epoch: still an (empty) history on disk
+        write_history(run_dir, [], config)
+    done = {
+        "status": status,
+        "epochs": len(history),
+        "seconds": time.perf_counter() - started,
+        "finished": now(),
+        "final": history.records[-1] if history.records else None,
+        "message": message,
+    }
+    atomic_write_text(run_dir / DONE, _dumps(done))
+    return {"run_dir": str(run_dir), **done}
+
+
+# ----------------------------------------------------------------------------------------------
+# State of a run folder
+
+
+def describe_difference(stored: Any, current: Any, prefix: str = "") -> list[str]:
+    """Human-readable list of the keys whose values differ between two resolved configs."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        lines = []
+        for key in sorted(set(stored) | set(current), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in stored:
+                lines.append(f"{path}: not stored, now {current[key]!r}")
+            elif key not in current:
+                lines.append(f"{path}: stored {stored[key]!r}, now not set")
+            else:
+                lines.extend(describe_difference(stored[key], current[key], path))
+        return lines
+    if stored != current:
+        return [f"{prefix or 'config'}: stored {stored!r}, now {current!r}"]
+    return []
+
+
+def run_state(run_dir: Path, resolved: dict[str, Any]) -> tuple[str, str]:
+    """``(state, detail)`` with state ``missing``, ``incomplete`` (no ``done.json``: to be redone),
+    ``complete``, ``mismatch`` (stored options differ) or ``corrupt`` (finished, but its files do not
+    read back)."""
+    from .aggregate import load_run
+
+    config_file = run_dir / CONFIG
+    if not config_file.exists():
+        if (run_dir / DONE).exists():
+            return "corrupt", f"{run_dir / DONE} exists but {config_file} is missing"
+        return ("incomplete", "no config.json") if run_dir.exists() and any(run_dir.iterdir()) else ("missing", "")
+    try:
+        stored = json.loads(config_file.read_text(encoding="utf-8"))
+        stored_resolved = stored["resolved"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        if (run_dir / DONE).exists():
+            return "corrupt", f"{config_file} cannot be read: {error}"
+        return "incomplete", f"{config_file} cannot be read"
+    if not same_settings(stored_resolved, resolved):
+        if not isinstance(stored_resolved, dict):
+            return "mismatch", "stored settings are not a table"
+        return "mismatch", "; ".join(describe_difference(comparable(stored_resolved), comparable(resolved))[:6])
+    if not (run_dir / DONE).exists():
+        return "incomplete", "no done.json"
+    try:
+        load_run(run_dir, resolved)
+    except ValueError as error:
+        return "corrupt", str(error)
+    return "complete", ""
+
+
+def plan(experiment: Experiment, out: str | Path) -> list[tuple[Run, str, str]]:
+    """Every run of the experiment with its state in ``out``."""
+    base = Path(out) / experiment.name
+    return [(run, *run_state(base / run.relpath, run.resolved())) for run in experiment.runs()]
+
+
+# ----------------------------------------------------------------------------------------------
+# The whole experiment
+
+
+@dataclass
+class Outcome:
+    experiment: Experiment
+    directory: Path
+    trained: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    diverged: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    report: Path | None = None
+
+
+def reproduce(
+    experiment: Experiment,
+    out: str | Path = "results",
+    *,
+    jobs: int = 1,
+    threads: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+    data_root: str | None = None,
+    download: bool = False,
+    command: str | None = None,
+    write: Callable[[str], Any] | None = None,
+    figures: bool = True,
+) -> Outcome:
+    """Train every run of `experiment` that is not already complete in ``out/<name>/`` (in `jobs`
+    processes, `threads` native threads each), then aggregate, plot (unless `figures` is false) and
+    write ``report.md``.
+
+    Raises ValueError when a finished run's stored options differ from the current ones, or its
+    files are corrupt, unless `force` (then those runs are trained again)."""
+    started = time.perf_counter()
+    directory = Path(out) / experiment.name
+    outcome = Outcome(experiment, directory)
+    jobs = int(jobs)
+    if jobs < 1:
+        raise ValueError(f"jobs must be positive, got {jobs}")
+    per_run = threads_per_run(jobs, threads)
+    info = {
+        "command": command or "(python API)", "version": _version(), "date": now(), "jobs": jobs,
+        "threads": per_run, "cores": cores(), "python": sys.version.split()[0],
+    }
+    if experiment.kind == "complexity":
+        from .complexity import write_complexity
+
+        outcome.report = write_complexity(experiment, directory, info)
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    validate(experiment)
+    states = plan(experiment, out)
+    blocked = [(run, state, detail) for run, state, detail in states if state in ("mismatch", "corrupt")]
+    if blocked and not force:
+        lines = [f"  {directory / run.relpath}: {state}: {detail}" for run, state, detail in blocked[:5]]
+        more = f"\n  ... and {len(blocked) - 5} more" if len(blocked) > 5 else ""
+        raise ConfigError(
+            f"{len(blocked)} run(s) in {directory} were made with other settings, or are finished but cannot be read:\n"
+            + "\n".join(lines) + more
+            + "\nUse another --out, delete those folders, or pass --force to train them again."
+        )
+    todo = [run for run, state, _ in states if state != "complete"]
+    outcome.skipped = [run.id for run, state, _ in states if state == "complete"]
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(directory / "experiment.json", _dumps({**info, "settings": experiment.settings()}))
+
+    if todo and experiment.dataset != "synthetic":
+        load_data(experiment.dataset_spec(), data_root, download)  # fail now if the data are missing
+    for run in todo:  # unfinished runs start from scratch: clear what an earlier attempt left
+        for name in (DONE, HISTORY_CSV, HISTORY_JSON):
+            (directory / run.relpath / name).unlink(missing_ok=True)
+    tasks = [(run, {"run_dir": str(directory / run.relpath), "resolved": run.resolved(), "threads": per_run,
+                    "data_root": data_root, "download": download}) for run in todo]
+    say = write or print
+    say(f"{experiment.name}: {len(experiment.variants)} variant(s) x {experiment.seeds} seed(s) = "
+        f"{len(states)} runs, {len(outcome.skipped)} already complete, {len(todo)} to train "
+        f"({experiment.dataset}, {experiment.epochs} epochs; {jobs} job(s) x {per_run} thread(s)) -> {directory}")
+    if tasks:
+        _run_all(tasks, experiment, outcome, jobs, progress, say)
+    outcome.seconds = time.perf_counter() - started
+    info["seconds"] = outcome.seconds
+    info["trained"] = len(outcome.trained)
+    info["skipped"] = len(outcome.skipped)
+    if outcome.failed:
+        return outcome
+    from .report import write_outputs
+
+    outcome.report = write_outputs(experiment, directory, info, figures=figures)
+    return outcome
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _summary_line(run: Run, result: dict[str, Any]) -> str:
+    final = result.get("final") or {}
+    acc = final.get("test_accuracy")
+    text = f"{run.id}: "
+    if result["status"] == "diverged":
+        text += f"DIVERGED after {result['epochs']} epoch(s)"
+    else:
+        text += f"test accuracy {100 * acc:.2f}%" if acc is not None else "done"
+    return text + f" ({result['epochs']} epochs, {result['seconds']:.1f} s)"
+
+
+def _run_all(tasks: list[tuple[Run, dict[str, Any]]], experiment: Experiment, outcome: Outcome, jobs: int,
+             progress: bool, say: Callable[[str], Any]) -> None:
+    from tqdm.auto import tqdm
+
+    total = len(tasks) + len(outcome.skipped)
+    bar = tqdm(total=total, initial=len(outcome.skipped), unit="run", desc=experiment.name,
+               disable=None if progress else True, dynamic_ncols=True, file=sys.stderr)  # None: off without a tty
+    line = bar.write if progress else say
+
+    def finished(run: Run, result: dict[str, Any] | None, error: BaseException | None) -> None:
+        if error is not None:
+            outcome.failed.append((run.id, f"{type(error).__name__}: {error}"))
+            line(f"{run.id}: FAILED: {type(error).__name__}: {error}")
+        else:
+            assert result is not None
+            outcome.trained.append(run.id)
+            if result["status"] == "diverged":
+                outcome.diverged.append(run.id)
+            line(_summary_line(run, result))
+        bar.update(1)
+
+    try:
+        if jobs == 1:
+            for run, task in tasks:
+                def on_epoch(record: dict[str, Any], run: Run = run) -> None:
+                    bar.set_postfix_str(f"{run.variant.name} seed{run.seed} epoch {record['epoch']}/"
+                                        f"{experiment.epochs}", refresh=True)
+
+                try:
+                    result = execute(task, on_epoch)
+                except Exception as error:  # noqa: BLE001 - reported, the sweep goes on
+                    finished(run, None, error)
+                else:
+                    finished(run, result, None)
+        else:
+            context = multiprocessing.get_context("spawn")  # never fork a process that holds OpenMP threads
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+                futures = {pool.submit(execute, task): (run, task) for run, task in tasks}
+                pending = set(futures)
+                try:
+                    while pending:
+                        done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            run, _ = futures[future]
+                            error = future.exception()
+                            finished(run, None if error else future.result(), error)
+                        if pending and progress:  # epochs finished so far by the runs in flight
+                            epochs = sum(_epochs_written(Path(futures[f][1]["run_dir"])) for f in pending)
+                            bar.set_postfix_str(f"{min(jobs, len(pending))} running, {epochs} epoch(s) of them done",
+                                                refresh=True)
+                except BaseException:
+                    for future in pending:
+                        future.cancel()
+                    raise
+    finally:
+        bar.close()
+
+
+def _epochs_written(run_dir: Path) -> int:
+    try:
+        with open(run_dir / HISTORY_CSV, "rb") as handle:
+            return max(0, handle.read().count(b"\n") - 1)
+    except OSError:
+        return 0

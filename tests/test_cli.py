@@ -1,0 +1,94 @@
+"""The `rbp-native train` command and the alignment diagnostics."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import rbp_native as rbp
+from rbp_native.cli import main
+from test_datasets import write_set
+
+
+@pytest.fixture()
+def tiny_mnist(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    raw = {
+        "train-images": rng.integers(0, 256, size=(120, 784), dtype=np.uint8),
+        "train-labels": rng.integers(0, 10, size=120).astype(np.uint8),
+        "test-images": rng.integers(0, 256, size=(30, 784), dtype=np.uint8),
+        "test-labels": rng.integers(0, 10, size=30).astype(np.uint8),
+    }
+    write_set(tmp_path / "data" / "mnist", raw)
+    monkeypatch.setenv("RBP_NATIVE_DATA", str(tmp_path / "data"))
+    return tmp_path
+
+
+def test_train_writes_history_config_and_model(tiny_mnist, capsys):
+    out = tiny_mnist / "run"
+    code = main(["train", "--algorithm", "srbp", "--epochs", "2", "--hidden", "16", "8", "--batch-size", "20",
+                 "--channel-dropout", "0.2", "--quantize", "signal", "--quantize-bits", "6", "--diagnostics",
+                 "--threads", "1", "--out", str(out), "--no-progress"])
+    assert code == 0
+    with open(out / "history.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert {"angle_signal_1", "angle_feedback_2", "norm_dW_3"} <= set(rows[0])
+    config = json.loads((out / "config.json").read_text())
+    assert config["trainer"]["channel_dropout"] == 0.2 and config["trainer"]["quantize_bits"] == 6
+    assert config["network"]["sizes"] == [784, 16, 8, 10]
+    net = rbp.MLP.load(out / "model.npz")
+    assert net.sizes == [784, 16, 8, 10]
+    printed = capsys.readouterr().out
+    assert "final: test accuracy" in printed
+
+
+def test_train_reports_bad_options_without_a_traceback(tiny_mnist, capsys):
+    assert main(["train", "--algorithm", "bp", "--feedback-density", "0.5", "--epochs", "1",
+                 "--out", str(tiny_mnist / "bad")]) == 2
+    assert "feedback algorithms" in capsys.readouterr().err
+
+
+def test_train_reports_missing_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RBP_NATIVE_DATA", str(tmp_path / "nothing"))
+    monkeypatch.setattr("rbp_native.datasets.SYSTEM_DIRS", {"mnist": (), "fashion-mnist": ()})
+    assert main(["train", "--epochs", "1", "--out", str(tmp_path / "r")]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_alignment_angles():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(50, 6))
+    y = rng.integers(0, 3, 50)
+    net = rbp.MLP([6, 5, 4, 3], dtype="float64", seed=2)
+    bp = rbp.Trainer(net, algorithm="bp").alignment(x, y)
+    assert bp["angle_signal_1"] == pytest.approx(0, abs=1e-5) and bp["angle_signal_2"] == pytest.approx(0, abs=1e-5)
+    assert "angle_feedback_1" not in bp
+    rbp_trainer = rbp.Trainer(net, algorithm="rbp")
+    rbp_trainer.set_feedback([w.T for w in net.weights[1:]])
+    aligned = rbp_trainer.alignment(x, y)
+    assert aligned["angle_feedback_1"] == pytest.approx(0, abs=1e-5)
+    assert aligned["angle_signal_1"] == pytest.approx(0, abs=1e-5)
+    rbp_trainer.set_feedback([-w.T for w in net.weights[1:]])
+    flipped = rbp_trainer.alignment(x, y)
+    assert flipped["angle_feedback_2"] == pytest.approx(180, abs=1e-5)
+    assert flipped["norm_W_1"] == pytest.approx(np.linalg.norm(net.weights[0]))
+    top = rbp.Trainer(net, algorithm="top").alignment(x, y)
+    assert np.isnan(top["angle_signal_1"])
+
+
+def test_diagnostics_do_not_change_training():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(size=(200, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 200)
+    weights = []
+    for diagnostics in (False, True):
+        net = rbp.MLP([6, 5, 3], seed=1)
+        trainer = rbp.Trainer(net, algorithm="srbp", channel_dropout=0.3, seed=1, batch_size=20, threads=1)
+        history = trainer.fit((x, y), epochs=2, progress=False, diagnostics=diagnostics, diagnostics_batch=50)
+        weights.append(net.weights[0])
+        assert ("angle_signal_1" in history[-1]) == diagnostics
+    np.testing.assert_array_equal(weights[0], weights[1])

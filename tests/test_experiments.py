@@ -1,0 +1,557 @@
+"""The experiment runner: shipped configs, tiny end-to-end runs on synthetic data, resume, aggregation,
+corrupt files, config mismatches, determinism across --jobs, and the command line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from rbp_native import cli
+from rbp_native import experiments as ex
+from rbp_native.experiments import aggregate, complexity, config, report, runner
+
+SHIPPED = {
+    "fig1": ["bp", "bp-nof", "sbp", "sbp-nof", "rbp", "rbp-nof", "srbp", "srbp-nof", "top"],
+    "fig2": ["rbp", "arbp", "srbp", "asrbp"],
+    "fig3": ["srbp"] + [f"sparse-srbp-p{p}" for p in ("0", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1")],
+    "fig4": ["rbp"] + [f"sparse-rbp-p{p}" for p in ("0", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1")],
+    "controls": [
+        "rbp", "srbp", "top", "rbp-resample-zero-mean", "rbp-resample-sign", "srbp-mean-gaussian",
+        "srbp-mean-uniform", "srbp-freeze-2", "srbp-freeze-1to2", "srbp-freeze-3", "srbp-freeze-1to3",
+        "srbp-sign", "srbp-magnitude", "srbp-per-synapse", "srbp-linear", "top-linear", "srbp-logistic",
+        "top-logistic", "srbp-relu", "top-relu",
+    ],
+    "fig7": ["bp", "rbp", "srbp"] + [f"{a}-q-bits{b}" for a in ("bp", "rbp", "srbp") for b in (1, 2, 3, 4, 6, 8, 10, 12, 16)],
+    "fig8": ["bp", "rbp", "srbp"] + [f"{a}-q-bits{b}" for a in ("bp", "rbp", "srbp") for b in (1, 2, 3, 4, 6, 8, 12)],
+    "fig9": ["bp", "rbp", "srbp"] + [f"{a}-drop-drop{p}" for a in ("bp", "rbp", "srbp") for p in (0.1, 0.25, 0.5, 0.75, 0.9)],
+    "deep": ["bp", "rbp", "srbp", "top"],
+    "complexity": ["bp", "sbp", "rbp", "srbp", "arbp", "asrbp", "top", "sparse-rbp-n10", "sparse-srbp-n2"],
+}
+PAPER = {"hidden": [100, 100, 100, 100], "activation": "tanh", "output": "softmax", "lr": 0.1, "momentum": 0.0,
+         "batch_size": 100}
+
+
+def tiny(name: str, **extra):
+    """The experiment on a small synthetic data set: 1 epoch, 1 seed, narrow layers (same depth)."""
+    depth = 10 if name == "deep" else 4
+    overrides = {"dataset": "synthetic", "synthetic.train": 200, "synthetic.test": 50, "hidden": [8] * depth}
+    overrides.update(extra.pop("overrides", {}))
+    return ex.load_experiment(name, epochs=extra.pop("epochs", 1), seeds=extra.pop("seeds", 1), overrides=overrides,
+                              **extra)
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def go(experiment, out, **kwargs):
+    kwargs.setdefault("figures", False)
+    kwargs.setdefault("threads", 1)
+    kwargs.setdefault("progress", False)
+    kwargs.setdefault("write", lambda text: None)
+    return ex.reproduce(experiment, out, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- configs
+
+
+def test_every_shipped_experiment_is_listed():
+    assert sorted(SHIPPED) == ex.list_experiments()
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_config_parses_and_expands_to_the_intended_runs(name):
+    experiment = ex.load_experiment(name)
+    assert experiment.name == name
+    assert [v.name for v in experiment.variants] == SHIPPED[name]
+    assert experiment.dataset == "mnist"
+    if experiment.kind == "train":
+        assert (experiment.epochs, experiment.seeds) == (100, 5)
+        runs = experiment.runs()
+        assert len(runs) == 5 * len(SHIPPED[name])
+        assert [r.seed for r in runs[: len(SHIPPED[name])]] == [0] * len(SHIPPED[name])  # seed-major
+        assert len({r.relpath for r in runs}) == len(runs)
+        config.validate(experiment)  # every variant builds a network and a trainer
+    for variant in experiment.variants:
+        options = variant.options
+        if name == "deep":
+            assert len(options["hidden"]) >= 10
+        else:
+            assert options["hidden"] == PAPER["hidden"]
+        for key in ("activation", "output", "lr", "momentum", "batch_size"):
+            if experiment.kind == "train" and not (key == "activation" and name == "controls"):
+                assert options[key] == PAPER[key], (name, variant.name, key)
+        if experiment.kind == "train":
+            assert options["decay"] == (0.0 if name == "fig8" else 1e-6)
+    for check in experiment.checks:  # every check names variants of its experiment
+        named = [check.get(k) for k in ("variant", "a", "b", "low", "high") if k in check]
+        named += list(check.get("among", []))
+        flat = [n for item in named for n in ([item] if isinstance(item, str) else item)]
+        assert set(flat) <= set(SHIPPED[name]), (name, check["claim"])
+
+
+def test_sweeps_carry_the_papers_settings():
+    fig7 = ex.load_experiment("fig7")
+    quantised = [v for v in fig7.variants if v.group]
+    assert {v.options["quantize"] for v in quantised} == {"signal"}
+    assert {v.options["quantize_alpha"] for v in quantised} == {2**-3}
+    assert [v.options["quantize_bits"] for v in fig7.groups()["bp-q"]] == [1, 2, 3, 4, 6, 8, 10, 12, 16]
+    fig8 = ex.load_experiment("fig8")
+    assert {v.options["quantize_alpha"] for v in fig8.variants if v.group} == {2**-6}
+    assert {v.options["quantize"] for v in fig8.variants if v.group} == {"update"}
+    fig3 = ex.load_experiment("fig3")
+    densities = [v.options["feedback_density"] for v in fig3.groups()["sparse-srbp"]]
+    assert densities[0] == 0.0 and densities[-1] == 1.0  # the extremes are included
+    assert {v.options["feedback_distribution"] for v in fig3.groups()["sparse-srbp"]} == {"ones"}
+    fig1 = ex.load_experiment("fig1")
+    assert fig1.variant("srbp-nof").options["derivative"] is False
+    assert fig1.variant("srbp-nof").label == "SRBP (no f')"
+    run = fig1.runs()[7]
+    resolved = run.resolved()
+    assert resolved["network"]["sizes"] == [784, 100, 100, 100, 100, 10]
+    assert resolved["trainer"] == {"lr": 0.1, "decay": 1e-6, "momentum": 0.0, "batch_size": 100,
+                                   "algorithm": "srbp", "derivative": False}
+
+
+def write_config(path: Path, body: str) -> Path:
+    path.write_text(textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+BASE = """
+[experiment]
+name = "mine"
+dataset = "synthetic"
+epochs = 1
+seeds = 2
+synthetic = { train = 120, test = 40, features = 12, classes = 3 }
+
+[defaults]
+hidden = [6, 5]
+batch_size = 20
+"""
+
+
+def test_sweep_expansion_names_labels_and_products(tmp_path):
+    path = write_config(tmp_path / "mine.toml", BASE + """
+    [[variant]]
+    name = "srbp"
+    algorithm = "srbp"
+    sweep = { channel_dropout = [0.0, 0.5] }
+
+    [[variant]]
+    name = "q-{quantize_bits}-{quantize_alpha}"
+    label = "Q {quantize_bits} bits"
+    algorithm = "bp"
+    quantize = "signal"
+    sweep = { quantize_bits = [2, 4], quantize_alpha = [0.5, 1.0] }
+    """)
+    experiment = ex.load_experiment(path)
+    names = [v.name for v in experiment.variants]
+    assert names == ["srbp-drop0", "srbp-drop0.5", "q-2-0.5", "q-2-1", "q-4-0.5", "q-4-1"]
+    assert experiment.variant("srbp-drop0.5").label == "srbp (drop=0.5)"
+    assert experiment.variant("q-4-1").label == "Q 4 bits"
+    assert experiment.variant("q-4-1").options["quantize_alpha"] == 1.0
+    assert list(experiment.groups()) == ["srbp", "q"]
+    assert len(experiment.runs()) == 12
+
+
+@pytest.mark.parametrize("body,message", [
+    (BASE + '[[variant]]\nname = "a"\nalgoritm = "bp"\n', "unknown key 'algoritm' in [[variant]] #1 ('a')"),
+    (BASE.replace("epochs = 1", "epochs = 1\nepoch = 3") + '[[variant]]\nname = "a"\n', "unknown key 'epoch' in [experiment]"),
+    (BASE.replace("batch_size", "batchsize") + '[[variant]]\nname = "a"\n', "unknown key 'batchsize' in [defaults]"),
+    (BASE + '[[variant]]\nname = "a"\n[[check]]\nclaim = "x"\nkind = "ge"\na = "a"\nc = "a"\n', "unknown key 'c' in [[check]] #1"),
+    (BASE + '[[variant]]\nname = "a"\n[[check]]\nclaim = "x"\nkind = "ge"\na = "a"\n', "needs a, b"),
+    (BASE + '[[variant]]\nname = "a"\nsweep = { lr = 0.1 }\n', "must be a non-empty list"),
+    (BASE + '[[variant]]\nname = "a"\n[[variant]]\nname = "a"\n', "two variants are called 'a'"),
+    (BASE + '[[variant]]\nname = "a b"\n', "may hold only"),
+    (BASE.replace("hidden = [6, 5]", "sizes = [10, 6, 3]") + '[[variant]]\nname = "a"\n', "do not fit the data set"),
+    (BASE + "[[variant]]\nname = 'a'\nreference = 'b'\n", "reference 'b'"),
+    (BASE + "[[variant]]\nname = 'a'\nlr = -1.0\n", "variant 'a': lr must be positive"),
+    ("[experiment\n", "not valid TOML"),
+])
+def test_bad_configs_give_clear_errors_naming_the_file(tmp_path, body, message):
+    path = write_config(tmp_path / "bad.toml", body)
+    with pytest.raises(ex.ConfigError) as error:
+        experiment = ex.load_experiment(path)
+        config.validate(experiment)
+    assert message in str(error.value)
+    assert str(path) in str(error.value)
+
+
+def test_overrides_set_experiment_keys_and_force_run_options():
+    assert ex.parse_overrides(["lr=0.05", "hidden=[3, 4]", "activation=relu", 'dataset="synthetic"']) == {
+        "lr": 0.05, "hidden": [3, 4], "activation": "relu", "dataset": "synthetic"}
+    experiment = tiny("fig1", overrides={"lr": 0.05, "test_limit": 20})
+    assert {v.options["lr"] for v in experiment.variants} == {0.05}
+    assert experiment.test_limit == 20 and experiment.dataset == "synthetic"
+    assert experiment.nominal["epochs"] == 100
+    with pytest.raises(ex.ConfigError, match="--set colour: unknown key"):
+        ex.load_experiment("fig1", overrides={"colour": 1})
+    with pytest.raises(ex.ConfigError, match="KEY=VALUE"):
+        ex.parse_overrides(["lr"])
+    with pytest.raises(ex.ConfigError, match="unknown experiment 'fig99'"):
+        ex.load_experiment("fig99")
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_tiny_version_of_every_experiment_runs_end_to_end(tmp_path, name):
+    experiment = tiny(name) if name != "complexity" else ex.load_experiment(name)  # complexity trains nothing
+    outcome = go(experiment, tmp_path, figures=True)
+    assert not outcome.failed
+    directory = tmp_path / name
+    report_text = (directory / "report.md").read_text()
+    assert "## Comparison with the paper" in report_text
+    for check in experiment.checks:
+        assert check["claim"] in report_text
+    if experiment.kind == "complexity":
+        table = (directory / "complexity.md").read_text()
+        assert "| `bp` | BP | 31,000 | 31,000 |" in table
+        assert "| `srbp` | SRBP | 4,000 | 4,000 |" in table
+        assert "**false**" not in report_text and "**true**" in report_text
+        return
+    assert len(outcome.trained) == len(experiment.variants)
+    for name_ in ("summary.csv", "final.csv", "final.md", "accuracy.png", "experiment.json"):
+        assert (directory / name_).is_file(), name_
+    if experiment.groups():
+        assert (directory / "sweep.png").is_file()
+        for group in experiment.groups():
+            assert (directory / f"accuracy-{group}.png").is_file()
+    assert "These results use settings other than the experiment's own" in report_text
+    final = read_csv(directory / "final.csv")
+    assert [row["variant"] for row in final] == [v.name for v in experiment.variants]
+    run_dir = directory / "runs" / experiment.variants[0].name / "seed0"
+    stored = json.loads((run_dir / "config.json").read_text())
+    assert stored["resolved"] == experiment.runs()[0].resolved()
+    assert stored["threads"] == 1 and "version" in stored
+    assert json.loads((run_dir / "done.json").read_text())["status"] in ("complete", "diverged")
+    assert not list(directory.rglob("*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_complexity_formulas_for_the_papers_network():
+    sizes = [784, 100, 100, 100, 100, 10]
+    assert complexity.analytic(sizes, {"algorithm": "bp"})["channel_macs"] == 31000
+    assert complexity.analytic(sizes, {"algorithm": "rbp"}) == {"channel_macs": 31000, "storage": 31000, "update_macs": 0}
+    assert complexity.analytic(sizes, {"algorithm": "srbp"}) == {"channel_macs": 4000, "storage": 4000, "update_macs": 0}
+    assert complexity.analytic(sizes, {"algorithm": "asrbp"})["update_macs"] == 4000
+    assert complexity.analytic(sizes, {"algorithm": "top"})["channel_macs"] == 0
+    assert complexity.analytic(sizes, {"algorithm": "srbp", "feedback_density": 0.25})["channel_macs"] == 1000
+    mixed = {"algorithm": "rbp", "sources": ["output", "output", "above", "above"]}
+    assert complexity.analytic(sizes, mixed)["channel_macs"] == 1000 + 1000 + 10000 + 1000
+    network = {"sizes": sizes}
+    assert complexity.counted(network, mixed)["channel_macs"] == 13000
+
+
+# ---------------------------------------------------------------------------------------------- resume
+
+
+def small(tmp_path, **overrides) -> ex.Experiment:
+    path = write_config(tmp_path / "small.toml", BASE + """
+    [[variant]]
+    name = "bp"
+    algorithm = "bp"
+
+    [[variant]]
+    name = "srbp"
+    algorithm = "srbp"
+
+    [[check]]
+    claim = "SRBP is within 100 points of BP"
+    kind = "close"
+    a = "srbp"
+    b = "bp"
+    tolerance = 1.0
+    """)
+    return ex.load_experiment(path, epochs=overrides.pop("epochs", 2), overrides=overrides)
+
+
+def stamps(directory: Path) -> dict[str, int]:
+    return {str(p.relative_to(directory)): p.stat().st_mtime_ns for p in sorted(directory.rglob("done.json"))}
+
+
+def test_resume_skips_complete_runs_and_redoes_unfinished_ones(tmp_path):
+    experiment = small(tmp_path)
+    first = go(experiment, tmp_path / "out")
+    assert len(first.trained) == 4 and not first.skipped
+    directory = tmp_path / "out" / "mine"
+    before = stamps(directory)
+    interrupted = directory / "runs" / "srbp" / "seed1"
+    # An interrupted run: config and one epoch on disk, no done marker.
+    (interrupted / "done.json").unlink()
+    lines = (interrupted / "history.csv").read_text().splitlines(keepends=True)
+    (interrupted / "history.csv").write_text("".join(lines[:2]))
+    assert [s for _, s, _ in runner.plan(experiment, tmp_path / "out")] == ["complete"] * 3 + ["incomplete"]
+    with pytest.raises(ValueError, match="incomplete"):
+        aggregate.collect(experiment, directory)  # never merged
+    second = go(experiment, tmp_path / "out")
+    assert second.trained == ["mine/srbp/seed1"]
+    assert sorted(second.skipped) == ["mine/bp/seed0", "mine/bp/seed1", "mine/srbp/seed0"]
+    after = stamps(directory)
+    changed = [k for k in before if before[k] != after[k]]
+    assert changed == ["runs/srbp/seed1/done.json"]
+    assert len(aggregate.read_history(interrupted / "history.csv")) == 2
+    third = go(experiment, tmp_path / "out")
+    assert not third.trained and len(third.skipped) == 4
+    # More seeds later: the finished ones are reused.
+    more = ex.load_experiment(experiment.source, epochs=2, seeds=3)
+    fourth = go(more, tmp_path / "out")
+    assert sorted(fourth.trained) == ["mine/bp/seed2", "mine/srbp/seed2"]
+
+
+def test_changed_settings_are_refused_unless_forced(tmp_path):
+    out = tmp_path / "out"
+    go(small(tmp_path), out)
+    changed = small(tmp_path, lr=0.05)
+    with pytest.raises(ex.ConfigError) as error:
+        go(changed, out)
+    message = str(error.value)
+    assert "trainer.lr: stored 0.1, now 0.05" in message or "trainer.lr: not stored, now 0.05" in message
+    assert "--force" in message and str(out / "mine") in message
+    with pytest.raises(ex.ConfigError, match="epochs: stored 2, now 3"):
+        go(small(tmp_path, epochs=3), out)
+    forced = go(changed, out, force=True)
+    assert len(forced.trained) == 4
+    stored = json.loads((out / "mine" / "runs" / "bp" / "seed0" / "config.json").read_text())
+    assert stored["resolved"]["trainer"]["lr"] == 0.05
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda text: text.replace("\n2,", "\nabc,", 1), "epoch = 'abc' is not a number"),
+    (lambda text: text[:-5], "truncated"),
+    (lambda text: "".join(text.splitlines(keepends=True)[:2]), "1 epoch row(s), expected 2"),
+    (lambda text: text.replace("train_accuracy", "train_acc", 1), "train_accuracy missing"),
+    (lambda text: "", "empty"),
+    (lambda text: text + "3,1,2\n", "3 fields, the header has"),
+])
+def test_corrupt_histories_give_a_clear_error_never_a_merge(tmp_path, damage, message):
+    experiment = small(tmp_path)
+    out = tmp_path / "out"
+    go(experiment, out)
+    history = out / "mine" / "runs" / "bp" / "seed1" / "history.csv"
+    history.write_text(damage(history.read_text()))
+    with pytest.raises(ValueError) as error:
+        aggregate.collect(experiment, out / "mine")
+    assert str(history) in str(error.value) and message in str(error.value)
+    with pytest.raises(ex.ConfigError, match="cannot be read"):
+        go(experiment, out)
+    redone = go(experiment, out, force=True)
+    assert redone.trained == ["mine/bp/seed1"]
+    aggregate.collect(experiment, out / "mine")
+
+
+def test_a_corrupt_done_marker_is_reported(tmp_path):
+    experiment = small(tmp_path)
+    go(experiment, tmp_path)
+    done = tmp_path / "mine" / "runs" / "srbp" / "seed0" / "done.json"
+    done.write_text("{")
+    with pytest.raises(ValueError, match="not a valid done marker"):
+        aggregate.collect(experiment, tmp_path / "mine")
+
+
+# ---------------------------------------------------------------------------------------------- aggregation
+
+
+def test_summary_statistics_on_hand_made_histories():
+    def rows(*accs):
+        return [{"epoch": i + 1, "train_accuracy": a, "test_accuracy": a / 2, "train_loss": 1 - a, "test_loss": 2 * a}
+                for i, a in enumerate(accs)]
+
+    summary = ex.summarize({"x": [rows(0.5, 0.6), rows(0.7, 0.8), rows(0.9)], "y": [rows(0.25)]})
+    first, second, only = summary
+    assert (first["variant"], first["epoch"], first["n"]) == ("x", 1, 3)
+    assert first["train_accuracy_mean"] == pytest.approx(0.7, abs=1e-15)
+    assert first["train_accuracy_std"] == pytest.approx(0.2, abs=1e-15)  # sample s.d. of 0.5, 0.7, 0.9
+    assert first["test_accuracy_mean"] == pytest.approx(0.35, abs=1e-15)
+    assert first["test_loss_std"] == pytest.approx(0.4, abs=1e-15)
+    assert (second["epoch"], second["n"]) == (2, 2)
+    assert second["train_accuracy_mean"] == pytest.approx(0.7, abs=1e-15)
+    assert second["train_accuracy_std"] == pytest.approx(math.sqrt(0.02), abs=1e-15)
+    assert only["variant"] == "y" and only["n"] == 1 and math.isnan(only["train_accuracy_std"])
+    assert ex.mean_std([]) == pytest.approx((math.nan, math.nan), nan_ok=True)
+
+
+def test_aggregation_reads_the_run_folders(tmp_path):
+    """Hand-written run folders (not produced by the runner) aggregate to the exact means and s.d."""
+    experiment = small(tmp_path)
+    directory = tmp_path / "mine"
+    accuracy = {("bp", 0): 0.6, ("bp", 1): 0.8, ("srbp", 0): 0.5, ("srbp", 1): 0.5}
+    for run in experiment.runs():
+        run_dir = directory / run.relpath
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.json").write_text(json.dumps({"resolved": run.resolved()}))
+        a = accuracy[(run.variant.name, run.seed)]
+        (run_dir / "history.csv").write_text(
+            "epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr\n"
+            f"1,1.0,{a - 0.1},1.5,{a - 0.2},0.1\n2,0.5,{a},0.75,{a - 0.1},0.1\n")
+        (run_dir / "done.json").write_text(json.dumps({"status": "complete", "epochs": 2}))
+    result = aggregate.collect(experiment, directory)
+    final = {row["variant"]: row for row in result.final}
+    assert final["bp"]["n"] == 2
+    assert final["bp"]["train_accuracy_mean"] == pytest.approx(0.7)
+    assert final["bp"]["train_accuracy_std"] == pytest.approx(math.sqrt(0.02))
+    assert final["bp"]["test_accuracy_mean"] == pytest.approx(0.6)
+    assert final["bp"]["test_error_mean"] == pytest.approx(40.0)
+    assert final["srbp"]["test_accuracy_std"] == 0.0
+    aggregate.write_tables(experiment, directory, result)
+    assert "| `bp` | bp | 2 | 60.00 ± 14.14 | 40.00 | 70.00 ± 14.14 |" in (directory / "final.md").read_text()
+    summary = read_csv(directory / "summary.csv")
+    assert [(r["variant"], r["epoch"], r["n"]) for r in summary] == [
+        ("bp", "1", "2"), ("bp", "2", "2"), ("srbp", "1", "2"), ("srbp", "2", "2")]
+    assert float(summary[0]["test_accuracy_mean"]) == pytest.approx(0.5)
+
+
+def test_checks_are_evaluated_plainly():
+    values = {"a": 0.9, "b": 0.8, "c": 0.5, "d": -math.inf}
+
+    def value(name):
+        if name not in values:
+            raise report.NotMeasured(f"variant {name!r} is not in this experiment")
+        return values[name]
+
+    def check(**kw):
+        return report.evaluate_check(kw, value, {"g": ["c", "b", "a"], "h": ["a", "c"]}, list(values))[0]
+
+    assert check(kind="lowest", variant="d") is True
+    assert check(kind="lowest", variant="c", among=["a", "b", "c"]) is True
+    assert check(kind="highest", variant="b") is False
+    assert check(kind="ge", a="a", b="b", margin=0.05) is True
+    assert check(kind="ge", a="a", b="b", margin=0.15) is False
+    assert check(kind="ge", a=["a", "b"], b="c") is True
+    assert check(kind="close", a="a", b="b", tolerance=0.1 + 1e-12) is True
+    assert check(kind="close", a="a", b="c", tolerance=0.1) is False
+    assert check(kind="between", a="b", low="c", high="a") is True
+    assert check(kind="between", a="a", low="c", high="b") is False
+    assert check(kind="above", a=["a", "b"], value=0.8) is True
+    assert check(kind="below", a="c", value=0.4) is False
+    assert check(kind="monotone", group="g") is True
+    assert check(kind="monotone", group="h") is False
+    assert check(kind="monotone", group="h", tolerance=0.5) is True
+    assert check(kind="ge", a="zzz", b="a") is None
+    assert check(kind="monotone", group="nope") is None
+
+
+def test_flattened_history_columns():
+    record = {"epoch": 1, "angle": [10.0, 20.0], "norms": {"W": [1.0, 2.0]}, "lr": 0.1}
+    assert runner.flatten(record) == {"epoch": 1, "angle_1": 10.0, "angle_2": 20.0, "norms.W_1": 1.0,
+                                      "norms.W_2": 2.0, "lr": 0.1}
+
+
+def test_a_diverging_run_is_recorded_and_reported(tmp_path):
+    path = write_config(tmp_path / "boom.toml", BASE.replace('name = "mine"', 'name = "boom"') + """
+    output = "linear"
+    lr = 1e30
+
+    [[variant]]
+    name = "bp"
+    algorithm = "bp"
+
+    [[variant]]
+    name = "top"
+    algorithm = "top"
+    lr = 0.01
+
+    [[check]]
+    claim = "bp is lowest"
+    kind = "lowest"
+    variant = "bp"
+    """)
+    experiment = ex.load_experiment(path, seeds=1)
+    outcome = go(experiment, tmp_path)
+    assert outcome.diverged == ["boom/bp/seed0"]
+    done = json.loads((tmp_path / "boom" / "runs" / "bp" / "seed0" / "done.json").read_text())
+    assert done["status"] == "diverged"
+    final_md = (tmp_path / "boom" / "final.md").read_text()
+    assert "| `bp` | bp | 0 (+1 diverged) | diverged |" in final_md
+    text = (tmp_path / "boom" / "report.md").read_text()
+    assert "Diverged runs" in text and "[x] **true**: bp is lowest" in text
+    assert not go(experiment, tmp_path).trained  # a diverged run is finished: not redone
+
+
+# ---------------------------------------------------------------------------------------------- parallel, CLI
+
+
+def histories(directory: Path) -> dict[str, list[dict[str, str]]]:
+    result = {}
+    for path in sorted(directory.rglob("history.csv")):
+        rows = read_csv(path)
+        for row in rows:
+            row.pop("seconds")
+        result[str(path.relative_to(directory))] = rows
+    return result
+
+
+def test_jobs_2_gives_the_same_numbers_as_jobs_1(tmp_path):
+    experiment = small(tmp_path)
+    go(experiment, tmp_path / "one", jobs=1)
+    two = go(experiment, tmp_path / "two", jobs=2)
+    assert len(two.trained) == 4 and not two.failed
+    one_h, two_h = histories(tmp_path / "one"), histories(tmp_path / "two")
+    assert len(one_h) == 4 and one_h == two_h
+    assert (tmp_path / "one" / "mine" / "summary.csv").read_text() == (tmp_path / "two" / "mine" / "summary.csv").read_text()
+
+
+def test_threads_follow_the_number_of_jobs():
+    cores = runner.cores()
+    assert ex.threads_per_run(1) == cores
+    assert ex.threads_per_run(2) == max(1, cores // 2)
+    assert ex.threads_per_run(10**6) == 1
+    assert ex.threads_per_run(4, threads=3) == 3
+
+
+def test_command_line(tmp_path, capsys):
+    common = ["--out", str(tmp_path), "--seeds", "1", "--epochs", "1", "--threads", "1", "--no-progress",
+              "--set", "dataset=synthetic", "--set", "synthetic.train=100", "--set", "synthetic.test=30",
+              "--set", "hidden=[6,6,6,6]"]
+    assert cli.main(["reproduce", "fig2", *common, "--dry-run"]) == 0
+    assert "4 runs: 4 missing" in capsys.readouterr().out
+    assert cli.main(["reproduce", "fig2", *common]) == 0
+    out = capsys.readouterr().out
+    assert "| `asrbp` | ASRBP (rho = 1) | 1 |" in out and "report:" in out
+    assert cli.main(["reproduce", "fig2", *common, "--dry-run"]) == 0
+    assert "4 runs: 4 complete" in capsys.readouterr().out
+    assert cli.main(["reproduce", "fig2", *common, "--set", "lr=0.2"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert cli.main(["reproduce", "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in SHIPPED)
+    assert cli.main(["reproduce", "complexity", "--out", str(tmp_path)]) == 0
+    assert "31,000" in capsys.readouterr().out
+    config_file = write_config(tmp_path / "mine.toml", BASE + '[[variant]]\nname = "bp"\nalgorithm = "bp"\n')
+    assert cli.main(["run", str(config_file), "--out", str(tmp_path), "--threads", "1", "--no-progress",
+                     "--limit", "50"]) == 0
+    stored = json.loads((tmp_path / "mine" / "runs" / "bp" / "seed1" / "config.json").read_text())
+    assert stored["train_examples"] == 50 and stored["resolved"]["dataset"]["limit"] == 50
+    assert cli.main(["run", str(tmp_path / "missing.toml")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert cli.main(["reproduce", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown experiment 'nope'" in capsys.readouterr().err
+
+
+def test_configs_ship_inside_the_package():
+    assert ex.CONFIG_DIR.parent == Path(ex.__file__).parent
+    assert {p.stem for p in ex.CONFIG_DIR.glob("*.toml")} == set(SHIPPED)
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert "exclude" not in pyproject.split("[tool.scikit-build]")[1].split("\n[")[0]
+    assert os.path.isdir(ex.CONFIG_DIR)
+
+
+def test_diagnostics_columns_are_written_when_on(tmp_path):
+    experiment = small(tmp_path, diagnostics=True, diagnostics_batch=30)
+    assert experiment.runs()[0].resolved()["diagnostics"] == 30
+    go(experiment, tmp_path)
+    rows = read_csv(tmp_path / "mine" / "runs" / "srbp" / "seed0" / "history.csv")
+    assert len(rows) == 2
+    assert {"angle_signal_1", "angle_feedback_1", "norm_W_1", "norm_dW_1"} <= set(rows[0])
+    assert 0.0 <= float(rows[1]["angle_signal_1"]) <= 180.0
+    plain = small(tmp_path)
+    with pytest.raises(ex.ConfigError, match="diagnostics: stored 30, now not set"):
+        go(plain, tmp_path)
