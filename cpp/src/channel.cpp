@@ -1,5 +1,7 @@
 #include "rbp/channel.hpp"
 
+#include "rbp/gemm.hpp"
+
 #include <algorithm>
 #include <cmath>
 
@@ -357,7 +359,7 @@ void Channel<T>::compute(const Network<T>& network, Workspace<T>& ws, Index n) {
         const auto hs = static_cast<std::size_t>(h);
         return ws.received.topRows(n).middleCols(offsets_[hs], rows_[hs]);
     };
-    if (stacked()) ws.received.topRows(n).noalias() = error * stacked_.transpose();
+    if (stacked()) gemm<T>(T(1), error, false, stacked_, true, ws.received.topRows(n), false);
 
     for (Index h = hidden - 1; h >= 0; --h) {
         const auto hs = static_cast<std::size_t>(h);
@@ -378,7 +380,7 @@ void Channel<T>::compute(const Network<T>& network, Workspace<T>& ws, Index n) {
                     if (feedback_sparse(h))
                         j.noalias() = source * csr_[hs].transpose();
                     else
-                        j.noalias() = source * dense_[hs].transpose();
+                        gemm<T>(T(1), source, false, dense_[hs], true, j, false);
                 }
                 break;
         }
@@ -415,7 +417,7 @@ void Channel<T>::adapt(const Workspace<T>& ws, Index n, double lr) {
     for (Index h = 0; h < hidden; ++h) {
         const auto hs = static_cast<std::size_t>(h);
         const auto source = sources_[hs] == Source::Above ? ws.signal[hs + 1].topRows(n) : error;
-        dense(h).noalias() += scale * (ws.out[hs].topRows(n).transpose() * source);
+        gemm<T>(scale, ws.out[hs].topRows(n), true, source, false, dense(h), true);
     }
 }
 

@@ -1,5 +1,7 @@
 #include "rbp/trainer.hpp"
 
+#include "rbp/parallel.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <utility>
@@ -176,7 +178,10 @@ int Trainer<T>::threads() const {
 
 template <class T>
 void Trainer<T>::apply_threads() const {
-    Eigen::setNbThreads(threads());
+    // Products split between threads only through gemm() (parallel.hpp's work threshold); Eigen's own
+    // threading stays off so that the two never oversubscribe the cores.
+    set_product_threads(threads());
+    Eigen::setNbThreads(1);
 }
 
 template <class T>
