@@ -66,32 +66,24 @@ void DenseLayer<T>::accumulate_quantized_update(const ConstMatrixRef<T>& b, cons
                                                 const Quantizer& q, Rng& rng, std::vector<Matrix<T>*>& targets) const {
     const Index n = b.rows();
     const T inv_n = T(1) / static_cast<T>(n);
-    const T step = static_cast<T>(q.step());
-    const T inv_step = T(1) / step;
-    const T alpha = static_cast<T>(q.alpha);
+    const QuantizerGrid<T> grid(q);
     Matrix<T>& w = *targets[0];
     for (Index e = 0; e < n; ++e) {
         const auto xe = x.row(e);
         for (Index i = 0; i < w.rows(); ++i) {
             const T coefficient = lr * b(e, i);
             auto row = w.row(i);
-            if (q.rounding == Rounding::Nearest) {
+            if (grid.nearest()) {
                 if (coefficient == T(0)) continue;  // Q(0) = 0
-                // Same arithmetic as Quantizer::nearest: (value * inv_step) rounded, times step, clipped.
-                row.array() += inv_n * (((coefficient * xe.array()) * inv_step).rint() * step).cwiseMax(-alpha).cwiseMin(alpha);
+                // Vectorised Quantizer::nearest: (value * inv_step) rounded, times step, clipped.
+                row.array() += inv_n * (((coefficient * xe.array()) * grid.inv_step).rint() * grid.step)
+                                           .cwiseMax(-grid.alpha)
+                                           .cwiseMin(grid.alpha);
             } else {
-                for (Index j = 0; j < w.cols(); ++j)
-                    row(j) += inv_n * q.stochastic(coefficient * xe(j), rng.uniform(), inv_step, step, alpha);
+                for (Index j = 0; j < w.cols(); ++j) row(j) += inv_n * grid(coefficient * xe(j), rng);
             }
         }
-        if (has_bias_) {
-            auto bias = targets[1]->row(0);
-            for (Index i = 0; i < bias.cols(); ++i) {
-                const T v = lr * b(e, i);
-                bias(i) += inv_n * (q.rounding == Rounding::Nearest ? q.nearest(v, inv_step, step, alpha)
-                                                                     : q.stochastic(v, rng.uniform(), inv_step, step, alpha));
-            }
-        }
+        if (has_bias_) grid.add_to_bias(b.row(e), lr, inv_n, rng, targets[1]->row(0));
     }
 }
 

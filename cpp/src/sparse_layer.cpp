@@ -295,34 +295,19 @@ void SparseLayer<T>::accumulate_quantized_update(const ConstMatrixRef<T>& b, con
     // The arithmetic of DenseLayer::accumulate_quantized_update, entry by entry.
     const Index n = b.rows();
     const T inv_n = T(1) / static_cast<T>(n);
-    const T step = static_cast<T>(q.step());
-    const T inv_step = T(1) / step;
-    const T alpha = static_cast<T>(q.alpha);
+    const QuantizerGrid<T> grid(q);
     T* target = targets[0]->data();
     for (Index e = 0; e < n; ++e) {
         const auto xe = x.row(e);
         for (Index i = 0; i < outputs_; ++i) {
             const T coefficient = lr * b(e, i);
+            if (grid.nearest() && coefficient == T(0)) continue;  // Q(0) = 0
             const Index begin = row_ptr_[static_cast<std::size_t>(i)];
             const Index end = row_ptr_[static_cast<std::size_t>(i + 1)];
-            if (q.rounding == Rounding::Nearest) {
-                if (coefficient == T(0)) continue;  // Q(0) = 0
-                for (Index k = begin; k < end; ++k)
-                    target[k] += inv_n * q.nearest(coefficient * xe(col_[static_cast<std::size_t>(k)]), inv_step, step, alpha);
-            } else {
-                for (Index k = begin; k < end; ++k)
-                    target[k] += inv_n * q.stochastic(coefficient * xe(col_[static_cast<std::size_t>(k)]), rng.uniform(),
-                                                      inv_step, step, alpha);
-            }
+            for (Index k = begin; k < end; ++k)
+                target[k] += inv_n * grid(coefficient * xe(col_[static_cast<std::size_t>(k)]), rng);
         }
-        if (has_bias_) {
-            auto bias = targets[1]->row(0);
-            for (Index i = 0; i < outputs_; ++i) {
-                const T v = lr * b(e, i);
-                bias(i) += inv_n * (q.rounding == Rounding::Nearest ? q.nearest(v, inv_step, step, alpha)
-                                                                     : q.stochastic(v, rng.uniform(), inv_step, step, alpha));
-            }
-        }
+        if (has_bias_) grid.add_to_bias(b.row(e), lr, inv_n, rng, targets[1]->row(0));
     }
 }
 

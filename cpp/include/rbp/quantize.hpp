@@ -47,4 +47,26 @@ struct Quantizer {
     }
 };
 
+// The quantiser's grid in the arithmetic type T, computed once per batch; Q(v) through operator().
+template <class T>
+struct QuantizerGrid {
+    explicit QuantizerGrid(const Quantizer& quantizer)
+        : q(quantizer), step(static_cast<T>(quantizer.step())), inv_step(T(1) / step),
+          alpha(static_cast<T>(quantizer.alpha)) {}
+
+    bool nearest() const { return q.rounding == Rounding::Nearest; }
+    // Q(v); stochastic rounding draws its u from `rng`.
+    T operator()(T v, Rng& rng) const {
+        return nearest() ? q.nearest(v, inv_step, step, alpha) : q.stochastic(v, rng.uniform(), inv_step, step, alpha);
+    }
+    // bias += scale * Q(lr * b) for one example's postsynaptic row b (quantised bias updates).
+    template <class Row, class Bias>
+    void add_to_bias(const Row& b, T lr, T scale, Rng& rng, Bias&& bias) const {
+        for (Index i = 0; i < bias.cols(); ++i) bias(i) += scale * (*this)(lr * b(i), rng);
+    }
+
+    const Quantizer& q;
+    const T step, inv_step, alpha;
+};
+
 }  // namespace rbp
