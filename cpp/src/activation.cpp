@@ -38,21 +38,37 @@ std::string to_string(Output output) {
     return "?";
 }
 
+namespace {
+
+// The elementwise work runs over one flat array whenever the rows are contiguous (the trainer's
+// workspaces always are): Eigen then vectorises the whole block, where row by row the tail of every
+// row (100 = 6 x 16 + 4 for the MNIST net) goes through the scalar tanh/exp, and those tails cost
+// as much as the packets (measured: tanh and f' of 128 x 100 values 2-3x faster flat).
 template <class T>
-void apply_activation(Activation activation, MatrixRef<T> values, MatrixRef<T>* derivative) {
-    // Eigen's vectorised tanh/logistic; the derivative is taken from O, which the sweep just wrote.
-    auto v = values.array();
+bool contiguous(const MatrixRef<T>& m) {
+    return m.rows() <= 1 || m.outerStride() == m.cols();
+}
+
+template <class T>
+Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> flat(MatrixRef<T>& m) {
+    return {m.data(), m.size()};
+}
+
+// values = f(values) and, when given, derivative = f'(values) taken from the new values.
+template <class V, class D>
+void activate(Activation activation, V& v, D* derivative) {
+    using T = typename V::Scalar;
     switch (activation) {
         case Activation::Tanh:
             v = v.tanh();
-            if (derivative) derivative->array() = T(1) - v.square();
+            if (derivative) *derivative = T(1) - v.square();
             break;
         case Activation::Logistic:
             v = v.logistic();
-            if (derivative) derivative->array() = v * (T(1) - v);
+            if (derivative) *derivative = v * (T(1) - v);
             break;
         case Activation::Relu:
-            if (derivative) derivative->array() = (v > T(0)).template cast<T>();
+            if (derivative) *derivative = (v > T(0)).template cast<T>();
             v = v.max(T(0));
             break;
         case Activation::Linear:
@@ -61,19 +77,46 @@ void apply_activation(Activation activation, MatrixRef<T> values, MatrixRef<T>* 
     }
 }
 
+}  // namespace
+
+template <class T>
+void apply_activation(Activation activation, MatrixRef<T> values, MatrixRef<T>* derivative) {
+    if (contiguous(values) && (!derivative || contiguous(*derivative))) {
+        auto v = flat(values);
+        if (derivative) {
+            auto d = flat(*derivative);
+            activate(activation, v, &d);
+        } else {
+            activate(activation, v, static_cast<decltype(v)*>(nullptr));
+        }
+        return;
+    }
+    auto v = values.array();
+    if (derivative) {
+        auto d = derivative->array();
+        activate(activation, v, &d);
+    } else {
+        activate(activation, v, static_cast<decltype(v)*>(nullptr));
+    }
+}
+
 template <class T>
 void apply_output(Output output, MatrixRef<T> values) {
     switch (output) {
         case Output::Softmax:
-            for (Index r = 0; r < values.rows(); ++r) {
-                auto row = values.row(r);
-                const T shift = row.maxCoeff();
-                row = (row.array() - shift).exp();
-                row /= row.sum();
-            }
+            // Shift each row by its maximum, exponentiate the whole block at once, normalise each row.
+            for (Index r = 0; r < values.rows(); ++r) values.row(r).array() -= values.row(r).maxCoeff();
+            if (contiguous(values))
+                flat(values) = flat(values).exp();
+            else
+                values.array() = values.array().exp();
+            for (Index r = 0; r < values.rows(); ++r) values.row(r) /= values.row(r).sum();
             break;
         case Output::Logistic:
-            values.array() = values.array().logistic();
+            if (contiguous(values))
+                flat(values) = flat(values).logistic();
+            else
+                values.array() = values.array().logistic();
             break;
         case Output::Linear:
             break;

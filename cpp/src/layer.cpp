@@ -38,8 +38,12 @@ DenseLayer<T>::DenseLayer(Index inputs, Index outputs, bool bias)
 
 template <class T>
 void DenseLayer<T>::forward(const ConstMatrixRef<T>& x, MatrixRef<T> s) const {
-    gemm<T>(T(1), x, false, weight_, true, s, false);  // S = X W^T
-    if (has_bias_) s.rowwise() += bias_.row(0);
+    if (has_bias_) {  // S = b + X W^T: the product accumulates onto the bias rows (one sweep fewer)
+        s.rowwise() = bias_.row(0);
+        gemm<T>(T(1), x, false, weight_, true, s, true);
+    } else {
+        gemm<T>(T(1), x, false, weight_, true, s, false);  // S = X W^T
+    }
 }
 
 template <class T>
