@@ -439,6 +439,13 @@ def test_checks_are_evaluated_plainly():
     assert check(kind="monotone", group="nope") is None
 
 
+def test_a_near_tie_is_shown_with_the_digits_that_decide_it():
+    values = {"bp": 0.97970, "sbp": 0.97966}
+    holds, evidence = report.evaluate_check({"kind": "ge", "a": "sbp", "b": "bp"}, values.__getitem__, {}, list(values))
+    assert holds is False
+    assert evidence == "`sbp` 97.966% < `bp` 97.970%"
+
+
 def test_flattened_history_columns():
     record = {"epoch": 1, "angle": [10.0, 20.0], "norms": {"W": [1.0, 2.0]}, "lr": 0.1}
     assert runner.flatten(record) == {"epoch": 1, "angle_1": 10.0, "angle_2": 20.0, "norms.W_1": 1.0,

@@ -98,7 +98,10 @@ def evaluate_check(check: dict[str, Any], value: Value, groups: dict[str, list[s
                 if kind == "ge":
                     margin = float(check.get("margin", 0.0))
                     ok = va >= vb + margin
-                    parts.append(f"`{a}` {show(va)} {'≥' if ok else '<'} `{b}` {show(vb)}"
+                    shown_a, shown_b = show(va), show(vb)
+                    if shown_a == shown_b and metric.endswith("accuracy") and va != vb:
+                        shown_a, shown_b = f"{100 * va:.3f}%", f"{100 * vb:.3f}%"  # a near tie: show the gap
+                    parts.append(f"`{a}` {shown_a} {'≥' if ok else '<'} `{b}` {shown_b}"
                                  + (f" {'+' if margin >= 0 else '−'} {_amount(metric, abs(margin))}"
                                     if margin else ""))
                 else:
@@ -177,6 +180,16 @@ def checks_markdown(experiment: Experiment, value_at: Callable[[str, str, int | 
     return "\n".join(lines) + "\n"
 
 
+def _config_shown(source: str) -> str:
+    """A shipped config by its place in the package (the same on every machine), any other by its path."""
+    from .config import CONFIG_DIR
+
+    path = Path(source)
+    if path.parent.resolve() == CONFIG_DIR.resolve():
+        return f"`rbp_native/experiments/configs/{path.name}` (shipped with the package)"
+    return f"`{source}`"
+
+
 def _settings_lines(experiment: Experiment, info: dict[str, Any]) -> list[str]:
     dataset = experiment.dataset
     if experiment.dataset == "synthetic":
@@ -189,10 +202,11 @@ def _settings_lines(experiment: Experiment, info: dict[str, Any]) -> list[str]:
         dataset += f", first {experiment.test_limit} test examples"
     lines = [
         f"- Command: `{info.get('command', '(python API)')}`",
-        (f"- rbp-native {info.get('version')}, Python {info.get('python', platform.python_version())}, "
+        (f"- rbp-native {info.get('version')}{' (' + str(info['isa']) + ' core)' if info.get('isa') else ''}, "
+         f"Python {info.get('python', platform.python_version())}, "
          f"{info.get('cores', '?')} cores; {info.get('jobs', 1)} job(s) x {info.get('threads', '?')} thread(s)"),
         f"- Date: {info.get('date')}",
-        f"- Config: `{experiment.source}`",
+        f"- Config: {_config_shown(experiment.source)}",
         f"- Data: {dataset}",
         (f"- {experiment.epochs} epoch(s), {experiment.seeds} seed(s) (0 .. {experiment.seeds - 1}; seed s drives "
          f"`MLP(seed=s)` and `Trainer(seed=s)`), training metrics: {experiment.train_metrics}"

@@ -278,7 +278,7 @@ def reproduce(
         raise ValueError(f"jobs must be positive, got {jobs}")
     per_run = threads_per_run(jobs, threads)
     info = {
-        "command": command or "(python API)", "version": _version(), "date": now(), "jobs": jobs,
+        "command": command or "(python API)", "version": _version(), "isa": _isa(), "date": now(), "jobs": jobs,
         "threads": per_run, "cores": cores(), "python": sys.version.split()[0],
     }
     if experiment.kind == "complexity":
@@ -333,6 +333,12 @@ def _version() -> str:
     from .. import __version__
 
     return __version__
+
+
+def _isa() -> str:
+    from .._native import isa
+
+    return isa
 
 
 def _summary_line(run: Run, result: dict[str, Any]) -> str:
