@@ -24,9 +24,10 @@ SHIPPED = {
         "rbp", "srbp", "top", "rbp-resample-zero-mean", "rbp-resample-sign", "srbp-mean-gaussian",
         "srbp-mean-uniform", "srbp-freeze-2", "srbp-freeze-1to2", "srbp-freeze-3", "srbp-freeze-1to3",
         "srbp-sign", "srbp-magnitude", "srbp-per-synapse", "srbp-linear", "top-linear", "srbp-logistic",
-        "top-logistic", "srbp-relu", "top-relu",
+        "top-logistic", "srbp-relu", "top-relu", "srbp-relu-lr0.01", "top-relu-lr0.01",
     ],
-    "fig7": ["bp", "rbp", "srbp"] + [f"{a}-q-bits{b}" for a in ("bp", "rbp", "srbp") for b in (1, 2, 3, 4, 6, 8, 10, 12, 16)],
+    "fig7": ["bp", "rbp", "srbp"] + [f"{a}-q-bits{b}" for a in ("bp", "rbp", "srbp") for b in (1, 2, 3, 4, 6, 8, 10, 12, 16)]
+    + [f"{a}-qm-bits{b}" for a in ("bp", "rbp", "srbp") for b in (2, 4, 6, 8, 10)],
     "fig8": ["bp", "rbp", "srbp"] + [f"{a}-q-bits{b}" for a in ("bp", "rbp", "srbp") for b in (1, 2, 3, 4, 6, 8, 12)],
     "fig9": ["bp", "rbp", "srbp"] + [f"{a}-drop-drop{p}" for a in ("bp", "rbp", "srbp") for p in (0.1, 0.25, 0.5, 0.75, 0.9)],
     "deep": ["bp", "rbp", "srbp", "top"],
@@ -85,7 +86,8 @@ def test_shipped_config_parses_and_expands_to_the_intended_runs(name):
         else:
             assert options["hidden"] == PAPER["hidden"]
         for key in ("activation", "output", "lr", "momentum", "batch_size"):
-            if experiment.kind == "train" and not (key == "activation" and name == "controls"):
+            off_paper = (key == "activation" and name == "controls") or (key == "lr" and variant.name.endswith("-lr0.01"))
+            if experiment.kind == "train" and not off_paper:
                 assert options[key] == PAPER[key], (name, variant.name, key)
         if experiment.kind == "train":
             assert options["decay"] == (0.0 if name == "fig8" else 1e-6)
@@ -100,7 +102,12 @@ def test_sweeps_carry_the_papers_settings():
     fig7 = ex.load_experiment("fig7")
     quantised = [v for v in fig7.variants if v.group]
     assert {v.options["quantize"] for v in quantised} == {"signal"}
-    assert {v.options["quantize_alpha"] for v in quantised} == {2**-3}
+    paper_scale = [v for v in quantised if v.group in ("bp-q", "rbp-q", "srbp-q")]
+    batch_mean_scale = [v for v in quantised if v.group in ("bp-qm", "rbp-qm", "srbp-qm")]
+    assert len(paper_scale) + len(batch_mean_scale) == len(quantised)
+    assert {v.options["quantize_alpha"] for v in paper_scale} == {2**-3}
+    # alpha = 2^-3 on the batch-mean error e / batch_size is alpha = 2^-3 x batch_size on e
+    assert {v.options["quantize_alpha"] for v in batch_mean_scale} == {2**-3 * PAPER["batch_size"]}
     assert [v.options["quantize_bits"] for v in fig7.groups()["bp-q"]] == [1, 2, 3, 4, 6, 8, 10, 12, 16]
     fig8 = ex.load_experiment("fig8")
     assert {v.options["quantize_alpha"] for v in fig8.variants if v.group} == {2**-6}
