@@ -14,9 +14,18 @@ from __future__ import annotations
 
 from . import datasets
 from ._native import isa
-from ._version import __version__
 from .history import History
 from .network import MLP
 from .trainer import ALGORITHMS, Trainer, TrainingDiverged
 
 __all__ = ["ALGORITHMS", "MLP", "History", "Trainer", "TrainingDiverged", "__version__", "datasets", "isa"]
+
+
+def __getattr__(name: str) -> str:
+    # The version is read from the installed metadata on first use: importlib.metadata pulls in
+    # email, zipfile and socket, a few MB resident that training processes have no use for.
+    if name == "__version__":
+        from ._version import __version__
+
+        return __version__
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,12 +29,9 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import hashlib
-import http.client
 import importlib.util
 import os
 import tempfile
-import urllib.request
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -432,6 +429,9 @@ def _fetch(url: str, target: Path, md5: str) -> None:
     """Download ``url`` to ``target`` through a temp file in the same directory; the temp
     file is moved into place only if its MD5 equals ``md5``.  Network problems propagate as
     OSError / http.client.HTTPException; a checksum mismatch raises DatasetError."""
+    import hashlib  # here, not at import: hashlib and urllib load OpenSSL and http (MBs resident)
+    import urllib.request
+
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
     try:
@@ -456,6 +456,8 @@ def _fetch(url: str, target: Path, md5: str) -> None:
 
 
 def _download_urllib(canonical: str, target_dir: Path) -> None:
+    import http.client
+
     target_dir.mkdir(parents=True, exist_ok=True)
     checksums = MD5[canonical]
     for base in FILES.values():
