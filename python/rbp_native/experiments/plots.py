@@ -118,6 +118,7 @@ def plot_sweep(experiment: Experiment, aggregate: Aggregate, path: Path) -> Path
     ax = figure.subplots()
     colours = _colours(len(groups))
     keys: list[str] = []
+    drawn: set[str] = set()  # a reference shared by several groups gets one line, in its first group's colour
     for colour, (group, variants) in zip(colours, groups.items()):
         key = ", ".join(variants[0].sweep)
         keys.append(key)
@@ -130,7 +131,8 @@ def plot_sweep(experiment: Experiment, aggregate: Aggregate, path: Path) -> Path
         if not numeric:
             ax.set_xticks(positions, [", ".join(str(x) for x in v.sweep.values()) for v in variants])
         reference = variants[0].reference
-        if reference and reference in finals and finals[reference]["n"]:
+        if reference and reference in finals and finals[reference]["n"] and reference not in drawn:
+            drawn.add(reference)
             ax.axhline(100 * finals[reference]["test_accuracy_mean"], color=colour, linestyle="--", linewidth=1,
                        label=f"{reference} (reference)")
     ax.set_xlabel(" / ".join(dict.fromkeys(keys)))
