@@ -430,7 +430,7 @@ def markdown(report: dict[str, Any]) -> str:
             sizes = report["settings"]["nets"].get(p["net"])
             gflops = (flops_per_example(sizes, p["algorithm"]) * p["batch"] / products_us / 1e3
                       if sizes and products_us > 0 else None)
-            peak = report["gemm_peak"].get(str(p["threads"]), report["gemm_peak"].get(p["threads"], {})).get("peak")
+            peak = report["gemm_peak"].get(str(p["threads"]), {}).get("peak")
             lines.append(f"| {p['net']} | {p['batch']} | {p['algorithm']} | {p['threads']} | {u['step']:.1f} | "
                          f"{u['forward']:.1f} | {u['channel']:.1f} | {u['update']:.1f} | {u['rest']:.1f} | "
                          f"{u['epoch']:.1f} | {fmt_s(gflops)} | {fmt_s(100 * gflops / peak if gflops and peak else None)} |")

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from .._io import atomic_write_text
 from .aggregate import Aggregate, collect, final_markdown, sweep_markdown, write_tables
-from .config import Experiment
+from .config import CONFIG_DIR, Experiment
 
 Value = Callable[[str], float]
 
@@ -182,8 +182,6 @@ def checks_markdown(experiment: Experiment, value_at: Callable[[str, str, int | 
 
 def _config_shown(source: str) -> str:
     """A shipped config by its place in the package (the same on every machine), any other by its path."""
-    from .config import CONFIG_DIR
-
     path = Path(source)
     if path.parent.resolve() == CONFIG_DIR.resolve():
         return f"`rbp_native/experiments/configs/{path.name}` (shipped with the package)"
