@@ -1,8 +1,10 @@
 // Where the time of one training step of rbp-native goes: microbenchmarks of each phase, run on
 // the core library itself (no Python), compiled with the flags of one instruction-set variant.
 //
-//   rbp_phases_<isa> SIZES BATCH ALGORITHM [threads=1] [seconds=0.3]
+//   rbp_phases_<isa> SIZES BATCH ALGORITHM [threads=1] [seconds=0.3] [kernels=auto|eigen|unpacked]
 //   e.g. rbp_phases_avx512 784-100-100-100-100-10 128 srbp 1
+// `kernels` picks the products' kernels (rbp::set_unpacked_gemm): the default selection, Eigen's only,
+// or the unpacked ones wherever one exists.
 //
 // Phases, each timed alone in a loop over the same batch (so: warm caches):
 //   step     Trainer::step on one batch (targets gathered, forward, loss, channel, update)
@@ -12,6 +14,7 @@
 //   epoch    Trainer::train_epoch over 50 batches, per batch (adds shuffling and row gathering)
 // The step minus the three phases is the rest (targets, loss and accuracy, bookkeeping).
 // Prints one JSON line with the median microseconds per batch of each phase.
+#include "rbp/gemm.hpp"
 #include "rbp/trainer.hpp"
 
 #include <algorithm>
@@ -62,7 +65,8 @@ std::vector<Index> parse_sizes(const std::string& text) {
 
 int main(int argc, char** argv) {
     if (argc < 4) {
-        std::fprintf(stderr, "usage: %s SIZES BATCH ALGORITHM [threads=1] [seconds=0.3]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s SIZES BATCH ALGORITHM [threads=1] [seconds=0.3] [kernels=auto|eigen|unpacked]\n",
+                     argv[0]);
         return 2;
     }
     const std::vector<Index> sizes = parse_sizes(argv[1]);
@@ -70,6 +74,15 @@ int main(int argc, char** argv) {
     const std::string algorithm = argv[3];
     const int threads = argc > 4 ? std::atoi(argv[4]) : 1;
     const double seconds = argc > 5 ? std::atof(argv[5]) : 0.3;
+    const std::string kernels = argc > 6 ? argv[6] : "auto";
+    if (kernels == "eigen")
+        set_unpacked_gemm(UnpackedGemm::Never);
+    else if (kernels == "unpacked")
+        set_unpacked_gemm(UnpackedGemm::Always);
+    else if (kernels != "auto") {
+        std::fprintf(stderr, "kernels must be auto, eigen or unpacked, got '%s'\n", kernels.c_str());
+        return 2;
+    }
     const Index inputs = sizes.front(), classes = sizes.back();
     const Index examples = batch * 50;
 
@@ -122,10 +135,12 @@ int main(int argc, char** argv) {
         },
         seconds);
 
-    std::printf("{\"sizes\": \"%s\", \"batch\": %ld, \"algorithm\": \"%s\", \"threads\": %d, \"simd\": \"%s\", "
+    std::printf("{\"sizes\": \"%s\", \"batch\": %ld, \"algorithm\": \"%s\", \"threads\": %d, \"kernels\": \"%s\", "
+                "\"simd\": \"%s\", "
                 "\"us_per_batch\": {\"step\": %.3f, \"forward\": %.3f, \"channel\": %.3f, \"update\": %.3f, "
                 "\"rest\": %.3f, \"epoch\": %.3f}}\n",
-                argv[1], static_cast<long>(batch), algorithm.c_str(), threads, Eigen::SimdInstructionSetsInUse(), step,
+                argv[1], static_cast<long>(batch), algorithm.c_str(), threads, kernels.c_str(),
+                Eigen::SimdInstructionSetsInUse(), step,
                 forward, channel, update, std::max(0.0, step - forward - channel - update), epoch);
     return 0;
 }

@@ -4,6 +4,7 @@
 namespace py = pybind11;
 
 void register_network(py::module_& m);
+void register_products(py::module_& m);
 void register_trainer(py::module_& m);
 
 // The build compiles this module once per instruction set (_core_sse2, _core_avx2, _core_avx512;
@@ -20,4 +21,5 @@ PYBIND11_MODULE(RBP_NATIVE_MODULE, m) {
     m.attr("isa") = RBP_NATIVE_ISA;  // the instruction set this module was compiled for
     register_network(m);
     register_trainer(m);
+    register_products(m);
 }

@@ -1,9 +1,12 @@
 #include "rbp/gemm.hpp"
 
 #include "rbp/parallel.hpp"
+#include "unpacked_gemm.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
+#include <type_traits>
 
 // Eigen's level-3 kernels are called directly (Eigen::internal, stable through the 3.4 series);
 // with any other Eigen the products fall back to Eigen's expressions.
@@ -105,7 +108,84 @@ void serial_gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrix
 
 #endif  // RBP_DIRECT_GEMM
 
+std::atomic<UnpackedGemm> unpacked_use{UnpackedGemm::WhereFaster};
+
+// The kernel family for one thread's part of a product, C (m x n) = op(A) (m x k) op(B) (k x n).
+// The unpacked kernels (single precision, AVX-512 builds) run where they beat Eigen's, as measured
+// with benchmarks/cpp/gemm_shapes.cpp on a 2-core AVX-512 Xeon (numbers in benchmarks/README.md).
+template <class T>
+GemmKernel serial_kernel(Index m, Index n, Index k, bool ta, bool tb) {
+    const UnpackedGemm use = unpacked_use.load(std::memory_order_relaxed);
+    if (!std::is_same_v<T, float> || !RBP_UNPACKED_GEMM || use == UnpackedGemm::Never || (ta && tb))
+        return GemmKernel::Eigen;
+    if (use == UnpackedGemm::Always) return tb ? GemmKernel::UnpackedDot : GemmKernel::UnpackedAxpy;
+    const double macs = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+    // Dot form (S = X W^T): its final reductions cost too much at a short depth, unless C has fewer
+    // columns than a vector (the output layer), where Eigen's kernel runs on partial vectors.
+    if (tb) return n < 16 || (k >= 256 && macs <= 64.0e6) ? GemmKernel::UnpackedDot : GemmKernel::Eigen;
+    // Axpy form: J = G W wins up to the largest products measured; W += s B^T X only for layers of up
+    // to a few hundred units (a 1000-unit layer's update is faster through Eigen).
+    if (!ta) return macs <= 128.0e6 ? GemmKernel::UnpackedAxpy : GemmKernel::Eigen;
+    return m < 16 || (m <= 256 && macs <= 64.0e6) ? GemmKernel::UnpackedAxpy : GemmKernel::Eigen;
+}
+
+// c (+)= alpha op(a) op(b) on this thread.
+template <class T>
+void serial_product(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>& b, bool tb, MatrixRef<T> c,
+                    bool accumulate) {
+    const Index m = c.rows(), n = c.cols(), k = ta ? a.rows() : a.cols();
+#if RBP_UNPACKED_GEMM
+    if constexpr (std::is_same_v<T, float>) {
+        switch (serial_kernel<T>(m, n, k, ta, tb)) {
+            case GemmKernel::UnpackedDot:
+                unpacked::gemm_nt(m, n, k, alpha, a.data(), a.outerStride(), b.data(), b.outerStride(), c.data(),
+                                  c.outerStride(), accumulate);
+                return;
+            case GemmKernel::UnpackedAxpy:
+                if (ta)  // op(A)(i, p) = A(p, i)
+                    unpacked::gemm_axpy(m, n, k, alpha, a.data(), 1, a.outerStride(), b.data(), b.outerStride(),
+                                        c.data(), c.outerStride(), accumulate);
+                else
+                    unpacked::gemm_axpy(m, n, k, alpha, a.data(), a.outerStride(), 1, b.data(), b.outerStride(),
+                                        c.data(), c.outerStride(), accumulate);
+                return;
+            default: break;
+        }
+    }
+#endif
+#if RBP_DIRECT_GEMM
+    if (!accumulate) c.setZero();
+    serial_gemm(alpha, a, ta, b, tb, c);
+#else
+    (void)m, (void)n, (void)k;
+    expression_gemm(alpha, a, ta, b, tb, c, accumulate);
+#endif
+}
+
+bool vector_shape(Index m, Index n, Index k) { return m == 1 || n == 1 || k == 1 || m + n + k < 20; }
+
 }  // namespace
+
+bool unpacked_gemm_available() { return RBP_UNPACKED_GEMM != 0; }
+void set_unpacked_gemm(UnpackedGemm use) { unpacked_use.store(use, std::memory_order_relaxed); }
+
+template <class T>
+GemmKernel gemm_kernel(Index m, Index n, Index k, bool transpose_a, bool transpose_b) {
+    if (m == 0 || n == 0 || k == 0) return GemmKernel::None;
+    if (vector_shape(m, n, k)) return GemmKernel::EigenVector;
+    return serial_kernel<T>(m, n, k, transpose_a, transpose_b);
+}
+
+const char* to_string(GemmKernel kernel) {
+    switch (kernel) {
+        case GemmKernel::None: return "none";
+        case GemmKernel::EigenVector: return "eigen-vector";
+        case GemmKernel::Eigen: return "eigen";
+        case GemmKernel::UnpackedDot: return "unpacked-dot";
+        case GemmKernel::UnpackedAxpy: return "unpacked-axpy";
+    }
+    return "?";
+}
 
 template <class T>
 void gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>& b, bool tb, MatrixRef<T> c,
@@ -117,16 +197,14 @@ void gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>&
         if (!accumulate) c.setZero();
         return;
     }
-#if RBP_DIRECT_GEMM
     // Matrix-vector shapes, outer products and tiny products: Eigen's own kernels allocate nothing.
-    if (m == 1 || n == 1 || k == 1 || m + n + k < 20) {
+    if (vector_shape(m, n, k)) {
         expression_gemm(alpha, a, ta, b, tb, c, accumulate);
         return;
     }
-    if (!accumulate) c.setZero();
     const int threads = product_threads(m, n, k, product_thread_budget());
     if (threads <= 1) {
-        serial_gemm(alpha, a, ta, b, tb, c);
+        serial_product(alpha, a, ta, b, tb, c, accumulate);
         return;
     }
     // Split the larger output dimension: every thread packs all of the other operand, so this
@@ -141,24 +219,23 @@ void gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>&
         if (len <= 0) continue;
         if (split_rows) {
             if (ta)
-                serial_gemm<T>(alpha, a.middleCols(lo, len), ta, b, tb, c.middleRows(lo, len));
+                serial_product<T>(alpha, a.middleCols(lo, len), ta, b, tb, c.middleRows(lo, len), accumulate);
             else
-                serial_gemm<T>(alpha, a.middleRows(lo, len), ta, b, tb, c.middleRows(lo, len));
+                serial_product<T>(alpha, a.middleRows(lo, len), ta, b, tb, c.middleRows(lo, len), accumulate);
         } else {
             if (tb)
-                serial_gemm<T>(alpha, a, ta, b.middleRows(lo, len), tb, c.middleCols(lo, len));
+                serial_product<T>(alpha, a, ta, b.middleRows(lo, len), tb, c.middleCols(lo, len), accumulate);
             else
-                serial_gemm<T>(alpha, a, ta, b.middleCols(lo, len), tb, c.middleCols(lo, len));
+                serial_product<T>(alpha, a, ta, b.middleCols(lo, len), tb, c.middleCols(lo, len), accumulate);
         }
     }
-#else
-    expression_gemm(alpha, a, ta, b, tb, c, accumulate);
-#endif
 }
 
 template void gemm<float>(float, const ConstMatrixRef<float>&, bool, const ConstMatrixRef<float>&, bool,
                           MatrixRef<float>, bool);
 template void gemm<double>(double, const ConstMatrixRef<double>&, bool, const ConstMatrixRef<double>&, bool,
                            MatrixRef<double>, bool);
+template GemmKernel gemm_kernel<float>(Index, Index, Index, bool, bool);
+template GemmKernel gemm_kernel<double>(Index, Index, Index, bool, bool);
 
 }  // namespace rbp

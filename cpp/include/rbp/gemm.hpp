@@ -5,7 +5,9 @@
 // each product, and the page faults cost more than the product itself for the MNIST net's first
 // layer at batch 128 (about 2x). gemm() calls the same Eigen kernels with packing buffers that
 // live as long as the thread, and splits large products between threads by the policy of
-// parallel.hpp. Vector shapes (a batch of one) go to Eigen's matrix-vector kernels.
+// parallel.hpp. Vector shapes (a batch of one) go to Eigen's matrix-vector kernels. In the AVX-512
+// build, single-precision products of the sizes a training step has (a batch of up to a few hundred)
+// take kernels that read the operands in place instead (src/unpacked_gemm.hpp).
 #pragma once
 
 #include "rbp/types.hpp"
@@ -18,5 +20,28 @@ namespace rbp {
 template <class T>
 void gemm(T alpha, const ConstMatrixRef<T>& a, bool transpose_a, const ConstMatrixRef<T>& b, bool transpose_b,
           MatrixRef<T> c, bool accumulate);
+
+// The kernels a product can run on.
+enum class GemmKernel {
+    None,          // nothing to multiply (an empty dimension)
+    EigenVector,   // Eigen's matrix-vector and tiny-product kernels
+    Eigen,         // Eigen's packed GEMM kernel
+    UnpackedDot,   // unpacked, C = A B^T as dot products (AVX-512, float)
+    UnpackedAxpy,  // unpacked, C = op(A) B as rows of B scaled and added (AVX-512, float)
+};
+const char* to_string(GemmKernel kernel);
+
+// The kernel gemm<T>() uses for a product of these sizes on one thread (each thread's part of a
+// split product is chosen the same way by its own sizes).
+template <class T>
+GemmKernel gemm_kernel(Index m, Index n, Index k, bool transpose_a, bool transpose_b);
+
+// Whether this build has the unpacked single-precision kernels (AVX-512 builds).
+bool unpacked_gemm_available();
+// When products take the unpacked kernels: where they beat Eigen's (the default), never, or always
+// when one exists for the orientation (A B^T, A B, A^T B). Never and Always are for the benchmarks
+// and tests that compare the kernel families. Process-wide; not meant to change while products run.
+enum class UnpackedGemm { Never, WhereFaster, Always };
+void set_unpacked_gemm(UnpackedGemm use);
 
 }  // namespace rbp

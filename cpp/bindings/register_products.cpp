@@ -1,0 +1,103 @@
+// The core's matrix product, exposed for the tests that check it against numpy on every shape class
+// (edges, strides, transposes, both kernel families). Not part of the package's API.
+#include "arrays.hpp"
+
+#include "rbp/gemm.hpp"
+#include "rbp/parallel.hpp"
+
+#include <cstdint>
+
+namespace py = pybind11;
+using namespace rbp;
+
+namespace {
+
+// A view of a 2-D array of dtype T with unit column stride and any row stride (numpy slices of
+// columns included); `writable` for the result.
+template <class T>
+Eigen::Map<Matrix<T>, 0, Eigen::OuterStride<>> strided_view(const py::array& a, const char* what, bool writable) {
+    if (!a.dtype().is(py::dtype::of<T>()))
+        throw py::type_error(std::string(what) + " must have dtype " + bindings::scalar_name<T>() + ", got " +
+                             bindings::dtype_name(a));
+    if (a.ndim() != 2) throw std::invalid_argument(std::string(what) + " must be 2-dimensional");
+    const auto item = static_cast<py::ssize_t>(sizeof(T));
+    const py::ssize_t rows = a.shape(0), cols = a.shape(1);
+    if ((cols > 1 && a.strides(1) != item) || a.strides(0) % item != 0 || (rows > 1 && a.strides(0) < cols * item))
+        throw std::invalid_argument(std::string(what) + " must have unit column stride and non-overlapping rows");
+    if (writable && !a.writeable()) throw std::invalid_argument(std::string(what) + " must be writable");
+    const Index stride = rows > 1 ? static_cast<Index>(a.strides(0) / item) : static_cast<Index>(cols);
+    return {static_cast<T*>(const_cast<void*>(a.data())), static_cast<Index>(rows), static_cast<Index>(cols),
+            Eigen::OuterStride<>(std::max<Index>(stride, 1))};
+}
+
+template <class T>
+bool overlaps(const Eigen::Map<Matrix<T>, 0, Eigen::OuterStride<>>& x,
+              const Eigen::Map<Matrix<T>, 0, Eigen::OuterStride<>>& y) {
+    if (x.size() == 0 || y.size() == 0) return false;
+    const auto begin = [](const auto& m) { return reinterpret_cast<std::uintptr_t>(m.data()); };
+    const auto end = [](const auto& m) {
+        return reinterpret_cast<std::uintptr_t>(m.data() + (m.rows() - 1) * m.outerStride() + m.cols());
+    };
+    return begin(x) < end(y) && begin(y) < end(x);
+}
+
+template <class T>
+void product(double alpha, const py::array& a, bool transpose_a, const py::array& b, bool transpose_b, py::array& c,
+             bool accumulate, int threads) {
+    auto va = strided_view<T>(a, "a", false);
+    auto vb = strided_view<T>(b, "b", false);
+    auto vc = strided_view<T>(c, "c", true);
+    const Index m = transpose_a ? va.cols() : va.rows(), k = transpose_a ? va.rows() : va.cols();
+    const Index kb = transpose_b ? vb.cols() : vb.rows(), n = transpose_b ? vb.rows() : vb.cols();
+    if (k != kb || vc.rows() != m || vc.cols() != n)
+        throw std::invalid_argument("shapes do not match: op(a) is " + std::to_string(m) + "x" + std::to_string(k) +
+                                    ", op(b) " + std::to_string(kb) + "x" + std::to_string(n) + ", c " +
+                                    std::to_string(vc.rows()) + "x" + std::to_string(vc.cols()));
+    if (overlaps(vc, va) || overlaps(vc, vb)) throw std::invalid_argument("c must not overlap a or b");
+    if (threads < 1) throw std::invalid_argument("threads must be at least 1");
+    py::gil_scoped_release release;
+    const int saved = product_threads_setting();
+    set_product_threads(threads);
+    gemm<T>(static_cast<T>(alpha), va, transpose_a, vb, transpose_b, vc, accumulate);
+    set_product_threads(saved);
+}
+
+}  // namespace
+
+void register_products(py::module_& m) {
+    m.def(
+        "_gemm",
+        [](double alpha, const py::array& a, bool transpose_a, const py::array& b, bool transpose_b, py::array c,
+           bool accumulate, int threads) {
+            if (c.dtype().is(py::dtype::of<float>()))
+                product<float>(alpha, a, transpose_a, b, transpose_b, c, accumulate, threads);
+            else
+                product<double>(alpha, a, transpose_a, b, transpose_b, c, accumulate, threads);
+        },
+        py::arg("alpha"), py::arg("a"), py::arg("transpose_a"), py::arg("b"), py::arg("transpose_b"), py::arg("c"),
+        py::arg("accumulate"), py::arg("threads") = 1,
+        "c = alpha op(a) op(b) (+ c) through the core's product on up to `threads` threads (for tests).");
+    m.def(
+        "_gemm_kernel",
+        [](Index m, Index n, Index k, bool transpose_a, bool transpose_b, bool single) {
+            if (m < 0 || n < 0 || k < 0) throw std::invalid_argument("sizes must be non-negative");
+            return std::string(to_string(single ? gemm_kernel<float>(m, n, k, transpose_a, transpose_b)
+                                                : gemm_kernel<double>(m, n, k, transpose_a, transpose_b)));
+        },
+        py::arg("m"), py::arg("n"), py::arg("k"), py::arg("transpose_a"), py::arg("transpose_b"),
+        py::arg("single") = true, "The kernel a one-thread product of these sizes runs on (for tests).");
+    m.def("_unpacked_gemm_available", &unpacked_gemm_available);
+    m.def(
+        "_set_unpacked_gemm",
+        [](const std::string& use) {
+            if (use == "never")
+                set_unpacked_gemm(UnpackedGemm::Never);
+            else if (use == "where-faster")
+                set_unpacked_gemm(UnpackedGemm::WhereFaster);
+            else if (use == "always")
+                set_unpacked_gemm(UnpackedGemm::Always);
+            else
+                throw std::invalid_argument("use must be 'never', 'where-faster' or 'always', got '" + use + "'");
+        },
+        py::arg("use"), "When products take the unpacked kernels (for tests).");
+}

@@ -1,0 +1,189 @@
+"""The core's matrix product against numpy, on every kernel family it can run on.
+
+gemm() picks Eigen's packed kernel, Eigen's matrix-vector kernels, or (single precision, AVX-512
+builds) the unpacked dot and axpy kernels by shape. Each case below states the kernel it expects, so
+a change of the selection rule that stops exercising a kernel fails here instead of going unnoticed,
+and covers the edges of that kernel: partial vectors, partial register blocks, depth passes, row
+strides of column slices, accumulate on and off (c starts as NaN when it must not be read), alpha.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rbp_native._native import _core
+
+UNPACKED = _core._unpacked_gemm_available()
+needs_unpacked = pytest.mark.skipif(not UNPACKED, reason="this build has no unpacked kernels (AVX-512 only)")
+
+
+def _operands(rng, m, n, k, ta, tb, dtype, pad):
+    """op(a) (m x k), op(b) (k x n) and c (m x n), each a column slice of a wider array when pad > 0."""
+
+    def make(rows, cols):
+        full = rng.standard_normal((rows, cols + 2 * pad)).astype(dtype)
+        return full, full[:, pad:pad + cols]
+
+    _, a = make(k, m) if ta else make(m, k)
+    _, b = make(n, k) if tb else make(k, n)
+    c_full, c = make(m, n)
+    return a, b, c_full, c
+
+
+def _check(m, n, k, ta, tb, *, accumulate, dtype=np.float32, pad=0, alpha=0.75, threads=1, seed=0):
+    rng = np.random.default_rng(seed)
+    a, b, c_full, c = _operands(rng, m, n, k, ta, tb, dtype, pad)
+    if not accumulate:
+        c[...] = np.nan  # must be overwritten, never read
+    before_full = c_full.copy()
+    before = c.astype(np.float64)
+    op_a = (a.T if ta else a).astype(np.float64)
+    op_b = (b.T if tb else b).astype(np.float64)
+    expected = alpha * op_a @ op_b + (before if accumulate else 0.0)
+    _core._gemm(alpha, a, ta, b, tb, c, accumulate, threads)
+    # Rounding bound of a float32 dot product of length k, relative to sum |a||b|.
+    eps = np.finfo(dtype).eps
+    scale = abs(alpha) * np.abs(op_a) @ np.abs(op_b) + (np.abs(before) if accumulate else 0.0)
+    tolerance = 4 * (k + 2) * eps * scale + 1e-30
+    assert np.all(np.isfinite(c)), "c holds NaN: a value that must be overwritten was read"
+    error = np.abs(c - expected)
+    assert np.all(error <= tolerance), f"max error {error.max():.3g}, allowed {tolerance.max():.3g}"
+    if pad:  # columns outside the slice are untouched
+        mask = np.ones(c_full.shape, bool)
+        mask[:, pad:pad + n] = False
+        np.testing.assert_array_equal(c_full[mask], before_full[mask])
+
+
+# (m, n, k, transpose_a, transpose_b, kernel expected in an AVX-512 build)
+UNPACKED_CASES = [
+    # dot form, forward S = X W^T: depth >= 256 or fewer than 16 outputs
+    (32, 100, 784, False, True, "unpacked-dot"),  # MNIST net's first layer
+    (33, 101, 787, False, True, "unpacked-dot"),  # partial 4x4 blocks both ways, partial last vector
+    (7, 6, 300, False, True, "unpacked-dot"),
+    (5, 3, 17, False, True, "unpacked-dot"),  # fewer than 16 outputs, depth one vector plus one
+    (32, 10, 100, False, True, "unpacked-dot"),  # output layer
+    (6, 9, 2100, False, True, "unpacked-dot"),  # three depth passes of 1024
+    (3, 2, 15, False, True, "unpacked-dot"),  # one partial vector of depth
+    # axpy form, backward J = G W
+    (32, 100, 100, False, False, "unpacked-axpy"),
+    (32, 100, 10, False, False, "unpacked-axpy"),
+    (13, 65, 7, False, False, "unpacked-axpy"),  # 6+6+1 rows; one full 64-column block and one lane
+    (11, 48, 130, False, False, "unpacked-axpy"),  # 3 vectors; two depth passes of 128
+    (5, 33, 3, False, False, "unpacked-axpy"),  # 3 vectors, the last with one lane
+    (6, 200, 40, False, False, "unpacked-axpy"),  # 3 full blocks of 64 and 8 columns
+    # axpy form, update W += s B^T X
+    (100, 784, 32, True, False, "unpacked-axpy"),
+    (100, 100, 32, True, False, "unpacked-axpy"),
+    (10, 100, 128, True, False, "unpacked-axpy"),
+    (17, 31, 300, True, False, "unpacked-axpy"),  # 6+6+5 rows, 2 vectors, 3 depth passes
+    (250, 20, 40, True, False, "unpacked-axpy"),
+]
+
+EIGEN_CASES = [
+    (32, 100, 100, False, True, "eigen"),  # dot form loses at depth 100: Eigen's kernel
+    (1000, 784, 32, True, False, "eigen"),  # update of a 1000-unit layer
+    (128, 128, 128, True, True, "eigen"),  # A^T B^T has no unpacked kernel
+    (40, 60, 30, True, True, "eigen"),
+    (1, 100, 784, False, True, "eigen-vector"),  # a batch of one
+    (100, 1, 32, True, False, "eigen-vector"),
+    (3, 4, 5, False, False, "eigen-vector"),  # tiny
+]
+
+
+@needs_unpacked
+@pytest.mark.parametrize("m,n,k,ta,tb,kernel", UNPACKED_CASES)
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_unpacked_kernels_match_numpy(m, n, k, ta, tb, kernel, accumulate):
+    assert _core._gemm_kernel(m, n, k, ta, tb) == kernel
+    _check(m, n, k, ta, tb, accumulate=accumulate)
+    _check(m, n, k, ta, tb, accumulate=accumulate, pad=5, alpha=-0.01, seed=1)  # strided rows
+
+
+@pytest.mark.parametrize("m,n,k,ta,tb,kernel", UNPACKED_CASES + EIGEN_CASES)
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_eigen_kernels_match_numpy(m, n, k, ta, tb, kernel, accumulate):
+    """The same shapes through Eigen's kernels only (what non-AVX-512 builds run)."""
+    _core._set_unpacked_gemm("never")
+    try:
+        if kernel.startswith("unpacked"):
+            assert _core._gemm_kernel(m, n, k, ta, tb) == "eigen"
+        _check(m, n, k, ta, tb, accumulate=accumulate)
+        _check(m, n, k, ta, tb, accumulate=accumulate, pad=3, seed=2)
+    finally:
+        _core._set_unpacked_gemm("where-faster")
+
+
+@needs_unpacked
+@pytest.mark.parametrize("m,n,k,ta,tb,kernel", [c for c in EIGEN_CASES if c[-1] == "eigen" and not (c[3] and c[4])])
+def test_unpacked_kernels_where_eigen_is_faster(m, n, k, ta, tb, kernel):
+    """The unpacked kernels are correct on the shapes the selection gives to Eigen, too."""
+    _core._set_unpacked_gemm("always")
+    try:
+        assert _core._gemm_kernel(m, n, k, ta, tb) == ("unpacked-dot" if tb else "unpacked-axpy")
+        _check(m, n, k, ta, tb, accumulate=True, pad=1)
+        _check(m, n, k, ta, tb, accumulate=False)
+    finally:
+        _core._set_unpacked_gemm("where-faster")
+
+
+@pytest.mark.parametrize("m,n,k,ta,tb,kernel", EIGEN_CASES)
+def test_eigen_cases_take_eigen(m, n, k, ta, tb, kernel):
+    assert _core._gemm_kernel(m, n, k, ta, tb) == kernel
+    _check(m, n, k, ta, tb, accumulate=True, pad=2)
+
+
+@pytest.mark.parametrize("ta,tb", [(False, True), (False, False), (True, False), (True, True)])
+def test_double_precision_uses_eigen(ta, tb):
+    assert _core._gemm_kernel(32, 100, 784, ta, tb, single=False) == "eigen"
+    _check(32, 100, 784 if not ta else 96, ta, tb, accumulate=True, dtype=np.float64)
+
+
+@pytest.mark.parametrize("ta,tb", [(False, True), (False, False), (True, False)])
+def test_split_between_threads(ta, tb):
+    """Products large enough to split: each thread's part goes through the same kernels."""
+    m, n, k = (256, 96, 800) if not ta else (256, 800, 64)
+    _check(m, n, k, ta, tb, accumulate=True, threads=2, pad=1)
+    _check(m, n, k, ta, tb, accumulate=False, threads=2)
+
+
+def test_unpacked_and_eigen_agree_to_rounding():
+    """Both kernel families on the MNIST net's first-layer shapes give the same product up to
+    float32 rounding (and the selection switch really changes the kernel)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((32, 784)).astype(np.float32)
+    w = rng.standard_normal((100, 784)).astype(np.float32)
+    results = []
+    for enabled in (True, False):
+        _core._set_unpacked_gemm("where-faster" if enabled else "never")
+        try:
+            expected = "unpacked-dot" if enabled and UNPACKED else "eigen"
+            assert _core._gemm_kernel(32, 100, 784, False, True) == expected
+            c = np.zeros((32, 100), np.float32)
+            _core._gemm(1.0, x, False, w, True, c, False)
+            results.append(c)
+        finally:
+            _core._set_unpacked_gemm("where-faster")
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-4)
+    if UNPACKED:  # different summation orders: some entries differ in the last bits
+        assert not np.array_equal(results[0], results[1])
+
+
+def test_bad_arguments_raise():
+    a = np.zeros((4, 5), np.float32)
+    b = np.zeros((5, 6), np.float32)
+    with pytest.raises(ValueError, match="shapes do not match"):
+        _core._gemm(1.0, a, False, b, False, np.zeros((4, 7), np.float32), False)
+    with pytest.raises(TypeError, match="float32"):
+        _core._gemm(1.0, a.astype(np.float64), False, b, False, np.zeros((4, 6), np.float32), False)
+    with pytest.raises(ValueError, match="unit column stride"):
+        _core._gemm(1.0, a, False, b, False, np.zeros((4, 12), np.float32)[:, ::2], False)
+    with pytest.raises(ValueError, match="overlap"):
+        big = np.zeros((5, 5), np.float32)
+        _core._gemm(1.0, big[:4], False, big, False, big[:4], False)
+    with pytest.raises(ValueError, match="writable"):
+        c = np.zeros((4, 6), np.float32)
+        c.flags.writeable = False
+        _core._gemm(1.0, a, False, b, False, c, False)
+    with pytest.raises(ValueError, match="threads"):
+        _core._gemm(1.0, a, False, b, False, np.zeros((4, 6), np.float32), False, 0)
