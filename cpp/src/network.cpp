@@ -10,13 +10,11 @@ template <class T>
 void Workspace<T>::reserve(const std::vector<Index>& sizes, Index batch) {
     if (batch <= capacity) return;
     const std::size_t layers = sizes.size() - 1;
-    pre.resize(layers);
     out.resize(layers);
     signal.resize(layers);
     derivative.resize(layers - 1);
     Index hidden_total = 0;
     for (std::size_t h = 0; h < layers; ++h) {
-        pre[h].resize(batch, sizes[h + 1]);
         out[h].resize(batch, sizes[h + 1]);
         signal[h].resize(batch, sizes[h + 1]);
         if (h + 1 < layers) {
@@ -24,6 +22,7 @@ void Workspace<T>::reserve(const std::vector<Index>& sizes, Index batch) {
             hidden_total += sizes[h + 1];
         }
     }
+    top_pre.resize(batch, sizes.back());
     received.resize(batch, hidden_total);
     input.resize(batch, sizes.front());
     targets.resize(batch, sizes.back());
@@ -69,22 +68,23 @@ void Network<T>::forward(const ConstMatrixRef<T>& x, Workspace<T>& ws, bool deri
     const Index layers = num_layers();
     for (Index h = 0; h < layers; ++h) {
         const auto hs = static_cast<std::size_t>(h);
-        auto s = ws.pre[hs].topRows(n);
+        const bool top = h + 1 == layers;
+        // A hidden layer's product lands in O^h and f is applied in place: S^h is needed by nothing
+        // after f(S^h) and f'(S^h) (both from one sweep), so it costs no buffer and no copy.
+        MatrixRef<T> s = top ? MatrixRef<T>(ws.top_pre.topRows(n)) : MatrixRef<T>(ws.out[hs].topRows(n));
         if (h == 0)
             layers_[hs]->forward(x, s);
         else
             layers_[hs]->forward(ws.out[hs - 1].topRows(n), s);
         auto o = ws.out[hs].topRows(n);
-        o = s;
-        if (h + 1 < layers) {
-            if (derivatives) {
-                MatrixRef<T> d = ws.derivative[hs].topRows(n);
-                apply_activation<T>(spec_.activation, o, &d);
-            } else {
-                apply_activation<T>(spec_.activation, o, nullptr);
-            }
-        } else {
+        if (top) {
+            o = s;
             apply_output<T>(spec_.output, o);
+        } else if (derivatives) {
+            MatrixRef<T> d = ws.derivative[hs].topRows(n);
+            apply_activation<T>(spec_.activation, o, &d);
+        } else {
+            apply_activation<T>(spec_.activation, o, nullptr);
         }
     }
 }

@@ -196,7 +196,7 @@ double Trainer<T>::update_batch(const ConstMatrixRef<T>& x, Index n, const Targe
 
     const auto out = ws_.out[top].topRows(n);
     const auto t = ws_.targets.topRows(n);
-    const double loss = summed_loss<T>(net.output(), ws_.pre[top].topRows(n), out, t);
+    const double loss = summed_loss<T>(net.output(), ws_.top_pre.topRows(n), out, t);
     if (correct) {
         for (Index i = 0; i < n; ++i)
             if (predicted_class(out.row(i).data(), out.cols()) == targets.target_class(rows ? rows[i] : i)) ++*correct;
@@ -312,7 +312,7 @@ Metrics Trainer<T>::evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targe
         net.forward(x.middleRows(first, n), ws, false);
         targets.copy(first, n, ws.targets);
         const auto out = ws.out[top].topRows(n);
-        loss += summed_loss<T>(net.output(), ws.pre[top].topRows(n), out, ws.targets.topRows(n));
+        loss += summed_loss<T>(net.output(), ws.top_pre.topRows(n), out, ws.targets.topRows(n));
         for (Index i = 0; i < n; ++i)
             if (predicted_class(out.row(i).data(), out.cols()) == targets.target_class(first + i)) ++correct;
     }

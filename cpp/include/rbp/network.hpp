@@ -26,7 +26,7 @@ struct NetworkSpec {
 // so a training loop allocates nothing after the first batch.
 template <class T>
 struct Workspace {
-    std::vector<Matrix<T>> pre;         // S^h, h = 1..L (index h-1)
+    Matrix<T> top_pre;                  // S^L (the loss reads it); hidden S^h are never stored
     std::vector<Matrix<T>> out;         // O^h, h = 1..L (index h-1)
     std::vector<Matrix<T>> derivative;  // f'(S^h) for hidden layers, index h-1
     std::vector<Matrix<T>> signal;      // B^h, h = 1..L (index h-1); B^L = e = T - O
@@ -54,8 +54,8 @@ public:
 
     void initialise(std::uint64_t seed);
 
-    // Forward pass of rows x (n <= ws.capacity). Fills ws.pre/out and, when `derivatives` is set,
-    // ws.derivative for the hidden layers.
+    // Forward pass of rows x (n <= ws.capacity). Fills ws.out, ws.top_pre and, when `derivatives`
+    // is set, ws.derivative for the hidden layers.
     void forward(const ConstMatrixRef<T>& x, Workspace<T>& ws, bool derivatives) const;
 
     // Output probabilities/values for many rows, in chunks, into `result` (rows, N_L).
