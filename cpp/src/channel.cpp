@@ -221,18 +221,28 @@ void Channel<T>::set_feedback(Index hidden, const ConstMatrixRef<T>& value) {
 
 template <class T>
 Matrix<T> Channel<T>::counterpart(const Network<T>& network, Index hidden) const {
+    std::vector<Matrix<T>> chain;
+    Matrix<T> result;
+    counterpart_into(network, hidden, chain, result);
+    return result;
+}
+
+template <class T>
+void Channel<T>::counterpart_into(const Network<T>& network, Index hidden, std::vector<Matrix<T>>& chain,
+                                  Matrix<T>& result) const {
     const auto h = static_cast<std::size_t>(hidden);
-    const Index layers = network.num_layers();
-    const Index top = sources_[h] == Source::Above ? hidden + 1 : layers - 1;
+    const Index top = sources_[h] == Source::Above ? hidden + 1 : network.num_layers() - 1;
     // Rows of P are unit signals at the source; sending them down through the adjoints of the
     // layers gives (W^top ... W^{h+1}), whose transpose is the counterpart.
-    Matrix<T> p = Matrix<T>::Identity(network.layer(top).output_size(), network.layer(top).output_size());
+    const Index units = network.layer(top).output_size();
+    chain.resize(static_cast<std::size_t>(top - hidden + 1));
+    chain[0].setIdentity(units, units);
     for (Index j = top; j > hidden; --j) {
-        Matrix<T> next(p.rows(), network.layer(j).input_size());
-        network.layer(j).backward(p, next);
-        p.swap(next);
+        const auto stage = static_cast<std::size_t>(top - j);
+        chain[stage + 1].resize(units, network.layer(j).input_size());
+        network.layer(j).backward(chain[stage], chain[stage + 1]);
     }
-    return p.transpose();
+    result = chain.back().transpose();
 }
 
 template <class T>
@@ -282,16 +292,19 @@ void Channel<T>::draw_layer(Index hidden, const Matrix<T>* signs, bool magnitude
     };
     bool kept = false;
     if (feedback_sparse(hidden)) {
-        std::vector<Eigen::Triplet<T>> entries;
-        entries.reserve(static_cast<std::size_t>(static_cast<double>(rows * cols) * std::min(1.0, p * 1.1) + 16));
-        for (Index r = 0; r < rows; ++r)
+        // Filled row by row in place: a redraw (resampling every step) reuses the storage of the
+        // last one and allocates only when it has more non-zeros than any before.
+        SparseMatrix<T>& m = csr_[h];
+        m.resize(rows, cols);
+        m.reserve(static_cast<Index>(static_cast<double>(rows * cols) * std::min(1.0, p * 1.1)) + 16);
+        for (Index r = 0; r < rows; ++r) {
+            m.startVec(r);
             for (Index c = 0; c < cols; ++c) {
                 const T v = value(r, c, kept);
-                if (kept) entries.emplace_back(r, c, v);
+                if (kept) m.insertBack(r, c) = v;
             }
-        SparseMatrix<T> m(rows, cols);
-        m.setFromTriplets(entries.begin(), entries.end());
-        csr_[h].swap(m);
+        }
+        m.finalize();
     } else {
         auto d = dense(hidden);
         for (Index r = 0; r < rows; ++r)
@@ -341,9 +354,12 @@ void Channel<T>::before_update(const Network<T>& network) {
             for (Index h = 0; h < num_feedback(); ++h) draw_layer(h, nullptr, false);
             return;
         case Resample::SignConcordant:
+            counterpart_chains_.resize(static_cast<std::size_t>(num_feedback()));
+            signs_.resize(static_cast<std::size_t>(num_feedback()));
             for (Index h = 0; h < num_feedback(); ++h) {
-                const Matrix<T> signs = counterpart(network, h);
-                draw_layer(h, &signs, false);
+                const auto hs = static_cast<std::size_t>(h);
+                counterpart_into(network, h, counterpart_chains_[hs], signs_[hs]);
+                draw_layer(h, &signs_[hs], false);
             }
             return;
     }

@@ -1,5 +1,6 @@
 #include "rbp/trainer.hpp"
 
+#include "rbp/gemm.hpp"
 #include "rbp/parallel.hpp"
 
 #include <algorithm>
@@ -99,6 +100,17 @@ Trainer<T>::Trainer(std::shared_ptr<Network<T>> network, TrainerSpec spec)
     };
     if (spec_.momentum > 0) velocity_ = zeros_like_parameters();
     if (spec_.channel.transform != Transform::None && spec_.channel.transform_update) gradient_ = zeros_like_parameters();
+    auto pointers = [](std::vector<std::vector<Matrix<T>>>& buffers) {
+        std::vector<std::vector<Matrix<T>*>> lists;
+        for (auto& layer : buffers) {
+            lists.emplace_back();
+            for (auto& m : layer) lists.back().push_back(&m);
+        }
+        return lists;
+    };
+    for (Index h = 0; h < network_->num_layers(); ++h) parameters_.push_back(network_->layer(h).parameters());
+    velocities_ = pointers(velocity_);
+    gradients_ = pointers(gradient_);
     require(!(spec_.channel.quantize == Quantize::Update && spec_.channel.transform_update &&
               spec_.channel.transform != Transform::None),
             "quantised updates cannot be combined with an update transform");
@@ -121,20 +133,26 @@ void Trainer<T>::accumulate_layer_update(Index h, const ConstMatrixRef<T>& presy
         // Delta W_ij = lr/n sum_b D_bi (e_b . r_ij) O_bj = lr/n sum_k R_k,ij [(D * e_k)^T O]_ij
         const auto e = ws_.signal.back().topRows(n);
         const auto& tensor = channel_.synapse_feedback(h);
-        Matrix<T> weighted(n, width);
-        Matrix<T> product(width, presynaptic.cols());
+        // Scratch sized for the largest batch and layer on first use, so that steps allocate nothing.
+        auto grow = [](Matrix<T>& m, Index rows, Index cols) {
+            if (m.rows() < rows || m.cols() < cols) m.resize(std::max(m.rows(), rows), std::max(m.cols(), cols));
+        };
+        grow(synapse_weighted_, ws_.capacity, width);
+        grow(synapse_product_, width, presynaptic.cols());
+        auto weighted = synapse_weighted_.topLeftCorner(n, width);
+        auto product = synapse_product_.topLeftCorner(width, presynaptic.cols());
         for (Index k = 0; k < e.cols(); ++k) {
             if (channel_.derivative(h))
                 weighted = (ws_.derivative[hs].topRows(n).array().colwise() * e.col(k).array()).matrix();
             else
                 weighted = e.col(k).replicate(1, width);
-            product.noalias() = weighted.transpose() * presynaptic;
+            gemm<T>(T(1), weighted, true, presynaptic, false, product, false);
             targets[0]->array() += scale * tensor[static_cast<std::size_t>(k)].array() * product.array();
         }
         if (targets.size() > 1) {
-            Matrix<T> received = e * channel_.synapse_bias_feedback(h).transpose();
-            if (channel_.derivative(h)) received.array() *= ws_.derivative[hs].topRows(n).array();
-            targets[1]->row(0).noalias() += scale * received.colwise().sum();
+            gemm<T>(T(1), e, false, channel_.synapse_bias_feedback(h), true, weighted, false);
+            if (channel_.derivative(h)) weighted.array() *= ws_.derivative[hs].topRows(n).array();
+            targets[1]->row(0).noalias() += scale * weighted.colwise().sum();
         }
         return;
     }
@@ -145,11 +163,8 @@ void Trainer<T>::accumulate_layer_update(Index h, const ConstMatrixRef<T>& presy
         return;
     }
     if (hidden && cs.transform != Transform::None && cs.transform_update) {
-        std::vector<Matrix<T>*> gradient;
-        for (auto& g : gradient_[hs]) {
-            g.setZero();
-            gradient.push_back(&g);
-        }
+        std::vector<Matrix<T>*>& gradient = gradients_[hs];
+        for (auto* g : gradient) g->setZero();
         layer.accumulate_update(b, presynaptic, T(1) / static_cast<T>(n), gradient);
         for (std::size_t p = 0; p < gradient.size(); ++p) {
             if (cs.transform == Transform::Sign)
@@ -210,17 +225,13 @@ double Trainer<T>::update_batch(const ConstMatrixRef<T>& x, Index n, const Targe
     for (Index h = hidden_updates ? 0 : layers - 1; h < layers; ++h) {
         if (channel_.frozen(h)) continue;
         const auto hs = static_cast<std::size_t>(h);
-        Layer<T>& layer = net.layer(h);
         const ConstMatrixRef<T> presynaptic = h == 0 ? x : ConstMatrixRef<T>(ws_.out[hs - 1].topRows(n));
-        std::vector<Matrix<T>*> params = layer.parameters();
+        std::vector<Matrix<T>*>& params = parameters_[hs];
         if (velocity_.empty()) {
             accumulate_layer_update(h, presynaptic, n, lr, params);
         } else {
-            std::vector<Matrix<T>*> velocity;
-            for (auto& v : velocity_[hs]) {
-                v *= static_cast<T>(spec_.momentum);
-                velocity.push_back(&v);
-            }
+            std::vector<Matrix<T>*>& velocity = velocities_[hs];
+            for (auto* v : velocity) *v *= static_cast<T>(spec_.momentum);
             accumulate_layer_update(h, presynaptic, n, lr, velocity);
             for (std::size_t p = 0; p < params.size(); ++p) *params[p] += *velocity[p];
         }

@@ -150,6 +150,10 @@ private:
     double density_for(Index cols) const;
     T draw_value(Rng& rng, double scale) const;
     void draw_layer(Index hidden, const Matrix<T>* signs, bool magnitude_only);
+    // counterpart(), built in `chain` (one buffer per layer it passes) into `result`: once the
+    // buffers have their sizes, no allocation (sign-concordant resampling does this every step).
+    void counterpart_into(const Network<T>& network, Index hidden, std::vector<Matrix<T>>& chain,
+                          Matrix<T>& result) const;
 
     ChannelSpec spec_;
     std::vector<Source> sources_;
@@ -167,6 +171,8 @@ private:
     std::vector<std::vector<Matrix<T>>> synapse_;
     std::vector<Matrix<T>> synapse_bias_;
     std::vector<Matrix<T>> masks_;
+    std::vector<std::vector<Matrix<T>>> counterpart_chains_;  // per hidden layer, for resampling
+    std::vector<Matrix<T>> signs_;                            // per hidden layer, for resampling
     Streams streams_;
 };
 

@@ -97,6 +97,10 @@ private:
     Channel<T> channel_;
     std::vector<std::vector<Matrix<T>>> velocity_;  // per layer, per parameter (momentum only)
     std::vector<std::vector<Matrix<T>>> gradient_;  // per layer, per parameter (update transforms only)
+    // Pointer lists into the layers' parameters and into velocity_/gradient_, built once so that a
+    // step allocates nothing (the layers and these buffers never move while the trainer lives).
+    std::vector<std::vector<Matrix<T>*>> parameters_, velocities_, gradients_;
+    Matrix<T> synapse_weighted_, synapse_product_;  // per-synapse srbp's scratch
     Workspace<T> ws_;
     Rng shuffle_rng_;
     std::vector<Index> order_;

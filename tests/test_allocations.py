@@ -1,0 +1,129 @@
+"""A training step allocates no memory: the workspaces are sized once per batch shape.
+
+Counted for real: a tiny shared library that wraps malloc/calloc/realloc and counts the calls is
+compiled on the fly and preloaded (LD_PRELOAD) into a child Python, which trains one epoch of K
+steps and one of 2K steps after a warm-up. Any allocation inside the step shows up K times in the
+difference; what the epoch call itself allocates (its result, the Python wrapper) is the same for
+both. Linux with glibc and a C compiler only (they are there wherever the package is built).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+COUNTER = r"""
+#include <stddef.h>
+extern void* __libc_malloc(size_t);
+extern void* __libc_calloc(size_t, size_t);
+extern void* __libc_realloc(void*, size_t);
+static long calls = 0;
+void* malloc(size_t n) { __atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED); return __libc_malloc(n); }
+void* calloc(size_t a, size_t b) { __atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED); return __libc_calloc(a, b); }
+void* realloc(void* p, size_t n) { __atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED); return __libc_realloc(p, n); }
+long rbp_test_allocations(void) { return __atomic_load_n(&calls, __ATOMIC_RELAXED); }
+"""
+
+CHILD = textwrap.dedent(
+    """
+    import ctypes, json, sys
+    import numpy as np
+    import rbp_native as rbp
+
+    counted = ctypes.CDLL(None).rbp_test_allocations
+    counted.restype = ctypes.c_long
+    rng = np.random.default_rng(0)
+    steps, batch = 50, 32
+    x = rng.random((2 * steps * batch, 784), dtype=np.float32)
+    y = rng.integers(0, 10, len(x)).astype(np.int64)
+    results = []
+    for case in json.loads(sys.argv[1]):
+        net = rbp.MLP(case.pop("sizes"), seed=0, connectivity=case.pop("connectivity", None))
+        threads = case.pop("threads", 1)
+        core = rbp.Trainer(net, lr=0.01, batch_size=batch, threads=threads, seed=0, **case)._core
+        core.train_epoch(x, y, None, 0)  # warm-up: workspaces, packing buffers, thread pool
+        before = counted()
+        core.train_epoch(x[: steps * batch], y[: steps * batch], None, 0)
+        middle = counted()
+        core.train_epoch(x, y, None, 0)
+        after = counted()
+        results.append((after - middle) - (middle - before))
+    print(json.dumps(results))
+    """
+)
+
+CASES = [
+    {"algorithm": a} for a in ("bp", "sbp", "rbp", "srbp", "top", "arbp", "asrbp")
+] + [
+    {"algorithm": "srbp", "derivative": False},
+    {"algorithm": "bp", "momentum": 0.9},
+    {"algorithm": "srbp", "feedback_density": 0.1},
+    {"algorithm": "rbp", "feedback_density": 0.01},
+    {"algorithm": "srbp", "channel_dropout": 0.5},
+    {"algorithm": "srbp", "quantize": "signal", "quantize_bits": 4},
+    {"algorithm": "srbp", "quantize": "update", "quantize_bits": 8},
+    {"algorithm": "srbp", "quantize": "update", "quantize_bits": 8, "quantize_rounding": "stochastic"},
+    {"algorithm": "srbp", "signal_transform": "sign", "transform_target": "update"},
+    {"algorithm": "rbp", "resample": "zero_mean"},
+    {"algorithm": "rbp", "resample": "sign_concordant"},
+    {"algorithm": "srbp", "resample": "zero_mean", "feedback_density": 0.1},
+    {"algorithm": "rbp", "congruent": True},
+    {"algorithm": "srbp", "frozen_layers": [1]},
+    {"algorithm": "srbp", "per_synapse": True},
+    {"algorithm": "srbp", "connectivity": 0.5},
+    {"algorithm": "bp", "connectivity": 0.3},
+]
+SIZES = [784, 100, 100, 10]
+
+
+def _counter(tmp_path: Path) -> Path:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("the allocation counter needs Linux with glibc")
+    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler to build the allocation counter")
+    source = tmp_path / "counter.c"
+    source.write_text(COUNTER)
+    library = tmp_path / "libcounter.so"
+    subprocess.run([compiler, "-O2", "-shared", "-fPIC", str(source), "-o", str(library)], check=True)
+    return library
+
+
+def _extra_allocations(library: Path, cases: list[dict]) -> list[int]:
+    env = dict(os.environ, LD_PRELOAD=str(library), OMP_NUM_THREADS="2")
+    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cases)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_training_steps_allocate_nothing(tmp_path):
+    cases = [dict(case, sizes=SIZES) for case in CASES]
+    # Products large enough to be split between two threads (OpenMP regions inside the step).
+    cases.append({"algorithm": "srbp", "sizes": [784, 1000, 10], "threads": 2})
+    extra = _extra_allocations(_counter(tmp_path), cases)
+    # 50 more steps: one allocation per step would add 50; the epoch call itself may differ by a
+    # few (Python's own allocator).
+    offenders = {json.dumps(case): n for case, n in zip(cases, extra) if abs(n) > 5}
+    assert not offenders, f"allocations in 50 extra steps: {offenders}"
+
+
+def test_the_counter_sees_allocations(tmp_path):
+    """The check can fail: a trainer with a different batch size per epoch must reallocate
+    nothing, but the first epoch of a new trainer does (its workspaces), and is counted."""
+    library = _counter(tmp_path)
+    child = CHILD.replace("core.train_epoch(x, y, None, 0)  # warm-up", "pass  # no warm-up")
+    env = dict(os.environ, LD_PRELOAD=str(library))
+    done = subprocess.run([sys.executable, "-c", child, json.dumps([{"algorithm": "srbp", "sizes": SIZES}])],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    # Without the warm-up the first measured epoch allocates the workspaces, the second does not.
+    assert json.loads(done.stdout.strip().splitlines()[-1])[0] < -5
