@@ -1119,11 +1119,11 @@ class Linear3(System):
         return self.C1 @ self.Sigma_TI @ np.linalg.inv(self.Sigma_II)
 
     def well_conditioned(self, min_singular: float = 0.15) -> bool:
-        """The target's non-zero singular values are >= ``min_singular`` (a small one makes
-        its mode converge slowly, as in a deep linear network started near the origin)."""
+        """The target has full rank min(N0, N1, N2) (the most C1 A2 A1 can have) with every singular
+        value >= ``min_singular``: a small or zero one makes its mode converge slowly (algebraically,
+        not exponentially), as in a deep linear network started near the origin."""
         sv = np.linalg.svd(self.target(), compute_uv=False)
-        sv = sv[sv > 1e-9 * max(1.0, float(sv.max(initial=0.0)))]
-        return bool(np.all(sv >= min_singular))
+        return bool(np.all(sv[: min(self.sizes)] >= min_singular))
 
     def predict(self) -> Prediction:
         return Prediction(limit=math.nan, diverges=False,
