@@ -1,10 +1,12 @@
 """The core's matrix product against numpy, on every kernel family it can run on.
 
-gemm() picks Eigen's packed kernel, Eigen's matrix-vector kernels, or (single precision, AVX-512
-builds) the unpacked dot and axpy kernels by shape. Each case below states the kernel it expects, so
-a change of the selection rule that stops exercising a kernel fails here instead of going unnoticed,
-and covers the edges of that kernel: partial vectors, partial register blocks, depth passes, row
-strides of column slices, accumulate on and off (c starts as NaN when it must not be read), alpha.
+gemm() picks Eigen's packed kernel, Eigen's matrix-vector kernels, or (single precision, AVX-512 and
+AVX2 builds) the unpacked dot and axpy kernels by shape. The unpacked kernels are checked with the
+selection forced to them, on shapes that cover their edges in both builds (partial vectors, partial
+register blocks, depth passes), with row strides of column slices, accumulate on and off (c starts as
+NaN when it must not be read) and alpha; the selection rule itself is checked per build. The tests
+run on the variant this process loaded, and once more in a child process for every other variant
+with unpacked kernels that this machine can run.
 """
 
 from __future__ import annotations
@@ -12,10 +14,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import os
+import subprocess
+import sys
+
+from rbp_native import _native
 from rbp_native._native import _core
 
 UNPACKED = _core._unpacked_gemm_available()
-needs_unpacked = pytest.mark.skipif(not UNPACKED, reason="this build has no unpacked kernels (AVX-512 only)")
+needs_unpacked = pytest.mark.skipif(not UNPACKED, reason="this build has no unpacked kernels (AVX-512, AVX2)")
 
 
 def _operands(rng, m, n, k, ta, tb, dtype, pad):
@@ -55,7 +62,7 @@ def _check(m, n, k, ta, tb, *, accumulate, dtype=np.float32, pad=0, alpha=0.75, 
         np.testing.assert_array_equal(c_full[mask], before_full[mask])
 
 
-# (m, n, k, transpose_a, transpose_b, kernel expected in an AVX-512 build)
+# (m, n, k, transpose_a, transpose_b, kernel the AVX-512 build selects)
 UNPACKED_CASES = [
     # dot form, forward S = X W^T: depth >= 256 or fewer than 16 outputs
     (32, 100, 784, False, True, "unpacked-dot"),  # MNIST net's first layer
@@ -65,6 +72,7 @@ UNPACKED_CASES = [
     (32, 10, 100, False, True, "unpacked-dot"),  # output layer
     (6, 9, 2100, False, True, "unpacked-dot"),  # three depth passes of 1024
     (3, 2, 15, False, True, "unpacked-dot"),  # one partial vector of depth
+    (10, 17, 260, False, True, "unpacked-dot"),  # 3x3 blocks (AVX2) with one row and one column left
     # axpy form, backward J = G W
     (32, 100, 100, False, False, "unpacked-axpy"),
     (32, 100, 10, False, False, "unpacked-axpy"),
@@ -72,6 +80,7 @@ UNPACKED_CASES = [
     (11, 48, 130, False, False, "unpacked-axpy"),  # 3 vectors; two depth passes of 128
     (5, 33, 3, False, False, "unpacked-axpy"),  # 3 vectors, the last with one lane
     (6, 200, 40, False, False, "unpacked-axpy"),  # 3 full blocks of 64 and 8 columns
+    (7, 23, 9, False, False, "unpacked-axpy"),  # AVX2: one block of 16 columns and 7 lanes
     # axpy form, update W += s B^T X
     (100, 784, 32, True, False, "unpacked-axpy"),
     (100, 100, 32, True, False, "unpacked-axpy"),
@@ -91,13 +100,47 @@ EIGEN_CASES = [
 ]
 
 
+def _unpacked_kernel(tb):
+    return "unpacked-dot" if tb else "unpacked-axpy"
+
+
 @needs_unpacked
 @pytest.mark.parametrize("m,n,k,ta,tb,kernel", UNPACKED_CASES)
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_unpacked_kernels_match_numpy(m, n, k, ta, tb, kernel, accumulate):
+    _core._set_unpacked_gemm("always")
+    try:
+        assert _core._gemm_kernel(m, n, k, ta, tb) == _unpacked_kernel(tb)
+        _check(m, n, k, ta, tb, accumulate=accumulate)
+        _check(m, n, k, ta, tb, accumulate=accumulate, pad=5, alpha=-0.01, seed=1)  # strided rows
+    finally:
+        _core._set_unpacked_gemm("where-faster")
+
+
+@pytest.mark.skipif(_core.isa != "avx512", reason="the AVX-512 build's selection rule")
+@pytest.mark.parametrize("m,n,k,ta,tb,kernel", UNPACKED_CASES + [c for c in EIGEN_CASES if c[-1] != "eigen-vector"])
+def test_avx512_selection(m, n, k, ta, tb, kernel):
     assert _core._gemm_kernel(m, n, k, ta, tb) == kernel
-    _check(m, n, k, ta, tb, accumulate=accumulate)
-    _check(m, n, k, ta, tb, accumulate=accumulate, pad=5, alpha=-0.01, seed=1)  # strided rows
+
+
+# The AVX2 build's picks on the MNIST net's step at batch 32 (forward, backward, update per layer).
+AVX2_SELECTION = [
+    (32, 100, 784, False, True, "eigen"),
+    (32, 100, 100, False, True, "eigen"),
+    (32, 10, 100, False, True, "eigen"),  # fewer than 16 outputs but a short depth
+    (32, 10, 1000, False, True, "unpacked-dot"),
+    (32, 100, 100, False, False, "unpacked-axpy"),
+    (32, 100, 10, False, False, "unpacked-axpy"),
+    (32, 1000, 1000, False, False, "eigen"),
+    (100, 784, 32, True, False, "eigen"),
+    (10, 100, 32, True, False, "unpacked-axpy"),
+]
+
+
+@pytest.mark.skipif(_core.isa != "avx2", reason="the AVX2 build's selection rule")
+@pytest.mark.parametrize("m,n,k,ta,tb,kernel", AVX2_SELECTION)
+def test_avx2_selection(m, n, k, ta, tb, kernel):
+    assert _core._gemm_kernel(m, n, k, ta, tb) == kernel
 
 
 @pytest.mark.parametrize("m,n,k,ta,tb,kernel", UNPACKED_CASES + EIGEN_CASES)
@@ -106,7 +149,7 @@ def test_eigen_kernels_match_numpy(m, n, k, ta, tb, kernel, accumulate):
     """The same shapes through Eigen's kernels only (what non-AVX-512 builds run)."""
     _core._set_unpacked_gemm("never")
     try:
-        if kernel.startswith("unpacked"):
+        if kernel != "eigen-vector":
             assert _core._gemm_kernel(m, n, k, ta, tb) == "eigen"
         _check(m, n, k, ta, tb, accumulate=accumulate)
         _check(m, n, k, ta, tb, accumulate=accumulate, pad=3, seed=2)
@@ -120,17 +163,23 @@ def test_unpacked_kernels_where_eigen_is_faster(m, n, k, ta, tb, kernel):
     """The unpacked kernels are correct on the shapes the selection gives to Eigen, too."""
     _core._set_unpacked_gemm("always")
     try:
-        assert _core._gemm_kernel(m, n, k, ta, tb) == ("unpacked-dot" if tb else "unpacked-axpy")
+        assert _core._gemm_kernel(m, n, k, ta, tb) == _unpacked_kernel(tb)
         _check(m, n, k, ta, tb, accumulate=True, pad=1)
         _check(m, n, k, ta, tb, accumulate=False)
     finally:
         _core._set_unpacked_gemm("where-faster")
 
 
-@pytest.mark.parametrize("m,n,k,ta,tb,kernel", EIGEN_CASES)
-def test_eigen_cases_take_eigen(m, n, k, ta, tb, kernel):
-    assert _core._gemm_kernel(m, n, k, ta, tb) == kernel
-    _check(m, n, k, ta, tb, accumulate=True, pad=2)
+@pytest.mark.parametrize("m,n,k,ta,tb,kernel", [c for c in EIGEN_CASES if c[-1] == "eigen-vector" or (c[3] and c[4])])
+def test_shapes_without_unpacked_kernel(m, n, k, ta, tb, kernel):
+    """Vector shapes and A^T B^T run on Eigen's kernels in every build and mode."""
+    for use in ("where-faster", "always"):
+        _core._set_unpacked_gemm(use)
+        try:
+            assert _core._gemm_kernel(m, n, k, ta, tb) == kernel
+            _check(m, n, k, ta, tb, accumulate=True, pad=2)
+        finally:
+            _core._set_unpacked_gemm("where-faster")
 
 
 @pytest.mark.parametrize("ta,tb", [(False, True), (False, False), (True, False), (True, True)])
@@ -148,14 +197,14 @@ def test_split_between_threads(ta, tb):
 
 
 def test_unpacked_and_eigen_agree_to_rounding():
-    """Both kernel families on the MNIST net's first-layer shapes give the same product up to
+    """Both kernel families on the MNIST net's first-layer shape give the same product up to
     float32 rounding (and the selection switch really changes the kernel)."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((32, 784)).astype(np.float32)
     w = rng.standard_normal((100, 784)).astype(np.float32)
     results = []
     for enabled in (True, False):
-        _core._set_unpacked_gemm("where-faster" if enabled else "never")
+        _core._set_unpacked_gemm("always" if enabled else "never")
         try:
             expected = "unpacked-dot" if enabled and UNPACKED else "eigen"
             assert _core._gemm_kernel(32, 100, 784, False, True) == expected
@@ -187,3 +236,20 @@ def test_bad_arguments_raise():
         _core._gemm(1.0, a, False, b, False, c, False)
     with pytest.raises(ValueError, match="threads"):
         _core._gemm(1.0, a, False, b, False, np.zeros((4, 6), np.float32), False, 0)
+
+
+OTHER_VARIANTS = [isa for isa in ("avx2", "avx512") if isa != _core.isa]
+
+
+@pytest.mark.parametrize("isa", OTHER_VARIANTS)
+def test_other_variants(isa):
+    """This file again in a child process on another variant (its own kernels and selection rule)."""
+    if os.environ.get("RBP_NATIVE_ISA"):
+        pytest.skip("already running on a forced variant")
+    if isa not in _native.available() or not _native.supported(isa):
+        pytest.skip(f"{isa} variant not usable here")
+    env = dict(os.environ, RBP_NATIVE_ISA=isa)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert " passed" in done.stdout

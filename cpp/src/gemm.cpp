@@ -111,8 +111,9 @@ void serial_gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrix
 std::atomic<UnpackedGemm> unpacked_use{UnpackedGemm::WhereFaster};
 
 // The kernel family for one thread's part of a product, C (m x n) = op(A) (m x k) op(B) (k x n).
-// The unpacked kernels (single precision, AVX-512 builds) run where they beat Eigen's, as measured
-// with benchmarks/cpp/gemm_shapes.cpp on a 2-core AVX-512 Xeon (numbers in benchmarks/README.md).
+// The unpacked kernels (single precision, AVX-512 and AVX2 builds) run where they beat Eigen's, as
+// measured with benchmarks/cpp/gemm_shapes.cpp on a 2-core AVX-512 Xeon, which runs both builds
+// (numbers in benchmarks/README.md).
 template <class T>
 GemmKernel serial_kernel(Index m, Index n, Index k, bool ta, bool tb) {
     const UnpackedGemm use = unpacked_use.load(std::memory_order_relaxed);
@@ -120,6 +121,7 @@ GemmKernel serial_kernel(Index m, Index n, Index k, bool ta, bool tb) {
         return GemmKernel::Eigen;
     if (use == UnpackedGemm::Always) return tb ? GemmKernel::UnpackedDot : GemmKernel::UnpackedAxpy;
     const double macs = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+#if defined(__AVX512F__)
     // Dot form (S = X W^T): its final reductions cost too much at a short depth, unless C has fewer
     // columns than a vector (the output layer), where Eigen's kernel runs on partial vectors.
     if (tb) return n < 16 || (k >= 256 && macs <= 64.0e6) ? GemmKernel::UnpackedDot : GemmKernel::Eigen;
@@ -127,6 +129,13 @@ GemmKernel serial_kernel(Index m, Index n, Index k, bool ta, bool tb) {
     // to a few hundred units (a 1000-unit layer's update is faster through Eigen).
     if (!ta) return macs <= 128.0e6 ? GemmKernel::UnpackedAxpy : GemmKernel::Eigen;
     return m < 16 || (m <= 256 && macs <= 64.0e6) ? GemmKernel::UnpackedAxpy : GemmKernel::Eigen;
+#else
+    // AVX2: with 16 registers the blocks are small and Eigen's packed kernel wins most shapes; the
+    // unpacked kernels win where a dimension is a layer of fewer than 16 units and on small J = G W.
+    if (tb) return n < 16 && k >= 256 ? GemmKernel::UnpackedDot : GemmKernel::Eigen;
+    if (!ta) return macs <= 4.0e6 ? GemmKernel::UnpackedAxpy : GemmKernel::Eigen;
+    return m < 16 ? GemmKernel::UnpackedAxpy : GemmKernel::Eigen;
+#endif
 }
 
 // c (+)= alpha op(a) op(b) on this thread.

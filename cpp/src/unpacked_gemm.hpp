@@ -1,23 +1,25 @@
-// Single-precision products without packing, for the AVX-512 build (private to gemm.cpp).
+// Single-precision products without packing, for the AVX-512 and AVX2 builds (private to gemm.cpp).
 //
 // Eigen's kernel copies ("packs") both operands into panels before every product. For the small
 // products of a training step (a batch of 32 to 128 against layers of 10 to 1000 units) the packing,
-// and the quarter-width loops Eigen runs on the last rows when a dimension is not a multiple of 16
-// (100 = 6 x 16 + 4), cost a fifth to a half of the product. These kernels read the operands in
-// place, from registers-sized blocks:
+// and the narrower loops Eigen runs on the last rows when a dimension is not a multiple of the vector
+// width (100 = 6 x 16 + 4), cost a fifth to a half of the product. These kernels read the operands in
+// place, from register-sized blocks:
 //
 // - dot form, C = alpha A B^T (+ C): both operands are contiguous along the depth, so each entry of C
-//   is a dot product; a 4 x 4 block of C keeps 16 vector accumulators over the depth, reduced at the
-//   end. The forward product S = X W^T.
-// - axpy form, C = alpha op(A) B (+ C) with B contiguous along C's rows: a block of up to 6 rows by 4
-//   vectors (64 columns) of C accumulates broadcast entries of op(A) times rows of B. The backward
-//   product J = G W (op(A) = A) and the update W += s B^T X (op(A) = A^T).
+//   is a dot product; a block of C keeps one vector accumulator per entry over the depth, reduced at
+//   the end. The forward product S = X W^T.
+// - axpy form, C = alpha op(A) B (+ C) with B contiguous along C's rows: a block of rows by vectors of
+//   C accumulates broadcast entries of op(A) times rows of B. The backward product J = G W
+//   (op(A) = A) and the update W += s B^T X (op(A) = A^T).
 //
-// Partial vectors at the right edge use masked loads and stores; nothing outside the operands is
-// read or written. Which products take these kernels is decided in gemm.cpp (measured per shape).
+// Block sizes fit the register file: 32 vector registers with AVX-512 (dot 4 x 4, axpy 6 x 4
+// vectors), 16 with AVX2 (dot 3 x 3, axpy 6 x 2 vectors). Partial vectors at the right edge use
+// masked loads and stores; nothing outside the operands is read or written. Which products take
+// these kernels is decided in gemm.cpp (measured per shape and instruction set).
 #pragma once
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #define RBP_UNPACKED_GEMM 1
 
 #include "rbp/types.hpp"
@@ -29,76 +31,127 @@
 namespace rbp {
 namespace unpacked {
 
+#if defined(__AVX512F__)
+struct Simd {
+    using Vec = __m512;
+    using Mask = __mmask16;
+    static constexpr int width = 16;
+    static constexpr int dot_rows = 4, dot_cols = 4;   // 16 accumulators + 4 + 1 operands
+    static constexpr int axpy_rows = 6, axpy_vecs = 4;  // 24 accumulators + 4 + 1 operands
+    static Mask full() { return 0xFFFF; }
+    static Mask first(Index count) { return static_cast<Mask>((1u << count) - 1u); }
+    static Vec zero() { return _mm512_setzero_ps(); }
+    static Vec set1(float x) { return _mm512_set1_ps(x); }
+    static Vec load(const float* p) { return _mm512_loadu_ps(p); }
+    static Vec load(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
+    static void store(float* p, Mask m, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
+    static Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+    static Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+    static float sum(Vec v) { return _mm512_reduce_add_ps(v); }
+};
+#else
+struct Simd {
+    using Vec = __m256;
+    using Mask = __m256i;
+    static constexpr int width = 8;
+    static constexpr int dot_rows = 3, dot_cols = 3;    // 9 accumulators + 3 + 1 operands
+    static constexpr int axpy_rows = 6, axpy_vecs = 2;  // 12 accumulators + 2 + 1 operands
+    static Mask full() { return _mm256_set1_epi32(-1); }
+    static Mask first(Index count) {
+        return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    }
+    static Vec zero() { return _mm256_setzero_ps(); }
+    static Vec set1(float x) { return _mm256_set1_ps(x); }
+    static Vec load(const float* p) { return _mm256_loadu_ps(p); }
+    static Vec load(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
+    static void store(float* p, Mask m, Vec v) { _mm256_maskstore_ps(p, m, v); }
+    static Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+    static Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
+    static float sum(Vec v) {
+        const __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        const __m128 pairs = _mm_add_ps(half, _mm_movehl_ps(half, half));
+        return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehdup_ps(pairs)));
+    }
+};
+#endif
+
+using Vec = Simd::Vec;
+using Mask = Simd::Mask;
+constexpr Index kWidth = Simd::width;
+
 // Depth handled per pass, so that the operand blocks a pass re-reads stay in the L1 cache.
 constexpr Index kDotDepth = 1024;  // dot form: 2 x 4 rows x 4 KiB
 constexpr Index kAxpyDepth = 128;  // axpy form: 128 rows x 64 columns of B = 32 KiB
 
-inline __mmask16 first_lanes(Index count) { return static_cast<__mmask16>((1u << count) - 1u); }
+#if defined(__AVX512F__)
+// All 16 sums of a 4 x 4 block at once by pairwise unpack/shuffle additions: lane 4r + q of the
+// result holds acc[r][q]'s sum.
+inline __m512 sum16(const __m512 (&acc)[4][4]) {
+    __m512 x[8];
+    _Pragma("GCC unroll 8") for (int t = 0; t < 8; ++t) {
+        const __m512 u = acc[t / 2][(t % 2) * 2], v = acc[t / 2][(t % 2) * 2 + 1];
+        x[t] = _mm512_add_ps(_mm512_unpacklo_ps(u, v), _mm512_unpackhi_ps(u, v));
+    }
+    __m512 y[4];
+    _Pragma("GCC unroll 4") for (int t = 0; t < 4; ++t) {
+        y[t] = _mm512_add_ps(_mm512_shuffle_ps(x[2 * t], x[2 * t + 1], 0x44),
+                             _mm512_shuffle_ps(x[2 * t], x[2 * t + 1], 0xEE));
+    }
+    const __m512 z0 = _mm512_add_ps(_mm512_shuffle_f32x4(y[0], y[1], 0x44), _mm512_shuffle_f32x4(y[0], y[1], 0xEE));
+    const __m512 z1 = _mm512_add_ps(_mm512_shuffle_f32x4(y[2], y[3], 0x44), _mm512_shuffle_f32x4(y[2], y[3], 0xEE));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(z0, z1, 0x88), _mm512_shuffle_f32x4(z0, z1, 0xDD));
+}
+#endif
 
 // c[r][q] (+)= alpha * sum_p a[r][p] b[q][p] for an MR x NR block; a, b rows of length k.
 template <int MR, int NR>
 inline void dot_block(Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, float alpha,
                       bool accumulate) {
-    __m512 acc[MR][NR];
+    Vec acc[MR][NR];
     _Pragma("GCC unroll 4") for (int r = 0; r < MR; ++r) {
-        _Pragma("GCC unroll 4") for (int q = 0; q < NR; ++q) acc[r][q] = _mm512_setzero_ps();
+        _Pragma("GCC unroll 4") for (int q = 0; q < NR; ++q) acc[r][q] = Simd::zero();
     }
-    auto step = [&](Index p, __mmask16 lanes) {
-        __m512 bv[NR];
-        _Pragma("GCC unroll 4") for (int q = 0; q < NR; ++q) bv[q] = _mm512_maskz_loadu_ps(lanes, b + q * ldb + p);
+    auto step = [&](Index p, Mask lanes) {
+        Vec bv[NR];
+        _Pragma("GCC unroll 4") for (int q = 0; q < NR; ++q) bv[q] = Simd::load(b + q * ldb + p, lanes);
         _Pragma("GCC unroll 4") for (int r = 0; r < MR; ++r) {
-            const __m512 av = _mm512_maskz_loadu_ps(lanes, a + r * lda + p);
-            _Pragma("GCC unroll 4") for (int q = 0; q < NR; ++q) acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
+            const Vec av = Simd::load(a + r * lda + p, lanes);
+            _Pragma("GCC unroll 4") for (int q = 0; q < NR; ++q) acc[r][q] = Simd::fma(av, bv[q], acc[r][q]);
         }
     };
-    const Index full = k / 16 * 16;
+    const Index full = k / kWidth * kWidth;
     Index p = 0;
-    for (; p < full; p += 16) step(p, 0xFFFF);
-    if (p < k) step(p, first_lanes(k - p));
+    for (; p < full; p += kWidth) step(p, Simd::full());
+    if (p < k) step(p, Simd::first(k - p));
 
+#if defined(__AVX512F__)
     if constexpr (MR == 4 && NR == 4) {
-        // All 16 sums at once by pairwise unpack/shuffle additions: lane 4r + q holds acc[r][q]'s sum.
-        __m512 x[8];
-        _Pragma("GCC unroll 8") for (int t = 0; t < 8; ++t) {
-            const __m512 u = acc[t / 2][(t % 2) * 2], v = acc[t / 2][(t % 2) * 2 + 1];
-            x[t] = _mm512_add_ps(_mm512_unpacklo_ps(u, v), _mm512_unpackhi_ps(u, v));
-        }
-        __m512 y[4];
-        _Pragma("GCC unroll 4") for (int t = 0; t < 4; ++t) {
-            y[t] = _mm512_add_ps(_mm512_shuffle_ps(x[2 * t], x[2 * t + 1], 0x44),
-                                 _mm512_shuffle_ps(x[2 * t], x[2 * t + 1], 0xEE));
-        }
-        const __m512 z0 =
-            _mm512_add_ps(_mm512_shuffle_f32x4(y[0], y[1], 0x44), _mm512_shuffle_f32x4(y[0], y[1], 0xEE));
-        const __m512 z1 =
-            _mm512_add_ps(_mm512_shuffle_f32x4(y[2], y[3], 0x44), _mm512_shuffle_f32x4(y[2], y[3], 0xEE));
-        const __m512 sums = _mm512_mul_ps(
-            _mm512_set1_ps(alpha),
-            _mm512_add_ps(_mm512_shuffle_f32x4(z0, z1, 0x88), _mm512_shuffle_f32x4(z0, z1, 0xDD)));
         alignas(64) float out[16];
-        _mm512_store_ps(out, sums);
+        _mm512_store_ps(out, _mm512_mul_ps(_mm512_set1_ps(alpha), sum16(acc)));
         _Pragma("GCC unroll 4") for (int r = 0; r < 4; ++r) {
             const __m128 s = _mm_load_ps(out + 4 * r);
             float* row = c + r * ldc;
             _mm_storeu_ps(row, accumulate ? _mm_add_ps(_mm_loadu_ps(row), s) : s);
         }
-    } else {
-        _Pragma("GCC unroll 4") for (int r = 0; r < MR; ++r) {
-            _Pragma("GCC unroll 4") for (int q = 0; q < NR; ++q) {
-                const float s = alpha * _mm512_reduce_add_ps(acc[r][q]);
-                float& out = c[r * ldc + q];
-                out = accumulate ? out + s : s;
-            }
+        return;
+    }
+#endif
+    _Pragma("GCC unroll 4") for (int r = 0; r < MR; ++r) {
+        _Pragma("GCC unroll 4") for (int q = 0; q < NR; ++q) {
+            const float s = alpha * Simd::sum(acc[r][q]);
+            float& out = c[r * ldc + q];
+            out = accumulate ? out + s : s;
         }
     }
 }
 
-// Rows of C in blocks of 4 (then 3, 2, 1) against one block of NR rows of B.
+// Rows of C in blocks of Simd::dot_rows (then fewer) against one block of NR rows of B.
 template <int NR>
 inline void dot_rows(Index m, Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc,
                      float alpha, bool accumulate) {
+    constexpr int MR = Simd::dot_rows;
     Index i = 0;
-    for (; i + 4 <= m; i += 4) dot_block<4, NR>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, accumulate);
+    for (; i + MR <= m; i += MR) dot_block<MR, NR>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, accumulate);
     switch (m - i) {
         case 3: dot_block<3, NR>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, accumulate); break;
         case 2: dot_block<2, NR>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, accumulate); break;
@@ -110,13 +163,14 @@ inline void dot_rows(Index m, Index k, const float* a, Index lda, const float* b
 // C (m x n) = alpha A (m x k) B^T (+ C), B (n x k); all row-major with unit inner stride.
 inline void gemm_nt(Index m, Index n, Index k, float alpha, const float* a, Index lda, const float* b, Index ldb,
                     float* c, Index ldc, bool accumulate) {
+    constexpr int NR = Simd::dot_cols;
     for (Index p = 0; p < k; p += kDotDepth) {
         const Index depth = std::min(kDotDepth, k - p);
         const bool add = accumulate || p > 0;
         const float* ap = a + p;
         const float* bp = b + p;
         Index j = 0;
-        for (; j + 4 <= n; j += 4) dot_rows<4>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add);
+        for (; j + NR <= n; j += NR) dot_rows<NR>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add);
         switch (n - j) {
             case 3: dot_rows<3>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add); break;
             case 2: dot_rows<2>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add); break;
@@ -126,45 +180,46 @@ inline void gemm_nt(Index m, Index n, Index k, float alpha, const float* a, Inde
     }
 }
 
-// c[r][:] (+)= alpha * sum_p a(r, p) b[p][:] for MR rows and NV vectors of 16 columns, the last one
+// c[r][:] (+)= alpha * sum_p a(r, p) b[p][:] for MR rows and NV vectors of columns, the last one
 // restricted to `last`; a(r, p) = a[r * a_row + p * a_depth].
 template <int MR, int NV>
 inline void axpy_block(Index k, const float* a, Index a_row, Index a_depth, const float* b, Index ldb, float* c,
-                       Index ldc, float alpha, bool accumulate, __mmask16 last) {
-    __m512 acc[MR][NV];
+                       Index ldc, float alpha, bool accumulate, Mask last) {
+    Vec acc[MR][NV];
     _Pragma("GCC unroll 6") for (int r = 0; r < MR; ++r) {
-        _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+        _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) acc[r][v] = Simd::zero();
     }
     for (Index p = 0; p < k; ++p) {
         const float* row = b + p * ldb;
-        __m512 bv[NV];
+        Vec bv[NV];
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) {
-            bv[v] = v + 1 < NV ? _mm512_loadu_ps(row + 16 * v) : _mm512_maskz_loadu_ps(last, row + 16 * v);
+            bv[v] = v + 1 < NV ? Simd::load(row + kWidth * v) : Simd::load(row + kWidth * v, last);
         }
         _Pragma("GCC unroll 6") for (int r = 0; r < MR; ++r) {
-            const __m512 av = _mm512_set1_ps(a[r * a_row + p * a_depth]);
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+            const Vec av = Simd::set1(a[r * a_row + p * a_depth]);
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) acc[r][v] = Simd::fma(av, bv[v], acc[r][v]);
         }
     }
-    const __m512 scale = _mm512_set1_ps(alpha);
+    const Vec scale = Simd::set1(alpha);
     _Pragma("GCC unroll 6") for (int r = 0; r < MR; ++r) {
         float* row = c + r * ldc;
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) {
-            const __mmask16 lanes = v + 1 < NV ? __mmask16(0xFFFF) : last;
-            const __m512 out = accumulate ? _mm512_fmadd_ps(scale, acc[r][v], _mm512_maskz_loadu_ps(lanes, row + 16 * v))
-                                          : _mm512_mul_ps(scale, acc[r][v]);
-            _mm512_mask_storeu_ps(row + 16 * v, lanes, out);
+            const Mask lanes = v + 1 < NV ? Simd::full() : last;
+            const Vec out = accumulate ? Simd::fma(scale, acc[r][v], Simd::load(row + kWidth * v, lanes))
+                                       : Simd::mul(scale, acc[r][v]);
+            Simd::store(row + kWidth * v, lanes, out);
         }
     }
 }
 
-// Rows of C in blocks of 6 (then 5 ... 1) against one column block of NV vectors.
+// Rows of C in blocks of Simd::axpy_rows (then fewer) against one column block of NV vectors.
 template <int NV>
 inline void axpy_rows(Index m, Index k, const float* a, Index a_row, Index a_depth, const float* b, Index ldb,
-                      float* c, Index ldc, float alpha, bool accumulate, __mmask16 last) {
+                      float* c, Index ldc, float alpha, bool accumulate, Mask last) {
+    constexpr int MR = Simd::axpy_rows;
     Index i = 0;
-    for (; i + 6 <= m; i += 6)
-        axpy_block<6, NV>(k, a + i * a_row, a_row, a_depth, b, ldb, c + i * ldc, ldc, alpha, accumulate, last);
+    for (; i + MR <= m; i += MR)
+        axpy_block<MR, NV>(k, a + i * a_row, a_row, a_depth, b, ldb, c + i * ldc, ldc, alpha, accumulate, last);
     const float* ai = a + i * a_row;
     float* ci = c + i * ldc;
     switch (m - i) {
@@ -181,18 +236,19 @@ inline void axpy_rows(Index m, Index k, const float* a, Index a_row, Index a_dep
 // (A itself: a_row = lda, a_depth = 1; A^T: a_row = 1, a_depth = lda).
 inline void gemm_axpy(Index m, Index n, Index k, float alpha, const float* a, Index a_row, Index a_depth,
                       const float* b, Index ldb, float* c, Index ldc, bool accumulate) {
+    constexpr int NV = Simd::axpy_vecs;
     for (Index p = 0; p < k; p += kAxpyDepth) {
         const Index depth = std::min(kAxpyDepth, k - p);
         const bool add = accumulate || p > 0;
         const float* ap = a + p * a_depth;
         const float* bp = b + p * ldb;
         Index j = 0;
-        for (; j + 64 <= n; j += 64)
-            axpy_rows<4>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, 0xFFFF);
+        for (; j + kWidth * NV <= n; j += kWidth * NV)
+            axpy_rows<NV>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, Simd::full());
         const Index rest = n - j;
         if (rest == 0) continue;
-        const Index vectors = (rest + 15) / 16;
-        const __mmask16 last = first_lanes(rest - 16 * (vectors - 1));
+        const Index vectors = (rest + kWidth - 1) / kWidth;  // fewer than NV
+        const Mask last = Simd::first(rest - kWidth * (vectors - 1));
         switch (vectors) {
             case 3: axpy_rows<3>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;
             case 2: axpy_rows<2>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;

@@ -6,8 +6,8 @@
 // layer at batch 128 (about 2x). gemm() calls the same Eigen kernels with packing buffers that
 // live as long as the thread, and splits large products between threads by the policy of
 // parallel.hpp. Vector shapes (a batch of one) go to Eigen's matrix-vector kernels. In the AVX-512
-// build, single-precision products of the sizes a training step has (a batch of up to a few hundred)
-// take kernels that read the operands in place instead (src/unpacked_gemm.hpp).
+// and AVX2 builds, single-precision products of the sizes a training step has take kernels that read
+// the operands in place instead, where they were measured faster (src/unpacked_gemm.hpp, gemm.cpp).
 #pragma once
 
 #include "rbp/types.hpp"
@@ -26,8 +26,8 @@ enum class GemmKernel {
     None,          // nothing to multiply (an empty dimension)
     EigenVector,   // Eigen's matrix-vector and tiny-product kernels
     Eigen,         // Eigen's packed GEMM kernel
-    UnpackedDot,   // unpacked, C = A B^T as dot products (AVX-512, float)
-    UnpackedAxpy,  // unpacked, C = op(A) B as rows of B scaled and added (AVX-512, float)
+    UnpackedDot,   // unpacked, C = A B^T as dot products (AVX-512 and AVX2, float)
+    UnpackedAxpy,  // unpacked, C = op(A) B as rows of B scaled and added (AVX-512 and AVX2, float)
 };
 const char* to_string(GemmKernel kernel);
 
@@ -36,7 +36,7 @@ const char* to_string(GemmKernel kernel);
 template <class T>
 GemmKernel gemm_kernel(Index m, Index n, Index k, bool transpose_a, bool transpose_b);
 
-// Whether this build has the unpacked single-precision kernels (AVX-512 builds).
+// Whether this build has the unpacked single-precision kernels (AVX-512 and AVX2 builds).
 bool unpacked_gemm_available();
 // When products take the unpacked kernels: where they beat Eigen's (the default), never, or always
 // when one exists for the orientation (A B^T, A B, A^T B). Never and Always are for the benchmarks
