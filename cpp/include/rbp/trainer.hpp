@@ -56,6 +56,9 @@ template <class T>
 class Trainer {
 public:
     Trainer(std::shared_ptr<Network<T>> network, TrainerSpec spec);
+    // Not copyable: it keeps pointers into its own buffers (see parameters_).
+    Trainer(const Trainer&) = delete;
+    Trainer& operator=(const Trainer&) = delete;
 
     const TrainerSpec& spec() const { return spec_; }
     Network<T>& network() { return *network_; }
