@@ -390,23 +390,30 @@ def markdown(report: dict[str, Any]) -> str:
                  "pass, the channel and the weight update; % of peak is against the GEMM peak at the same thread "
                  "count.")
     lines.append("")
-    lines.append("## Thread scaling (median epoch seconds, 1 thread / 2 threads)")
+    thread_counts = sorted({w["threads"] for w in report["workloads"]})
+    lines.append("## Thread scaling (median epoch seconds; in brackets the speed-up over one thread)")
     lines.append("")
-    lines.append("| net | batch | alg | " + " | ".join(impls) + " |")
-    lines.append("|---|---|---|" + "---|" * len(impls))
+    lines.append("| net | batch | alg | implementation | " + " | ".join(f"{t} thr." for t in thread_counts) + " |")
+    lines.append("|---|---|---|---|" + "---|" * len(thread_counts))
     by_key: dict[tuple, dict[int, Any]] = {}
     for w in report["workloads"]:
         by_key.setdefault((w["net"], w["batch"], w["algorithm"]), {})[w["threads"]] = w
     for (net, batch, alg), per in by_key.items():
-        cells = []
         for impl in impls:
-            vals = [per.get(t, {}).get("impls", {}).get(impl) for t in (1, 2)]
-            if all(vals):
-                cells.append(f"{vals[0]['epoch_s_median']:.3g} / {vals[1]['epoch_s_median']:.3g} "
-                             f"({vals[0]['epoch_s_median'] / vals[1]['epoch_s_median']:.2f}×)")
-            else:
-                cells.append("—")
-        lines.append(f"| {net} | {batch} | {alg} | " + " | ".join(cells) + " |")
+            runs = {t: per.get(t, {}).get("impls", {}).get(impl) for t in thread_counts}
+            if not any(runs.values()):
+                continue
+            one = runs.get(1)
+            cells = []
+            for t in thread_counts:
+                r = runs[t]
+                if not r:
+                    cells.append("—")
+                elif one and t != 1:
+                    cells.append(f"{r['epoch_s_median']:.3g} ({one['epoch_s_median'] / r['epoch_s_median']:.2f}×)")
+                else:
+                    cells.append(f"{r['epoch_s_median']:.3g}")
+            lines.append(f"| {net} | {batch} | {alg} | {impl} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("## Peak memory (VmHWM of each implementation's process, MiB, max over its workloads)")
     lines.append("")
