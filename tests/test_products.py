@@ -123,7 +123,7 @@ def test_avx512_selection(m, n, k, ta, tb, kernel):
     assert _core._gemm_kernel(m, n, k, ta, tb) == kernel
 
 
-# The AVX2 build's picks on the MNIST net's step at batch 32 (forward, backward, update per layer).
+# The AVX2 build's picks on step shapes of both nets at batch 32 (forward, backward, update).
 AVX2_SELECTION = [
     (32, 100, 784, False, True, "eigen"),
     (32, 100, 100, False, True, "eigen"),
