@@ -130,7 +130,7 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
     }
     if (feedback_algorithm && !spec_.per_synapse) {
         if (all_output_dense && hidden > 0) {
-            stacked_ = Matrix<T>::Zero(offset, output_size_);
+            stacked_ = Matrix<T>::Zero(output_size_, offset);
         } else {
             dense_.resize(hs);
             csr_.resize(hs);
@@ -138,7 +138,7 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
                 if (sparse_[h])
                     csr_[h].resize(rows_[h], cols_[h]);
                 else
-                    dense_[h] = Matrix<T>::Zero(rows_[h], cols_[h]);
+                    dense_[h] = Matrix<T>::Zero(cols_[h], rows_[h]);
             }
         }
     }
@@ -181,20 +181,20 @@ bool Channel<T>::feedback_sparse(Index hidden) const {
 template <class T>
 Index Channel<T>::feedback_nonzeros(Index hidden) const {
     if (feedback_sparse(hidden)) return csr_[static_cast<std::size_t>(hidden)].nonZeros();
-    const auto d = dense(hidden);
+    const auto d = transposed_feedback(hidden);
     return static_cast<Index>((d.array() != T(0)).count());
 }
 
 template <class T>
-MatrixRef<T> Channel<T>::dense(Index hidden) {
+MatrixRef<T> Channel<T>::transposed_feedback(Index hidden) {
     const auto h = static_cast<std::size_t>(hidden);
-    if (stacked()) return stacked_.middleRows(offsets_[h], rows_[h]);
+    if (stacked()) return stacked_.middleCols(offsets_[h], rows_[h]);
     return dense_[h];
 }
 
 template <class T>
-ConstMatrixRef<T> Channel<T>::dense(Index hidden) const {
-    return const_cast<Channel<T>*>(this)->dense(hidden);
+ConstMatrixRef<T> Channel<T>::transposed_feedback(Index hidden) const {
+    return const_cast<Channel<T>*>(this)->transposed_feedback(hidden);
 }
 
 template <class T>
@@ -202,7 +202,7 @@ Matrix<T> Channel<T>::feedback(Index hidden) const {
     require(has_feedback(), "algorithm '" + to_string(spec_.algorithm) + "' has no feedback matrices");
     require(hidden >= 0 && hidden < num_feedback(), "feedback index out of range");
     if (feedback_sparse(hidden)) return Matrix<T>(csr_[static_cast<std::size_t>(hidden)]);
-    return dense(hidden);
+    return transposed_feedback(hidden).transpose();
 }
 
 template <class T>
@@ -216,7 +216,7 @@ void Channel<T>::set_feedback(Index hidden, const ConstMatrixRef<T>& value) {
     if (feedback_sparse(hidden))
         csr_[h] = Matrix<T>(value).sparseView();
     else
-        dense(hidden) = value;
+        transposed_feedback(hidden) = value.transpose();
 }
 
 template <class T>
@@ -306,9 +306,9 @@ void Channel<T>::draw_layer(Index hidden, const Matrix<T>* signs, bool magnitude
         }
         m.finalize();
     } else {
-        auto d = dense(hidden);
+        auto d = transposed_feedback(hidden);  // F(r, c) is d(c, r); drawn in the order of F's rows
         for (Index r = 0; r < rows; ++r)
-            for (Index c = 0; c < cols; ++c) d(r, c) = value(r, c, kept);
+            for (Index c = 0; c < cols; ++c) d(c, r) = value(r, c, kept);
     }
 }
 
@@ -375,7 +375,7 @@ void Channel<T>::compute(const Network<T>& network, Workspace<T>& ws, Index n) {
         const auto hs = static_cast<std::size_t>(h);
         return ws.received.topRows(n).middleCols(offsets_[hs], rows_[hs]);
     };
-    if (stacked()) gemm<T>(T(1), error, false, stacked_, true, ws.received.topRows(n), false);
+    if (stacked()) gemm<T>(T(1), error, false, stacked_, false, ws.received.topRows(n), false);
 
     for (Index h = hidden - 1; h >= 0; --h) {
         const auto hs = static_cast<std::size_t>(h);
@@ -396,7 +396,7 @@ void Channel<T>::compute(const Network<T>& network, Workspace<T>& ws, Index n) {
                     if (feedback_sparse(h))
                         j.noalias() = source * csr_[hs].transpose();
                     else
-                        gemm<T>(T(1), source, false, dense_[hs], true, j, false);
+                        gemm<T>(T(1), source, false, dense_[hs], false, j, false);  // J = source F^T
                 }
                 break;
         }
@@ -433,7 +433,8 @@ void Channel<T>::adapt(const Workspace<T>& ws, Index n, double lr) {
     for (Index h = 0; h < hidden; ++h) {
         const auto hs = static_cast<std::size_t>(h);
         const auto source = sources_[hs] == Source::Above ? ws.signal[hs + 1].topRows(n) : error;
-        gemm<T>(scale, ws.out[hs].topRows(n), true, source, false, dense(h), true);
+        // F += scale O^T source, kept as F^T += scale source^T O
+        gemm<T>(scale, source, true, ws.out[hs].topRows(n), false, transposed_feedback(h), true);
     }
 }
 

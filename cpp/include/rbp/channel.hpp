@@ -144,8 +144,11 @@ public:
 
 private:
     bool stacked() const { return stacked_.size() > 0; }
-    MatrixRef<T> dense(Index hidden);
-    ConstMatrixRef<T> dense(Index hidden) const;
+    // Dense F^h kept transposed, (N_source, N_h), like a forward weight matrix W^{h+1} (N_{h+1}, N_h):
+    // the channel's product J^h = B F^T is then J^h = B (F^T), A B in gemm's terms, which runs on the
+    // faster kernels at the short depth N_source (as J = G W does for bp).
+    MatrixRef<T> transposed_feedback(Index hidden);
+    ConstMatrixRef<T> transposed_feedback(Index hidden) const;
     double scale_for(Index rows, Index cols) const;
     double density_for(Index cols) const;
     T draw_value(Rng& rng, double scale) const;
@@ -159,14 +162,14 @@ private:
     std::vector<Source> sources_;
     std::vector<Index> rows_;      // N_h of hidden layers
     std::vector<Index> cols_;      // N_source of hidden layers
-    std::vector<Index> offsets_;   // row offsets inside stacked_
+    std::vector<Index> offsets_;   // column offsets inside stacked_
     std::vector<char> sparse_;     // storage of each layer
     std::vector<char> frozen_;     // per layer (zero-based), L entries
     Index output_size_ = 0;
-    // When every hidden layer is fed from the output with dense storage, the matrices are stacked
-    // (sum N_h, N_L) so that all hidden signals come from one product.
+    // When every hidden layer is fed from the output with dense storage, the transposed matrices are
+    // stacked side by side, (N_L, sum N_h), so that all hidden signals come from one product.
     Matrix<T> stacked_;
-    std::vector<Matrix<T>> dense_;
+    std::vector<Matrix<T>> dense_;  // F^h transposed, (N_source, N_h), when not stacked
     std::vector<SparseMatrix<T>> csr_;
     std::vector<std::vector<Matrix<T>>> synapse_;
     std::vector<Matrix<T>> synapse_bias_;
