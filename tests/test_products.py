@@ -81,12 +81,16 @@ UNPACKED_CASES = [
     (5, 33, 3, False, False, "unpacked-axpy"),  # 3 vectors, the last with one lane
     (6, 200, 40, False, False, "unpacked-axpy"),  # 3 full blocks of 64 and 8 columns
     (7, 23, 9, False, False, "unpacked-axpy"),  # AVX2: one block of 16 columns and 7 lanes
+    (9, 60, 12, False, False, "unpacked-axpy"),  # AVX-512: 4 vectors, the last with 12 lanes
+    (8, 3000, 10, False, False, "unpacked-axpy"),  # srbp's stacked product: 46 blocks of 64 and 56 columns
+    (13, 29, 5, False, False, "unpacked-axpy"),  # AVX2: a block of 16 and 13 columns (2 vectors)
     # axpy form, update W += s B^T X
     (100, 784, 32, True, False, "unpacked-axpy"),
     (100, 100, 32, True, False, "unpacked-axpy"),
     (10, 100, 128, True, False, "unpacked-axpy"),
     (17, 31, 300, True, False, "unpacked-axpy"),  # 6+6+5 rows, 2 vectors, 3 depth passes
     (250, 20, 40, True, False, "unpacked-axpy"),
+    (40, 120, 33, True, False, "unpacked-axpy"),  # a 120-unit layer: 64 columns and 56 more
 ]
 
 EIGEN_CASES = [

@@ -247,9 +247,11 @@ inline void gemm_axpy(Index m, Index n, Index k, float alpha, const float* a, In
             axpy_rows<NV>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, Simd::full());
         const Index rest = n - j;
         if (rest == 0) continue;
-        const Index vectors = (rest + kWidth - 1) / kWidth;  // fewer than NV
+        const Index vectors = (rest + kWidth - 1) / kWidth;  // up to NV, the last one partial
         const Mask last = Simd::first(rest - kWidth * (vectors - 1));
+        static_assert(NV <= 4, "the column remainder is dispatched for up to 4 vectors");
         switch (vectors) {
+            case 4: axpy_rows<4>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;
             case 3: axpy_rows<3>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;
             case 2: axpy_rows<2>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;
             default: axpy_rows<1>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;
