@@ -127,6 +127,26 @@ def test_avx512_selection(m, n, k, ta, tb, kernel):
     assert _core._gemm_kernel(m, n, k, ta, tb) == kernel
 
 
+@needs_unpacked
+def test_unpacked_kernels_every_edge():
+    """Every column count up to two column blocks and a half (each remainder of the axpy form's
+    column blocks, 64 columns with AVX-512, 16 with AVX2), every row count up to two row blocks, and
+    every depth remainder of the dot form."""
+    _core._set_unpacked_gemm("always")
+    try:
+        for n in range(1, 161):
+            _check(7, n, 5, False, False, accumulate=True, seed=n)
+            _check(5, n, 6, True, False, accumulate=False, seed=n)
+        for m in range(1, 14):
+            _check(m, 37, 9, False, False, accumulate=True, seed=m)
+            for n in range(1, 10):
+                _check(m, n, 19, False, True, accumulate=True, seed=m * 10 + n)
+        for k in range(1, 40):
+            _check(5, 7, k, False, True, accumulate=False, seed=k)
+    finally:
+        _core._set_unpacked_gemm("where-faster")
+
+
 # The AVX2 build's picks on step shapes of both nets at batch 32 (forward, backward, update).
 AVX2_SELECTION = [
     (32, 100, 784, False, True, "eigen"),
