@@ -36,8 +36,8 @@ struct Simd {
     using Vec = __m512;
     using Mask = __mmask16;
     static constexpr int width = 16;
-    static constexpr int dot_rows = 4, dot_cols = 4;   // 16 accumulators + 4 + 1 operands
-    static constexpr int axpy_rows = 6, axpy_vecs = 4;  // 24 accumulators + 4 + 1 operands
+    static constexpr int dot_block_rows = 4, dot_block_cols = 4;   // 16 accumulators + 4 + 1 operands
+    static constexpr int axpy_block_rows = 6, axpy_block_vecs = 4;  // 24 accumulators + 4 + 1 operands
     static Mask full() { return 0xFFFF; }
     static Mask first(Index count) { return static_cast<Mask>((1u << count) - 1u); }
     static Vec zero() { return _mm512_setzero_ps(); }
@@ -54,8 +54,8 @@ struct Simd {
     using Vec = __m256;
     using Mask = __m256i;
     static constexpr int width = 8;
-    static constexpr int dot_rows = 3, dot_cols = 3;    // 9 accumulators + 3 + 1 operands
-    static constexpr int axpy_rows = 6, axpy_vecs = 2;  // 12 accumulators + 2 + 1 operands
+    static constexpr int dot_block_rows = 3, dot_block_cols = 3;    // 9 accumulators + 3 + 1 operands
+    static constexpr int axpy_block_rows = 6, axpy_block_vecs = 2;  // 12 accumulators + 2 + 1 operands
     static Mask full() { return _mm256_set1_epi32(-1); }
     static Mask first(Index count) {
         return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -145,11 +145,11 @@ inline void dot_block(Index k, const float* a, Index lda, const float* b, Index 
     }
 }
 
-// Rows of C in blocks of Simd::dot_rows (then fewer) against one block of NR rows of B.
+// Rows of C in blocks of Simd::dot_block_rows (then fewer) against one block of NR rows of B.
 template <int NR>
 inline void dot_rows(Index m, Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc,
                      float alpha, bool accumulate) {
-    constexpr int MR = Simd::dot_rows;
+    constexpr int MR = Simd::dot_block_rows;
     Index i = 0;
     for (; i + MR <= m; i += MR) dot_block<MR, NR>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, accumulate);
     switch (m - i) {
@@ -163,7 +163,7 @@ inline void dot_rows(Index m, Index k, const float* a, Index lda, const float* b
 // C (m x n) = alpha A (m x k) B^T (+ C), B (n x k); all row-major with unit inner stride.
 inline void gemm_nt(Index m, Index n, Index k, float alpha, const float* a, Index lda, const float* b, Index ldb,
                     float* c, Index ldc, bool accumulate) {
-    constexpr int NR = Simd::dot_cols;
+    constexpr int NR = Simd::dot_block_cols;
     for (Index p = 0; p < k; p += kDotDepth) {
         const Index depth = std::min(kDotDepth, k - p);
         const bool add = accumulate || p > 0;
@@ -212,11 +212,11 @@ inline void axpy_block(Index k, const float* a, Index a_row, Index a_depth, cons
     }
 }
 
-// Rows of C in blocks of Simd::axpy_rows (then fewer) against one column block of NV vectors.
+// Rows of C in blocks of Simd::axpy_block_rows (then fewer) against one column block of NV vectors.
 template <int NV>
 inline void axpy_rows(Index m, Index k, const float* a, Index a_row, Index a_depth, const float* b, Index ldb,
                       float* c, Index ldc, float alpha, bool accumulate, Mask last) {
-    constexpr int MR = Simd::axpy_rows;
+    constexpr int MR = Simd::axpy_block_rows;
     Index i = 0;
     for (; i + MR <= m; i += MR)
         axpy_block<MR, NV>(k, a + i * a_row, a_row, a_depth, b, ldb, c + i * ldc, ldc, alpha, accumulate, last);
@@ -236,7 +236,7 @@ inline void axpy_rows(Index m, Index k, const float* a, Index a_row, Index a_dep
 // (A itself: a_row = lda, a_depth = 1; A^T: a_row = 1, a_depth = lda).
 inline void gemm_axpy(Index m, Index n, Index k, float alpha, const float* a, Index a_row, Index a_depth,
                       const float* b, Index ldb, float* c, Index ldc, bool accumulate) {
-    constexpr int NV = Simd::axpy_vecs;
+    constexpr int NV = Simd::axpy_block_vecs;
     for (Index p = 0; p < k; p += kAxpyDepth) {
         const Index depth = std::min(kAxpyDepth, k - p);
         const bool add = accumulate || p > 0;
