@@ -147,17 +147,21 @@ def test_unpacked_kernels_every_edge():
         _core._set_unpacked_gemm("where-faster")
 
 
-# The AVX2 build's picks on step shapes of both nets at batch 32 (forward, backward, update).
+# The AVX2 build's picks on step shapes of both nets (forward, backward, update).
 AVX2_SELECTION = [
-    (32, 100, 784, False, True, "eigen"),
-    (32, 100, 100, False, True, "eigen"),
-    (32, 10, 100, False, True, "eigen"),  # fewer than 16 outputs but a short depth
+    (32, 100, 784, False, True, "unpacked-dot"),  # long depth, batch up to 48
+    (64, 100, 784, False, True, "eigen"),
+    (32, 100, 100, False, True, "eigen"),  # short depth
+    (32, 10, 100, False, True, "unpacked-dot"),  # fewer than 16 outputs
     (32, 10, 1000, False, True, "unpacked-dot"),
     (32, 100, 100, False, False, "unpacked-axpy"),
     (32, 100, 10, False, False, "unpacked-axpy"),
-    (32, 1000, 1000, False, False, "eigen"),
-    (100, 784, 32, True, False, "eigen"),
+    (32, 1000, 1000, False, False, "unpacked-axpy"),  # 32M multiply-accumulates
+    (128, 1000, 1000, False, False, "eigen"),  # 128M
+    (100, 784, 32, True, False, "eigen"),  # an update of 784 inputs
+    (100, 100, 32, True, False, "unpacked-axpy"),
     (10, 100, 32, True, False, "unpacked-axpy"),
+    (1000, 784, 32, True, False, "eigen"),
 ]
 
 

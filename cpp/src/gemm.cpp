@@ -130,11 +130,13 @@ GemmKernel serial_kernel(Index m, Index n, Index k, bool ta, bool tb) {
     if (!ta) return macs <= 128.0e6 ? GemmKernel::UnpackedAxpy : GemmKernel::Eigen;
     return m < 16 || (m <= 256 && macs <= 64.0e6) ? GemmKernel::UnpackedAxpy : GemmKernel::Eigen;
 #else
-    // AVX2: with 16 registers the blocks are small and Eigen's packed kernel wins most shapes; the
-    // unpacked kernels win where a dimension is a layer of fewer than 16 units and on small J = G W.
-    if (tb) return n < 16 && k >= 256 ? GemmKernel::UnpackedDot : GemmKernel::Eigen;
-    if (!ta) return macs <= 4.0e6 ? GemmKernel::UnpackedAxpy : GemmKernel::Eigen;
-    return m < 16 ? GemmKernel::UnpackedAxpy : GemmKernel::Eigen;
+    // AVX2 (16 registers, smaller blocks): the dot form wins for the output layer and, at a long
+    // depth, for batches up to 48; the axpy form for J = G W up to 64M multiply-accumulates and for
+    // the updates of layers of up to 256 units by 256 inputs. Eigen's packed kernel keeps the rest:
+    // the 100 -> 100 forward products, large batches' forward products and 1000-unit updates.
+    if (tb) return n < 16 || (k >= 256 && m <= 48) ? GemmKernel::UnpackedDot : GemmKernel::Eigen;
+    if (!ta) return macs <= 64.0e6 ? GemmKernel::UnpackedAxpy : GemmKernel::Eigen;
+    return m < 16 || (m <= 256 && n <= 256) ? GemmKernel::UnpackedAxpy : GemmKernel::Eigen;
 #endif
 }
 

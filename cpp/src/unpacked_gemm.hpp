@@ -44,6 +44,7 @@ struct Simd {
     static Vec set1(float x) { return _mm512_set1_ps(x); }
     static Vec load(const float* p) { return _mm512_loadu_ps(p); }
     static Vec load(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
+    static void store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
     static void store(float* p, Mask m, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
     static Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
     static Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
@@ -64,6 +65,7 @@ struct Simd {
     static Vec set1(float x) { return _mm256_set1_ps(x); }
     static Vec load(const float* p) { return _mm256_loadu_ps(p); }
     static Vec load(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
+    static void store(float* p, Vec v) { _mm256_storeu_ps(p, v); }
     static void store(float* p, Mask m, Vec v) { _mm256_maskstore_ps(p, m, v); }
     static Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
     static Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
@@ -111,18 +113,23 @@ inline void dot_block(Index k, const float* a, Index lda, const float* b, Index 
     _Pragma("GCC unroll 4") for (int r = 0; r < MR; ++r) {
         _Pragma("GCC unroll 4") for (int q = 0; q < NR; ++q) acc[r][q] = Simd::zero();
     }
-    auto step = [&](Index p, Mask lanes) {
+    // Full vectors load unmasked: AVX2's masked load is a slower instruction than a plain one (an
+    // extra ALU micro-op beside the load, and no fusion with the FMA), even with every lane set.
+    auto step = [&](Index p, auto load) {
         Vec bv[NR];
-        _Pragma("GCC unroll 4") for (int q = 0; q < NR; ++q) bv[q] = Simd::load(b + q * ldb + p, lanes);
+        _Pragma("GCC unroll 4") for (int q = 0; q < NR; ++q) bv[q] = load(b + q * ldb + p);
         _Pragma("GCC unroll 4") for (int r = 0; r < MR; ++r) {
-            const Vec av = Simd::load(a + r * lda + p, lanes);
+            const Vec av = load(a + r * lda + p);
             _Pragma("GCC unroll 4") for (int q = 0; q < NR; ++q) acc[r][q] = Simd::fma(av, bv[q], acc[r][q]);
         }
     };
     const Index full = k / kWidth * kWidth;
     Index p = 0;
-    for (; p < full; p += kWidth) step(p, Simd::full());
-    if (p < k) step(p, Simd::first(k - p));
+    for (; p < full; p += kWidth) step(p, [](const float* x) { return Simd::load(x); });
+    if (p < k) {
+        const Mask lanes = Simd::first(k - p);
+        step(p, [lanes](const float* x) { return Simd::load(x, lanes); });
+    }
 
 #if defined(__AVX512F__)
     if constexpr (MR == 4 && NR == 4) {
@@ -181,8 +188,9 @@ inline void gemm_nt(Index m, Index n, Index k, float alpha, const float* a, Inde
 }
 
 // c[r][:] (+)= alpha * sum_p a(r, p) b[p][:] for MR rows and NV vectors of columns, the last one
-// restricted to `last`; a(r, p) = a[r * a_row + p * a_depth].
-template <int MR, int NV>
+// restricted to `last` when PartialLast (full vectors load and store unmasked, as in dot_block);
+// a(r, p) = a[r * a_row + p * a_depth].
+template <int MR, int NV, bool PartialLast>
 inline void axpy_block(Index k, const float* a, Index a_row, Index a_depth, const float* b, Index ldb, float* c,
                        Index ldc, float alpha, bool accumulate, Mask last) {
     Vec acc[MR][NV];
@@ -193,7 +201,7 @@ inline void axpy_block(Index k, const float* a, Index a_row, Index a_depth, cons
         const float* row = b + p * ldb;
         Vec bv[NV];
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) {
-            bv[v] = v + 1 < NV ? Simd::load(row + kWidth * v) : Simd::load(row + kWidth * v, last);
+            bv[v] = PartialLast && v + 1 == NV ? Simd::load(row + kWidth * v, last) : Simd::load(row + kWidth * v);
         }
         _Pragma("GCC unroll 6") for (int r = 0; r < MR; ++r) {
             const Vec av = Simd::set1(a[r * a_row + p * a_depth]);
@@ -204,30 +212,33 @@ inline void axpy_block(Index k, const float* a, Index a_row, Index a_depth, cons
     _Pragma("GCC unroll 6") for (int r = 0; r < MR; ++r) {
         float* row = c + r * ldc;
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) {
-            const Mask lanes = v + 1 < NV ? Simd::full() : last;
-            const Vec out = accumulate ? Simd::fma(scale, acc[r][v], Simd::load(row + kWidth * v, lanes))
-                                       : Simd::mul(scale, acc[r][v]);
-            Simd::store(row + kWidth * v, lanes, out);
+            float* out = row + kWidth * v;
+            if (PartialLast && v + 1 == NV) {
+                Simd::store(out, last,
+                            accumulate ? Simd::fma(scale, acc[r][v], Simd::load(out, last)) : Simd::mul(scale, acc[r][v]));
+            } else {
+                Simd::store(out, accumulate ? Simd::fma(scale, acc[r][v], Simd::load(out)) : Simd::mul(scale, acc[r][v]));
+            }
         }
     }
 }
 
 // Rows of C in blocks of Simd::axpy_block_rows (then fewer) against one column block of NV vectors.
-template <int NV>
+template <int NV, bool PartialLast>
 inline void axpy_rows(Index m, Index k, const float* a, Index a_row, Index a_depth, const float* b, Index ldb,
                       float* c, Index ldc, float alpha, bool accumulate, Mask last) {
     constexpr int MR = Simd::axpy_block_rows;
     Index i = 0;
     for (; i + MR <= m; i += MR)
-        axpy_block<MR, NV>(k, a + i * a_row, a_row, a_depth, b, ldb, c + i * ldc, ldc, alpha, accumulate, last);
+        axpy_block<MR, NV, PartialLast>(k, a + i * a_row, a_row, a_depth, b, ldb, c + i * ldc, ldc, alpha, accumulate, last);
     const float* ai = a + i * a_row;
     float* ci = c + i * ldc;
     switch (m - i) {
-        case 5: axpy_block<5, NV>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last); break;
-        case 4: axpy_block<4, NV>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last); break;
-        case 3: axpy_block<3, NV>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last); break;
-        case 2: axpy_block<2, NV>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last); break;
-        case 1: axpy_block<1, NV>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last); break;
+        case 5: axpy_block<5, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last); break;
+        case 4: axpy_block<4, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last); break;
+        case 3: axpy_block<3, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last); break;
+        case 2: axpy_block<2, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last); break;
+        case 1: axpy_block<1, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last); break;
         default: break;
     }
 }
@@ -244,17 +255,17 @@ inline void gemm_axpy(Index m, Index n, Index k, float alpha, const float* a, In
         const float* bp = b + p * ldb;
         Index j = 0;
         for (; j + kWidth * NV <= n; j += kWidth * NV)
-            axpy_rows<NV>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, Simd::full());
+            axpy_rows<NV, false>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, Simd::full());
         const Index rest = n - j;
         if (rest == 0) continue;
         const Index vectors = (rest + kWidth - 1) / kWidth;  // up to NV, the last one partial
         const Mask last = Simd::first(rest - kWidth * (vectors - 1));
         static_assert(NV <= 4, "the column remainder is dispatched for up to 4 vectors");
         switch (vectors) {
-            case 4: axpy_rows<4>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;
-            case 3: axpy_rows<3>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;
-            case 2: axpy_rows<2>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;
-            default: axpy_rows<1>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;
+            case 4: axpy_rows<4, true>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;
+            case 3: axpy_rows<3, true>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;
+            case 2: axpy_rows<2, true>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;
+            default: axpy_rows<1, true>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;
         }
     }
 }
