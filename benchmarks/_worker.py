@@ -89,6 +89,7 @@ def setup_threads(impl: str, threads: int) -> dict[str, Any]:
         torch.set_num_threads(threads)
         info["torch_threads"] = torch.get_num_threads()
         info["torch"] = torch.__version__
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     if impl == "numpy":
         try:
             from threadpoolctl import threadpool_info, threadpool_limits

@@ -12,7 +12,12 @@ single-precision GEMM peak (Eigen's kernels at rbp-native's instruction set, and
 numerical agreement check, and a breakdown of rbp-native's step into forward, channel and update
 (benchmarks/cpp/phases.cpp, built with CMake on the fly).
 
-Writes benchmarks/results/<machine>-<date>.json and .md (see --out).
+With --isa-cap avx2 every implementation is held to AVX2+FMA, as on a laptop CPU without AVX-512:
+rbp-native's AVX2 variant, numpy's OpenBLAS with its Haswell kernels, PyTorch with its AVX2 kernels
+and MKL and oneDNN capped at AVX2 (through their documented environment variables; the worker
+records what each library reports), and the GEMM peak measured the same way.
+
+Writes benchmarks/results/<machine>-<date>[-avx2].json and .md (see --out).
 """
 
 from __future__ import annotations
@@ -46,6 +51,16 @@ ALGORITHMS = ["bp", "rbp", "srbp"]
 IMPLS = ["rbp-native", "numpy", "torch", "torch-compile"]
 EPOCH = 60000  # times are scaled to a 60000-example epoch
 
+# Environment that holds every implementation to AVX2+FMA (--isa-cap avx2).
+AVX2_CAP_ENV = {
+    "RBP_NATIVE_ISA": "avx2",  # rbp-native's AVX2 variant
+    "OPENBLAS_CORETYPE": "Haswell",  # numpy's OpenBLAS: its AVX2 kernels
+    "ATEN_CPU_CAPABILITY": "avx2",  # PyTorch's own vectorised kernels
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",  # PyTorch's GEMM (MKL)
+    "ONEDNN_MAX_CPU_ISA": "AVX2",  # PyTorch's oneDNN kernels
+}
+isa_cap: str | None = None  # set once by main() from --isa-cap
+
 # Targets of the performance issue, checked at the end (on the thread count of the fastest run).
 TARGETS_TEXT = [
     "batch 1 (MNIST net): >= 6x faster than PyTorch and >= 10x faster than numpy",
@@ -70,6 +85,8 @@ def clean_env(threads: int, impl: str) -> dict[str, str]:
     # BLAS pools: only numpy uses numpy's BLAS; elsewhere one thread so that no idle pool spins.
     blas = str(threads) if impl in ("numpy", "numpy-gemm") else "1"
     env.update(OPENBLAS_NUM_THREADS=blas, MKL_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    if isa_cap == "avx2":
+        env.update(AVX2_CAP_ENV)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [HERE, env.get("PYTHONPATH", "")] if p)
     return env
 
@@ -134,12 +151,15 @@ def versions() -> dict[str, Any]:
     out["rbp_native"] = rbp_native.__version__
     out["rbp_native_isa"] = rbp_native.isa
     out["rbp_native_path"] = os.path.dirname(rbp_native.__file__)
-    code = "import torch, json; print(json.dumps([torch.__version__, torch.__config__.parallel_info()]))"
+    code = ("import torch, json; print(json.dumps([torch.__version__, torch.__config__.parallel_info(), "
+            "torch.backends.cpu.get_cpu_capability()]))")
     try:
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
-        v, parallel = json.loads(res.stdout)
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False,
+                             env=clean_env(1, "torch"))
+        v, parallel, capability = json.loads(res.stdout)
         out["torch"] = v
         out["torch_parallel_info"] = parallel.strip().splitlines()[:8]
+        out["torch_cpu_capability"] = capability
     except Exception:  # noqa: BLE001 - torch is optional
         out["torch"] = None
     return out
@@ -342,7 +362,11 @@ def markdown(report: dict[str, Any]) -> str:
     lines.append(f"rbp-native {v['rbp_native']} (instruction set **{v['rbp_native_isa']}**, "
                  f"git {report.get('git', {}).get('commit', '?')[:10]}, "
                  f"{report.get('git', {}).get('modified_files', '?')} modified files), numpy {v['numpy']}, "
-                 f"torch {v.get('torch')}; Python {m['python']}; {m['platform']}  ")
+                 f"torch {v.get('torch')} (CPU capability {v.get('torch_cpu_capability', '?')}); "
+                 f"Python {m['python']}; {m['platform']}  ")
+    if report.get("isa_cap"):
+        lines.append(f"**Every implementation held to {report['isa_cap'].upper()}+FMA** (as on a CPU without "
+                     "AVX-512): " + ", ".join(f"`{k}={v}`" for k, v in AVX2_CAP_ENV.items()) + ".  ")
     lines.append(f"Data: {report['data']}; times scaled to a {EPOCH}-example epoch; "
                  f"median of {report['settings']['samples']} epochs (min–max in brackets), "
                  f"{report['settings']['rounds']} interleaved rounds. Load average at start: "
@@ -553,7 +577,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument("--machine", default=None, help="name used in the result file names")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per worker process")
+    p.add_argument("--isa-cap", choices=["avx2"], default=None,
+                   help="hold every implementation to AVX2+FMA (a CPU without AVX-512); results get an -avx2 suffix")
     args = p.parse_args(argv)
+    global isa_cap
+    isa_cap = args.isa_cap
+    if isa_cap == "avx2":  # this process too: it reports rbp-native's variant and builds the C++ programs for it
+        os.environ.update(AVX2_CAP_ENV)
 
     nets = [n for n in args.nets.split(",") if n]
     algorithms = [a for a in args.algorithms.split(",") if a]
@@ -576,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         "git": git_describe(),
         "versions": versions(),
         "numpy_blas": numpy_blas(),
+        "isa_cap": isa_cap,
         "notes": [],
     }
     if report["versions"].get("torch") is None:
@@ -659,6 +690,8 @@ def main(argv: list[str] | None = None) -> int:
                     rss.setdefault(key, {})[impl] = max(rss.get(key, {}).get(impl, 0.0), res["maxrss_kb"] / 1024)
         compile_done = True
     report["worker_info"] = worker_info
+    if isa_cap and worker_info.get("rbp-native", {}).get("isa", isa_cap) != isa_cap:
+        report["notes"].append(f"rbp-native ran its {worker_info['rbp-native']['isa']} variant, not {isa_cap}.")
     if warmups:
         report["torch_compile_warmup_s"] = warmups
 
@@ -734,7 +767,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.makedirs(args.out, exist_ok=True)
     slug = args.machine or machine_slug(info)
-    stem = os.path.join(args.out, f"{slug}-{_dt.date.today().isoformat()}")
+    stem = os.path.join(args.out, f"{slug}-{_dt.date.today().isoformat()}" + (f"-{isa_cap}" if isa_cap else ""))
     with open(stem + ".json", "w") as f:
         json.dump(report, f, indent=1)
     with open(stem + ".md", "w") as f:
