@@ -116,6 +116,52 @@ def test_training_steps_allocate_nothing(tmp_path):
     assert not offenders, f"allocations in 50 extra steps: {offenders}"
 
 
+PARTIAL_CHILD = textwrap.dedent(
+    """
+    import ctypes, json, sys
+    import numpy as np
+    import rbp_native as rbp
+
+    counted = ctypes.CDLL(None).rbp_test_allocations
+    counted.restype = ctypes.c_long
+    rng = np.random.default_rng(0)
+    steps, batch, epochs = 5, 32, 20
+    x = rng.random((steps * batch + 7, 784), dtype=np.float32)
+    y = rng.integers(0, 10, len(x)).astype(np.int64)
+    results = []
+    for case in json.loads(sys.argv[1]):
+        net = rbp.MLP(case.pop("sizes"), seed=0)
+        core = rbp.Trainer(net, lr=0.01, batch_size=batch, seed=0, **case)._core
+        core.train_epoch(x, y, None, 0)  # warm-up, with a partial last batch
+        before = counted()
+        for _ in range(epochs):
+            core.train_epoch(x[: steps * batch], y[: steps * batch], None, 0)
+        middle = counted()
+        for _ in range(epochs):
+            core.train_epoch(x, y, None, 0)
+        after = counted()
+        results.append((after - middle) - (middle - before))
+    print(json.dumps(results))
+    """
+)
+
+
+def test_partial_last_batches_allocate_nothing(tmp_path):
+    """An epoch whose last batch is smaller (7 of 32 rows) allocates no more than one of full batches:
+    buffers sized by the batch (workspaces, dropout masks) are reused, not resized back and forth."""
+    cases = [{"algorithm": "srbp"}, {"algorithm": "srbp", "channel_dropout": 0.5},
+             {"algorithm": "rbp", "channel_dropout": 0.2, "quantize": "signal", "quantize_bits": 4}]
+    library = _counter(tmp_path)
+    env = dict(os.environ, LD_PRELOAD=str(library))
+    done = subprocess.run([sys.executable, "-c", PARTIAL_CHILD, json.dumps([dict(c, sizes=SIZES) for c in cases])],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    extra = json.loads(done.stdout.strip().splitlines()[-1])
+    # 20 epochs: a buffer resized twice per epoch (down for the partial batch, up again) would add 40.
+    offenders = {json.dumps(case): n for case, n in zip(cases, extra) if abs(n) > 5}
+    assert not offenders, f"allocations in 20 epochs with a partial last batch: {offenders}"
+
+
 def test_the_counter_sees_allocations(tmp_path):
     """The check can fail: a trainer with a different batch size per epoch must reallocate
     nothing, but the first epoch of a new trainer does (its workspaces), and is counted."""

@@ -158,6 +158,13 @@ bool Channel<T>::has_feedback() const {
 }
 
 template <class T>
+std::vector<ConstMatrixRef<T>> Channel<T>::dropout_masks() const {
+    std::vector<ConstMatrixRef<T>> result;
+    for (const auto& mask : masks_) result.emplace_back(mask.topRows(std::min(mask_rows_, mask.rows())));
+    return result;
+}
+
+template <class T>
 bool Channel<T>::any_derivative() const {
     return std::any_of(spec_.derivative.begin(), spec_.derivative.end(), [](bool d) { return d; });
 }
@@ -401,8 +408,9 @@ void Channel<T>::compute(const Network<T>& network, Workspace<T>& ws, Index n) {
                 break;
         }
         if (spec_.dropout > 0.0) {
-            auto& mask = masks_[hs];
-            mask.resize(n, j.cols());
+            if (masks_[hs].rows() < n || masks_[hs].cols() != j.cols()) masks_[hs].resize(n, j.cols());
+            mask_rows_ = n;
+            auto mask = masks_[hs].topRows(n);
             const T keep_value = spec_.dropout_inverted ? static_cast<T>(1.0 / (1.0 - spec_.dropout)) : T(1);
             for (Index r = 0; r < n; ++r)
                 for (Index c = 0; c < j.cols(); ++c)

@@ -135,7 +135,8 @@ public:
     };
     Streams streams() const { return streams_; }
     void set_streams(const Streams& s) { streams_ = s; }
-    const std::vector<Matrix<T>>& dropout_masks() const { return masks_; }
+    // The dropout masks of the last signal computation: one per hidden layer, rows = that batch's.
+    std::vector<ConstMatrixRef<T>> dropout_masks() const;
     Rng& quantize_stream() { return streams_.quantize; }
 
     // Multiply-accumulates per example that the channel spends producing the hidden signals
@@ -173,7 +174,8 @@ private:
     std::vector<SparseMatrix<T>> csr_;
     std::vector<std::vector<Matrix<T>>> synapse_;
     std::vector<Matrix<T>> synapse_bias_;
-    std::vector<Matrix<T>> masks_;
+    std::vector<Matrix<T>> masks_;  // grown to the largest batch, never shrunk: a step allocates nothing
+    Index mask_rows_ = 0;           // rows of the last batch
     std::vector<std::vector<Matrix<T>>> counterpart_chains_;  // per hidden layer, for resampling
     std::vector<Matrix<T>> signs_;                            // per hidden layer, for resampling
     Streams streams_;
