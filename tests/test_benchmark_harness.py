@@ -1,0 +1,58 @@
+"""The speed benchmark's bookkeeping (benchmarks/run.py): which implementations count as computing the
+same math, and which take part in the ratios. No timing here."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+RUN_PY = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def run():
+    if not RUN_PY.exists():  # an installed copy of the tests without the repository
+        pytest.skip("benchmarks/run.py is not in this tree")
+    spec = importlib.util.spec_from_file_location("benchmark_run", RUN_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _check(key, change, **diffs):
+    return {"key": key, "max_weight_change": change, "max_abs_diff": diffs}
+
+
+def test_disagreements_flag_large_and_non_finite_differences(run):
+    checks = [
+        _check("mnist/b128/bp", 1e-2, numpy=3e-8, torch=2e-5),  # torch: beyond 1e-3 of the change
+        _check("wide/b128/bp", 1e-2, numpy=1.5e-8, **{"torch-compile": math.nan}),
+        _check("wide/b128/srbp", 1e-2, numpy=math.inf),
+    ]
+    flagged = {(key, impl) for key, impl, _, _ in run.disagreements(checks)}
+    assert flagged == {("mnist/b128/bp", "torch"), ("wide/b128/bp", "torch-compile"), ("wide/b128/srbp", "numpy")}
+    assert run.disagreements([_check("mnist/b32/bp", 1e-2, numpy=1e-8)]) == []
+    assert run.disagreements(None) == []
+
+
+def _workload(batch, **medians):
+    return {"net": "mnist", "batch": batch, "algorithm": "bp", "threads": 1,
+            "impls": {impl: {"epoch_s_median": t} for impl, t in medians.items()}}
+
+
+def test_targets_leave_out_implementations_that_disagree(run):
+    workloads = [_workload(32, **{"rbp-native": 1.0, "numpy": 3.0, "torch": 2.5, "torch-compile": 0.5})]
+    batch32 = next(t for t in run.evaluate_targets(workloads, set()) if "batch 32" in t["target"])
+    assert batch32["measured"].startswith("0.50×") and not batch32["met"]  # torch.compile counts
+    batch32 = next(t for t in run.evaluate_targets(workloads, {"torch-compile"}) if "batch 32" in t["target"])
+    assert batch32["measured"].startswith("2.50×") and batch32["met"]  # it does not
+
+
+def test_flops_per_example_counts_each_channel(run):
+    sizes = [784, 100, 100, 10]
+    forward = 784 * 100 + 100 * 100 + 100 * 10
+    assert run.flops_per_example(sizes, "bp") == 2 * (2 * forward + 100 * 100 + 100 * 10)
+    assert run.flops_per_example(sizes, "srbp") == 2 * (2 * forward + 2 * 100 * 10)
