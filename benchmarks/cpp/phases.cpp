@@ -1,8 +1,11 @@
 // Where the time of one training step of rbp-native goes: microbenchmarks of each phase, run on
 // the core library itself (no Python), compiled with the flags of one instruction-set variant.
 //
-//   rbp_phases_<isa> SIZES BATCH ALGORITHM [threads=1] [seconds=0.3] [kernels=auto|eigen|unpacked]
+//   rbp_phases_<isa> SIZES BATCH ALGORITHM[:OPTION...] [threads=1] [seconds=0.3] [kernels=auto|eigen|unpacked]
 //   e.g. rbp_phases_avx512 784-100-100-100-100-10 128 srbp 1
+//        rbp_phases_avx512 784-100-100-100-100-10 128 srbp:density=0.01 1
+// Channel options after the algorithm, separated by colons: density=P (sparse feedback, each entry
+// kept with probability P) and quantize=BITS (error signals quantised to BITS bits, nearest rounding).
 // `kernels` picks the products' kernels (rbp::set_unpacked_gemm): the default selection, Eigen's only,
 // or the unpacked ones wherever one exists.
 //
@@ -13,7 +16,8 @@
 //   update   every layer's accumulate_update (W^h += s B^hT O^{h-1}, b^h += s sum B^h)
 //   epoch    Trainer::train_epoch over 50 batches, per batch (adds shuffling and row gathering)
 // The step minus the three phases is the rest (targets, loss and accuracy, bookkeeping).
-// Prints one JSON line with the median microseconds per batch of each phase.
+// Prints one JSON line with the median microseconds per batch of each phase, and the channel's
+// multiply-accumulates per example (Channel::channel_macs), against which its time should scale.
 #include "rbp/gemm.hpp"
 #include "rbp/trainer.hpp"
 
@@ -65,13 +69,15 @@ std::vector<Index> parse_sizes(const std::string& text) {
 
 int main(int argc, char** argv) {
     if (argc < 4) {
-        std::fprintf(stderr, "usage: %s SIZES BATCH ALGORITHM [threads=1] [seconds=0.3] [kernels=auto|eigen|unpacked]\n",
+        std::fprintf(stderr,
+                     "usage: %s SIZES BATCH ALGORITHM[:density=P][:quantize=BITS] [threads=1] [seconds=0.3] "
+                     "[kernels=auto|eigen|unpacked]\n",
                      argv[0]);
         return 2;
     }
     const std::vector<Index> sizes = parse_sizes(argv[1]);
     const Index batch = std::atol(argv[2]);
-    const std::string algorithm = argv[3];
+    const std::string algorithm = argv[3];  // with its channel options, as given
     const int threads = argc > 4 ? std::atoi(argv[4]) : 1;
     const double seconds = argc > 5 ? std::atof(argv[5]) : 0.3;
     const std::string kernels = argc > 6 ? argv[6] : "auto";
@@ -90,7 +96,23 @@ int main(int argc, char** argv) {
     net_spec.sizes = sizes;
     auto net = std::make_shared<Network<float>>(net_spec);
     TrainerSpec spec;
-    spec.channel.algorithm = parse_algorithm(algorithm);
+    std::istringstream parts(algorithm);
+    std::string part;
+    std::getline(parts, part, ':');
+    spec.channel.algorithm = parse_algorithm(part);
+    while (std::getline(parts, part, ':')) {
+        const auto eq = part.find('=');
+        const std::string key = part.substr(0, eq), value = eq == std::string::npos ? "" : part.substr(eq + 1);
+        if (key == "density") {
+            spec.channel.feedback.density = std::atof(value.c_str());
+        } else if (key == "quantize") {
+            spec.channel.quantize = Quantize::Signal;
+            spec.channel.quantizer.bits = std::atoi(value.c_str());
+        } else {
+            std::fprintf(stderr, "unknown channel option '%s' (expected density=P or quantize=BITS)\n", part.c_str());
+            return 2;
+        }
+    }
     spec.lr = 1e-4;  // small: the weights barely move over thousands of timed steps
     spec.decay = 0.0;
     spec.batch_size = batch;
@@ -138,9 +160,10 @@ int main(int argc, char** argv) {
     std::printf("{\"sizes\": \"%s\", \"batch\": %ld, \"algorithm\": \"%s\", \"threads\": %d, \"kernels\": \"%s\", "
                 "\"simd\": \"%s\", "
                 "\"us_per_batch\": {\"step\": %.3f, \"forward\": %.3f, \"channel\": %.3f, \"update\": %.3f, "
-                "\"rest\": %.3f, \"epoch\": %.3f}}\n",
+                "\"rest\": %.3f, \"epoch\": %.3f}, \"channel_macs_per_example\": %ld}\n",
                 argv[1], static_cast<long>(batch), algorithm.c_str(), threads, kernels.c_str(),
                 Eigen::SimdInstructionSetsInUse(), step,
-                forward, channel, update, std::max(0.0, step - forward - channel - update), epoch);
+                forward, channel, update, std::max(0.0, step - forward - channel - update), epoch,
+                static_cast<long>(trainer.channel().channel_macs(*net)));
     return 0;
 }
