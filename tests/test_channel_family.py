@@ -150,10 +150,15 @@ def test_sparse_density_and_nonzeros(algorithm):
     sizes = BIG
     for density in (0.01, 0.1, 0.5):
         trainer = trainer_for(algorithm, sizes=sizes, feedback_density=density)
+        # "auto" storage: CSR only below the measured crossover with the dense kernels (1.5%)
+        sparse = density <= 0.015
         for h, f in enumerate(trainer.feedback):
-            assert trainer._core.feedback_sparse(h)
+            assert trainer._core.feedback_sparse(h) == sparse
             assert (f != 0).mean() == pytest.approx(density, rel=0.2, abs=0.003)
         assert trainer.channel_macs == sum(int((f != 0).sum()) for f in trainer.feedback)
+        forced = trainer_for(algorithm, sizes=sizes, feedback_density=density, feedback_storage="sparse")
+        assert all(forced._core.feedback_sparse(h) for h in range(len(forced.feedback)))
+        assert forced.channel_macs == sum(int((f != 0).sum()) for f in forced.feedback)
     n_source = sizes[2] if algorithm == "rbp" else sizes[-1]
     paper = {"feedback_distribution": "ones", "feedback_scale": "unit"}  # the paper's Bernoulli {0,1}
     none = trainer_for(algorithm, sizes=sizes, feedback_nonzeros=0, **paper)

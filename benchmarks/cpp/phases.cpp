@@ -5,7 +5,8 @@
 //   e.g. rbp_phases_avx512 784-100-100-100-100-10 128 srbp 1
 //        rbp_phases_avx512 784-100-100-100-100-10 128 srbp:density=0.01 1
 // Channel options after the algorithm, separated by colons: density=P (sparse feedback, each entry
-// kept with probability P) and quantize=BITS (error signals quantised to BITS bits, nearest rounding).
+// kept with probability P), storage=auto|dense|sparse (the feedback's storage) and quantize=BITS
+// (error signals quantised to BITS bits, nearest rounding).
 // `kernels` picks the products' kernels (rbp::set_unpacked_gemm): the default selection, Eigen's only,
 // or the unpacked ones wherever one exists.
 //
@@ -70,7 +71,7 @@ std::vector<Index> parse_sizes(const std::string& text) {
 int main(int argc, char** argv) {
     if (argc < 4) {
         std::fprintf(stderr,
-                     "usage: %s SIZES BATCH ALGORITHM[:density=P][:quantize=BITS] [threads=1] [seconds=0.3] "
+                     "usage: %s SIZES BATCH ALGORITHM[:density=P][:storage=S][:quantize=BITS] [threads=1] [seconds=0.3] "
                      "[kernels=auto|eigen|unpacked]\n",
                      argv[0]);
         return 2;
@@ -105,11 +106,14 @@ int main(int argc, char** argv) {
         const std::string key = part.substr(0, eq), value = eq == std::string::npos ? "" : part.substr(eq + 1);
         if (key == "density") {
             spec.channel.feedback.density = std::atof(value.c_str());
+        } else if (key == "storage") {
+            spec.channel.feedback.storage = parse_storage(value);
         } else if (key == "quantize") {
             spec.channel.quantize = Quantize::Signal;
             spec.channel.quantizer.bits = std::atoi(value.c_str());
         } else {
-            std::fprintf(stderr, "unknown channel option '%s' (expected density=P or quantize=BITS)\n", part.c_str());
+            std::fprintf(stderr, "unknown channel option '%s' (expected density=P, storage=S or quantize=BITS)\n",
+                         part.c_str());
             return 2;
         }
     }

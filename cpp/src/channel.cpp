@@ -152,9 +152,12 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
         cols_.push_back(cols);
         offsets_.push_back(offset);
         offset += rows;
+        // Auto: CSR only where the scalar sparse product beats the vectorised dense one, below about
+        // 1-2% density (measured with benchmarks/cpp/phases.cpp; benchmarks/README.md, "Sparse feedback").
+        constexpr double kSparseStorageMaxDensity = 0.015;
         const bool sparse = feedback_algorithm &&
                             (fb.storage == Storage::Sparse || (fb.storage == Storage::Auto && !adaptive() &&
-                                                               density_for(cols) < 1.0));
+                                                               density_for(cols) <= kSparseStorageMaxDensity));
         sparse_.push_back(sparse ? 1 : 0);
         if (sparse || sources_[static_cast<std::size_t>(h)] != Source::Output) all_output_dense = false;
     }

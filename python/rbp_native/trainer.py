@@ -63,7 +63,7 @@ class Trainer:
     Every option of the channel family is a keyword argument; ``docs/channels.md`` gives each
     formula. In short: ``feedback_distribution`` (gaussian, uniform, sign, bernoulli, ones),
     ``feedback_scale``, ``feedback_mean``, sparsity by ``feedback_density`` or ``feedback_nonzeros``
-    (stored in CSR when below 1, ``feedback_storage``), ``congruent`` signs, ``resample`` every batch
+    (stored in CSR at densities up to 0.015, ``feedback_storage``), ``congruent`` signs, ``resample`` every batch
     (``"zero_mean"`` or ``"sign_concordant"``), per-layer ``sources`` (``"above"``/``"output"``),
     ``feedback_lr_scale`` (rho of arbp/asrbp), ``per_synapse`` random error (srbp), ``signal_transform``
     (``"sign"``/``"magnitude"``) on the ``transform_target`` (``"signal"`` or ``"update"``),
