@@ -148,12 +148,12 @@ def test_numeric_feedback_scale():
 @pytest.mark.parametrize("algorithm", ["rbp", "srbp"])
 def test_sparse_density_and_nonzeros(algorithm):
     sizes = BIG
-    for density in (0.01, 0.1, 0.5):
+    for density in (0.01, 0.3, 0.5):
         trainer = trainer_for(algorithm, sizes=sizes, feedback_density=density)
-        # "auto" storage: CSR only below the measured crossover with the dense kernels (1.5%)
-        sparse = density <= 0.015
+        # "auto" storage: CSR up to the measured crossover with the dense kernels (30%), from
+        # sources of at least 32 units
         for h, f in enumerate(trainer.feedback):
-            assert trainer._core.feedback_sparse(h) == sparse
+            assert trainer._core.feedback_sparse(h) == (density <= 0.3 and f.shape[1] >= 32)
             assert (f != 0).mean() == pytest.approx(density, rel=0.2, abs=0.003)
         assert trainer.channel_macs == sum(int((f != 0).sum()) for f in trainer.feedback)
         forced = trainer_for(algorithm, sizes=sizes, feedback_density=density, feedback_storage="sparse")
@@ -188,6 +188,40 @@ def test_sparse_storage_gives_the_dense_numbers(algorithm):
         for wa, wb in zip(a.net.weights, b.net.weights):
             np.testing.assert_allclose(wa, wb, rtol=1e-12, atol=1e-15)
     compare_steps(algorithm, feedback_density=0.5)
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-5)])
+@pytest.mark.parametrize("n", [1, 7, 16, 33, 100])
+def test_sparse_feedback_product_at_ragged_sizes(dtype, tol, n):
+    # Widths and batches that are not whole SIMD tiles (16 floats with AVX-512, 8 with AVX2): the
+    # sparse product's transposes take their scalar edges.
+    sizes = [20, 37, 50, 17, 10]
+    rng = np.random.default_rng(n)
+    x, y = rng.uniform(-1, 1, size=(n, sizes[0])), rng.integers(0, sizes[-1], size=n)
+    signals = {}
+    for storage in ("dense", "sparse"):
+        net = rbp.MLP(sizes, dtype=dtype, seed=5)
+        trainer = rbp.Trainer(net, algorithm="rbp", seed=5, feedback_density=0.3, feedback_storage=storage)
+        assert all(trainer._core.feedback_sparse(h) == (storage == "sparse") for h in range(3))
+        signals[storage] = trainer.signals(x.astype(dtype), y)
+    for d, s in zip(signals["dense"], signals["sparse"]):
+        assert s.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(s, d, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_wide_sparse_feedback_matches_numpy_on_any_thread_count(threads):
+    # 100 x 1000 x 1000 x 0.1 = 10M multiply-adds: the sparse product is split between two threads.
+    sizes = [30, 1000, 1000, 10]
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(-1, 1, size=(100, 30)).astype(np.float32), rng.integers(0, 10, size=100)
+    net = rbp.MLP(sizes, dtype="float32", seed=2)
+    trainer = rbp.Trainer(net, algorithm="rbp", seed=2, feedback_density=0.1, threads=threads)
+    assert trainer._core.feedback_sparse(0) and not trainer._core.feedback_sparse(1)
+    b1, b2, _ = trainer.signals(x, y)
+    s1 = x.astype(np.float64) @ net.weights[0].astype(np.float64).T + net.biases[0]
+    expected = (1 - np.tanh(s1) ** 2) * (b2.astype(np.float64) @ trainer.feedback[0].astype(np.float64).T)
+    np.testing.assert_allclose(b1, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("algorithm", FEEDBACK)

@@ -2,6 +2,8 @@
 
 #include "rbp/gemm.hpp"
 
+#include "batch_major_sparse.hpp"
+
 #include <algorithm>
 #include <cmath>
 
@@ -9,33 +11,17 @@ namespace rbp {
 
 namespace {
 
-// J = S F^T with F (N_h x N_source) in CSR. When the source has few columns (srbp's error, the
-// 100-unit layers above in rbp) each non-zero F(h, k) adds F(h, k) S(:, k) to J(:, h): one
-// multiply-add per non-zero and batch row, in long branch-free loops over the batch. Measured at
-// batch 128 (benchmarks/cpp/phases.cpp, channel phase): 2.5-3x faster than Eigen's
-// dense-times-sparse-transpose product on the MNIST net (srbp at density 0.1: 72 against 229 us) and
-// on the wide net's srbp, but slower than Eigen's when the source is a 1000-unit layer (its columns
-// are 4 KB apart), where Eigen's product stays.
+// J = S F^T with F (N_h x N_source) in CSR: the sparse layers' batch-major kernel (S^T and J^T in
+// scratch buffers, one contiguous axpy over the batch per non-zero), so the product costs one
+// multiply-add per non-zero and example plus the two transposes.
 template <class T>
 void sparse_feedback_product(const ConstMatrixRef<T>& s, const SparseMatrix<T>& f, MatrixRef<T> j) {
-    constexpr Index kColumnLoopMaxSource = 256;
-    if (!f.isCompressed() || s.cols() > kColumnLoopMaxSource) {
+    if (!f.isCompressed()) {
         j.noalias() = s * f.transpose();
         return;
     }
-    const auto* starts = f.outerIndexPtr();
-    const auto* columns = f.innerIndexPtr();
-    const T* values = f.valuePtr();
-    const Index n = s.rows(), ls = s.outerStride(), lj = j.outerStride();
-    j.setZero();
-    for (Index h = 0; h < f.rows(); ++h) {
-        for (auto p = starts[h]; p < starts[h + 1]; ++p) {
-            const T v = values[p];
-            const T* source = s.data() + columns[p];
-            T* out = j.data() + h;
-            for (Index r = 0; r < n; ++r) out[r * lj] += v * source[r * ls];
-        }
-    }
+    sparse_kernels::csr_times_transpose<T>(s, f.rows(), f.outerIndexPtr(), f.innerIndexPtr(), f.valuePtr(), nullptr,
+                                           f.nonZeros(), j);
 }
 
 template <class E>
@@ -152,12 +138,19 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
         cols_.push_back(cols);
         offsets_.push_back(offset);
         offset += rows;
-        // Auto: CSR only where the scalar sparse product beats the vectorised dense one, below about
-        // 1-2% density (measured with benchmarks/cpp/phases.cpp; benchmarks/README.md, "Sparse feedback").
-        constexpr double kSparseStorageMaxDensity = 0.015;
-        const bool sparse = feedback_algorithm &&
-                            (fb.storage == Storage::Sparse || (fb.storage == Storage::Auto && !adaptive() &&
-                                                               density_for(cols) <= kSparseStorageMaxDensity));
+        // Auto: CSR where the sparse product beats the dense one. Its cost is a multiply-add per
+        // non-zero and example at about half the dense kernels' rate, plus two transposes (the source
+        // into batch-major order, the result back), so it wins up to about 30% density (measured with
+        // benchmarks/cpp/sparse_feedback.cpp, AVX-512 and AVX2: benchmarks/README.md, "Sparse
+        // feedback"), except from a narrow source (srbp's 10 outputs), where the dense product costs
+        // no more than writing the result and srbp's dense matrices stack into one product.
+        constexpr double kSparseStorageMaxDensity = 0.3;
+        constexpr Index kSparseStorageMinSource = 32;
+        const bool sparse =
+            feedback_algorithm &&
+            (fb.storage == Storage::Sparse ||
+             (fb.storage == Storage::Auto && !adaptive() && cols >= kSparseStorageMinSource &&
+              density_for(cols) <= kSparseStorageMaxDensity));
         sparse_.push_back(sparse ? 1 : 0);
         if (sparse || sources_[static_cast<std::size_t>(h)] != Source::Output) all_output_dense = false;
     }
