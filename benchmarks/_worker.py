@@ -35,18 +35,45 @@ def _rss_kb() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
+def split_algorithm(spec: str) -> tuple[str, float]:
+    """A workload's algorithm: "bp", "rbp", "srbp", or "rbp:density=P" / "srbp:density=P" for sparse
+    feedback (each entry kept with probability P). Returns (algorithm, density)."""
+    algorithm, _, option = spec.partition(":")
+    if algorithm not in ("bp", "rbp", "srbp"):
+        raise ValueError(f"unknown algorithm {spec!r} (expected bp, rbp, srbp, or rbp/srbp:density=P)")
+    if not option:
+        return algorithm, 1.0
+    key, _, value = option.partition("=")
+    try:
+        density = float(value)
+    except ValueError:
+        density = -1.0
+    if key != "density" or algorithm == "bp" or not 0.0 < density <= 1.0:
+        raise ValueError(f"unknown algorithm {spec!r} (expected bp, rbp, srbp, or rbp/srbp:density=P, 0 < P <= 1)")
+    return algorithm, density
+
+
+def feedback_key(net: str, spec: str, h: int) -> str:
+    """Name of a workload's feedback matrix F^h in the init file."""
+    return f"{net}_{spec.replace(':', '_').replace('=', '')}_F{h}"
+
+
 def _init(init: Any, net: str, algorithm: str) -> tuple[list, list, list]:
     count = int(init[f"{net}_layers"])
     weights = [init[f"{net}_W{h}"] for h in range(count)]
     biases = [init[f"{net}_b{h}"] for h in range(count)]
     feedback = []
-    if algorithm in ("rbp", "srbp"):
-        feedback = [init[f"{net}_{algorithm}_F{h}"] for h in range(count - 1)]
+    if split_algorithm(algorithm)[0] in ("rbp", "srbp"):
+        feedback = [init[feedback_key(net, algorithm, h)] for h in range(count - 1)]
     return weights, biases, feedback
 
 
-def make_trainer(impl: str, threads: int, weights: list, biases: list, feedback: list, algorithm: str,
+def make_trainer(impl: str, threads: int, weights: list, biases: list, feedback: list, spec: str,
                  batch: int, lr: float, decay: float) -> Any:
+    # Sparse feedback: rbp-native is told the density (so that it picks its storage, as a user's run
+    # would) and takes the same matrices; the references multiply by them with their zeros, as a
+    # numpy or PyTorch user with a masked feedback matrix would.
+    algorithm, density = split_algorithm(spec)
     if impl == "rbp-native":
         import rbp_native as rbp
 
@@ -54,7 +81,8 @@ def make_trainer(impl: str, threads: int, weights: list, biases: list, feedback:
         net = rbp.MLP(sizes, seed=0)
         net.set_weights(weights)
         net.set_biases(biases)
-        trainer = rbp.Trainer(net, algorithm=algorithm, lr=lr, decay=decay, batch_size=batch, threads=threads, seed=0)
+        trainer = rbp.Trainer(net, algorithm=algorithm, lr=lr, decay=decay, batch_size=batch, threads=threads, seed=0,
+                              feedback_density=density)
         if feedback:
             trainer.set_feedback(feedback)
         return trainer

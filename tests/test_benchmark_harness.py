@@ -56,3 +56,20 @@ def test_flops_per_example_counts_each_channel(run):
     forward = 784 * 100 + 100 * 100 + 100 * 10
     assert run.flops_per_example(sizes, "bp") == 2 * (2 * forward + 100 * 100 + 100 * 10)
     assert run.flops_per_example(sizes, "srbp") == 2 * (2 * forward + 2 * 100 * 10)
+
+
+def test_workload_algorithms_parse_and_sparse_feedback_counts_its_non_zeros(run):
+    assert run.split_algorithm("bp") == ("bp", 1.0)
+    assert run.split_algorithm("srbp:density=0.1") == ("srbp", 0.1)
+    for bad in ("bp:density=0.1", "rbp:density=0", "rbp:density=1.5", "rbp:sparsity=0.1", "rbp:density=x", "sgd"):
+        with pytest.raises(ValueError, match="unknown algorithm"):
+            run.split_algorithm(bad)
+    sizes = [784, 100, 100, 10]
+    forward = 784 * 100 + 100 * 100 + 100 * 10
+    assert run.flops_per_example(sizes, "rbp") == 2 * (2 * forward + 100 * 100 + 100 * 10)
+    assert run.flops_per_example(sizes, "rbp:density=0.1") == round(2 * (2 * forward + 0.1 * (100 * 100 + 100 * 10)))
+    assert run.flops_per_example(sizes, "srbp:density=0.5") == 2 * (2 * forward) + (100 * 10 + 100 * 10)
+    # Distinct names in the init file for every workload's feedback.
+    keys = {run.feedback_key("mnist", spec, 0) for spec in ("rbp", "srbp", "rbp:density=0.1", "srbp:density=0.1",
+                                                            "srbp:density=0.01")}
+    assert len(keys) == 5

@@ -60,7 +60,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--feedback-density", type=float, default=1.0, help="probability that a feedback entry is non-zero")
     c.add_argument("--feedback-nonzeros", type=float, default=None,
                    help="expected non-zeros per receiving neuron (density n / N_source)")
-    c.add_argument("--feedback-storage", default="auto", choices=FEEDBACK_STORAGES)
+    c.add_argument("--feedback-storage", default="auto", choices=FEEDBACK_STORAGES,
+                   help="storage of sparse feedback (auto: CSR up to density 0.3 from sources of 32+ units)")
     c.add_argument("--congruent", action="store_true", help="feedback signs matched to the forward counterpart")
     c.add_argument("--resample", default=None, choices=RESAMPLE_MODES, help="redraw the feedback every mini-batch")
     c.add_argument("--sources", nargs="+", default=None, choices=SOURCES, metavar="SOURCE",

@@ -63,7 +63,8 @@ class Trainer:
     Every option of the channel family is a keyword argument; ``docs/channels.md`` gives each
     formula. In short: ``feedback_distribution`` (gaussian, uniform, sign, bernoulli, ones),
     ``feedback_scale``, ``feedback_mean``, sparsity by ``feedback_density`` or ``feedback_nonzeros``
-    (stored in CSR at densities up to 0.015, ``feedback_storage``), ``congruent`` signs, ``resample`` every batch
+    (``feedback_storage``: by default CSR up to density 0.3 from sources of 32+ units, where it is
+    faster than dense), ``congruent`` signs, ``resample`` every batch
     (``"zero_mean"`` or ``"sign_concordant"``), per-layer ``sources`` (``"above"``/``"output"``),
     ``feedback_lr_scale`` (rho of arbp/asrbp), ``per_synapse`` random error (srbp), ``signal_transform``
     (``"sign"``/``"magnitude"``) on the ``transform_target`` (``"signal"`` or ``"update"``),
@@ -274,7 +275,11 @@ class Trainer:
 
     @property
     def channel_macs(self) -> int:
-        """Multiply-accumulates per example the channel spends producing the hidden signals."""
+        """Multiply-accumulates per example that producing the hidden signals takes, counting only
+        the non-zero feedback entries (the paper's channel complexity: ``sum_h nnz(F^h)`` for the
+        random channels, the forward weights above each hidden layer for BP and SBP). Sparse feedback
+        kept in dense storage (``feedback_storage="dense"``, or ``"auto"`` where the dense product is
+        faster) multiplies its zeros too, so the kernels then do more work than this count."""
         return self._core.channel_macs
 
     def config(self) -> dict[str, Any]:

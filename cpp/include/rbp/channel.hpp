@@ -139,8 +139,11 @@ public:
     std::vector<ConstMatrixRef<T>> dropout_masks() const;
     Rng& quantize_stream() { return streams_.quantize; }
 
-    // Multiply-accumulates per example that the channel spends producing the hidden signals
-    // (bp and sbp multiply by the forward weights above each hidden layer, sparse layers included).
+    // Multiply-accumulates per example that producing the hidden signals takes, counting the
+    // non-zero feedback entries only (the paper's channel complexity; bp and sbp multiply by the
+    // forward weights above each hidden layer, sparse layers included). Sparse feedback kept in dense
+    // storage (feedback_storage "dense", or "auto" where the dense product is faster) multiplies its
+    // zeros as well, so the kernels then do more work than this count.
     Index channel_macs(const Network<T>& network) const;
 
 private:
