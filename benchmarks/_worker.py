@@ -35,22 +35,34 @@ def _rss_kb() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
-def split_algorithm(spec: str) -> tuple[str, float]:
-    """A workload's algorithm: "bp", "rbp", "srbp", or "rbp:density=P" / "srbp:density=P" for sparse
-    feedback (each entry kept with probability P). Returns (algorithm, density)."""
-    algorithm, _, option = spec.partition(":")
+# The range of quantised signals (rbp-native's default for quantize="signal").
+QUANTIZE_ALPHA = 0.125
+
+
+def workload_options(spec: str) -> dict[str, Any]:
+    """A workload's algorithm: "bp", "rbp" or "srbp", with channel options after colons (the syntax
+    of benchmarks/cpp/phases.cpp): "density=P" for sparse feedback (rbp, srbp: each entry kept with
+    probability P) and "quantize=BITS" for hidden signals quantised to BITS bits (srbp: nearest
+    rounding, the default alpha 2^-3). Returns {"algorithm", "density", "quantize_bits" (None: off)}."""
+    algorithm, *options = spec.split(":")
+    out: dict[str, Any] = {"algorithm": algorithm, "density": 1.0, "quantize_bits": None}
+    expected = (f"unknown algorithm {spec!r} (expected bp, rbp or srbp, then :density=P with 0 < P <= 1 "
+                f"(rbp, srbp) or :quantize=BITS with 2 <= BITS <= 24 (srbp))")
     if algorithm not in ("bp", "rbp", "srbp"):
-        raise ValueError(f"unknown algorithm {spec!r} (expected bp, rbp, srbp, or rbp/srbp:density=P)")
-    if not option:
-        return algorithm, 1.0
-    key, _, value = option.partition("=")
-    try:
-        density = float(value)
-    except ValueError:
-        density = -1.0
-    if key != "density" or algorithm == "bp" or not 0.0 < density <= 1.0:
-        raise ValueError(f"unknown algorithm {spec!r} (expected bp, rbp, srbp, or rbp/srbp:density=P, 0 < P <= 1)")
-    return algorithm, density
+        raise ValueError(expected)
+    for option in options:
+        key, _, value = option.partition("=")
+        try:
+            if key == "density" and algorithm != "bp" and 0.0 < float(value) <= 1.0:
+                out["density"] = float(value)
+                continue
+            if key == "quantize" and algorithm == "srbp" and 2 <= int(value) <= 24:
+                out["quantize_bits"] = int(value)
+                continue
+        except ValueError:
+            pass
+        raise ValueError(expected)
+    return out
 
 
 def feedback_key(net: str, spec: str, h: int) -> str:
@@ -63,7 +75,7 @@ def _init(init: Any, net: str, algorithm: str) -> tuple[list, list, list]:
     weights = [init[f"{net}_W{h}"] for h in range(count)]
     biases = [init[f"{net}_b{h}"] for h in range(count)]
     feedback = []
-    if split_algorithm(algorithm)[0] in ("rbp", "srbp"):
+    if workload_options(algorithm)["algorithm"] in ("rbp", "srbp"):
         feedback = [init[feedback_key(net, algorithm, h)] for h in range(count - 1)]
     return weights, biases, feedback
 
@@ -73,7 +85,8 @@ def make_trainer(impl: str, threads: int, weights: list, biases: list, feedback:
     # Sparse feedback: rbp-native is told the density (so that it picks its storage, as a user's run
     # would) and takes the same matrices; the references multiply by them with their zeros, as a
     # numpy or PyTorch user with a masked feedback matrix would.
-    algorithm, density = split_algorithm(spec)
+    options = workload_options(spec)
+    algorithm, bits = options["algorithm"], options["quantize_bits"]
     if impl == "rbp-native":
         import rbp_native as rbp
 
@@ -81,19 +94,23 @@ def make_trainer(impl: str, threads: int, weights: list, biases: list, feedback:
         net = rbp.MLP(sizes, seed=0)
         net.set_weights(weights)
         net.set_biases(biases)
+        quantize = {} if bits is None else {"quantize": "signal", "quantize_bits": bits,
+                                             "quantize_alpha": QUANTIZE_ALPHA}
         trainer = rbp.Trainer(net, algorithm=algorithm, lr=lr, decay=decay, batch_size=batch, threads=threads, seed=0,
-                              feedback_density=density)
+                              feedback_density=options["density"], **quantize)
         if feedback:
             trainer.set_feedback(feedback)
         return trainer
     if impl == "numpy":
         from references import NumpyTrainer
 
-        return NumpyTrainer(weights, biases, feedback, algorithm, lr, decay, batch)
+        return NumpyTrainer(weights, biases, feedback, algorithm, lr, decay, batch, quantize_bits=bits,
+                            quantize_alpha=QUANTIZE_ALPHA)
     if impl in ("torch", "torch-compile"):
         from references import TorchTrainer
 
-        return TorchTrainer(weights, biases, feedback, algorithm, lr, decay, batch, compile=impl == "torch-compile")
+        return TorchTrainer(weights, biases, feedback, algorithm, lr, decay, batch, compile=impl == "torch-compile",
+                            quantize_bits=bits, quantize_alpha=QUANTIZE_ALPHA)
     raise ValueError(impl)
 
 

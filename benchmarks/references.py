@@ -7,6 +7,9 @@ Both implement exactly the math of the native core (README "The algorithms"), fl
   the number of correct predictions are computed every batch, as the core's ``train_epoch`` does;
 - channel: ``bp`` ``J^h = B^{h+1} W^{h+1}``, ``rbp`` ``J^h = B^{h+1} F^hT``, ``srbp`` ``J^h = e F^hT``
   (``F^h`` of shape ``(n_h, n_source)``), ``B^h = (1 - O^h**2) * J^h``;
+- with ``quantize_bits`` (srbp's quantised signals), each hidden ``J^h`` is replaced before the
+  derivative by ``Q(J) = clip(D * round(J / D), -alpha, alpha)``, ``D = alpha * 2^(1 - bits)``, rounding
+  half to even (rbp-native's ``quantize="signal"`` with nearest rounding);
 - after all signals are computed, ``W^h += lr_t/n * B^hT O^{h-1}``, ``b^h += lr_t/n * sum_rows B^h``
   with ``lr_t = lr / (1 + decay * t)``;
 - an epoch reshuffles the examples (a fresh permutation), gathers each mini-batch into a
@@ -26,11 +29,22 @@ import numpy as np
 ALGORITHMS = ("bp", "rbp", "srbp")
 
 
+def quantizer(bits: int | None, alpha: float) -> tuple[np.float32, np.float32, np.float32] | None:
+    """(1/D, D, alpha) in float32 for Q(x) = clip(D * round(x / D), -alpha, alpha), D = alpha * 2^(1 - bits),
+    computed as rbp-native computes them (D in double, then rounded to float32); None for no quantiser."""
+    if bits is None:
+        return None
+    step = np.float32(alpha * 2.0 ** (1 - bits))
+    return np.float32(1) / step, step, np.float32(alpha)
+
+
 class NumpyTrainer:
     def __init__(self, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], feedback: Sequence[np.ndarray],
-                 algorithm: str, lr: float, decay: float, batch_size: int, seed: int = 0) -> None:
+                 algorithm: str, lr: float, decay: float, batch_size: int, seed: int = 0,
+                 quantize_bits: int | None = None, quantize_alpha: float = 0.125) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(algorithm)
+        self.quantizer = quantizer(quantize_bits, quantize_alpha)
         self.W = [np.array(w, dtype=np.float32, order="C") for w in weights]
         self.b = [np.array(b, dtype=np.float32).reshape(-1) for b in biases]
         self.F = [np.array(f, dtype=np.float32, order="C") for f in feedback]
@@ -100,6 +114,12 @@ class NumpyTrainer:
                 np.matmul(B[h + 1], F[h].T, out=J[h])
             else:
                 np.matmul(B[L - 1], F[h].T, out=J[h])
+            if self.quantizer:
+                inv, step, alpha = self.quantizer
+                J[h] *= inv
+                np.rint(J[h], out=J[h])
+                J[h] *= step
+                np.clip(J[h], -alpha, alpha, out=J[h])
             np.multiply(D[h], J[h], out=B[h])
         # update
         scale = np.float32(self.lr / (1.0 + self.decay * self.t) / n)
@@ -138,12 +158,14 @@ class NumpyTrainer:
 class TorchTrainer:
     def __init__(self, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], feedback: Sequence[np.ndarray],
                  algorithm: str, lr: float, decay: float, batch_size: int, seed: int = 0,
-                 compile: bool = False) -> None:
+                 compile: bool = False, quantize_bits: int | None = None, quantize_alpha: float = 0.125) -> None:
         import torch
 
         if algorithm not in ALGORITHMS:
             raise ValueError(algorithm)
         self.torch = torch
+        q = quantizer(quantize_bits, quantize_alpha)
+        self.quantizer = tuple(float(v) for v in q) if q else None
         f32 = torch.float32
         self.W = [torch.tensor(np.asarray(w, np.float32)) for w in weights]
         self.b = [torch.tensor(np.asarray(b, np.float32).reshape(-1)) for b in biases]
@@ -208,6 +230,9 @@ class TorchTrainer:
                 torch.mm(B[h + 1], self.Ft[h], out=J[h])
             else:
                 torch.mm(B[L - 1], self.Ft[h], out=J[h])
+            if self.quantizer:
+                inv, step, alpha = self.quantizer
+                J[h].mul_(inv).round_().mul_(step).clamp_(-alpha, alpha)
             torch.mul(D[h], J[h], out=B[h])
         for h in range(L):
             src = x if h == 0 else O[h - 1]
@@ -246,6 +271,9 @@ class TorchTrainer:
                 j = B[h + 1] @ Ft[h]
             else:
                 j = e @ Ft[h]
+            if self.quantizer:
+                inv, step, alpha = self.quantizer
+                j = torch.clamp(torch.round(j * inv) * step, -alpha, alpha)
             B[h] = D[h] * j
         for h in range(L):
             src = x if h == 0 else O[h - 1]

@@ -42,7 +42,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WORKER = os.path.join(HERE, "_worker.py")
 sys.path.insert(0, HERE)
-from _worker import feedback_key, split_algorithm  # noqa: E402 (the workers' own reading of a workload)
+from _worker import feedback_key, workload_options  # noqa: E402 (the workers' own reading of a workload)
 
 NETS = {
     "mnist": [784, 100, 100, 100, 100, 10],
@@ -50,9 +50,10 @@ NETS = {
 }
 DEFAULT_BATCHES = {"mnist": [1, 32, 100, 128], "wide": [32, 128]}
 ALGORITHMS = ["bp", "rbp", "srbp"]
-# Sparse feedback (each entry kept with probability P), at the batches where the channel matters most.
-SPARSE_ALGORITHMS = ["rbp:density=0.1", "srbp:density=0.1", "srbp:density=0.01"]
-SPARSE_BATCHES = {"mnist": [32, 128], "wide": [128]}
+# Channel variants: sparse feedback (each entry kept with probability P) and quantised signals, at the
+# batches where the channel matters most.
+VARIANTS = ["rbp:density=0.1", "srbp:density=0.1", "srbp:density=0.01", "srbp:quantize=4"]
+VARIANT_BATCHES = {"mnist": [32, 128], "wide": [128]}
 IMPLS = ["rbp-native", "numpy", "torch", "torch-compile"]
 EPOCH = 60000  # times are scaled to a 60000-example epoch
 
@@ -223,10 +224,10 @@ def initial_weights(nets: list[str], algorithms: list[str]) -> dict[str, np.ndar
             arrays[f"{name}_W{h}"] = w
             arrays[f"{name}_b{h}"] = b
         for spec in algorithms:
-            algorithm, density = split_algorithm(spec)
-            if algorithm == "bp":
+            options = workload_options(spec)
+            if options["algorithm"] == "bp":
                 continue
-            trainer = rbp.Trainer(net, algorithm=algorithm, seed=0, feedback_density=density)
+            trainer = rbp.Trainer(net, algorithm=options["algorithm"], seed=0, feedback_density=options["density"])
             for h, f in enumerate(trainer.feedback):
                 arrays[feedback_key(name, spec, h)] = f
     return arrays
@@ -243,7 +244,8 @@ def disagreements(checks: list[dict[str, Any]] | None) -> list[tuple[str, str, f
 def flops_per_example(sizes: list[int], spec: str) -> int:
     """2 x multiply-accumulates of the forward pass, the channel and the weight update; sparse
     feedback counts its expected non-zeros only (the paper's channel cost)."""
-    algorithm, density = split_algorithm(spec)
+    options = workload_options(spec)
+    algorithm, density = options["algorithm"], options["density"]
     forward = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     hidden = sizes[1:-1]
     if algorithm == "srbp":
@@ -576,12 +578,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nets", default="mnist,wide")
     p.add_argument("--batches", default=None, help="batch sizes for every net (default: per net)")
     p.add_argument("--algorithms", default=",".join(ALGORITHMS),
-                   help="at every batch: bp, rbp, srbp, or rbp/srbp:density=P (sparse feedback)")
-    p.add_argument("--sparse-algorithms", default=",".join(SPARSE_ALGORITHMS),
-                   help="sparse-feedback workloads run at the batches of --sparse-batches only ('' for none)")
-    p.add_argument("--sparse-batches", default=None,
-                   help="batch sizes of the sparse-feedback workloads for every net (default: mnist "
-                        f"{','.join(map(str, SPARSE_BATCHES['mnist']))}, wide {','.join(map(str, SPARSE_BATCHES['wide']))})")
+                   help="at every batch: bp, rbp, srbp, or a variant (see --variants)")
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help="channel variants (ALG:density=P sparse feedback, srbp:quantize=BITS quantised signals), "
+                        "run at the batches of --variant-batches only ('' for none)")
+    p.add_argument("--variant-batches", default=None,
+                   help="batch sizes of the variants for every net (default: mnist "
+                        f"{','.join(map(str, VARIANT_BATCHES['mnist']))}, wide {','.join(map(str, VARIANT_BATCHES['wide']))})")
     p.add_argument("--impls", default=None,
                    help=f"default {','.join(IMPLS)} (without torch-compile under --isa-cap: see the README)")
     p.add_argument("--threads", default="1,2")
@@ -614,17 +617,17 @@ def main(argv: list[str] | None = None) -> int:
              if i]
     threads_list = [int(t) for t in args.threads.split(",") if t]
     batches = {n: ([int(b) for b in args.batches.split(",")] if args.batches else DEFAULT_BATCHES[n]) for n in nets}
-    sparse_algorithms = [a for a in args.sparse_algorithms.split(",") if a]
-    sparse_batches = {n: ([int(b) for b in args.sparse_batches.split(",")] if args.sparse_batches
-                          else SPARSE_BATCHES[n]) for n in nets}
+    variants = [a for a in args.variants.split(",") if a]
+    variant_batches = {n: ([int(b) for b in args.variant_batches.split(",")] if args.variant_batches
+                           else VARIANT_BATCHES[n]) for n in nets}
     if args.quick:
         batches = {n: ([1, 128] if n == "mnist" else [128]) for n in nets}
         algorithms = [a for a in algorithms if a in ("bp", "srbp")] or algorithms
-        sparse_algorithms = []
+        variants = []
         args.rounds, args.epochs = 1, 3
-    for spec in algorithms + sparse_algorithms:
+    for spec in algorithms + variants:
         try:
-            split_algorithm(spec)
+            workload_options(spec)
         except ValueError as e:
             p.error(str(e))
     command = "python " + " ".join([os.path.relpath(__file__, os.getcwd())] + (argv if argv is not None else sys.argv[1:]))
@@ -658,13 +661,12 @@ def main(argv: list[str] | None = None) -> int:
     data_path = os.path.join(tmp, "data.npz")
     init_path = os.path.join(tmp, "init.npz")
     np.savez(data_path, x=x, y=y)
-    np.savez(init_path, **initial_weights(nets, algorithms + sparse_algorithms))
+    np.savez(init_path, **initial_weights(nets, algorithms + variants))
 
     workloads = []
     for net in nets:
         runs = [(batch, alg) for batch in batches[net] for alg in algorithms]
-        runs += [(batch, alg) for batch in sparse_batches[net] for alg in sparse_algorithms
-                 if (batch, alg) not in runs]
+        runs += [(batch, alg) for batch in variant_batches[net] for alg in variants if (batch, alg) not in runs]
         for batch, alg in sorted(runs, key=lambda r: r[0]):
             workloads.append({"net": net, "batch": batch, "algorithm": alg,
                               "examples": args.examples if net == "mnist" else args.wide_examples,

@@ -59,17 +59,58 @@ def test_flops_per_example_counts_each_channel(run):
 
 
 def test_workload_algorithms_parse_and_sparse_feedback_counts_its_non_zeros(run):
-    assert run.split_algorithm("bp") == ("bp", 1.0)
-    assert run.split_algorithm("srbp:density=0.1") == ("srbp", 0.1)
-    for bad in ("bp:density=0.1", "rbp:density=0", "rbp:density=1.5", "rbp:sparsity=0.1", "rbp:density=x", "sgd"):
+    assert run.workload_options("bp") == {"algorithm": "bp", "density": 1.0, "quantize_bits": None}
+    assert run.workload_options("srbp:density=0.1") == {"algorithm": "srbp", "density": 0.1, "quantize_bits": None}
+    assert run.workload_options("srbp:quantize=4:density=0.5") == {"algorithm": "srbp", "density": 0.5,
+                                                                    "quantize_bits": 4}
+    for bad in ("bp:density=0.1", "rbp:density=0", "rbp:density=1.5", "rbp:sparsity=0.1", "rbp:density=x", "sgd",
+                "rbp:quantize=4", "srbp:quantize=1", "srbp:quantize=four"):
         with pytest.raises(ValueError, match="unknown algorithm"):
-            run.split_algorithm(bad)
+            run.workload_options(bad)
     sizes = [784, 100, 100, 10]
     forward = 784 * 100 + 100 * 100 + 100 * 10
     assert run.flops_per_example(sizes, "rbp") == 2 * (2 * forward + 100 * 100 + 100 * 10)
     assert run.flops_per_example(sizes, "rbp:density=0.1") == round(2 * (2 * forward + 0.1 * (100 * 100 + 100 * 10)))
     assert run.flops_per_example(sizes, "srbp:density=0.5") == 2 * (2 * forward) + (100 * 10 + 100 * 10)
+    assert run.flops_per_example(sizes, "srbp:quantize=4") == run.flops_per_example(sizes, "srbp")
     # Distinct names in the init file for every workload's feedback.
     keys = {run.feedback_key("mnist", spec, 0) for spec in ("rbp", "srbp", "rbp:density=0.1", "srbp:density=0.1",
                                                             "srbp:density=0.01")}
     assert len(keys) == 5
+
+
+@pytest.fixture(scope="module")
+def references():
+    path = RUN_PY.parent / "references.py"
+    if not path.exists():
+        pytest.skip("benchmarks/references.py is not in this tree")
+    spec = importlib.util.spec_from_file_location("benchmark_references", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_numpy_reference_quantises_signals_as_rbp_native_does(references):
+    import numpy as np
+
+    import rbp_native as rbp
+
+    sizes, batch, bits = [20, 16, 12, 4], 8, 4
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(3 * batch, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], size=3 * batch)
+    weights = {}
+    for quantize_bits in (bits, None):
+        net = rbp.MLP(sizes, seed=0)
+        w0, b0 = net.weights, net.biases
+        options = {"quantize": "signal", "quantize_bits": bits, "quantize_alpha": 0.125} if quantize_bits else {}
+        trainer = rbp.Trainer(net, algorithm="srbp", lr=0.5, decay=0.0, batch_size=batch, seed=0, **options)
+        ref = references.NumpyTrainer(w0, b0, trainer.feedback, "srbp", 0.5, 0.0, batch, quantize_bits=quantize_bits,
+                                      quantize_alpha=0.125)
+        for s in range(3):
+            trainer.step(x[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch])
+            ref.step(x[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch])
+        for a, b in zip(net.weights, ref.weights()):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+        weights[quantize_bits] = net.weights
+    assert not np.allclose(weights[bits][0], weights[None][0], rtol=0, atol=1e-4)  # the quantiser mattered

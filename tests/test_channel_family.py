@@ -357,6 +357,28 @@ def test_quantised_weight_updates(algorithm, bits):
     compare_steps(algorithm, quantize="update", quantize_bits=bits, decay=0.0, lr=0.1, momentum=0.0)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_nearest_signal_quantisation_rounds_ties_to_even_and_clips(dtype):
+    # Linear output with zero output weights: O = 0, e = T (one-hot), so srbp's J^1 = e F^T is the
+    # label's column of F, set to exact ties of the grid (and values beyond alpha). 40 hidden units:
+    # whole SIMD packets as well as a scalar tail.
+    bits, alpha = 4, 0.5
+    delta = alpha * 2.0 ** (1 - bits)
+    ties = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 9.0, -9.0, 3.25, -3.75])
+    rounded = np.array([0.0, 2.0, 2.0, -0.0, -2.0, -2.0, 8.0, -8.0, 3.0, -4.0])
+    hidden = 40
+    column = np.resize(ties, hidden) * delta
+    net = rbp.MLP([3, hidden, 2], output="linear", dtype=dtype, seed=1)
+    net.set_weights([net.weights[0], np.zeros((2, hidden))])
+    trainer = rbp.Trainer(net, algorithm="srbp", derivative=False, quantize="signal", quantize_bits=bits,
+                          quantize_alpha=alpha)
+    trainer.set_feedback([np.stack([column, -column], axis=1)])
+    x = np.zeros((2, 3), dtype=dtype)
+    b1 = trainer.signals(x, np.array([0, 1]))[0]
+    expected = np.resize(rounded, hidden) * delta
+    np.testing.assert_array_equal(b1, np.stack([expected, -expected]))  # Q(-x) = -Q(x)
+
+
 def test_update_quantisation_with_stochastic_rounding_is_on_the_grid_and_unbiased():
     # lr 0.01 keeps every per-example update |lr * e * O| < alpha = 2^-6, so nothing is clipped.
     options = dict(quantize="update", quantize_bits=4, quantize_rounding="stochastic", lr=0.01, decay=0.0)

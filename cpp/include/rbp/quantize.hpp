@@ -39,6 +39,10 @@ struct Quantizer {
         const T s = static_cast<T>(step());
         const T inv = T(1) / s;
         const T a = static_cast<T>(alpha);
+        if (rounding == Rounding::Nearest) {  // nearest() on whole packets: Eigen's rint rounds half to even
+            m.derived().array() = ((m.derived().array() * inv).rint() * s).cwiseMax(-a).cwiseMin(a);
+            return;
+        }
         for (Index r = 0; r < m.rows(); ++r)
             for (Index c = 0; c < m.cols(); ++c) {
                 T& v = m.derived().coeffRef(r, c);
