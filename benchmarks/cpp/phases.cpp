@@ -19,6 +19,7 @@
 // The step minus the three phases is the rest (targets, loss and accuracy, bookkeeping).
 // Prints one JSON line with the median microseconds per batch of each phase, and the channel's
 // multiply-accumulates per example (Channel::channel_macs), against which its time should scale.
+#include "channel_input.hpp"
 #include "rbp/gemm.hpp"
 #include "rbp/trainer.hpp"
 
@@ -138,12 +139,7 @@ int main(int argc, char** argv) {
 
     // The phases, on a workspace of their own (Eigen's threads as the trainer sets them).
     Eigen::setNbThreads(threads);
-    Workspace<float> ws;
-    ws.reserve(sizes, batch);
-    const auto top = static_cast<std::size_t>(net->num_layers() - 1);
-    net->forward(xb, ws, true);
-    batch_targets.gather(nullptr, batch, ws.targets);
-    ws.signal[top].topRows(batch) = ws.targets.topRows(batch) - ws.out[top].topRows(batch);
+    Workspace<float> ws = rbp_bench::workspace_before_channel(*net, sizes, xb, batch_targets, batch);
     const double forward = time_us([&] { net->forward(xb, ws, true); }, seconds);
     const double channel = time_us([&] { trainer.channel().compute(*net, ws, batch); }, seconds);
     const float scale = 1e-9f;

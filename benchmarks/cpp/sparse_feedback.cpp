@@ -12,6 +12,7 @@
 // density: the median microseconds per batch of each storage, the median of the per-chunk ratios
 // (dense / sparse: >1 means CSR is faster), the channel's multiply-adds per example, and the storage
 // "auto" picks for each hidden layer.
+#include "channel_input.hpp"
 #include "rbp/trainer.hpp"
 
 #include <algorithm>
@@ -73,12 +74,7 @@ int main(int argc, char** argv) {
     const auto targets = Targets<float>::labels(labels.data(), batch, sizes.back());
 
     Eigen::setNbThreads(1);
-    Workspace<float> ws;
-    ws.reserve(sizes, batch);
-    const auto top = static_cast<std::size_t>(net->num_layers() - 1);
-    net->forward(x, ws, true);
-    targets.gather(nullptr, batch, ws.targets);
-    ws.signal[top].topRows(batch) = ws.targets.topRows(batch) - ws.out[top].topRows(batch);
+    Workspace<float> ws = rbp_bench::workspace_before_channel(*net, sizes, x, targets, batch);
 
     for (double density : densities) {
         auto trainer_with = [&](Storage storage) {
