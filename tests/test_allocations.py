@@ -75,6 +75,9 @@ CASES = [
     {"algorithm": "rbp", "resample": "zero_mean"},
     {"algorithm": "rbp", "resample": "sign_concordant"},
     {"algorithm": "srbp", "resample": "zero_mean", "feedback_density": 0.1},
+    # CSR storage where "auto" would keep these dense (srbp's sources are 10 units)
+    {"algorithm": "srbp", "feedback_density": 0.1, "feedback_storage": "sparse"},
+    {"algorithm": "rbp", "resample": "zero_mean", "feedback_density": 0.1, "feedback_storage": "sparse"},
     {"algorithm": "rbp", "congruent": True},
     {"algorithm": "srbp", "frozen_layers": [1]},
     {"algorithm": "srbp", "per_synapse": True},
