@@ -12,14 +12,24 @@ import pytest
 RUN_PY = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 
 
-@pytest.fixture(scope="module")
-def run():
-    if not RUN_PY.exists():  # an installed copy of the tests without the repository
-        pytest.skip("benchmarks/run.py is not in this tree")
-    spec = importlib.util.spec_from_file_location("benchmark_run", RUN_PY)
+def _benchmark_module(filename):
+    path = RUN_PY.parent / filename
+    if not path.exists():  # an installed copy of the tests without the repository
+        pytest.skip(f"benchmarks/{filename} is not in this tree")
+    spec = importlib.util.spec_from_file_location(f"benchmark_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def run():
+    return _benchmark_module("run.py")
+
+
+@pytest.fixture(scope="module")
+def references():
+    return _benchmark_module("references.py")
 
 
 def _check(key, change, **diffs):
@@ -56,9 +66,14 @@ def test_flops_per_example_counts_each_channel(run):
     forward = 784 * 100 + 100 * 100 + 100 * 10
     assert run.flops_per_example(sizes, "bp") == 2 * (2 * forward + 100 * 100 + 100 * 10)
     assert run.flops_per_example(sizes, "srbp") == 2 * (2 * forward + 2 * 100 * 10)
+    assert run.flops_per_example(sizes, "rbp") == 2 * (2 * forward + 100 * 100 + 100 * 10)
+    # sparse feedback counts its expected non-zeros; quantisation changes no count
+    assert run.flops_per_example(sizes, "rbp:density=0.1") == round(2 * (2 * forward + 0.1 * (100 * 100 + 100 * 10)))
+    assert run.flops_per_example(sizes, "srbp:density=0.5") == 2 * (2 * forward) + (100 * 10 + 100 * 10)
+    assert run.flops_per_example(sizes, "srbp:quantize=4") == run.flops_per_example(sizes, "srbp")
 
 
-def test_workload_algorithms_parse_and_sparse_feedback_counts_its_non_zeros(run):
+def test_workload_algorithms_parse(run):
     assert run.workload_options("bp") == {"algorithm": "bp", "density": 1.0, "quantize_bits": None}
     assert run.workload_options("srbp:density=0.1") == {"algorithm": "srbp", "density": 0.1, "quantize_bits": None}
     assert run.workload_options("srbp:quantize=4:density=0.5") == {"algorithm": "srbp", "density": 0.5,
@@ -67,27 +82,10 @@ def test_workload_algorithms_parse_and_sparse_feedback_counts_its_non_zeros(run)
                 "rbp:quantize=4", "srbp:quantize=1", "srbp:quantize=four"):
         with pytest.raises(ValueError, match="unknown algorithm"):
             run.workload_options(bad)
-    sizes = [784, 100, 100, 10]
-    forward = 784 * 100 + 100 * 100 + 100 * 10
-    assert run.flops_per_example(sizes, "rbp") == 2 * (2 * forward + 100 * 100 + 100 * 10)
-    assert run.flops_per_example(sizes, "rbp:density=0.1") == round(2 * (2 * forward + 0.1 * (100 * 100 + 100 * 10)))
-    assert run.flops_per_example(sizes, "srbp:density=0.5") == 2 * (2 * forward) + (100 * 10 + 100 * 10)
-    assert run.flops_per_example(sizes, "srbp:quantize=4") == run.flops_per_example(sizes, "srbp")
     # Distinct names in the init file for every workload's feedback.
     keys = {run.feedback_key("mnist", spec, 0) for spec in ("rbp", "srbp", "rbp:density=0.1", "srbp:density=0.1",
                                                             "srbp:density=0.01")}
     assert len(keys) == 5
-
-
-@pytest.fixture(scope="module")
-def references():
-    path = RUN_PY.parent / "references.py"
-    if not path.exists():
-        pytest.skip("benchmarks/references.py is not in this tree")
-    spec = importlib.util.spec_from_file_location("benchmark_references", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_numpy_reference_quantises_signals_as_rbp_native_does(references):
