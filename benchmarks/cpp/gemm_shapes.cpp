@@ -11,16 +11,14 @@
 // ratios (>1: unpacked faster).
 #include "rbp/gemm.hpp"
 #include "rbp/parallel.hpp"
+#include "timing.hpp"
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
 using namespace rbp;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -29,11 +27,6 @@ struct Shape {
     Index m, n, k;
 };
 
-double median(std::vector<double> v) {
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-    return v[v.size() / 2];
-}
-
 void run(const Shape& s, double seconds) {
     const bool ta = s.orient == "TN", tb = s.orient == "NT";
     Matrix<float> a = ta ? Matrix<float>::Random(s.k, s.m) : Matrix<float>::Random(s.m, s.k);
@@ -41,32 +34,22 @@ void run(const Shape& s, double seconds) {
     Matrix<float> c = Matrix<float>::Zero(s.m, s.n);
     const bool accumulate = s.orient != "NN";
     const float alpha = s.orient == "TN" ? 1e-6f : 1.0f;
-    auto call = [&] { gemm<float>(alpha, a, ta, b, tb, c, accumulate); };
-    auto chunk_us = [&](bool unpacked, int calls) {
-        set_unpacked_gemm(unpacked ? UnpackedGemm::Always : UnpackedGemm::Never);
-        const auto t0 = Clock::now();
-        for (int i = 0; i < calls; ++i) call();
-        return std::chrono::duration<double>(Clock::now() - t0).count() * 1e6 / calls;
+    auto with_kernels = [&](UnpackedGemm use) {
+        return [&, use](int calls) {
+            set_unpacked_gemm(use);
+            for (int i = 0; i < calls; ++i) gemm<float>(alpha, a, ta, b, tb, c, accumulate);
+        };
     };
     const std::string kernel = to_string(gemm_kernel<float>(s.m, s.n, s.k, ta, tb));
-    int calls = 1;
-    while (chunk_us(false, calls) * calls < 2000.0 && calls < (1 << 16)) calls *= 2;  // ~2 ms chunks
-    for (int i = 0; i < 2; ++i) chunk_us(true, calls), chunk_us(false, calls);
-    std::vector<double> eigen, unpacked, ratio;
-    const auto start = Clock::now();
-    while (ratio.size() < 7 || std::chrono::duration<double>(Clock::now() - start).count() < seconds) {
-        const double e = chunk_us(false, calls), u = chunk_us(true, calls);
-        eigen.push_back(e);
-        unpacked.push_back(u);
-        ratio.push_back(e / u);
-    }
+    const rbp_bench::Alternation t =
+        rbp_bench::alternate(with_kernels(UnpackedGemm::Never), with_kernels(UnpackedGemm::Always), seconds);
     set_unpacked_gemm(UnpackedGemm::WhereFaster);
     const double flop = 2.0 * static_cast<double>(s.m) * static_cast<double>(s.n) * static_cast<double>(s.k);
-    const double te = median(eigen), tu = median(unpacked);
+    const double te = t.a_us, tu = t.b_us;
     std::printf("{\"orient\": \"%s\", \"m\": %ld, \"n\": %ld, \"k\": %ld, \"selected\": \"%s\", \"eigen_us\": %.3f, "
                 "\"unpacked_us\": %.3f, \"eigen_gflops\": %.1f, \"unpacked_gflops\": %.1f, \"speedup\": %.3f}\n",
                 s.orient.c_str(), static_cast<long>(s.m), static_cast<long>(s.n), static_cast<long>(s.k),
-                kernel.c_str(), te, tu, flop / te / 1e3, flop / tu / 1e3, median(ratio));
+                kernel.c_str(), te, tu, flop / te / 1e3, flop / tu / 1e3, t.a_over_b);
     std::fflush(stdout);
 }
 

@@ -22,6 +22,7 @@
 #include "channel_input.hpp"
 #include "rbp/gemm.hpp"
 #include "rbp/trainer.hpp"
+#include "timing.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -55,8 +56,7 @@ double time_us(const std::function<void()>& call, double seconds) {
         for (int i = 0; i < chunk; ++i) call();
         per_call.push_back(std::chrono::duration<double>(Clock::now() - t0).count() * 1e6 / chunk);
     }
-    std::nth_element(per_call.begin(), per_call.begin() + per_call.size() / 2, per_call.end());
-    return per_call[per_call.size() / 2];
+    return rbp_bench::median(per_call);
 }
 
 std::vector<Index> parse_sizes(const std::string& text) {

@@ -14,9 +14,8 @@
 // "auto" picks for each hidden layer.
 #include "channel_input.hpp"
 #include "rbp/trainer.hpp"
+#include "timing.hpp"
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -24,21 +23,8 @@
 #include <vector>
 
 using namespace rbp;
-using Clock = std::chrono::steady_clock;
 
 namespace {
-
-double median(std::vector<double> v) {
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-    return v[v.size() / 2];
-}
-
-template <class F>
-double chunk_us(const F& call, int chunk) {
-    const auto t0 = Clock::now();
-    for (int i = 0; i < chunk; ++i) call();
-    return std::chrono::duration<double>(Clock::now() - t0).count() * 1e6 / chunk;
-}
 
 std::vector<double> parse_list(const std::string& text, char sep) {
     std::vector<double> out;
@@ -88,26 +74,20 @@ int main(int argc, char** argv) {
         };
         Trainer<float> sparse = trainer_with(Storage::Sparse), dense = trainer_with(Storage::Dense),
                        automatic = trainer_with(Storage::Auto);
-        auto run_sparse = [&] { sparse.channel().compute(*net, ws, batch); };
-        auto run_dense = [&] { dense.channel().compute(*net, ws, batch); };
-        for (int i = 0; i < 3; ++i) run_sparse(), run_dense();
-        int chunk = 1;
-        while (chunk < (1 << 16) && chunk_us(run_dense, chunk) * chunk < 2000) chunk *= 2;  // ~2 ms chunks
-        std::vector<double> t_sparse, t_dense, ratio;
-        const auto start = Clock::now();
-        while (t_sparse.size() < 5 || std::chrono::duration<double>(Clock::now() - start).count() < seconds) {
-            t_sparse.push_back(chunk_us(run_sparse, chunk));
-            t_dense.push_back(chunk_us(run_dense, chunk));
-            ratio.push_back(t_dense.back() / t_sparse.back());
-        }
+        auto compute_with = [&](Trainer<float>& trainer) {
+            return [&](int calls) {
+                for (int i = 0; i < calls; ++i) trainer.channel().compute(*net, ws, batch);
+            };
+        };
+        const rbp_bench::Alternation t = rbp_bench::alternate(compute_with(dense), compute_with(sparse), seconds);
         std::string auto_storage;
         for (Index h = 0; h < automatic.channel().num_feedback(); ++h)
             auto_storage += std::string(h ? "," : "") + (automatic.channel().feedback_sparse(h) ? "sparse" : "dense");
         std::printf("{\"sizes\": \"%s\", \"batch\": %ld, \"algorithm\": \"%s\", \"density\": %g, "
                     "\"us_sparse\": %.2f, \"us_dense\": %.2f, \"dense_over_sparse\": %.3f, "
                     "\"channel_macs_per_example\": %ld, \"auto\": \"%s\"}\n",
-                    argv[1], static_cast<long>(batch), argv[3], density, median(t_sparse), median(t_dense),
-                    median(ratio), static_cast<long>(sparse.channel().channel_macs(*net)), auto_storage.c_str());
+                    argv[1], static_cast<long>(batch), argv[3], density, t.b_us, t.a_us, t.a_over_b,
+                    static_cast<long>(sparse.channel().channel_macs(*net)), auto_storage.c_str());
         std::fflush(stdout);
     }
     return 0;
