@@ -236,26 +236,36 @@ void dot_row(const T* b, Index ld, const Index* index, const T* operand, Index b
     }
 }
 
-// s = x W^T (+ bias) for W (outputs x x.cols()) in CSR (row_ptr, col, values; bias may be null):
-// X^T and S^T in the scratch buffers, one axpy_row of length ld per output. Each output's sum runs
-// over its entries in stored order, whatever the thread count.
-template <class T, class I>
-void csr_times_transpose(const ConstMatrixRef<T>& x, Index outputs, const I* row_ptr, const I* col, const T* values,
-                         const T* bias, Index nnz, MatrixRef<T> s) {
-    const Index n = x.rows();
+// out (n x out.cols()) = the batch-major product of x (n x k) with a sparse matrix whose stored entries
+// for output i are [starts[i], starts[i + 1]): X^T and OUT^T in the scratch buffers, one axpy_row
+// of length ld per output, starting from init[i] (0 when init is null). make_entries(xt, ld) gives
+// the entries over X^T. Each output's sum runs over its entries in stored order, whatever the
+// thread count; `nnz` (the stored entries) sizes the thread split.
+template <class T, class I, class MakeEntries>
+void batch_major_product(const ConstMatrixRef<T>& x, const I* starts, const T* init, Index nnz,
+                         const MakeEntries& make_entries, MatrixRef<T> out) {
+    const Index n = x.rows(), outputs = out.cols();
     if (n == 0) return;
     const Index ld = padded<T>(n);
     Scratch<T>& buffers = scratch<T>();
-    T* xt = grow(buffers.first, x.cols() * ld);  // X^T (n_in, ld)
-    T* st = grow(buffers.second, outputs * ld);  // S^T (n_out, ld)
+    T* xt = grow(buffers.first, x.cols() * ld);    // X^T (k, ld)
+    T* ot = grow(buffers.second, outputs * ld);  // OUT^T (outputs, ld)
     transpose_into(xt, ld, x);
-    const RowEntries<T, I> entries{values, col, xt, ld};
+    const auto entries = make_entries(static_cast<const T*>(xt), ld);
     const int threads = loop_threads(n * nnz, outputs);
 #pragma omp parallel for schedule(dynamic, 16) num_threads(threads) if (threads > 1)
     for (Index i = 0; i < outputs; ++i)
-        axpy_row(st + i * ld, ld, bias ? bias[i] : T(0), static_cast<Index>(row_ptr[i]), static_cast<Index>(row_ptr[i + 1]),
+        axpy_row(ot + i * ld, ld, init ? init[i] : T(0), static_cast<Index>(starts[i]), static_cast<Index>(starts[i + 1]),
                  entries);
-    transpose_from(st, ld, s);
+    transpose_from(ot, ld, out);
+}
+
+// s = x W^T (+ bias) for W (s.cols() x x.cols()) in CSR (row_ptr, col, values; bias may be null).
+template <class T, class I>
+void csr_times_transpose(const ConstMatrixRef<T>& x, const I* row_ptr, const I* col, const T* values, const T* bias,
+                         Index nnz, MatrixRef<T> s) {
+    batch_major_product<T>(x, row_ptr, bias, nnz, [&](const T* xt, Index ld) { return RowEntries<T, I>{values, col, xt, ld}; },
+                           s);
 }
 
 }  // namespace sparse_kernels

@@ -20,8 +20,8 @@ void sparse_feedback_product(const ConstMatrixRef<T>& s, const SparseMatrix<T>& 
         j.noalias() = s * f.transpose();
         return;
     }
-    sparse_kernels::csr_times_transpose<T>(s, f.rows(), f.outerIndexPtr(), f.innerIndexPtr(), f.valuePtr(), nullptr,
-                                           f.nonZeros(), j);
+    sparse_kernels::csr_times_transpose<T>(s, f.outerIndexPtr(), f.innerIndexPtr(), f.valuePtr(), nullptr, f.nonZeros(),
+                                           j);
 }
 
 template <class E>

@@ -46,26 +46,19 @@ void SparseLayer<T>::finish_structure() {
 
 template <class T>
 void SparseLayer<T>::forward(const ConstMatrixRef<T>& x, MatrixRef<T> s) const {
-    sparse_kernels::csr_times_transpose<T, Index>(x, outputs_, row_ptr_.data(), col_.data(), values_.data(),
+    sparse_kernels::csr_times_transpose<T, Index>(x, row_ptr_.data(), col_.data(), values_.data(),
                                                   has_bias_ ? bias_.data() : nullptr, nnz(), s);
 }
 
 template <class T>
 void SparseLayer<T>::backward(const ConstMatrixRef<T>& g, MatrixRef<T> j) const {
-    using namespace sparse_kernels;
-    const Index n = g.rows();
-    if (n == 0) return;
-    const Index ld = padded<T>(n);
-    Scratch<T>& buffers = scratch<T>();
-    T* gt = grow(buffers.first, outputs_ * ld);  // G^T (n_out, ld)
-    T* jt = grow(buffers.second, inputs_ * ld);  // J^T (n_in, ld)
-    transpose_into(gt, ld, g);
-    const ColumnEntries<T> entries{values_.data(), csc_pos_.data(), csc_row_.data(), gt, ld};
-    const Index* col_ptr = col_ptr_.data();
-    const int threads = loop_threads(n * nnz(), inputs_);
-#pragma omp parallel for schedule(dynamic, 16) num_threads(threads) if (threads > 1)
-    for (Index c = 0; c < inputs_; ++c) axpy_row(jt + c * ld, ld, T(0), col_ptr[c], col_ptr[c + 1], entries);
-    transpose_from(jt, ld, j);
+    // J^T row c = sum over column c's entries of w * G^T[row]: the CSC index.
+    sparse_kernels::batch_major_product<T>(
+        g, col_ptr_.data(), nullptr, nnz(),
+        [&](const T* gt, Index ld) {
+            return sparse_kernels::ColumnEntries<T>{values_.data(), csc_pos_.data(), csc_row_.data(), gt, ld};
+        },
+        j);
 }
 
 template <class T>
