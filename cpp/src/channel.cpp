@@ -139,11 +139,12 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
         offsets_.push_back(offset);
         offset += rows;
         // Auto: CSR where the sparse product beats the dense one. Its cost is a multiply-add per
-        // non-zero and example at about half the dense kernels' rate, plus two transposes (the source
-        // into batch-major order, the result back), so it wins up to about 30% density (measured with
-        // benchmarks/cpp/sparse_feedback.cpp, AVX-512 and AVX2: benchmarks/README.md, "Sparse
-        // feedback"), except from a narrow source (srbp's 10 outputs), where the dense product costs
-        // no more than writing the result and srbp's dense matrices stack into one product.
+        // non-zero and example at half (100-unit sources) to all (1000-unit sources) of the dense
+        // kernels' rate, plus two transposes (the source into batch-major order, the result back), so
+        // it wins up to about 30% density (measured with benchmarks/cpp/sparse_feedback.cpp, AVX-512
+        // and AVX2: benchmarks/README.md, "Sparse feedback"), except from a narrow source (srbp's 10
+        // outputs), where the dense product costs no more than writing the result and srbp's dense
+        // matrices stack into one product.
         constexpr double kSparseStorageMaxDensity = 0.3;
         constexpr Index kSparseStorageMinSource = 32;
         const bool sparse =
