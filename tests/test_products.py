@@ -266,6 +266,104 @@ def test_bad_arguments_raise():
         _core._gemm(1.0, a, False, b, False, np.zeros((4, 6), np.float32), False, 0)
 
 
+# ---- products that skip the input's all-zero blocks (the first layer on MNIST-like inputs) ----
+
+ZERO_WIDTH = _core._zero_block_width() if UNPACKED else 0
+needs_zero_skipping = pytest.mark.skipif(ZERO_WIDTH == 0, reason="this build has no zero-skipping products")
+
+
+def _blocky(rng, rows, cols, zero_fraction=0.5):
+    """x with about `zero_fraction` of its blocks (ZERO_WIDTH columns) all zero, scattered zeros and
+    negative zeros elsewhere, like blank image margins."""
+    x = rng.standard_normal((rows, cols)).astype(np.float32)
+    x[rng.random((rows, cols)) < 0.3] = 0.0
+    x[rng.random((rows, cols)) < 0.05] = -0.0
+    for i in range(rows):
+        for g in range(0, cols, ZERO_WIDTH):
+            if rng.random() < zero_fraction:
+                x[i, g:g + ZERO_WIDTH] = 0.0
+    return x
+
+
+def _zero_fraction(x):
+    blocks = [(x[:, g:g + ZERO_WIDTH] != 0).any(axis=1) for g in range(0, x.shape[1], ZERO_WIDTH)]
+    return 1.0 - np.mean(blocks)
+
+
+# (rows of x, units, columns of x): block and vector remainders, several depth passes (dot form: 1024
+# columns; update: 128 rows), a row with no non-zero at all
+ZERO_SKIP_SHAPES = [(32, 100, 784), (33, 101, 787), (7, 6, 300), (5, 3, 17), (6, 9, 2100), (130, 17, 65),
+                    (1, 100, 784), (128, 100, 784), (40, 120, 203)]
+
+
+@needs_zero_skipping
+@pytest.mark.parametrize("m,n,k", ZERO_SKIP_SHAPES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_skipping_zeros_gives_the_unpacked_kernels_sums(m, n, k, threads):
+    """S = X W^T and W += a B^T X skipping X's zero blocks equal the unpacked kernels' results bit
+    for bit (a skipped term is an exact zero), and numpy's to rounding."""
+    rng = np.random.default_rng(m * 1000 + k)
+    x = _blocky(rng, m, k)
+    x[m // 2] = 0.0
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    b = rng.standard_normal((m, n)).astype(np.float32)
+    _core._set_unpacked_gemm("always")
+    try:
+        for accumulate in (False, True):
+            start = rng.standard_normal((m, n)).astype(np.float32)
+            expected = start.copy() if accumulate else np.full((m, n), np.nan, np.float32)
+            _core._gemm(1.0, x, False, w, True, expected, accumulate, threads)
+            s = start.copy() if accumulate else np.full((m, n), np.nan, np.float32)
+            zero = _core._skipping_zeros_forward(x, w, s, accumulate, threads)
+            assert zero == pytest.approx(_zero_fraction(x))
+            np.testing.assert_array_equal(s, expected)
+            reference = x.astype(np.float64) @ w.T.astype(np.float64) + (start if accumulate else 0.0)
+            np.testing.assert_allclose(s, reference, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+        expected = w.copy()
+        _core._gemm(-0.01, b, True, x, False, expected, True, threads)
+        updated = w.copy()
+        _core._skipping_zeros_update(-0.01, b, x, updated, threads)
+        np.testing.assert_array_equal(updated, expected)
+        np.testing.assert_allclose(updated, w - 0.01 * b.T.astype(np.float64) @ x, rtol=1e-5, atol=1e-5)
+    finally:
+        _core._set_unpacked_gemm("where-faster")
+
+
+@needs_zero_skipping
+def test_skipping_zeros_on_an_all_zero_input_and_nan():
+    """A zero input gives S = 0 (or leaves an accumulated S) and leaves W as it was; a NaN counts as
+    a non-zero, so it reaches the result as in the full product."""
+    rng = np.random.default_rng(5)
+    x = np.zeros((9, 70), np.float32)
+    w = rng.standard_normal((11, 70)).astype(np.float32)
+    s = np.full((9, 11), np.nan, np.float32)
+    assert _core._skipping_zeros_forward(x, w, s, False) == 1.0
+    np.testing.assert_array_equal(s, 0.0)
+    before = rng.standard_normal((9, 11)).astype(np.float32)
+    s = before.copy()
+    _core._skipping_zeros_forward(x, w, s, True)
+    np.testing.assert_array_equal(s, before)
+    updated = w.copy()
+    _core._skipping_zeros_update(0.5, rng.standard_normal((9, 11)).astype(np.float32), x, updated)
+    np.testing.assert_array_equal(updated, w)
+    x[3, 40] = np.nan
+    s = np.zeros((9, 11), np.float32)
+    _core._skipping_zeros_forward(x, w, s, False)
+    assert np.isnan(s[3]).all() and np.isfinite(np.delete(s, 3, axis=0)).all()
+
+
+@needs_zero_skipping
+def test_skipping_zeros_bad_arguments_raise():
+    x = np.zeros((4, 5), np.float32)
+    with pytest.raises(ValueError, match="shapes do not match"):
+        _core._skipping_zeros_forward(x, np.zeros((3, 6), np.float32), np.zeros((4, 3), np.float32), False)
+    with pytest.raises(ValueError, match="shapes do not match"):
+        _core._skipping_zeros_update(1.0, np.zeros((4, 3), np.float32), x, np.zeros((3, 6), np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        _core._skipping_zeros_forward(x.astype(np.float64), np.zeros((3, 5), np.float32),
+                                      np.zeros((4, 3), np.float32), False)
+
+
 OTHER_VARIANTS = [isa for isa in ("avx2", "avx512") if isa != _core.isa]
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import rbp_native as rbp
+from rbp_native._native import _core
 
 
 def synthetic(n=600, features=20, classes=4, seed=0, dtype=np.float32):
@@ -301,3 +302,58 @@ def test_channel_cost_of_the_paper_network():
     sparse = rbp.MLP([20, 10, 10, 4], connectivity=[1.0, 0.5, 1.0], seed=1)
     masks = sparse.masks
     assert rbp.Trainer(sparse, algorithm="bp").channel_macs == int(masks[1].sum()) + 40
+
+
+def _blank_margin_images(n=200, side=12, classes=3, seed=0):
+    """Images with a blank border and blank rows, flattened: most 16-pixel blocks are all zero."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, size=n)
+    x = np.zeros((n, side, side), np.float32)
+    x[:, 3:9, 3:9] = rng.random((n, 6, 6)) * (1 + y[:, None, None])
+    x[:, 5] = 0.0
+    return x.reshape(n, -1), y.astype(np.int64)
+
+
+ZERO_WIDTH = _core._zero_block_width()
+
+
+@pytest.mark.skipif(ZERO_WIDTH == 0, reason="this build has no zero-skipping products")
+@pytest.mark.parametrize("algorithm", ["bp", "rbp", "srbp"])
+@pytest.mark.parametrize("batch,momentum", [(1, 0.0), (16, 0.0), (33, 0.5)])
+def test_skipping_zero_input_blocks_changes_no_weight(algorithm, batch, momentum):
+    """The first layer skips the all-zero blocks of the input batch: with the products on the same
+    (unpacked) kernels either way, training gives bit-identical weights, and the skipping did run."""
+    x, y = _blank_margin_images()
+    weights, skipped = [], []
+    _core._set_unpacked_gemm("always")
+    try:
+        for on in (True, False):
+            _core._set_zero_skipping(on)
+            net = rbp.MLP([144, 20, 10, 3], seed=1)
+            trainer = rbp.Trainer(net, algorithm=algorithm, batch_size=batch, lr=0.05, momentum=momentum, seed=2,
+                                  threads=1)
+            trainer.fit((x, y), epochs=2, progress=False)
+            weights.append(net.weights)
+            skipped.append(trainer._core._skipped_input_zeros)
+    finally:
+        _core._set_zero_skipping(True)
+        _core._set_unpacked_gemm("where-faster")
+    assert skipped == [True, False]
+    for on, off in zip(*weights):
+        np.testing.assert_array_equal(on, off)
+
+
+@pytest.mark.skipif(ZERO_WIDTH == 0, reason="this build has no zero-skipping products")
+def test_dense_inputs_and_sparse_first_layers_do_not_skip():
+    """Inputs with few zero blocks run the full products; so does a sparse first layer."""
+    x, y = synthetic(features=40)
+    trainer = rbp.Trainer(rbp.MLP([40, 16, 4], seed=0), batch_size=32, threads=1)
+    trainer.fit((x, y), epochs=1, progress=False)
+    assert not trainer._core._skipped_input_zeros
+    x, y = _blank_margin_images()
+    trainer = rbp.Trainer(rbp.MLP([144, 16, 3], seed=0), batch_size=32, threads=1)
+    trainer.fit((x, y), epochs=1, progress=False)
+    assert trainer._core._skipped_input_zeros
+    trainer = rbp.Trainer(rbp.MLP([144, 16, 3], seed=0, connectivity=[0.5, 1.0]), batch_size=32, threads=1)
+    trainer.fit((x, y), epochs=1, progress=False)
+    assert not trainer._core._skipped_input_zeros

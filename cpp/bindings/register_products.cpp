@@ -5,7 +5,9 @@
 #include "rbp/gemm.hpp"
 #include "rbp/parallel.hpp"
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 namespace py = pybind11;
 using namespace rbp;
@@ -62,6 +64,36 @@ void product(double alpha, const py::array& a, bool transpose_a, const py::array
     set_product_threads(saved);
 }
 
+// Marks x's zero blocks and runs one of the products that skip them (w += alpha b^T x when `update`,
+// else out (+)= x w^T); returns the fraction of zero blocks.
+double skipping_zeros(double alpha, const py::array& b, const py::array& x, const py::array& w, py::array& out,
+                      bool update, bool accumulate, int threads) {
+    if (zero_block_width<float>() == 0) throw std::invalid_argument("this build has no products that skip zero blocks");
+    auto vb = strided_view<float>(b, "b", false);
+    auto vx = strided_view<float>(x, "x", false);
+    auto vw = strided_view<float>(w, "w", false);
+    auto vo = strided_view<float>(out, "out", true);
+    const bool shapes = update ? vb.rows() == vx.rows() && vo.rows() == vb.cols() && vo.cols() == vx.cols()
+                               : vw.cols() == vx.cols() && vo.rows() == vx.rows() && vo.cols() == vw.rows();
+    if (!shapes) throw std::invalid_argument("shapes do not match");
+    if (overlaps(vo, vx) || (update ? overlaps(vo, vb) : overlaps(vo, vw)))
+        throw std::invalid_argument("the result must not overlap the operands");
+    if (threads < 1) throw std::invalid_argument("threads must be at least 1");
+    const Index words = zero_block_words<float>(vx.cols());
+    std::vector<std::uint64_t> marks(static_cast<std::size_t>(std::max<Index>(1, vx.rows() * words)));
+    py::gil_scoped_release release;
+    const double zero = mark_zero_blocks<float>(vx, marks.data());
+    const ZeroBlocks zeros{marks.data(), words};
+    const int saved = product_threads_setting();
+    set_product_threads(threads);
+    if (update)
+        gemm_skipping_zeros_update<float>(static_cast<float>(alpha), vb, vx, zeros, vo);
+    else
+        gemm_skipping_zeros_forward<float>(vx, zeros, vw, vo, accumulate);
+    set_product_threads(saved);
+    return zero;
+}
+
 }  // namespace
 
 void register_products(py::module_& m) {
@@ -87,6 +119,25 @@ void register_products(py::module_& m) {
         py::arg("m"), py::arg("n"), py::arg("k"), py::arg("transpose_a"), py::arg("transpose_b"),
         py::arg("single") = true, "The kernel a one-thread product of these sizes runs on (for tests).");
     m.def("_unpacked_gemm_available", &unpacked_gemm_available);
+    m.def(
+        "_skipping_zeros_forward",
+        [](const py::array& x, const py::array& w, py::array s, bool accumulate, int threads) {
+            return skipping_zeros(1.0, x, x, w, s, false, accumulate, threads);
+        },
+        py::arg("x"), py::arg("w"), py::arg("s"), py::arg("accumulate"), py::arg("threads") = 1,
+        "s (+)= x w^T skipping x's zero blocks (float32; for tests). Returns the fraction of zero blocks.");
+    m.def(
+        "_skipping_zeros_update",
+        [](double alpha, const py::array& b, const py::array& x, py::array w, int threads) {
+            return skipping_zeros(alpha, b, x, w, w, true, true, threads);
+        },
+        py::arg("alpha"), py::arg("b"), py::arg("x"), py::arg("w"), py::arg("threads") = 1,
+        "w += alpha b^T x skipping x's zero blocks (float32; for tests). Returns the fraction of zero blocks.");
+    m.def("_set_zero_skipping", &set_zero_skipping, py::arg("on"),
+          "Whether the first layer skips the input's all-zero blocks (for tests and benchmarks).");
+    m.def(
+        "_zero_block_width", [](bool single) { return single ? zero_block_width<float>() : zero_block_width<double>(); },
+        py::arg("single") = true, "Columns per block the zero-skipping products mark (0: none in this build).");
     m.def(
         "_set_unpacked_gemm",
         [](const std::string& use) {

@@ -109,6 +109,7 @@ void serial_gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrix
 #endif  // RBP_DIRECT_GEMM
 
 std::atomic<UnpackedGemm> unpacked_use{UnpackedGemm::WhereFaster};
+std::atomic<bool> zero_skipping{true};
 
 // The kernel family for one thread's part of a product, C (m x n) = op(A) (m x k) op(B) (k x n).
 // The unpacked kernels (single precision, AVX-512 and AVX2 builds) run where they beat Eigen's, as
@@ -241,6 +242,108 @@ void gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>&
         }
     }
 }
+
+void set_zero_skipping(bool on) { zero_skipping.store(on, std::memory_order_relaxed); }
+
+template <class T>
+Index zero_block_width() {
+#if RBP_UNPACKED_GEMM
+    if (std::is_same_v<T, float> && zero_skipping.load(std::memory_order_relaxed)) return unpacked::kWidth;
+#endif
+    return 0;
+}
+
+template <class T>
+Index zero_block_words(Index columns) {
+    const Index width = zero_block_width<T>();
+    return width == 0 ? 0 : (columns + 64 * width - 1) / (64 * width);
+}
+
+template <class T>
+double mark_zero_blocks(const ConstMatrixRef<T>& x, std::uint64_t* masks) {
+    const Index width = zero_block_width<T>();
+    if (width == 0) throw std::invalid_argument("this build has no products that skip zero blocks");
+    const Index words = zero_block_words<T>(x.cols()), cols = x.cols();
+    Index nonzero = 0;
+#if RBP_UNPACKED_GEMM
+    if constexpr (std::is_same_v<T, float>) {
+        for (Index i = 0; i < x.rows(); ++i) {
+            const float* row = x.row(i).data();
+            for (Index w = 0; w < words; ++w) {
+                const Index first = w * 64 * width;
+                masks[i * words + w] = unpacked::nonzero_groups(row + first, cols - first);
+                nonzero += __builtin_popcountll(masks[i * words + w]);
+            }
+        }
+    }
+#endif
+    const double blocks = static_cast<double>(x.rows()) * static_cast<double>((cols + width - 1) / width);
+    return blocks > 0 ? 1.0 - static_cast<double>(nonzero) / blocks : 0.0;
+}
+
+template <class T>
+void gemm_skipping_zeros_forward(const ConstMatrixRef<T>& x, const ZeroBlocks& zeros, const ConstMatrixRef<T>& w,
+                                 MatrixRef<T> s, bool accumulate) {
+#if RBP_UNPACKED_GEMM
+    if constexpr (std::is_same_v<T, float>) {
+        const Index m = x.rows(), n = w.rows(), k = x.cols();
+        eigen_assert(w.cols() == k && s.rows() == m && s.cols() == n);
+        const int threads = product_threads(m, n, k, product_thread_budget());
+        // Rows of S in chunks of 16 per thread (their marks follow them).
+        const Index chunk = ((m + threads - 1) / threads + 15) / 16 * 16;
+#pragma omp parallel for num_threads(threads) schedule(static, 1) if (threads > 1)
+        for (int t = 0; t < threads; ++t) {
+            const Index lo = std::min(m, static_cast<Index>(t) * chunk), len = std::min(m, lo + chunk) - lo;
+            if (len > 0)
+                unpacked::gemm_nt(len, n, k, 1.0f, x.row(lo).data(), x.outerStride(), w.data(), w.outerStride(),
+                                  s.row(lo).data(), s.outerStride(), accumulate,
+                                  {zeros.masks + lo * zeros.stride, zeros.stride});
+        }
+        return;
+    }
+#endif
+    (void)zeros;
+    gemm<T>(T(1), x, false, w, true, s, accumulate);
+}
+
+template <class T>
+void gemm_skipping_zeros_update(T alpha, const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x,
+                                const ZeroBlocks& zeros, MatrixRef<T> w) {
+#if RBP_UNPACKED_GEMM
+    if constexpr (std::is_same_v<T, float>) {
+        const Index m = w.rows(), n = w.cols(), k = x.rows();
+        eigen_assert(b.rows() == k && b.cols() == m && x.cols() == n);
+        const int threads = product_threads(m, n, k, product_thread_budget());
+        // Rows of W (units) in chunks of 16 per thread; every thread reads all of X and its marks.
+        const Index chunk = ((m + threads - 1) / threads + 15) / 16 * 16;
+#pragma omp parallel for num_threads(threads) schedule(static, 1) if (threads > 1)
+        for (int t = 0; t < threads; ++t) {
+            const Index lo = std::min(m, static_cast<Index>(t) * chunk), len = std::min(m, lo + chunk) - lo;
+            if (len > 0)
+                unpacked::gemm_axpy(len, n, k, alpha, b.data() + lo, 1, b.outerStride(), x.data(), x.outerStride(),
+                                    w.row(lo).data(), w.outerStride(), true, {zeros.masks, zeros.stride});
+        }
+        return;
+    }
+#endif
+    (void)zeros;
+    gemm<T>(alpha, b, true, x, false, w, true);
+}
+
+template Index zero_block_width<float>();
+template Index zero_block_width<double>();
+template Index zero_block_words<float>(Index);
+template Index zero_block_words<double>(Index);
+template double mark_zero_blocks<float>(const ConstMatrixRef<float>&, std::uint64_t*);
+template double mark_zero_blocks<double>(const ConstMatrixRef<double>&, std::uint64_t*);
+template void gemm_skipping_zeros_forward<float>(const ConstMatrixRef<float>&, const ZeroBlocks&,
+                                                 const ConstMatrixRef<float>&, MatrixRef<float>, bool);
+template void gemm_skipping_zeros_forward<double>(const ConstMatrixRef<double>&, const ZeroBlocks&,
+                                                  const ConstMatrixRef<double>&, MatrixRef<double>, bool);
+template void gemm_skipping_zeros_update<float>(float, const ConstMatrixRef<float>&, const ConstMatrixRef<float>&,
+                                                const ZeroBlocks&, MatrixRef<float>);
+template void gemm_skipping_zeros_update<double>(double, const ConstMatrixRef<double>&, const ConstMatrixRef<double>&,
+                                                 const ZeroBlocks&, MatrixRef<double>);
 
 template void gemm<float>(float, const ConstMatrixRef<float>&, bool, const ConstMatrixRef<float>&, bool,
                           MatrixRef<float>, bool);

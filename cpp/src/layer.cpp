@@ -59,6 +59,20 @@ void DenseLayer<T>::accumulate_update(const ConstMatrixRef<T>& b, const ConstMat
 }
 
 template <class T>
+void DenseLayer<T>::forward_skipping_zeros(const ConstMatrixRef<T>& x, const ZeroBlocks& zeros, MatrixRef<T> s) const {
+    if (has_bias_) s.rowwise() = bias_.row(0);
+    gemm_skipping_zeros_forward<T>(x, zeros, weight_, s, has_bias_);
+}
+
+template <class T>
+void DenseLayer<T>::accumulate_update_skipping_zeros(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x,
+                                                     const ZeroBlocks& zeros, T scale,
+                                                     std::vector<Matrix<T>*>& targets) const {
+    gemm_skipping_zeros_update<T>(scale, b, x, zeros, *targets[0]);
+    if (has_bias_) targets[1]->row(0).noalias() += scale * b.colwise().sum();
+}
+
+template <class T>
 void DenseLayer<T>::set_dense_weight(const ConstMatrixRef<T>& w) {
     require(w.rows() == weight_.rows() && w.cols() == weight_.cols(),
             "weight must have shape (" + std::to_string(weight_.rows()) + ", " + std::to_string(weight_.cols()) + ")");

@@ -174,7 +174,10 @@ void Trainer<T>::accumulate_layer_update(Index h, const ConstMatrixRef<T>& presy
         }
         return;
     }
-    layer.accumulate_update(b, presynaptic, scale, targets);
+    if (h == 0 && ws_.input_zeros.masks != nullptr)
+        layer.accumulate_update_skipping_zeros(b, presynaptic, ws_.input_zeros, scale, targets);
+    else
+        layer.accumulate_update(b, presynaptic, scale, targets);
 }
 
 template <class T>
@@ -199,6 +202,23 @@ void Trainer<T>::apply_threads() const {
     Eigen::setNbThreads(1);
 }
 
+// Fraction of the input's blocks that must be all zero before the first layer skips them. Marking
+// costs one pass over the batch, and where Eigen's kernel beats the unpacked ones on the first
+// layer's products (1000-unit updates: by up to 1.2x) the skipping kernels need a sixth of the work
+// gone to break even; MNIST has about 40%, Fashion-MNIST and CIFAR-10 images next to none.
+constexpr double kMinZeroBlocks = 0.25;
+
+template <class T>
+void Trainer<T>::mark_input_zeros(const ConstMatrixRef<T>& x) {
+    ws_.input_zeros = {};
+    const Index words = zero_block_words<T>(x.cols());
+    if (words == 0 || dynamic_cast<const DenseLayer<T>*>(&network_->layer(0)) == nullptr) return;
+    const auto needed = static_cast<std::size_t>(x.rows() * words);
+    if (ws_.input_zero_marks.size() < needed) ws_.input_zero_marks.resize(needed);  // once per batch size
+    if (mark_zero_blocks<T>(x, ws_.input_zero_marks.data()) >= kMinZeroBlocks)
+        ws_.input_zeros = {ws_.input_zero_marks.data(), words};
+}
+
 template <class T>
 double Trainer<T>::update_batch(const ConstMatrixRef<T>& x, Index n, const Targets<T>& targets, const Index* rows,
                                 Index* correct) {
@@ -207,6 +227,7 @@ double Trainer<T>::update_batch(const ConstMatrixRef<T>& x, Index n, const Targe
     const auto top = static_cast<std::size_t>(layers - 1);
     const bool hidden_updates = channel_.updates_hidden_layers();
     channel_.before_update(net);
+    mark_input_zeros(x);
     net.forward(x, ws_, hidden_updates && channel_.any_derivative());
 
     const auto out = ws_.out[top].topRows(n);
@@ -342,6 +363,7 @@ std::vector<Matrix<T>> Trainer<T>::signals(const ConstMatrixRef<T>& x, const Tar
     prepare_batch(x, n, targets, nullptr);
     const Network<T>& net = *network_;
     const auto top = static_cast<std::size_t>(net.num_layers() - 1);
+    mark_input_zeros(x);
     net.forward(x, ws_, true);
     ws_.signal[top].topRows(n) = ws_.targets.topRows(n) - ws_.out[top].topRows(n);
     const auto streams = channel_.streams();

@@ -13,6 +13,12 @@
 //   C accumulates broadcast entries of op(A) times rows of B. The backward product J = G W
 //   (op(A) = A) and the update W += s B^T X (op(A) = A^T).
 //
+// Both forms can also skip an operand's all-zero blocks (an input batch of mostly blank pixels): the
+// caller marks, per row, which groups of kWidth consecutive columns hold a non-zero (one bit each,
+// 64 per word). The dot form then skips the depth groups that are zero in every row of its row block,
+// the update form (op(A) = A^T) the examples whose row of B is zero across the column block. A skipped
+// term is an exact zero, so the sums are those of the full kernels.
+//
 // Block sizes fit the register file: 32 vector registers with AVX-512 (dot 4 x 4, axpy 6 x 4
 // vectors), 16 with AVX2 (dot 3 x 3, axpy 6 x 2 vectors). Partial vectors at the right edge use
 // masked loads and stores; nothing outside the operands is read or written. Which products take
@@ -27,6 +33,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
 
 namespace rbp {
 namespace unpacked {
@@ -49,6 +56,7 @@ struct Simd {
     static Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
     static Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
     static float sum(Vec v) { return _mm512_reduce_add_ps(v); }
+    static bool nonzero(Vec v) { return _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ) != 0; }
 };
 #else
 struct Simd {
@@ -74,6 +82,7 @@ struct Simd {
         const __m128 pairs = _mm_add_ps(half, _mm_movehl_ps(half, half));
         return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehdup_ps(pairs)));
     }
+    static bool nonzero(Vec v) { return _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ)) != 0; }
 };
 #endif
 
@@ -84,6 +93,16 @@ constexpr Index kWidth = Simd::width;
 // Depth handled per pass, so that the operand blocks a pass re-reads stay in the L1 cache.
 constexpr Index kDotDepth = 1024;  // dot form: 2 x 4 rows x 4 KiB
 constexpr Index kAxpyDepth = 128;  // axpy form: 128 rows x 64 columns of B = 32 KiB
+
+// Zero-block masks: row i's word w is masks[i * stride + w]; bit b of word w covers the columns
+// [(64 w + b) kWidth, (64 w + b + 1) kWidth). A dot-form depth pass covers whole words.
+struct BlockMasks {
+    const std::uint64_t* masks = nullptr;  // nullptr: no skipping
+    Index stride = 0;
+};
+constexpr Index kMaskColumns = 64 * kWidth;  // columns covered by one mask word
+static_assert(kDotDepth % kMaskColumns == 0, "a dot-form depth pass must cover whole mask words");
+constexpr Index kMaxPassWords = kDotDepth / kMaskColumns;
 
 #if defined(__AVX512F__)
 // All 16 sums of a 4 x 4 block at once by pairwise unpack/shuffle additions: lane 4r + q of the
@@ -106,9 +125,11 @@ inline __m512 sum16(const __m512 (&acc)[4][4]) {
 #endif
 
 // c[r][q] (+)= alpha * sum_p a[r][p] b[q][p] for an MR x NR block; a, b rows of length k.
+// With `groups` (words of depth groups set in any of the block's rows; nullptr: all), only those
+// groups of the depth are read.
 template <int MR, int NR>
 inline void dot_block(Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, float alpha,
-                      bool accumulate) {
+                      bool accumulate, const std::uint64_t* groups = nullptr) {
     Vec acc[MR][NR];
     _Pragma("GCC unroll 4") for (int r = 0; r < MR; ++r) {
         _Pragma("GCC unroll 4") for (int q = 0; q < NR; ++q) acc[r][q] = Simd::zero();
@@ -123,12 +144,23 @@ inline void dot_block(Index k, const float* a, Index lda, const float* b, Index 
             _Pragma("GCC unroll 4") for (int q = 0; q < NR; ++q) acc[r][q] = Simd::fma(av, bv[q], acc[r][q]);
         }
     };
+    const auto unmasked = [](const float* x) { return Simd::load(x); };
     const Index full = k / kWidth * kWidth;
-    Index p = 0;
-    for (; p < full; p += kWidth) step(p, [](const float* x) { return Simd::load(x); });
-    if (p < k) {
-        const Mask lanes = Simd::first(k - p);
-        step(p, [lanes](const float* x) { return Simd::load(x, lanes); });
+    Index p = full;
+    if (groups == nullptr) {
+        for (p = 0; p < full; p += kWidth) step(p, unmasked);
+    } else {
+        const Index words = (k + kMaskColumns - 1) / kMaskColumns;
+        for (Index w = 0; w < words; ++w) {
+            for (std::uint64_t bits = groups[w]; bits != 0; bits &= bits - 1) {
+                const Index q = (64 * w + __builtin_ctzll(bits)) * kWidth;
+                if (q < full) step(q, unmasked);
+            }
+        }
+    }
+    if (full < k && (groups == nullptr || ((groups[full / kMaskColumns] >> (full / kWidth % 64)) & 1u) != 0)) {
+        const Mask lanes = Simd::first(k - full);
+        step(full, [lanes](const float* x) { return Simd::load(x, lanes); });
     }
 
 #if defined(__AVX512F__)
@@ -153,51 +185,91 @@ inline void dot_block(Index k, const float* a, Index lda, const float* b, Index 
 }
 
 // Rows of C in blocks of Simd::dot_block_rows (then fewer) against one block of NR rows of B.
+// `zero` marks A's rows (the masks start at this depth pass's first word).
 template <int NR>
 inline void dot_rows(Index m, Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc,
-                     float alpha, bool accumulate) {
+                     float alpha, bool accumulate, BlockMasks zero) {
     constexpr int MR = Simd::dot_block_rows;
+    std::uint64_t groups[kMaxPassWords];
+    const Index words = (k + kMaskColumns - 1) / kMaskColumns;
+    // The groups set in any of rows [i, i + rows) of A.
+    auto block_groups = [&](Index i, Index rows) -> const std::uint64_t* {
+        if (zero.masks == nullptr) return nullptr;
+        for (Index w = 0; w < words; ++w) {
+            std::uint64_t any = 0;
+            for (Index r = 0; r < rows; ++r) any |= zero.masks[(i + r) * zero.stride + w];
+            groups[w] = any;
+        }
+        return groups;
+    };
     Index i = 0;
-    for (; i + MR <= m; i += MR) dot_block<MR, NR>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, accumulate);
+    for (; i + MR <= m; i += MR)
+        dot_block<MR, NR>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, accumulate, block_groups(i, MR));
+    const float* ai = a + i * lda;
+    float* ci = c + i * ldc;
     switch (m - i) {
-        case 3: dot_block<3, NR>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, accumulate); break;
-        case 2: dot_block<2, NR>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, accumulate); break;
-        case 1: dot_block<1, NR>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, accumulate); break;
+        case 3: dot_block<3, NR>(k, ai, lda, b, ldb, ci, ldc, alpha, accumulate, block_groups(i, 3)); break;
+        case 2: dot_block<2, NR>(k, ai, lda, b, ldb, ci, ldc, alpha, accumulate, block_groups(i, 2)); break;
+        case 1: dot_block<1, NR>(k, ai, lda, b, ldb, ci, ldc, alpha, accumulate, block_groups(i, 1)); break;
         default: break;
     }
 }
 
-// C (m x n) = alpha A (m x k) B^T (+ C), B (n x k); all row-major with unit inner stride.
+// C (m x n) = alpha A (m x k) B^T (+ C), B (n x k); all row-major with unit inner stride. With
+// `zero`, A's zero blocks are skipped.
 inline void gemm_nt(Index m, Index n, Index k, float alpha, const float* a, Index lda, const float* b, Index ldb,
-                    float* c, Index ldc, bool accumulate) {
+                    float* c, Index ldc, bool accumulate, BlockMasks zero = {}) {
     constexpr int NR = Simd::dot_block_cols;
     for (Index p = 0; p < k; p += kDotDepth) {
         const Index depth = std::min(kDotDepth, k - p);
         const bool add = accumulate || p > 0;
         const float* ap = a + p;
         const float* bp = b + p;
+        BlockMasks pass = zero;
+        if (pass.masks != nullptr) pass.masks += p / kMaskColumns;
         Index j = 0;
-        for (; j + NR <= n; j += NR) dot_rows<NR>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add);
+        for (; j + NR <= n; j += NR) dot_rows<NR>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add, pass);
         switch (n - j) {
-            case 3: dot_rows<3>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add); break;
-            case 2: dot_rows<2>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add); break;
-            case 1: dot_rows<1>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add); break;
+            case 3: dot_rows<3>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add, pass); break;
+            case 2: dot_rows<2>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add, pass); break;
+            case 1: dot_rows<1>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add, pass); break;
             default: break;
         }
     }
 }
+
+// Bit g of the result is set when columns [g kWidth, (g + 1) kWidth) of the row (`count` floats)
+// hold a non-zero (NaN counts as non-zero), for the first 64 groups from `row`.
+inline std::uint64_t nonzero_groups(const float* row, Index count) {
+    std::uint64_t bits = 0;
+    const Index groups = std::min<Index>(64, (count + kWidth - 1) / kWidth);
+    for (Index g = 0; g < groups; ++g) {
+        const Index lanes = std::min(kWidth, count - g * kWidth);
+        const Vec v = lanes == kWidth ? Simd::load(row + g * kWidth) : Simd::load(row + g * kWidth, Simd::first(lanes));
+        bits |= static_cast<std::uint64_t>(Simd::nonzero(v)) << g;
+    }
+    return bits;
+}
+
+// The depth indices (rows of B) an axpy block reads: all k, or the `count` listed.
+struct DepthList {
+    const Index* index = nullptr;  // nullptr: 0 .. k-1
+    Index count = 0;
+};
 
 // c[r][:] (+)= alpha * sum_p a(r, p) b[p][:] for MR rows and NV vectors of columns, the last one
 // restricted to `last` when PartialLast (full vectors load and store unmasked, as in dot_block);
 // a(r, p) = a[r * a_row + p * a_depth].
 template <int MR, int NV, bool PartialLast>
 inline void axpy_block(Index k, const float* a, Index a_row, Index a_depth, const float* b, Index ldb, float* c,
-                       Index ldc, float alpha, bool accumulate, Mask last) {
+                       Index ldc, float alpha, bool accumulate, Mask last, DepthList list) {
     Vec acc[MR][NV];
     _Pragma("GCC unroll 6") for (int r = 0; r < MR; ++r) {
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) acc[r][v] = Simd::zero();
     }
-    for (Index p = 0; p < k; ++p) {
+    const Index steps = list.index == nullptr ? k : list.count;
+    for (Index t = 0; t < steps; ++t) {
+        const Index p = list.index == nullptr ? t : list.index[t];
         const float* row = b + p * ldb;
         Vec bv[NV];
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) {
@@ -226,46 +298,68 @@ inline void axpy_block(Index k, const float* a, Index a_row, Index a_depth, cons
 // Rows of C in blocks of Simd::axpy_block_rows (then fewer) against one column block of NV vectors.
 template <int NV, bool PartialLast>
 inline void axpy_rows(Index m, Index k, const float* a, Index a_row, Index a_depth, const float* b, Index ldb,
-                      float* c, Index ldc, float alpha, bool accumulate, Mask last) {
+                      float* c, Index ldc, float alpha, bool accumulate, Mask last, DepthList list) {
     constexpr int MR = Simd::axpy_block_rows;
     Index i = 0;
     for (; i + MR <= m; i += MR)
-        axpy_block<MR, NV, PartialLast>(k, a + i * a_row, a_row, a_depth, b, ldb, c + i * ldc, ldc, alpha, accumulate, last);
+        axpy_block<MR, NV, PartialLast>(k, a + i * a_row, a_row, a_depth, b, ldb, c + i * ldc, ldc, alpha, accumulate,
+                                        last, list);
     const float* ai = a + i * a_row;
     float* ci = c + i * ldc;
     switch (m - i) {
-        case 5: axpy_block<5, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last); break;
-        case 4: axpy_block<4, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last); break;
-        case 3: axpy_block<3, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last); break;
-        case 2: axpy_block<2, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last); break;
-        case 1: axpy_block<1, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last); break;
+        case 5: axpy_block<5, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
+        case 4: axpy_block<4, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
+        case 3: axpy_block<3, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
+        case 2: axpy_block<2, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
+        case 1: axpy_block<1, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
         default: break;
     }
 }
 
 // C (m x n) = alpha op(A) B (+ C), B (k x n) row-major; op(A)(i, p) = a[i * a_row + p * a_depth]
-// (A itself: a_row = lda, a_depth = 1; A^T: a_row = 1, a_depth = lda).
+// (A itself: a_row = lda, a_depth = 1; A^T: a_row = 1, a_depth = lda). With `zero` (marks of B's
+// rows), each column block reads only the rows of B that are non-zero in it.
 inline void gemm_axpy(Index m, Index n, Index k, float alpha, const float* a, Index a_row, Index a_depth,
-                      const float* b, Index ldb, float* c, Index ldc, bool accumulate) {
+                      const float* b, Index ldb, float* c, Index ldc, bool accumulate, BlockMasks zero = {}) {
     constexpr int NV = Simd::axpy_block_vecs;
+    static_assert(64 % NV == 0, "a column block's mask bits must lie in one word");
+    Index listed[kAxpyDepth];
     for (Index p = 0; p < k; p += kAxpyDepth) {
         const Index depth = std::min(kAxpyDepth, k - p);
         const bool add = accumulate || p > 0;
         const float* ap = a + p * a_depth;
         const float* bp = b + p * ldb;
+        // The rows of this pass that hold a non-zero in columns [j, j + vectors * kWidth).
+        auto rows_of = [&](Index j, Index vectors) -> DepthList {
+            if (zero.masks == nullptr) return {};
+            const Index group = j / kWidth;
+            const std::uint64_t bits = ((std::uint64_t{1} << vectors) - 1) << (group % 64);
+            Index count = 0;
+            for (Index q = 0; q < depth; ++q)
+                if ((zero.masks[(p + q) * zero.stride + group / 64] & bits) != 0) listed[count++] = q;
+            return {listed, count};
+        };
+        // A block with no listed row leaves an accumulated C as it is.
+        auto idle = [&](const DepthList& list) { return add && list.index != nullptr && list.count == 0; };
         Index j = 0;
-        for (; j + kWidth * NV <= n; j += kWidth * NV)
-            axpy_rows<NV, false>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, Simd::full());
+        for (; j + kWidth * NV <= n; j += kWidth * NV) {
+            const DepthList list = rows_of(j, NV);
+            if (!idle(list))
+                axpy_rows<NV, false>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, Simd::full(),
+                                     list);
+        }
         const Index rest = n - j;
         if (rest == 0) continue;
         const Index vectors = (rest + kWidth - 1) / kWidth;  // up to NV, the last one partial
         const Mask last = Simd::first(rest - kWidth * (vectors - 1));
+        const DepthList list = rows_of(j, vectors);
+        if (idle(list)) continue;
         static_assert(NV <= 4, "the column remainder is dispatched for up to 4 vectors");
         switch (vectors) {
-            case 4: axpy_rows<4, true>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;
-            case 3: axpy_rows<3, true>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;
-            case 2: axpy_rows<2, true>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;
-            default: axpy_rows<1, true>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last); break;
+            case 4: axpy_rows<4, true>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list); break;
+            case 3: axpy_rows<3, true>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list); break;
+            case 2: axpy_rows<2, true>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list); break;
+            default: axpy_rows<1, true>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list); break;
         }
     }
 }

@@ -12,6 +12,8 @@
 
 #include "rbp/types.hpp"
 
+#include <cstdint>
+
 namespace rbp {
 
 // c = alpha * op(a) op(b) when `accumulate` is false, c += alpha * op(a) op(b) when true, where
@@ -43,5 +45,37 @@ bool unpacked_gemm_available();
 // and tests that compare the kernel families. Process-wide; not meant to change while products run.
 enum class UnpackedGemm { Never, WhereFaster, Always };
 void set_unpacked_gemm(UnpackedGemm use);
+
+// Products that skip an operand's all-zero blocks: the first layer's forward product S = X W^T and
+// update W += s B^T X read only the parts of the input batch that hold a non-zero (MNIST's blank
+// margins: about 40% of each image's 16-pixel blocks). A skipped term is an exact zero, so the sums
+// equal those of the unpacked kernels without skipping (bit for bit, up to the sign of a zero sum);
+// only the AVX-512 and AVX2 single-precision builds have them.
+//
+// The marks: bit b of word w of row i (masks[i * stride + w]) is set when columns
+// [(64 w + b) width, (64 w + b + 1) width) of row i hold a non-zero, width = zero_block_width<T>().
+struct ZeroBlocks {
+    const std::uint64_t* masks = nullptr;
+    Index stride = 0;  // words per row: zero_block_words<T>(columns)
+};
+// Columns per block (16 with AVX-512, 8 with AVX2); 0 when this build has no such kernels for T or
+// skipping is switched off (set_zero_skipping).
+template <class T>
+Index zero_block_width();
+template <class T>
+Index zero_block_words(Index columns);
+// Marks x's rows into `masks` (x.rows() * zero_block_words<T>(x.cols()) words); returns the fraction
+// of blocks that are all zero. Requires zero_block_width<T>() > 0.
+template <class T>
+double mark_zero_blocks(const ConstMatrixRef<T>& x, std::uint64_t* masks);
+// s (+)= x w^T and w += alpha b^T x, where `zeros` marks x's rows.
+template <class T>
+void gemm_skipping_zeros_forward(const ConstMatrixRef<T>& x, const ZeroBlocks& zeros, const ConstMatrixRef<T>& w,
+                                 MatrixRef<T> s, bool accumulate);
+template <class T>
+void gemm_skipping_zeros_update(T alpha, const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x,
+                                const ZeroBlocks& zeros, MatrixRef<T> w);
+// Process-wide switch (on by default) for the tests and benchmarks that compare the two paths.
+void set_zero_skipping(bool on);
 
 }  // namespace rbp

@@ -3,6 +3,7 @@
 // this interface, so convolution, pooling and sparse layers plug in without touching them.
 #pragma once
 
+#include "rbp/gemm.hpp"
 #include "rbp/quantize.hpp"
 #include "rbp/random.hpp"
 #include "rbp/types.hpp"
@@ -40,6 +41,17 @@ public:
                                    std::vector<Matrix<T>*>& targets) const = 0;
 
     // The trainable tensors, each stored as a row-major matrix (a bias is 1 x n).
+    // The same for an input whose all-zero blocks `zeros` marks (gemm.hpp); layers that cannot skip
+    // them run forward / accumulate_update.
+    virtual void forward_skipping_zeros(const ConstMatrixRef<T>& x, const ZeroBlocks& /*zeros*/, MatrixRef<T> s) const {
+        forward(x, s);
+    }
+    virtual void accumulate_update_skipping_zeros(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x,
+                                                  const ZeroBlocks& /*zeros*/, T scale,
+                                                  std::vector<Matrix<T>*>& targets) const {
+        accumulate_update(b, x, scale, targets);
+    }
+
     virtual std::vector<Matrix<T>*> parameters() = 0;
     virtual std::vector<const Matrix<T>*> parameters() const = 0;
 
@@ -81,6 +93,10 @@ public:
     void backward(const ConstMatrixRef<T>& g, MatrixRef<T> j) const override;
     void accumulate_update(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x, T scale,
                            std::vector<Matrix<T>*>& targets) const override;
+    void forward_skipping_zeros(const ConstMatrixRef<T>& x, const ZeroBlocks& zeros, MatrixRef<T> s) const override;
+    void accumulate_update_skipping_zeros(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x,
+                                          const ZeroBlocks& zeros, T scale,
+                                          std::vector<Matrix<T>*>& targets) const override;
     std::vector<Matrix<T>*> parameters() override;
     std::vector<const Matrix<T>*> parameters() const override;
     void initialise(Init init, Rng& rng) override;

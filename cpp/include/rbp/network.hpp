@@ -33,6 +33,10 @@ struct Workspace {
     Matrix<T> received;                 // J^h of every hidden layer side by side (batch, sum N_h)
     Matrix<T> input;                    // gathered input rows of the batch (training only)
     Matrix<T> targets;                  // T of the batch
+    // Marks of the input's all-zero blocks (gemm.hpp); input_zeros.masks is null unless the trainer
+    // marked this batch and found enough of them for the first layer to skip.
+    std::vector<std::uint64_t> input_zero_marks;
+    ZeroBlocks input_zeros;
     Index capacity = 0;
 
     void reserve(const std::vector<Index>& sizes, Index batch);
@@ -55,7 +59,8 @@ public:
     void initialise(std::uint64_t seed);
 
     // Forward pass of rows x (n <= ws.capacity). Fills ws.out, ws.top_pre and, when `derivatives`
-    // is set, ws.derivative for the hidden layers.
+    // is set, ws.derivative for the hidden layers. The first layer skips the blocks of x that
+    // ws.input_zeros marks as zero, if any.
     void forward(const ConstMatrixRef<T>& x, Workspace<T>& ws, bool derivatives) const;
 
     // Output probabilities/values for many rows, in chunks, into `result` (rows, N_L).

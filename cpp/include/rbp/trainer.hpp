@@ -67,6 +67,8 @@ public:
     const Channel<T>& channel() const { return channel_; }
     std::int64_t updates() const { return updates_; }
     double learning_rate() const;  // the rate the next update will use
+    // Whether the last batch's first layer skipped the input's zero blocks (gemm.hpp).
+    bool skipped_input_zeros() const { return ws_.input_zeros.masks != nullptr; }
     int threads() const;
 
     // One SGD step on exactly these rows; returns the batch loss before the update.
@@ -91,6 +93,9 @@ private:
                         Index* correct);
     void prepare_batch(const ConstMatrixRef<T>& x, Index n, const Targets<T>& targets, const Index* rows);
     void apply_threads() const;
+    // Marks the all-zero blocks of the batch's input x (ws_.input_zeros) when the first layer can
+    // skip them and enough are zero to pay for it; clears the marks otherwise.
+    void mark_input_zeros(const ConstMatrixRef<T>& x);
     // Adds this layer's update for the batch into `targets` (parameters or velocities).
     void accumulate_layer_update(Index h, const ConstMatrixRef<T>& presynaptic, Index n, double lr,
                                  std::vector<Matrix<T>*>& targets);
