@@ -38,12 +38,17 @@ DenseLayer<T>::DenseLayer(Index inputs, Index outputs, bool bias)
 
 template <class T>
 void DenseLayer<T>::forward(const ConstMatrixRef<T>& x, MatrixRef<T> s) const {
-    if (has_bias_) {  // S = b + X W^T: the product accumulates onto the bias rows (one sweep fewer)
-        s.rowwise() = bias_.row(0);
-        gemm<T>(T(1), x, false, weight_, true, s, true);
-    } else {
-        gemm<T>(T(1), x, false, weight_, true, s, false);  // S = X W^T
-    }
+    forward_skipping_zeros(x, ZeroBlocks{}, s);
+}
+
+template <class T>
+void DenseLayer<T>::forward_skipping_zeros(const ConstMatrixRef<T>& x, const ZeroBlocks& zeros, MatrixRef<T> s) const {
+    // S = b + X W^T: the product accumulates onto the bias rows (one sweep fewer)
+    if (has_bias_) s.rowwise() = bias_.row(0);
+    if (zeros.masks != nullptr)
+        gemm_skipping_zeros_forward<T>(x, zeros, weight_, s, has_bias_);
+    else
+        gemm<T>(T(1), x, false, weight_, true, s, has_bias_);
 }
 
 template <class T>
@@ -54,21 +59,17 @@ void DenseLayer<T>::backward(const ConstMatrixRef<T>& g, MatrixRef<T> j) const {
 template <class T>
 void DenseLayer<T>::accumulate_update(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x, T scale,
                                       std::vector<Matrix<T>*>& targets) const {
-    gemm<T>(scale, b, true, x, false, *targets[0], true);  // W += scale B^T X
-    if (has_bias_) targets[1]->row(0).noalias() += scale * b.colwise().sum();
-}
-
-template <class T>
-void DenseLayer<T>::forward_skipping_zeros(const ConstMatrixRef<T>& x, const ZeroBlocks& zeros, MatrixRef<T> s) const {
-    if (has_bias_) s.rowwise() = bias_.row(0);
-    gemm_skipping_zeros_forward<T>(x, zeros, weight_, s, has_bias_);
+    accumulate_update_skipping_zeros(b, x, ZeroBlocks{}, scale, targets);
 }
 
 template <class T>
 void DenseLayer<T>::accumulate_update_skipping_zeros(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x,
                                                      const ZeroBlocks& zeros, T scale,
                                                      std::vector<Matrix<T>*>& targets) const {
-    gemm_skipping_zeros_update<T>(scale, b, x, zeros, *targets[0]);
+    if (zeros.masks != nullptr)
+        gemm_skipping_zeros_update<T>(scale, b, x, zeros, *targets[0]);
+    else
+        gemm<T>(scale, b, true, x, false, *targets[0], true);  // W += scale B^T X
     if (has_bias_) targets[1]->row(0).noalias() += scale * b.colwise().sum();
 }
 

@@ -40,9 +40,8 @@ public:
     virtual void accumulate_update(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x, T scale,
                                    std::vector<Matrix<T>*>& targets) const = 0;
 
-    // The trainable tensors, each stored as a row-major matrix (a bias is 1 x n).
-    // The same for an input whose all-zero blocks `zeros` marks (gemm.hpp); layers that cannot skip
-    // them run forward / accumulate_update.
+    // forward and accumulate_update for an input whose all-zero blocks `zeros` marks (gemm.hpp);
+    // layers that cannot skip them run the plain ones.
     virtual void forward_skipping_zeros(const ConstMatrixRef<T>& x, const ZeroBlocks& /*zeros*/, MatrixRef<T> s) const {
         forward(x, s);
     }
@@ -52,6 +51,7 @@ public:
         accumulate_update(b, x, scale, targets);
     }
 
+    // The trainable tensors, each stored as a row-major matrix (a bias is 1 x n).
     virtual std::vector<Matrix<T>*> parameters() = 0;
     virtual std::vector<const Matrix<T>*> parameters() const = 0;
 
