@@ -536,7 +536,9 @@ def evaluate_targets(workloads: list[dict[str, Any]], excluded: set[str]) -> lis
         if not gflops or not pct:
             return ""
         needed = gflops * r["epoch_s_median"] * bar / other
-        return f"; the bar needs {needed:.0f} GFLOP/s = {100 * needed / (100 * gflops / pct):.0f}% of peak"
+        threads = w["threads"]
+        return (f"; the bar needs {needed:.0f} GFLOP/s = {100 * needed / (100 * gflops / pct):.0f}% of the "
+                f"{threads}-thread peak (rbp-native's best thread count here)")
 
     # Each implementation at its best thread count.
     for alg in ALGORITHMS:
