@@ -125,11 +125,11 @@ inline __m512 sum16(const __m512 (&acc)[4][4]) {
 #endif
 
 // c[r][q] (+)= alpha * sum_p a[r][p] b[q][p] for an MR x NR block; a, b rows of length k.
-// With `groups` (words of depth groups set in any of the block's rows; nullptr: all), only those
-// groups of the depth are read.
-template <int MR, int NR>
+// With Skip, only the depth groups set in `groups` (words of the groups non-zero in any of the
+// block's rows) are read.
+template <int MR, int NR, bool Skip>
 inline void dot_block(Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc, float alpha,
-                      bool accumulate, const std::uint64_t* groups = nullptr) {
+                      bool accumulate, const std::uint64_t* groups) {
     Vec acc[MR][NR];
     _Pragma("GCC unroll 4") for (int r = 0; r < MR; ++r) {
         _Pragma("GCC unroll 4") for (int q = 0; q < NR; ++q) acc[r][q] = Simd::zero();
@@ -146,10 +146,8 @@ inline void dot_block(Index k, const float* a, Index lda, const float* b, Index 
     };
     const auto unmasked = [](const float* x) { return Simd::load(x); };
     const Index full = k / kWidth * kWidth;
-    Index p = full;
-    if (groups == nullptr) {
-        for (p = 0; p < full; p += kWidth) step(p, unmasked);
-    } else {
+    bool tail = full < k;
+    if constexpr (Skip) {
         const Index words = (k + kMaskColumns - 1) / kMaskColumns;
         for (Index w = 0; w < words; ++w) {
             for (std::uint64_t bits = groups[w]; bits != 0; bits &= bits - 1) {
@@ -157,8 +155,12 @@ inline void dot_block(Index k, const float* a, Index lda, const float* b, Index 
                 if (q < full) step(q, unmasked);
             }
         }
+        tail = tail && ((groups[full / kMaskColumns] >> (full / kWidth % 64)) & 1u) != 0;
+    } else {
+        (void)groups;
+        for (Index p = 0; p < full; p += kWidth) step(p, unmasked);
     }
-    if (full < k && (groups == nullptr || ((groups[full / kMaskColumns] >> (full / kWidth % 64)) & 1u) != 0)) {
+    if (tail) {
         const Mask lanes = Simd::first(k - full);
         step(full, [lanes](const float* x) { return Simd::load(x, lanes); });
     }
@@ -185,8 +187,8 @@ inline void dot_block(Index k, const float* a, Index lda, const float* b, Index 
 }
 
 // Rows of C in blocks of Simd::dot_block_rows (then fewer) against one block of NR rows of B.
-// `zero` marks A's rows (the masks start at this depth pass's first word).
-template <int NR>
+// With Skip, `zero` marks A's rows (the masks start at this depth pass's first word).
+template <int NR, bool Skip>
 inline void dot_rows(Index m, Index k, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc,
                      float alpha, bool accumulate, BlockMasks zero) {
     constexpr int MR = Simd::dot_block_rows;
@@ -194,31 +196,35 @@ inline void dot_rows(Index m, Index k, const float* a, Index lda, const float* b
     const Index words = (k + kMaskColumns - 1) / kMaskColumns;
     // The groups set in any of rows [i, i + rows) of A.
     auto block_groups = [&](Index i, Index rows) -> const std::uint64_t* {
-        if (zero.masks == nullptr) return nullptr;
-        for (Index w = 0; w < words; ++w) {
-            std::uint64_t any = 0;
-            for (Index r = 0; r < rows; ++r) any |= zero.masks[(i + r) * zero.stride + w];
-            groups[w] = any;
+        if constexpr (Skip) {
+            for (Index w = 0; w < words; ++w) {
+                std::uint64_t any = 0;
+                for (Index r = 0; r < rows; ++r) any |= zero.masks[(i + r) * zero.stride + w];
+                groups[w] = any;
+            }
+            return groups;
+        } else {
+            (void)i, (void)rows;
+            return nullptr;
         }
-        return groups;
     };
     Index i = 0;
     for (; i + MR <= m; i += MR)
-        dot_block<MR, NR>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, accumulate, block_groups(i, MR));
+        dot_block<MR, NR, Skip>(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, alpha, accumulate, block_groups(i, MR));
     const float* ai = a + i * lda;
     float* ci = c + i * ldc;
     switch (m - i) {
-        case 3: dot_block<3, NR>(k, ai, lda, b, ldb, ci, ldc, alpha, accumulate, block_groups(i, 3)); break;
-        case 2: dot_block<2, NR>(k, ai, lda, b, ldb, ci, ldc, alpha, accumulate, block_groups(i, 2)); break;
-        case 1: dot_block<1, NR>(k, ai, lda, b, ldb, ci, ldc, alpha, accumulate, block_groups(i, 1)); break;
+        case 3: dot_block<3, NR, Skip>(k, ai, lda, b, ldb, ci, ldc, alpha, accumulate, block_groups(i, 3)); break;
+        case 2: dot_block<2, NR, Skip>(k, ai, lda, b, ldb, ci, ldc, alpha, accumulate, block_groups(i, 2)); break;
+        case 1: dot_block<1, NR, Skip>(k, ai, lda, b, ldb, ci, ldc, alpha, accumulate, block_groups(i, 1)); break;
         default: break;
     }
 }
 
-// C (m x n) = alpha A (m x k) B^T (+ C), B (n x k); all row-major with unit inner stride. With
-// `zero`, A's zero blocks are skipped.
-inline void gemm_nt(Index m, Index n, Index k, float alpha, const float* a, Index lda, const float* b, Index ldb,
-                    float* c, Index ldc, bool accumulate, BlockMasks zero = {}) {
+// gemm_nt with (Skip) or without skipping A's zero blocks.
+template <bool Skip>
+inline void dot_product(Index m, Index n, Index k, float alpha, const float* a, Index lda, const float* b, Index ldb,
+                        float* c, Index ldc, bool accumulate, BlockMasks zero) {
     constexpr int NR = Simd::dot_block_cols;
     for (Index p = 0; p < k; p += kDotDepth) {
         const Index depth = std::min(kDotDepth, k - p);
@@ -226,16 +232,26 @@ inline void gemm_nt(Index m, Index n, Index k, float alpha, const float* a, Inde
         const float* ap = a + p;
         const float* bp = b + p;
         BlockMasks pass = zero;
-        if (pass.masks != nullptr) pass.masks += p / kMaskColumns;
+        if constexpr (Skip) pass.masks += p / kMaskColumns;
         Index j = 0;
-        for (; j + NR <= n; j += NR) dot_rows<NR>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add, pass);
+        for (; j + NR <= n; j += NR) dot_rows<NR, Skip>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add, pass);
         switch (n - j) {
-            case 3: dot_rows<3>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add, pass); break;
-            case 2: dot_rows<2>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add, pass); break;
-            case 1: dot_rows<1>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add, pass); break;
+            case 3: dot_rows<3, Skip>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add, pass); break;
+            case 2: dot_rows<2, Skip>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add, pass); break;
+            case 1: dot_rows<1, Skip>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add, pass); break;
             default: break;
         }
     }
+}
+
+// C (m x n) = alpha A (m x k) B^T (+ C), B (n x k); all row-major with unit inner stride. With
+// `zero`, A's zero blocks are skipped.
+inline void gemm_nt(Index m, Index n, Index k, float alpha, const float* a, Index lda, const float* b, Index ldb,
+                    float* c, Index ldc, bool accumulate, BlockMasks zero = {}) {
+    if (zero.masks != nullptr)
+        dot_product<true>(m, n, k, alpha, a, lda, b, ldb, c, ldc, accumulate, zero);
+    else
+        dot_product<false>(m, n, k, alpha, a, lda, b, ldb, c, ldc, accumulate, zero);
 }
 
 // Bit g of the result is set when columns [g kWidth, (g + 1) kWidth) of the row (`count` floats)
@@ -260,16 +276,14 @@ struct DepthList {
 // c[r][:] (+)= alpha * sum_p a(r, p) b[p][:] for MR rows and NV vectors of columns, the last one
 // restricted to `last` when PartialLast (full vectors load and store unmasked, as in dot_block);
 // a(r, p) = a[r * a_row + p * a_depth].
-template <int MR, int NV, bool PartialLast>
+template <int MR, int NV, bool PartialLast, bool Listed>
 inline void axpy_block(Index k, const float* a, Index a_row, Index a_depth, const float* b, Index ldb, float* c,
                        Index ldc, float alpha, bool accumulate, Mask last, DepthList list) {
     Vec acc[MR][NV];
     _Pragma("GCC unroll 6") for (int r = 0; r < MR; ++r) {
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) acc[r][v] = Simd::zero();
     }
-    const Index steps = list.index == nullptr ? k : list.count;
-    for (Index t = 0; t < steps; ++t) {
-        const Index p = list.index == nullptr ? t : list.index[t];
+    auto step = [&](Index p) {
         const float* row = b + p * ldb;
         Vec bv[NV];
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) {
@@ -279,6 +293,13 @@ inline void axpy_block(Index k, const float* a, Index a_row, Index a_depth, cons
             const Vec av = Simd::set1(a[r * a_row + p * a_depth]);
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) acc[r][v] = Simd::fma(av, bv[v], acc[r][v]);
         }
+    };
+    // Separate instantiations: a select inside the dense loop cost it 5-13% (measured).
+    if constexpr (Listed) {
+        for (Index t = 0; t < list.count; ++t) step(list.index[t]);
+    } else {
+        (void)list;
+        for (Index p = 0; p < k; ++p) step(p);
     }
     const Vec scale = Simd::set1(alpha);
     _Pragma("GCC unroll 6") for (int r = 0; r < MR; ++r) {
@@ -296,31 +317,30 @@ inline void axpy_block(Index k, const float* a, Index a_row, Index a_depth, cons
 }
 
 // Rows of C in blocks of Simd::axpy_block_rows (then fewer) against one column block of NV vectors.
-template <int NV, bool PartialLast>
+template <int NV, bool PartialLast, bool Listed>
 inline void axpy_rows(Index m, Index k, const float* a, Index a_row, Index a_depth, const float* b, Index ldb,
                       float* c, Index ldc, float alpha, bool accumulate, Mask last, DepthList list) {
     constexpr int MR = Simd::axpy_block_rows;
     Index i = 0;
     for (; i + MR <= m; i += MR)
-        axpy_block<MR, NV, PartialLast>(k, a + i * a_row, a_row, a_depth, b, ldb, c + i * ldc, ldc, alpha, accumulate,
+        axpy_block<MR, NV, PartialLast, Listed>(k, a + i * a_row, a_row, a_depth, b, ldb, c + i * ldc, ldc, alpha, accumulate,
                                         last, list);
     const float* ai = a + i * a_row;
     float* ci = c + i * ldc;
     switch (m - i) {
-        case 5: axpy_block<5, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
-        case 4: axpy_block<4, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
-        case 3: axpy_block<3, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
-        case 2: axpy_block<2, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
-        case 1: axpy_block<1, NV, PartialLast>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
+        case 5: axpy_block<5, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
+        case 4: axpy_block<4, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
+        case 3: axpy_block<3, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
+        case 2: axpy_block<2, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
+        case 1: axpy_block<1, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
         default: break;
     }
 }
 
-// C (m x n) = alpha op(A) B (+ C), B (k x n) row-major; op(A)(i, p) = a[i * a_row + p * a_depth]
-// (A itself: a_row = lda, a_depth = 1; A^T: a_row = 1, a_depth = lda). With `zero` (marks of B's
-// rows), each column block reads only the rows of B that are non-zero in it.
-inline void gemm_axpy(Index m, Index n, Index k, float alpha, const float* a, Index a_row, Index a_depth,
-                      const float* b, Index ldb, float* c, Index ldc, bool accumulate, BlockMasks zero = {}) {
+// gemm_axpy with (Listed) or without the rows of B listed per column block.
+template <bool Listed>
+inline void axpy_product(Index m, Index n, Index k, float alpha, const float* a, Index a_row, Index a_depth,
+                         const float* b, Index ldb, float* c, Index ldc, bool accumulate, BlockMasks zero) {
     constexpr int NV = Simd::axpy_block_vecs;
     static_assert(64 % NV == 0, "a column block's mask bits must lie in one word");
     Index listed[kAxpyDepth];
@@ -331,22 +351,26 @@ inline void gemm_axpy(Index m, Index n, Index k, float alpha, const float* a, In
         const float* bp = b + p * ldb;
         // The rows of this pass that hold a non-zero in columns [j, j + vectors * kWidth).
         auto rows_of = [&](Index j, Index vectors) -> DepthList {
-            if (zero.masks == nullptr) return {};
-            const Index group = j / kWidth;
-            const std::uint64_t bits = ((std::uint64_t{1} << vectors) - 1) << (group % 64);
-            Index count = 0;
-            for (Index q = 0; q < depth; ++q)
-                if ((zero.masks[(p + q) * zero.stride + group / 64] & bits) != 0) listed[count++] = q;
-            return {listed, count};
+            if constexpr (Listed) {
+                const Index group = j / kWidth;
+                const std::uint64_t bits = ((std::uint64_t{1} << vectors) - 1) << (group % 64);
+                Index count = 0;
+                for (Index q = 0; q < depth; ++q)
+                    if ((zero.masks[(p + q) * zero.stride + group / 64] & bits) != 0) listed[count++] = q;
+                return {listed, count};
+            } else {
+                (void)j, (void)vectors;
+                return {};
+            }
         };
         // A block with no listed row leaves an accumulated C as it is.
-        auto idle = [&](const DepthList& list) { return add && list.index != nullptr && list.count == 0; };
+        auto idle = [&](const DepthList& list) { return Listed && add && list.count == 0; };
         Index j = 0;
         for (; j + kWidth * NV <= n; j += kWidth * NV) {
             const DepthList list = rows_of(j, NV);
             if (!idle(list))
-                axpy_rows<NV, false>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, Simd::full(),
-                                     list);
+                axpy_rows<NV, false, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add,
+                                             Simd::full(), list);
         }
         const Index rest = n - j;
         if (rest == 0) continue;
@@ -356,12 +380,23 @@ inline void gemm_axpy(Index m, Index n, Index k, float alpha, const float* a, In
         if (idle(list)) continue;
         static_assert(NV <= 4, "the column remainder is dispatched for up to 4 vectors");
         switch (vectors) {
-            case 4: axpy_rows<4, true>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list); break;
-            case 3: axpy_rows<3, true>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list); break;
-            case 2: axpy_rows<2, true>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list); break;
-            default: axpy_rows<1, true>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list); break;
+            case 4: axpy_rows<4, true, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list); break;
+            case 3: axpy_rows<3, true, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list); break;
+            case 2: axpy_rows<2, true, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list); break;
+            default: axpy_rows<1, true, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list); break;
         }
     }
+}
+
+// C (m x n) = alpha op(A) B (+ C), B (k x n) row-major; op(A)(i, p) = a[i * a_row + p * a_depth]
+// (A itself: a_row = lda, a_depth = 1; A^T: a_row = 1, a_depth = lda). With `zero` (marks of B's
+// rows), each column block reads only the rows of B that are non-zero in it.
+inline void gemm_axpy(Index m, Index n, Index k, float alpha, const float* a, Index a_row, Index a_depth,
+                      const float* b, Index ldb, float* c, Index ldc, bool accumulate, BlockMasks zero = {}) {
+    if (zero.masks != nullptr)
+        axpy_product<true>(m, n, k, alpha, a, a_row, a_depth, b, ldb, c, ldc, accumulate, zero);
+    else
+        axpy_product<false>(m, n, k, alpha, a, a_row, a_depth, b, ldb, c, ldc, accumulate, zero);
 }
 
 }  // namespace unpacked
