@@ -176,6 +176,23 @@ void serial_product(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMat
 
 bool vector_shape(Index m, Index n, Index k) { return m == 1 || n == 1 || k == 1 || m + n + k < 20; }
 
+// part(lo, len) on `threads` threads for consecutive parts of [0, extent), one per thread, each a
+// multiple of 16 long (a full AVX-512 packet) except the last.
+template <class Part>
+void split_between_threads(Index extent, int threads, const Part& part) {
+    if (threads <= 1) {
+        part(Index(0), extent);
+        return;
+    }
+    const Index chunk = ((extent + threads - 1) / threads + 15) / 16 * 16;
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int t = 0; t < threads; ++t) {
+        const Index lo = std::min(extent, static_cast<Index>(t) * chunk);
+        const Index len = std::min(extent, lo + chunk) - lo;
+        if (len > 0) part(lo, len);
+    }
+}
+
 }  // namespace
 
 bool unpacked_gemm_available() { return RBP_UNPACKED_GEMM != 0; }
@@ -220,15 +237,9 @@ void gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>&
         return;
     }
     // Split the larger output dimension: every thread packs all of the other operand, so this
-    // duplicates the smaller packing. Chunks are multiples of 16 rows/columns (a full AVX-512 packet).
+    // duplicates the smaller packing.
     const bool split_rows = m >= n;
-    const Index extent = split_rows ? m : n;
-    const Index chunk = ((extent + threads - 1) / threads + 15) / 16 * 16;
-#pragma omp parallel for num_threads(threads) schedule(static, 1)
-    for (int t = 0; t < threads; ++t) {
-        const Index lo = std::min(extent, static_cast<Index>(t) * chunk);
-        const Index len = std::min(extent, lo + chunk) - lo;
-        if (len <= 0) continue;
+    split_between_threads(split_rows ? m : n, threads, [&](Index lo, Index len) {
         if (split_rows) {
             if (ta)
                 serial_product<T>(alpha, a.middleCols(lo, len), ta, b, tb, c.middleRows(lo, len), accumulate);
@@ -240,7 +251,7 @@ void gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>&
             else
                 serial_product<T>(alpha, a, ta, b.middleCols(lo, len), tb, c.middleCols(lo, len), accumulate);
         }
-    }
+    });
 }
 
 void set_zero_skipping(bool on) { zero_skipping.store(on, std::memory_order_relaxed); }
@@ -288,17 +299,12 @@ void gemm_skipping_zeros_forward(const ConstMatrixRef<T>& x, const ZeroBlocks& z
     if constexpr (std::is_same_v<T, float>) {
         const Index m = x.rows(), n = w.rows(), k = x.cols();
         eigen_assert(w.cols() == k && s.rows() == m && s.cols() == n);
-        const int threads = product_threads(m, n, k, product_thread_budget());
-        // Rows of S in chunks of 16 per thread (their marks follow them).
-        const Index chunk = ((m + threads - 1) / threads + 15) / 16 * 16;
-#pragma omp parallel for num_threads(threads) schedule(static, 1) if (threads > 1)
-        for (int t = 0; t < threads; ++t) {
-            const Index lo = std::min(m, static_cast<Index>(t) * chunk), len = std::min(m, lo + chunk) - lo;
-            if (len > 0)
-                unpacked::gemm_nt(len, n, k, 1.0f, x.row(lo).data(), x.outerStride(), w.data(), w.outerStride(),
-                                  s.row(lo).data(), s.outerStride(), accumulate,
-                                  {zeros.masks + lo * zeros.stride, zeros.stride});
-        }
+        // Rows of S between the threads (their marks follow them).
+        split_between_threads(m, product_threads(m, n, k, product_thread_budget()), [&](Index lo, Index len) {
+            unpacked::gemm_nt(len, n, k, 1.0f, x.row(lo).data(), x.outerStride(), w.data(), w.outerStride(),
+                              s.row(lo).data(), s.outerStride(), accumulate,
+                              {zeros.masks + lo * zeros.stride, zeros.stride});
+        });
         return;
     }
 #endif
@@ -313,16 +319,11 @@ void gemm_skipping_zeros_update(T alpha, const ConstMatrixRef<T>& b, const Const
     if constexpr (std::is_same_v<T, float>) {
         const Index m = w.rows(), n = w.cols(), k = x.rows();
         eigen_assert(b.rows() == k && b.cols() == m && x.cols() == n);
-        const int threads = product_threads(m, n, k, product_thread_budget());
-        // Rows of W (units) in chunks of 16 per thread; every thread reads all of X and its marks.
-        const Index chunk = ((m + threads - 1) / threads + 15) / 16 * 16;
-#pragma omp parallel for num_threads(threads) schedule(static, 1) if (threads > 1)
-        for (int t = 0; t < threads; ++t) {
-            const Index lo = std::min(m, static_cast<Index>(t) * chunk), len = std::min(m, lo + chunk) - lo;
-            if (len > 0)
-                unpacked::gemm_axpy(len, n, k, alpha, b.data() + lo, 1, b.outerStride(), x.data(), x.outerStride(),
-                                    w.row(lo).data(), w.outerStride(), true, {zeros.masks, zeros.stride});
-        }
+        // Rows of W (units) between the threads; every thread reads all of X and its marks.
+        split_between_threads(m, product_threads(m, n, k, product_thread_budget()), [&](Index lo, Index len) {
+            unpacked::gemm_axpy(len, n, k, alpha, b.data() + lo, 1, b.outerStride(), x.data(), x.outerStride(),
+                                w.row(lo).data(), w.outerStride(), true, {zeros.masks, zeros.stride});
+        });
         return;
     }
 #endif

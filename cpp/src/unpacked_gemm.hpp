@@ -234,7 +234,8 @@ inline void dot_product(Index m, Index n, Index k, float alpha, const float* a, 
         BlockMasks pass = zero;
         if constexpr (Skip) pass.masks += p / kMaskColumns;
         Index j = 0;
-        for (; j + NR <= n; j += NR) dot_rows<NR, Skip>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add, pass);
+        for (; j + NR <= n; j += NR)
+            dot_rows<NR, Skip>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add, pass);
         switch (n - j) {
             case 3: dot_rows<3, Skip>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add, pass); break;
             case 2: dot_rows<2, Skip>(m, depth, ap, lda, bp + j * ldb, ldb, c + j, ldc, alpha, add, pass); break;
@@ -323,16 +324,26 @@ inline void axpy_rows(Index m, Index k, const float* a, Index a_row, Index a_dep
     constexpr int MR = Simd::axpy_block_rows;
     Index i = 0;
     for (; i + MR <= m; i += MR)
-        axpy_block<MR, NV, PartialLast, Listed>(k, a + i * a_row, a_row, a_depth, b, ldb, c + i * ldc, ldc, alpha, accumulate,
-                                        last, list);
+        axpy_block<MR, NV, PartialLast, Listed>(k, a + i * a_row, a_row, a_depth, b, ldb, c + i * ldc, ldc, alpha,
+                                                accumulate, last, list);
     const float* ai = a + i * a_row;
     float* ci = c + i * ldc;
     switch (m - i) {
-        case 5: axpy_block<5, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
-        case 4: axpy_block<4, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
-        case 3: axpy_block<3, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
-        case 2: axpy_block<2, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
-        case 1: axpy_block<1, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list); break;
+        case 5:
+            axpy_block<5, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list);
+            break;
+        case 4:
+            axpy_block<4, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list);
+            break;
+        case 3:
+            axpy_block<3, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list);
+            break;
+        case 2:
+            axpy_block<2, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list);
+            break;
+        case 1:
+            axpy_block<1, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list);
+            break;
         default: break;
     }
 }
@@ -380,10 +391,18 @@ inline void axpy_product(Index m, Index n, Index k, float alpha, const float* a,
         if (idle(list)) continue;
         static_assert(NV <= 4, "the column remainder is dispatched for up to 4 vectors");
         switch (vectors) {
-            case 4: axpy_rows<4, true, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list); break;
-            case 3: axpy_rows<3, true, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list); break;
-            case 2: axpy_rows<2, true, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list); break;
-            default: axpy_rows<1, true, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list); break;
+            case 4:
+                axpy_rows<4, true, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list);
+                break;
+            case 3:
+                axpy_rows<3, true, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list);
+                break;
+            case 2:
+                axpy_rows<2, true, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list);
+                break;
+            default:
+                axpy_rows<1, true, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list);
+                break;
         }
     }
 }
