@@ -34,6 +34,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 namespace rbp {
 namespace unpacked {
@@ -328,22 +329,16 @@ inline void axpy_rows(Index m, Index k, const float* a, Index a_row, Index a_dep
                                                 accumulate, last, list);
     const float* ai = a + i * a_row;
     float* ci = c + i * ldc;
+    auto rest = [&](auto rows) {
+        axpy_block<decltype(rows)::value, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha,
+                                                                   accumulate, last, list);
+    };
     switch (m - i) {
-        case 5:
-            axpy_block<5, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list);
-            break;
-        case 4:
-            axpy_block<4, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list);
-            break;
-        case 3:
-            axpy_block<3, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list);
-            break;
-        case 2:
-            axpy_block<2, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list);
-            break;
-        case 1:
-            axpy_block<1, NV, PartialLast, Listed>(k, ai, a_row, a_depth, b, ldb, ci, ldc, alpha, accumulate, last, list);
-            break;
+        case 5: rest(std::integral_constant<int, 5>{}); break;
+        case 4: rest(std::integral_constant<int, 4>{}); break;
+        case 3: rest(std::integral_constant<int, 3>{}); break;
+        case 2: rest(std::integral_constant<int, 2>{}); break;
+        case 1: rest(std::integral_constant<int, 1>{}); break;
         default: break;
     }
 }
@@ -390,19 +385,15 @@ inline void axpy_product(Index m, Index n, Index k, float alpha, const float* a,
         const DepthList list = rows_of(j, vectors);
         if (idle(list)) continue;
         static_assert(NV <= 4, "the column remainder is dispatched for up to 4 vectors");
+        auto edge = [&](auto count) {
+            axpy_rows<decltype(count)::value, true, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc,
+                                                            alpha, add, last, list);
+        };
         switch (vectors) {
-            case 4:
-                axpy_rows<4, true, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list);
-                break;
-            case 3:
-                axpy_rows<3, true, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list);
-                break;
-            case 2:
-                axpy_rows<2, true, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list);
-                break;
-            default:
-                axpy_rows<1, true, Listed>(m, depth, ap, a_row, a_depth, bp + j, ldb, c + j, ldc, alpha, add, last, list);
-                break;
+            case 4: edge(std::integral_constant<int, 4>{}); break;
+            case 3: edge(std::integral_constant<int, 3>{}); break;
+            case 2: edge(std::integral_constant<int, 2>{}); break;
+            default: edge(std::integral_constant<int, 1>{}); break;
         }
     }
 }
