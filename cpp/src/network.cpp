@@ -72,10 +72,8 @@ void Network<T>::forward(const ConstMatrixRef<T>& x, Workspace<T>& ws, bool deri
         // A hidden layer's product lands in O^h and f is applied in place: S^h is needed by nothing
         // after f(S^h) and f'(S^h) (both from one sweep), so it costs no buffer and no copy.
         MatrixRef<T> s = top ? MatrixRef<T>(ws.top_pre.topRows(n)) : MatrixRef<T>(ws.out[hs].topRows(n));
-        if (h == 0 && ws.input_zeros.masks != nullptr)
-            layers_[hs]->forward_skipping_zeros(x, ws.input_zeros, s);
-        else if (h == 0)
-            layers_[hs]->forward(x, s);
+        if (h == 0)
+            layers_[hs]->forward_skipping_zeros(x, ws.input_zeros, s);  // empty marks: the plain product
         else
             layers_[hs]->forward(ws.out[hs - 1].topRows(n), s);
         auto o = ws.out[hs].topRows(n);

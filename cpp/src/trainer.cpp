@@ -174,7 +174,7 @@ void Trainer<T>::accumulate_layer_update(Index h, const ConstMatrixRef<T>& presy
         }
         return;
     }
-    if (h == 0 && ws_.input_zeros.masks != nullptr)
+    if (h == 0)  // empty marks: the plain product
         layer.accumulate_update_skipping_zeros(b, presynaptic, ws_.input_zeros, scale, targets);
     else
         layer.accumulate_update(b, presynaptic, scale, targets);

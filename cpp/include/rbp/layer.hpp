@@ -40,8 +40,8 @@ public:
     virtual void accumulate_update(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x, T scale,
                                    std::vector<Matrix<T>*>& targets) const = 0;
 
-    // forward and accumulate_update for an input whose all-zero blocks `zeros` marks (gemm.hpp);
-    // layers that cannot skip them run the plain ones.
+    // forward and accumulate_update for an input whose all-zero blocks `zeros` marks (gemm.hpp; no
+    // marks: the plain ones); layers that cannot skip them run the plain ones.
     virtual void forward_skipping_zeros(const ConstMatrixRef<T>& x, const ZeroBlocks& /*zeros*/, MatrixRef<T> s) const {
         forward(x, s);
     }
