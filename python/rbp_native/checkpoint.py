@@ -53,11 +53,15 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.nda
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            names = list(data.files)
-            if "meta" not in names:
-                raise CheckpointError(f"{path} is not an rbp-native checkpoint (it has no 'meta' entry)")
-            arrays = {name: data[name] for name in names}
+        with open(path, "rb") as handle:
+            data = np.load(handle, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise CheckpointError(f"{path} is not an rbp-native checkpoint (a single array, not an archive)")
+            with data:
+                names = list(data.files)
+                if "meta" not in names:
+                    raise CheckpointError(f"{path} is not an rbp-native checkpoint (it has no 'meta' entry)")
+                arrays = {name: data[name] for name in names}
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:

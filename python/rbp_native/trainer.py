@@ -484,8 +484,9 @@ class Trainer:
                 self._fit_epochs(x, y, int(epochs), eval_data, bar, callback, train_metrics, history, probe,
                                  checkpoint, chunk)
             except BaseException as error:
-                # Interrupted (Ctrl-C, SIGTERM turned into an exception, ...): keep what was done.
-                if checkpoint is not None and not isinstance(error, TrainingDiverged):
+                # Interrupted (Ctrl-C, SIGTERM turned into an exception, ...): keep what was done,
+                # unless it is no longer finite (then the last good checkpoint stays).
+                if checkpoint is not None and not isinstance(error, TrainingDiverged) and self._finite():
                     self.save(checkpoint)
                 raise
             finally:
@@ -512,7 +513,7 @@ class Trainer:
             record: dict[str, Any] = {"epoch": epoch}
             lr = self._core.learning_rate
             weights = self.net.weights
-            if not all(np.isfinite(w).all() for w in weights):
+            if not self._finite():
                 raise TrainingDiverged(f"a weight became NaN or infinite in epoch {epoch} "
                                        f"(algorithm {self.algorithm}, lr {self.lr}); lower the learning rate", history)
             pending["seconds"] = time.perf_counter() - started
@@ -537,7 +538,7 @@ class Trainer:
             self._pending_record = None
             self._epoch_start_weights = None
             if checkpoint is not None:
-                self.save(checkpoint)
+                self.save(checkpoint)  # the weights were checked above
             if bar is not None:
                 bar.write(_format_record(record))
             if callback is not None:
@@ -576,7 +577,16 @@ class Trainer:
             if running["completed"]:
                 return running
             if checkpoint is not None:
+                if not self._finite():
+                    raise TrainingDiverged(
+                        f"a weight became NaN or infinite in epoch {epoch} by batch {running['batch']} of "
+                        f"{running['batches']} (algorithm {self.algorithm}, lr {self.lr}); lower the learning rate",
+                        history)
                 self.save(checkpoint)
+
+    def _finite(self) -> bool:
+        return all(np.isfinite(w).all() for w in self.net.weights) and all(
+            np.isfinite(b).all() for b in self.net.biases)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -5,12 +5,16 @@ A run's folder ``<out>/<experiment>/runs/<variant>/seed<k>/`` holds
 - ``config.json``: the resolved options (``resolved``, compared on resume), the package version, the
   thread count and the network's and trainer's full configuration, written first;
 - ``history.csv`` and ``history.json``: one row per epoch, rewritten atomically after every epoch;
+- ``checkpoint.npz``: the whole training state (:meth:`Trainer.save`), rewritten atomically after
+  every epoch and when the run is interrupted; kept when the run ends;
 - ``done.json``: written last, only when the run has finished (``status`` ``"complete"``, or
   ``"diverged"`` when the loss became NaN/inf: the epochs before it are kept).
 
 On resume a run with ``done.json`` whose stored options equal the current ones is skipped; a run
-without it is trained again from scratch; a run whose stored options differ is refused (ValueError)
-unless ``force=True``, which retrains it.
+without it continues from its checkpoint (bit for bit as if never stopped, when the thread count is
+the same), or starts from scratch when it has none or the checkpoint cannot be read (it is then kept
+as ``checkpoint.npz.unreadable``); a run whose stored options differ is refused (ValueError) unless
+``force=True``, which retrains it from scratch.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ CONFIG = "config.json"
 HISTORY_CSV = "history.csv"
 HISTORY_JSON = "history.json"
 DONE = "done.json"
+CHECKPOINT = "checkpoint.npz"
 
 
 def cores() -> int:
@@ -115,21 +120,22 @@ def write_history(run_dir: Path, records: list[dict[str, Any]], config: dict[str
 
 
 def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
-    """Train one run from scratch and write its folder; returns a short summary.
+    """Train one run, continuing from its checkpoint when it has one, and write its folder;
+    returns a short summary.
 
     `task`: ``run_dir``, ``resolved`` (see :meth:`Run.resolved`), ``threads``, optional
     ``data_root`` and ``download``."""
     from .. import __version__
+    from ..checkpoint import CheckpointError
     from ..history import History
     from ..network import MLP
-    from ..trainer import Trainer, TrainingDiverged
+    from ..trainer import Trainer, TrainingDiverged, _differences
 
     started = time.perf_counter()
     run_dir = Path(task["run_dir"])
     resolved = task["resolved"]
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name in (DONE, HISTORY_CSV, HISTORY_JSON):  # the marker goes first: never a stale "done"
-        (run_dir / name).unlink(missing_ok=True)
+    (run_dir / DONE).unlink(missing_ok=True)  # the marker goes first: never a stale "done"
     train, test = load_data(resolved["dataset"], task.get("data_root"), bool(task.get("download", False)))
     seed = int(resolved["seed"])
     net = MLP(**resolved["network"], seed=seed)
@@ -144,8 +150,31 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
         "test_examples": len(test),
         "started": now(),
     }
+    checkpoint = run_dir / CHECKPOINT
+    resumed_from = 0
+    if checkpoint.exists():
+        try:
+            # The folder's config.json already matched `resolved` (run_state); the thread count is not
+            # part of a run's identity, so a checkpoint from another thread count is continued too.
+            current = {"network": net.config(), "trainer": trainer.config()}
+            differences = _differences(_checkpoint_options(checkpoint, trainer.threads), current)
+            if differences:
+                raise CheckpointError(f"it was written with other settings ({'; '.join(differences[:3])})")
+            trainer.restore(checkpoint, force=True)
+            resumed_from = len(trainer.history)
+        except (CheckpointError, ValueError) as error:
+            os.replace(checkpoint, run_dir / (CHECKPOINT + ".unreadable"))
+            print(f"{run_dir}: checkpoint not used ({error}); training from scratch", file=sys.stderr)
+            net = MLP(**resolved["network"], seed=seed)
+            trainer = Trainer(net, **resolved["trainer"], seed=seed, threads=int(task["threads"]))
+    if resumed_from or trainer.epoch_pending:
+        config["resumed"] = {"epochs_done": resumed_from, "at": now()}
+    else:
+        for name in (HISTORY_CSV, HISTORY_JSON):
+            (run_dir / name).unlink(missing_ok=True)
     atomic_write_text(run_dir / CONFIG, _dumps(config))
-    history = History(config=config)
+    history = trainer.history
+    history.config = config
 
     def save(record: dict[str, Any]) -> None:
         write_history(run_dir, history.records, config)
@@ -157,12 +186,12 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
     if resolved.get("diagnostics"):
         extra = {"diagnostics": True, "diagnostics_batch": int(resolved["diagnostics"])}
     try:
-        trainer.fit(train, epochs=int(resolved["epochs"]), eval=test, progress=False, callback=save,
-                    train_metrics=resolved["train_metrics"], history=history, **extra)
+        trainer.fit(train, epochs=max(0, int(resolved["epochs"]) - len(history)), eval=test, progress=False,
+                    callback=save, train_metrics=resolved["train_metrics"], history=history, checkpoint=checkpoint,
+                    **extra)
     except TrainingDiverged as error:
         status, message = "diverged", str(error)
-    if not history.records:  # diverged in the first epoch: still an (empty) history on disk
-        write_history(run_dir, [], config)
+    write_history(run_dir, history.records, config)  # also when it diverged in its first epoch
     done = {
         "status": status,
         "epochs": len(history),
@@ -171,8 +200,18 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
         "final": history.records[-1] if history.records else None,
         "message": message,
     }
+    if resumed_from:
+        done["resumed_after_epoch"] = resumed_from
     atomic_write_text(run_dir / DONE, _dumps(done))
     return {"run_dir": str(run_dir), **done}
+
+
+def _checkpoint_options(path: Path, threads: int) -> dict[str, Any]:
+    """The network and trainer options a checkpoint was written with, its thread count set to `threads`."""
+    from ..checkpoint import read
+
+    meta, _ = read(path)
+    return {"network": meta["network"], "trainer": {**meta["trainer"], "threads": threads}}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,6 +338,8 @@ def reproduce(
             + "\n".join(lines) + more
             + "\nUse another --out, delete those folders, or pass --force to train them again."
         )
+    for run, _state, _detail in blocked:  # forced: these start from scratch
+        (directory / run.relpath / CHECKPOINT).unlink(missing_ok=True)
     todo = [run for run, state, _ in states if state != "complete"]
     outcome.skipped = [run.id for run, state, _ in states if state == "complete"]
     directory.mkdir(parents=True, exist_ok=True)
@@ -306,9 +347,8 @@ def reproduce(
 
     if todo and experiment.dataset != "synthetic":
         load_data(experiment.dataset_spec(), data_root, download)  # fail now if the data are missing
-    for run in todo:  # unfinished runs start from scratch: clear what an earlier attempt left
-        for name in (DONE, HISTORY_CSV, HISTORY_JSON):
-            (directory / run.relpath / name).unlink(missing_ok=True)
+    for run in todo:  # no stale "done" marker; an unfinished run continues from its checkpoint (execute)
+        (directory / run.relpath / DONE).unlink(missing_ok=True)
     tasks = [(run, {"run_dir": str(directory / run.relpath), "resolved": run.resolved(), "threads": per_run,
                     "data_root": data_root, "download": download}) for run in todo]
     say = write or print
@@ -405,9 +445,36 @@ def _run_all(tasks: list[tuple[Run, dict[str, Any]]], experiment: Experiment, ou
                 except BaseException:
                     for future in pending:
                         future.cancel()
+                    _interrupt_workers(pool)
                     raise
     finally:
         bar.close()
+
+
+def _interrupt_workers(pool: ProcessPoolExecutor, seconds: float = 3.0) -> None:
+    """Stop the runs in flight promptly when the driver is interrupted: SIGINT makes each worker's
+    training stop within a batch and checkpoint (a terminal's Ctrl-C reaches them anyway, a SIGTERM
+    to the driver does not); repeated until the workers are gone, since a worker that was waiting
+    for work, or took the next queued run, needs its own. Workers still alive after `seconds` are
+    terminated (their last checkpoint stays)."""
+    import signal
+
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive = [p for p in processes if p.is_alive()]
+        if not alive:
+            return
+        for process in alive:
+            try:
+                os.kill(process.pid, signal.SIGINT)
+            except (OSError, TypeError):
+                pass
+        time.sleep(0.2)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
 
 
 def _epochs_written(run_dir: Path) -> int:
