@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ._cli_common import DefaultsHelpFormatter, add_data_arguments, add_progress_argument
+
 PAPER_HIDDEN = [100, 100, 100, 100]
 # Trainer keyword arguments mirrored one to one by `train` flags (--feedback-density -> feedback_density).
 CHANNEL_OPTIONS = (
@@ -27,11 +29,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="train a network with a learning-channel algorithm",
         description="Train an MLP on MNIST or Fashion-MNIST. Defaults are the paper's MNIST setup: "
         "784-100-100-100-100-10 tanh, softmax, batch 100, lr 0.1, decay 1e-6, no momentum.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
-    p.add_argument("--data-root", default=None, help="data folder (default: $RBP_NATIVE_DATA, else ~/.cache/rbp_native)")
-    p.add_argument("--download", action="store_true", help="download the data set if it is missing")
+    add_data_arguments(p)
     p.add_argument("--algorithm", default="bp", choices=ALGORITHMS)
     p.add_argument("--no-derivative", dest="derivative", action="store_false",
                    help="drop the local derivative f' in every hidden layer (the paper's 'no f'' variants)")
@@ -83,7 +84,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-metrics", default="full", choices=["full", "running"],
                    help="full: evaluate the whole training set after each epoch; running: batch means")
     p.add_argument("--out", default=None, help="output folder (default: runs/<dataset>-<algorithm>-seed<seed>)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_progress_argument(p)
     p.set_defaults(handler=_train)
 
 
@@ -186,11 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .datasets import DatasetError
+    from .datasets import DatasetError, DownloadError
 
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, DatasetError) as error:
+    except (ValueError, TypeError, FileNotFoundError, DatasetError, DownloadError) as error:
         print(f"rbp-native: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
