@@ -10,21 +10,6 @@ import pytest
 
 import rbp_native as rbp
 from rbp_native.cli import main
-from test_datasets import write_set
-
-
-@pytest.fixture()
-def tiny_mnist(tmp_path, monkeypatch):
-    rng = np.random.default_rng(0)
-    raw = {
-        "train-images": rng.integers(0, 256, size=(120, 784), dtype=np.uint8),
-        "train-labels": rng.integers(0, 10, size=120).astype(np.uint8),
-        "test-images": rng.integers(0, 256, size=(30, 784), dtype=np.uint8),
-        "test-labels": rng.integers(0, 10, size=30).astype(np.uint8),
-    }
-    write_set(tmp_path / "data" / "mnist", raw)
-    monkeypatch.setenv("RBP_NATIVE_DATA", str(tmp_path / "data"))
-    return tmp_path
 
 
 def test_train_writes_history_config_and_model(tiny_mnist, capsys):

@@ -1,4 +1,4 @@
-"""The paper's theory (section 7 of docs/paper-notes.md), checked numerically.
+"""The paper's theory (its section 7), checked numerically.
 
 Property-based: random polynomials / parameters / initial states; every prediction of
 Theorem 1 (applied to each system's reduced polynomial) is compared with a tight-tolerance
