@@ -83,7 +83,8 @@ def markdown(report: dict[str, Any]) -> str:
             cells = []
             for impl in impls:
                 r = w["impls"].get(impl)
-                cells.append("—" if not r else f"{r['epoch_s_median']:.3g} ({r['epoch_s_min']:.3g}–{r['epoch_s_max']:.3g})")
+                cells.append("—" if not r else
+                             f"{r['epoch_s_median']:.3g} ({r['epoch_s_min']:.3g}–{r['epoch_s_max']:.3g})")
             rb = w["impls"].get("rbp-native") or {}
             rt = w["ratios"]
             lines.append(f"| {w['net']} | {w['batch']} | {w['algorithm']} | " + " | ".join(cells) +
@@ -146,7 +147,8 @@ def markdown(report: dict[str, Any]) -> str:
             peak = report["gemm_peak"].get(str(p["threads"]), {}).get("peak")
             lines.append(f"| {p['net']} | {p['batch']} | {p['algorithm']} | {p['threads']} | {u['step']:.1f} | "
                          f"{u['forward']:.1f} | {u['channel']:.1f} | {u['update']:.1f} | {u['rest']:.1f} | "
-                         f"{u['epoch']:.1f} | {fmt_s(gflops)} | {fmt_s(100 * gflops / peak if gflops and peak else None)} |")
+                         f"{u['epoch']:.1f} | {fmt_s(gflops)} | "
+                         f"{fmt_s(100 * gflops / peak if gflops and peak else None)} |")
         lines.append("")
         lines.append("The forward, channel and update phases are almost all matrix products (the forward phase also "
                      "applies the activation): their GFLOP/s is what the step's products reach in place, an upper "

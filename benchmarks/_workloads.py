@@ -9,6 +9,7 @@ import statistics
 from typing import Any
 
 import numpy as np
+
 from _machine import ROOT, log
 from _worker import feedback_key, workload_options  # the workers' own reading of a workload
 

@@ -92,8 +92,8 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, Setting
                    help="channel variants (ALG:density=P sparse feedback, srbp:quantize=BITS quantised signals), "
                         "run at the batches of --variant-batches only ('' for none)")
     p.add_argument("--variant-batches", default=None,
-                   help="batch sizes of the variants for every net (default: mnist "
-                        f"{','.join(map(str, VARIANT_BATCHES['mnist']))}, wide {','.join(map(str, VARIANT_BATCHES['wide']))})")
+                   help="batch sizes of the variants for every net (default: "
+                        + ", ".join(f"{net} {','.join(map(str, b))}" for net, b in VARIANT_BATCHES.items()) + ")")
     p.add_argument("--impls", default=None,
                    help=f"default {','.join(IMPLS)} (without torch-compile under --isa-cap: see the README)")
     p.add_argument("--threads", default="1,2")
@@ -143,7 +143,8 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, Setting
 
 def start_report(argv: list[str] | None, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """The machine, versions and settings notes; drops the torch columns when PyTorch is missing."""
-    command = "python " + " ".join([os.path.relpath(__file__, os.getcwd())] + (argv if argv is not None else sys.argv[1:]))
+    arguments = argv if argv is not None else sys.argv[1:]
+    command = "python " + " ".join([os.path.relpath(__file__, os.getcwd()), *arguments])
     report: dict[str, Any] = {
         "command": command,
         "date": _dt.datetime.now().isoformat(timespec="seconds"),

@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+
 from idx_files import write_set
 
 

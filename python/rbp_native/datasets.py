@@ -33,6 +33,7 @@ import dataclasses
 import gzip
 import importlib.util
 import os
+import sys
 import tempfile
 import zlib
 from collections.abc import Sequence
@@ -524,10 +525,11 @@ def _download(canonical: str, base: Path) -> None:
         _download_urllib(canonical, base / canonical)
     except (DatasetError, DownloadError) as exc:
         if torchvision_error is not None:
-            exc.add_note(
-                f"torchvision download failed first: {type(torchvision_error).__name__}: "
-                f"{torchvision_error}"
-            )
+            note = f"torchvision download failed first: {type(torchvision_error).__name__}: {torchvision_error}"
+            if sys.version_info >= (3, 11):
+                exc.add_note(note)
+            else:  # no exception notes before Python 3.11: the note joins the message
+                exc.args = (f"{exc}\n{note}",)
         raise
 
 

@@ -7,6 +7,7 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 from numpy.polynomial import Polynomial
 
 from ..polynomial import Prediction
@@ -16,7 +17,7 @@ from .results import Check, Integration, _state_difference, make_check
 _X = Polynomial([0.0, 1.0])  # the polynomial x, for building reduced polynomials
 
 
-def _bc(v: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _bc(v: ArrayLike, y: np.ndarray) -> np.ndarray:
     """Reshape a parameter vector so it broadcasts against a (n, *trailing) state slice."""
     return np.asarray(v).reshape(np.shape(v) + (1,) * (np.ndim(y) - 1))
 
@@ -123,6 +124,8 @@ def _signed_uniform(rng: np.random.Generator, lo: float, hi: float, size=None):
     return mag * sgn
 
 
-def _well_conditioned(poly: Polynomial, root: float, min_slope: float) -> bool:
+def _well_conditioned(poly: Polynomial | None, root: float, min_slope: float) -> bool:
     """|Q'(root)| large enough that an integration converges in reasonable time."""
+    if poly is None:
+        raise ValueError("the system has no reduced polynomial")
     return abs(poly.deriv()(root)) >= min_slope

@@ -58,13 +58,14 @@ def _solve(rhs, t0: float, t1: float, y0: np.ndarray, *, method: str, rtol: floa
                 pass
         if t_eval is not None:
             end = t_hit if hit else t_new
-            dense = solver.dense_output() if k_eval < t_eval.size and \
-                t_eval[k_eval] <= end else None
-            while k_eval < t_eval.size and t_eval[k_eval] <= end:
-                ts.append(float(t_eval[k_eval]))
-                ys.append(np.asarray(dense(t_eval[k_eval])))
-                k_eval += 1
+            if k_eval < t_eval.size and t_eval[k_eval] <= end:
+                dense = solver.dense_output()
+                while k_eval < t_eval.size and t_eval[k_eval] <= end:
+                    ts.append(float(t_eval[k_eval]))
+                    ys.append(np.asarray(dense(t_eval[k_eval])))
+                    k_eval += 1
         elif hit:
+            assert t_hit is not None  # set above whenever hit
             ts.append(t_hit)
             ys.append(np.asarray(solver.dense_output()(t_hit)) if t_hit != t_new
                       else y_new.copy())
@@ -94,7 +95,7 @@ def integrate(rhs, y0, *, t_max: float = 200.0, t_cap: float | None = None,
     reported at exactly those times (from the solver's dense output), without extension.
     """
     y0 = np.asarray(y0, dtype=float).ravel()
-    opts = {"method": method, "rtol": rtol, "atol": atol, "bound": bound,
+    opts: dict[str, Any] = {"method": method, "rtol": rtol, "atol": atol, "bound": bound,
             "vectorized": vectorized}
 
     def residual(y) -> float:

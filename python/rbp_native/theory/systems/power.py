@@ -113,8 +113,10 @@ class PowerUnit(System):
         if not (self.alpha > 0 and self.c1 > 0):
             raise ValueError("Theorem 12 assumes alpha > 0, beta > 0, c1 > 0")
         sp = require_scipy()
-        g = lambda t: self.beta * t ** self.mu * (t * t / (2 * self.mu * self.c1) + self.K) \
-            - self.alpha
+
+        def g(t):
+            return self.beta * t ** self.mu * (t * t / (2 * self.mu * self.c1) + self.K) - self.alpha
+
         hi = 1.0
         while g(hi) < 0:
             hi *= 2.0

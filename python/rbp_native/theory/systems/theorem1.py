@@ -74,7 +74,7 @@ class PolynomialODE(System):
             # time to reach the integrator's bound, exact for every degree; for degree >= 2
             # it is within ~1/(|kn| bound^(n-1)) of the finite escape time blowup_time
             t_pred = time_to_reach(self._poly, self.x0, math.copysign(self.bound, pred.limit))
-            t_got = integ.blowup_time if integ.blew_up else math.inf
+            t_got = integ.blowup_time if integ.blew_up and integ.blowup_time is not None else math.inf
             same_side = integ.blew_up and np.sign(integ.y_end[0]) == np.sign(pred.limit)
             d = abs(t_pred - t_got) / max(1.0, t_pred) if same_side else math.inf
             esc = (f", escape t*={pred.blowup_time:.6g}" if pred.finite_time and
