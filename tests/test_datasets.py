@@ -566,9 +566,28 @@ def _partial_files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name not in _GZ)
 
 
-def test_download_over_http_checks_the_official_checksums(tmp_path: Path, local_mirror: _LocalMirror) -> None:
+def test_download_over_http_checks_the_official_checksums(tmp_path: Path, local_mirror: _LocalMirror,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import tqdm
+
+    bars = []
+
+    class RecordingBar(tqdm.tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.shown = 0
+            bars.append((kwargs, self))
+
+        def update(self, n=1):
+            self.shown += n
+            return super().update(n)
+
+    monkeypatch.setattr(tqdm, "tqdm", RecordingBar)
     root = tmp_path / "cache"
     train, test = load("mnist", root=root, download=True)
+    # one progress bar per file, sized by Content-Length, shown on a terminal only (disable=None)
+    assert sorted(kwargs["total"] for kwargs, _ in bars) == sorted(len(blob) for blob in local_mirror.files.values())
+    assert all(kwargs["disable"] is None and bar.shown == kwargs["total"] for kwargs, bar in bars)
     assert (len(train), len(test)) == (60000, 10000)
     assert sorted(local_mirror.requested) == sorted(_GZ)
     assert sorted(p.name for p in (root / "mnist").iterdir()) == sorted(_GZ)  # no temp files left
