@@ -1,6 +1,6 @@
 """Fixtures shared by the test modules. Helper modules beside the tests (reference.py, the numpy
-oracle; idx_files.py, synthetic IDX files) import by name: pyproject's pytest settings put tests/ on
-the path (``pythonpath``)."""
+oracle; idx_files.py, synthetic IDX files) and the benchmark's modules import by name: pyproject's
+pytest settings put tests/ and benchmarks/ on the path (``pythonpath``)."""
 
 from __future__ import annotations
 

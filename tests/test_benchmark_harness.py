@@ -3,46 +3,33 @@ computing the same math, and which take part in the ratios. No timing here."""
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _benchmark_module(name):
-    """benchmarks/<name>.py, imported as the benchmark imports it (its folder on the path)."""
-    if not (BENCHMARKS / f"{name}.py").exists():  # an installed copy of the tests without the repository
-        pytest.skip(f"benchmarks/{name}.py is not in this tree")
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+# benchmarks/ is on pytest's pythonpath (pyproject.toml); an installed copy of the tests without the
+# repository skips these tests.
 
 
 @pytest.fixture(scope="module")
 def workloads():
-    return _benchmark_module("_workloads")
+    return pytest.importorskip("_workloads")
 
 
 @pytest.fixture(scope="module")
 def report():
-    return _benchmark_module("_report")
+    return pytest.importorskip("_report")
 
 
 @pytest.fixture(scope="module")
 def references():
-    return _benchmark_module("references")
+    return pytest.importorskip("references")
 
 
-def test_run_py_puts_its_modules_together():
-    run = _benchmark_module("run")
-    assert run.disagreements is _benchmark_module("_workloads").disagreements
-    assert run.evaluate_targets is _benchmark_module("_report").evaluate_targets
+def test_run_py_puts_its_modules_together(workloads, report):
+    run = pytest.importorskip("run")
+    assert run.disagreements is workloads.disagreements
+    assert run.evaluate_targets is report.evaluate_targets
 
 
 def _check(key, change, **diffs):
