@@ -325,23 +325,21 @@ def write_results(report: dict[str, Any], args: argparse.Namespace) -> str:
     return stem
 
 
-def main(argv: list[str] | None = None) -> int:
-    args, settings = parse_arguments(argv)
-    import rbp_native
-
-    report = start_report(argv, args, settings)
-    log(f"rbp-native {rbp_native.__version__} isa={rbp_native.isa}; impls {settings.impls}; threads {settings.threads}")
+def write_inputs(directory: str, report: dict[str, Any], args: argparse.Namespace,
+                 settings: Settings) -> dict[str, Any]:
+    """The data and initial weights every implementation starts from, as files in `directory`;
+    returns the part of the workers' configuration that names them."""
     x, y, report["data"] = load_data(args.data, max(args.examples, args.wide_examples))
-    tmp = tempfile.mkdtemp(prefix="rbp-bench-")
-    base_cfg = {"data": os.path.join(tmp, "data.npz"), "init": os.path.join(tmp, "init.npz"), "lr": args.lr,
-                "decay": args.decay}
+    base_cfg = {"data": os.path.join(directory, "data.npz"), "init": os.path.join(directory, "init.npz"),
+                "lr": args.lr, "decay": args.decay}
     np.savez(base_cfg["data"], x=x, y=y)
     np.savez(base_cfg["init"], **initial_weights(settings.nets, settings.algorithms + settings.variants))
-    workloads = make_workloads(args, settings)
+    return base_cfg
 
-    agreement_check(report, base_cfg, workloads, args, settings)
-    programs = build_programs(report, args, rbp_native.isa)
-    timings = timing_rounds(base_cfg, workloads, programs, args, settings)
+
+def add_results(report: dict[str, Any], timings: Timings, workloads: list[dict[str, Any]],
+                programs: dict[str, str], args: argparse.Namespace, settings: Settings) -> None:
+    """Everything measured, summarised into the report, with the targets checked."""
     report["worker_info"] = timings.worker_info
     ran_isa = timings.worker_info.get("rbp-native", {}).get("isa", args.isa_cap)
     if args.isa_cap and ran_isa != args.isa_cap:
@@ -367,6 +365,21 @@ def main(argv: list[str] | None = None) -> int:
         report["machine"]["load_average_at_end"] = os.getloadavg()
     except OSError:
         pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, settings = parse_arguments(argv)
+    import rbp_native
+
+    report = start_report(argv, args, settings)
+    log(f"rbp-native {rbp_native.__version__} isa={rbp_native.isa}; impls {settings.impls}; threads {settings.threads}")
+    tmp = tempfile.mkdtemp(prefix="rbp-bench-")
+    base_cfg = write_inputs(tmp, report, args, settings)
+    workloads = make_workloads(args, settings)
+    agreement_check(report, base_cfg, workloads, args, settings)
+    programs = build_programs(report, args, rbp_native.isa)
+    timings = timing_rounds(base_cfg, workloads, programs, args, settings)
+    add_results(report, timings, workloads, programs, args, settings)
     stem = write_results(report, args)
     shutil.rmtree(tmp, ignore_errors=True)
     log(f"wrote {stem}.json and {stem}.md")
