@@ -27,6 +27,3 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     download.add_argument("--no-download", dest="download", action="store_false",
                           help="fail instead of downloading when the data set is missing (offline use)")
 
-
-def add_progress_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ._cli_common import DefaultsHelpFormatter, add_data_arguments, add_progress_argument
+from ._cli_common import DefaultsHelpFormatter, add_data_arguments
 
 PAPER_HIDDEN = [100, 100, 100, 100]
 # Trainer keyword arguments mirrored one to one by `train` flags (--feedback-density -> feedback_density).
@@ -84,7 +84,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-metrics", default="full", choices=["full", "running"],
                    help="full: evaluate the whole training set after each epoch; running: batch means")
     p.add_argument("--out", default=None, help="output folder (default: runs/<dataset>-<algorithm>-seed<seed>)")
-    add_progress_argument(p)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(handler=_train)
 
 

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .._cli_common import add_data_arguments, add_progress_argument
+from .._cli_common import add_data_arguments
 
 
 def _describe_experiments() -> str:
@@ -42,7 +42,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="retrain runs made with other settings (or whose files are corrupt) instead of refusing")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
     add_data_arguments(p)
-    add_progress_argument(p)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
