@@ -5,11 +5,28 @@ pytest settings put tests/ and benchmarks/ on the path (``pythonpath``)."""
 from __future__ import annotations
 
 import os
+import urllib.parse
+import urllib.request
 
 import numpy as np
 import pytest
 
 from idx_files import write_set
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """No test reaches the network (the command line downloads missing data by default): urlopen of
+    anything but a server on 127.0.0.1 fails the test."""
+    real_urlopen = urllib.request.urlopen
+
+    def local_only(request, *args, **kwargs):
+        url = request.full_url if isinstance(request, urllib.request.Request) else request
+        if urllib.parse.urlsplit(url).hostname != "127.0.0.1":
+            raise AssertionError(f"a test tried to reach the network: {url}")
+        return real_urlopen(request, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", local_only)
 
 
 @pytest.fixture(scope="session")

@@ -637,6 +637,13 @@ def test_download_offline_says_what_to_do(tmp_path: Path, monkeypatch: pytest.Mo
     assert list((root / "mnist").iterdir()) == []
 
 
+def test_download_into_an_unwritable_folder_says_so_before_any_network_access(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"  # a data root that is a file: nothing can be created under it
+    blocker.write_bytes(b"")
+    with pytest.raises(DownloadError, match="cannot write the mnist download into .*RBP_NATIVE_DATA"):
+        load("mnist", root=blocker, download=True)  # the autouse fixture fails any network access
+
+
 def test_cli_train_downloads_into_the_data_folder(tmp_path: Path, local_mirror: _LocalMirror,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from rbp_native.cli import main

@@ -482,7 +482,15 @@ def _content_length(response: Any) -> int | None:
 def _download_urllib(canonical: str, target_dir: Path) -> None:
     import http.client
 
-    target_dir.mkdir(parents=True, exist_ok=True)
+    try:  # before any network access: a read-only data folder is the user's to fix, not a mirror's
+        target_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target_dir):
+            pass
+    except OSError as exc:
+        raise DownloadError(
+            f"cannot write the {canonical} download into {target_dir} ({exc}); point {ENV_VAR} "
+            f"(or root=... / --data-root) at a writable folder, or put the files there yourself"
+        ) from exc
     checksums = MD5[canonical]
     for base in FILES.values():
         if _find_file(target_dir, base) is not None:
