@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
+from ._cli_common import DefaultsHelpFormatter, add_data_arguments
+
 PAPER_HIDDEN = [100, 100, 100, 100]
 # Trainer keyword arguments mirrored one to one by `train` flags (--feedback-density -> feedback_density).
 CHANNEL_OPTIONS = (
@@ -29,11 +31,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="train a network with a learning-channel algorithm",
         description="Train an MLP on MNIST or Fashion-MNIST. Defaults are the paper's MNIST setup: "
         "784-100-100-100-100-10 tanh, softmax, batch 100, lr 0.1, decay 1e-6, no momentum.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
-    p.add_argument("--data-root", default=None, help="data folder (default: $RBP_NATIVE_DATA, else ~/.cache/rbp_native)")
-    p.add_argument("--download", action="store_true", help="download the data set if it is missing")
+    add_data_arguments(p)
     p.add_argument("--algorithm", default="bp", choices=ALGORITHMS)
     p.add_argument("--no-derivative", dest="derivative", action="store_false",
                    help="drop the local derivative f' in every hidden layer (the paper's 'no f'' variants)")
@@ -247,7 +248,7 @@ def _terminate_as_interrupt(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .datasets import DatasetError
+    from .datasets import DatasetError, DownloadError
 
     # SIGTERM (a scheduler's or `kill`'s stop) stops as Ctrl-C does: within a batch, keeping what was
     # done. Only in the main thread of the main interpreter, where Python delivers signals.
@@ -256,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, DatasetError) as error:
+    except (ValueError, TypeError, FileNotFoundError, DatasetError, DownloadError) as error:
         print(f"rbp-native: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -268,8 +268,9 @@ def sweep_markdown(experiment: Experiment, aggregate: Aggregate) -> str:
         if any(references):
             ref_cells = []
             for ref in references:
-                row = finals.get(ref) if ref else None
-                ref_cells.append(f"{pct(row['test_accuracy_mean'], row['test_accuracy_std'])} (`{ref}`)" if row else "")
+                ref_row = finals.get(ref) if ref else None
+                ref_cells.append(f"{pct(ref_row['test_accuracy_mean'], ref_row['test_accuracy_std'])} (`{ref}`)"
+                                 if ref_row else "")
             lines.append("| reference | " + " | ".join(ref_cells) + " |")
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)
