@@ -16,7 +16,7 @@ import pytest
 
 import rbp_native as rbp
 from rbp_native.cli import main
-from test_datasets import write_set
+from idx_files import write_set
 
 
 @pytest.fixture()
