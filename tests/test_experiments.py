@@ -569,3 +569,50 @@ def test_diagnostics_columns_are_written_when_on(tmp_path):
     plain = small(tmp_path)
     with pytest.raises(ex.ConfigError, match="diagnostics: stored 30, now not set"):
         go(plain, tmp_path)
+
+
+# The runs of these experiments as committed at d74e108 (the configs the 100-epoch x 5-seed sweeps were
+# started from): the runner keys every run by Run.resolved() and refuses runs whose settings changed, so
+# editing any of them would orphan hours of training. Variants may be added; these must not change.
+# Digest: sha256 of json.dumps([run.resolved() for the listed variants' runs, in run order], sort_keys=True).
+PINNED_RUNS = {
+    "fig3": (45, "b751f7986a55b6f2b8e42dcf16d65b2d107cc60862db986653bd0653592acf94"),
+    "fig4": (45, "637f046218a16a5b9b31c79bfb4a78f5476aa318690acec8145c006fd9c08487"),
+    "controls": (110, "c5d751e1267914b1f0be1c01b291b4959269a302146c44f2dae137154708b381"),
+    "fig7": (225, "a2f99288b827c32b9d99da78dbb34e52829744f40e7581403dd0acff0c9d8ef3"),
+    "fig8": (120, "1cd1d677b0256c7c96bb77c40a54bfd57492024d49b5f7253f4b743f8d232641"),
+    "fig9": (90, "4e5f14fe681024a1c9cbe5811625998ab0025d49be1d97e84fa1348177a84985"),
+    "fig1": (45, "56e90b1a744e9137e2e8f4f7acd43878e129cb11f047bcd0a8ab9348e48a484c"),
+    "fig2": (20, "115d43c396407fde39bacb1f243e2eed161cbc3876486ca1ff69db6c7b5d6a8f"),
+    "deep": (20, "23056335275d01facb7f945760d84db93c218b3fa8e33d2a343b4a6d4c94da35"),
+}
+PINNED_VARIANTS = {
+    "fig1": ["bp", "bp-nof", "sbp", "sbp-nof", "rbp", "rbp-nof", "srbp", "srbp-nof", "top"],
+    "fig2": ["rbp", "arbp", "srbp", "asrbp"],
+    "fig3": ["srbp"] + [f"sparse-srbp-p{p}" for p in ("0", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1")],
+    "fig4": ["rbp"] + [f"sparse-rbp-p{p}" for p in ("0", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1")],
+    "controls": [
+        "rbp", "srbp", "top", "rbp-resample-zero-mean", "rbp-resample-sign", "srbp-mean-gaussian",
+        "srbp-mean-uniform", "srbp-freeze-2", "srbp-freeze-1to2", "srbp-freeze-3", "srbp-freeze-1to3",
+        "srbp-sign", "srbp-magnitude", "srbp-per-synapse", "srbp-linear", "top-linear", "srbp-logistic",
+        "top-logistic", "srbp-relu", "top-relu", "srbp-relu-lr0.01", "top-relu-lr0.01",
+    ],
+    "fig7": ["bp", "rbp", "srbp"] + [f"{a}-q-bits{b}" for a in ("bp", "rbp", "srbp") for b in (1, 2, 3, 4, 6, 8, 10, 12, 16)]
+    + [f"{a}-qm-bits{b}" for a in ("bp", "rbp", "srbp") for b in (2, 4, 6, 8, 10)],
+    "fig8": ["bp", "rbp", "srbp"] + [f"{a}-q-bits{b}" for a in ("bp", "rbp", "srbp") for b in (1, 2, 3, 4, 6, 8, 12)],
+    "fig9": ["bp", "rbp", "srbp"] + [f"{a}-drop-drop{p}" for a in ("bp", "rbp", "srbp") for p in (0.1, 0.25, 0.5, 0.75, 0.9)],
+    "deep": ["bp", "rbp", "srbp", "top"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_RUNS))
+def test_the_runs_of_the_full_sweeps_keep_their_settings(name):
+    import hashlib
+
+    experiment = ex.load_experiment(name)
+    pinned = set(PINNED_VARIANTS[name])
+    assert pinned <= {v.name for v in experiment.variants}
+    runs = [run.resolved() for run in experiment.runs() if run.variant.name in pinned]
+    count, digest = PINNED_RUNS[name]
+    assert len(runs) == count
+    assert hashlib.sha256(json.dumps(runs, sort_keys=True).encode()).hexdigest() == digest
