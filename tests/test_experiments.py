@@ -427,21 +427,21 @@ def test_checks_are_evaluated_plainly():
     def check(**kw):
         return report.evaluate_check(kw, value, {"g": ["c", "b", "a"], "h": ["a", "c"]}, list(values))[0]
 
-    assert check(kind="lowest", variant="d") is True
-    assert check(kind="lowest", variant="c", among=["a", "b", "c"]) is True
-    assert check(kind="highest", variant="b") is False
-    assert check(kind="ge", a="a", b="b", margin=0.05) is True
-    assert check(kind="ge", a="a", b="b", margin=0.15) is False
-    assert check(kind="ge", a=["a", "b"], b="c") is True
-    assert check(kind="close", a="a", b="b", tolerance=0.1 + 1e-12) is True
-    assert check(kind="close", a="a", b="c", tolerance=0.1) is False
-    assert check(kind="between", a="b", low="c", high="a") is True
-    assert check(kind="between", a="a", low="c", high="b") is False
-    assert check(kind="above", a=["a", "b"], value=0.8) is True
-    assert check(kind="below", a="c", value=0.4) is False
-    assert check(kind="monotone", group="g") is True
-    assert check(kind="monotone", group="h") is False
-    assert check(kind="monotone", group="h", tolerance=0.5) is True
+    assert check(kind="lowest", variant="d") == "true"
+    assert check(kind="lowest", variant="c", among=["a", "b", "c"]) == "true"
+    assert check(kind="highest", variant="b") == "false"
+    assert check(kind="ge", a="a", b="b", margin=0.05) == "true"
+    assert check(kind="ge", a="a", b="b", margin=0.15) == "false"
+    assert check(kind="ge", a=["a", "b"], b="c") == "true"
+    assert check(kind="close", a="a", b="b", tolerance=0.1 + 1e-12) == "true"
+    assert check(kind="close", a="a", b="c", tolerance=0.1) == "false"
+    assert check(kind="between", a="b", low="c", high="a") == "true"
+    assert check(kind="between", a="a", low="c", high="b") == "false"
+    assert check(kind="above", a=["a", "b"], value=0.8) == "true"
+    assert check(kind="below", a="c", value=0.4) == "false"
+    assert check(kind="monotone", group="g") == "true"
+    assert check(kind="monotone", group="h") == "false"
+    assert check(kind="monotone", group="h", tolerance=0.5) == "true"
     assert check(kind="ge", a="zzz", b="a") is None
     assert check(kind="monotone", group="nope") is None
 
@@ -449,7 +449,7 @@ def test_checks_are_evaluated_plainly():
 def test_a_near_tie_is_shown_with_the_digits_that_decide_it():
     values = {"bp": 0.97970, "sbp": 0.97966}
     holds, evidence = report.evaluate_check({"kind": "ge", "a": "sbp", "b": "bp"}, values.__getitem__, {}, list(values))
-    assert holds is False
+    assert holds == "false"
     assert evidence == "`sbp` 97.966% < `bp` 97.970%"
 
 
