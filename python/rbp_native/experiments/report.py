@@ -479,8 +479,9 @@ def _quick_note(experiment: Experiment) -> str:
 def _provenance_lines(info: dict[str, Any], aggregate: Aggregate) -> list[str]:
     from .runner import describe_source
 
-    lines = [f"- Code of this invocation: rbp-native {info.get('version', '?')}, "
-             f"{describe_source(info.get('source'))}"]
+    where = (describe_source(info["source"]) if "source" in info
+             else "commit not recorded (the invocation predates provenance records)")
+    lines = [f"- Code of this invocation: rbp-native {info.get('version', '?')}, {where}"]
     sources = aggregate.sources
     if sources is None:
         lines.append("- Runs: read back from `summary.csv` and `final.csv` (the run folders, which record each "
