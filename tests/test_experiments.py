@@ -32,6 +32,16 @@ SHIPPED = {
     "fig9": ["bp", "rbp", "srbp"] + [f"{a}-drop-drop{p}" for a in ("bp", "rbp", "srbp") for p in (0.1, 0.25, 0.5, 0.75, 0.9)],
     "deep": ["bp", "rbp", "srbp", "top"],
     "complexity": ["bp", "sbp", "rbp", "srbp", "arbp", "asrbp", "top", "sparse-rbp-n10", "sparse-srbp-n2"],
+    "scale": ["bp", "top", "rbp", "rbp-unit", "srbp", "srbp-unit", "rbp-nof", "rbp-nof-unit", "srbp-nof", "srbp-nof-unit",
+              "rbp-resample-zero-mean", "rbp-resample-zero-mean-unit", "top-relu", "srbp-relu", "srbp-relu-unit"]
+    + [f"{a}-q-unit-bits{b}" for a in ("rbp", "srbp") for b in (1, 2, 4, 8, 10, 16)]
+    + [f"sparse-rbp-glorot-p{p}" for p in ("0.01", "0.02", "0.05", "0.1", "0.2", "0.5")],
+    "variants": ["rbp", "srbp", "top", "rbp-unit", "srbp-unit", "rbp-congruent", "srbp-congruent", "rbp-sign", "srbp-sign",
+                 "rbp-bernoulli", "srbp-bernoulli", "rbp-mean-gaussian", "rbp-mean-uniform"]
+    + [f"{a}-sparse-{d}{r}-p{p}" for a in ("rbp", "srbp") for d in ("sign", "gaussian") for p in ("0.1", "0.5")
+       for r in ("", "-rescaled")]
+    + [f"{a}-{u}" for u in ("linear", "logistic", "relu", "relu-lr0.01") for a in ("rbp", "top")]
+    + [f"srbp-freeze-{h}" for h in ("1", "2", "3", "4", "1to2", "1to3", "1to4")],
 }
 PAPER = {"hidden": [100, 100, 100, 100], "activation": "tanh", "output": "softmax", "lr": 0.1, "momentum": 0.0,
          "batch_size": 100}
@@ -86,7 +96,8 @@ def test_shipped_config_parses_and_expands_to_the_intended_runs(name):
         else:
             assert options["hidden"] == PAPER["hidden"]
         for key in ("activation", "output", "lr", "momentum", "batch_size"):
-            off_paper = (key == "activation" and name == "controls") or (key == "lr" and variant.name.endswith("-lr0.01"))
+            off_paper = ((key == "activation" and name in ("controls", "scale", "variants"))
+                         or (key == "lr" and variant.name.endswith("-lr0.01")))
             if experiment.kind == "train" and not off_paper:
                 assert options[key] == PAPER[key], (name, variant.name, key)
         if experiment.kind == "train":
@@ -819,3 +830,21 @@ def test_crowded_experiments_are_drawn_as_small_multiples(tmp_path):
     outcome = go(experiment, tmp_path, figures=True)
     assert (tmp_path / "controls" / "final.png").is_file()
     assert "![final](final.png)" in outcome.report.read_text()
+
+
+def test_sparse_feedback_rescaled_to_the_dense_variance():
+    """variants.toml writes 1/sqrt(p) as a number: at the unit scale it restores the dense variance exactly."""
+    experiment = ex.load_experiment("variants")
+    for variant in experiment.variants:
+        options = variant.options
+        if "sparse" not in variant.name:
+            continue
+        p = options["feedback_density"]
+        scale = options["feedback_scale"]
+        if "rescaled" in variant.name:
+            assert scale == pytest.approx(1 / math.sqrt(p), rel=1e-15) and p * scale**2 == pytest.approx(1.0)
+        else:
+            assert scale == "unit"
+    scale = ex.load_experiment("scale")
+    assert {v.options.get("feedback_scale", "glorot") for v in scale.groups()["rbp-q-unit"]} == {"unit"}
+    assert scale.variant("rbp-q-unit-bits4").reference == "rbp-unit"
