@@ -61,7 +61,7 @@ def threads_per_run(jobs: int, threads: int | None = None) -> int:
 
 @functools.lru_cache(maxsize=None)
 def source_revision() -> dict[str, Any] | None:
-    """``{"commit": <git rev-parse HEAD>, "dirty": <tracked files differ from it>}`` of the git checkout
+    """``{"commit": <git rev-parse HEAD>, "dirty": <tracked files outside docs/ differ from it>}`` of the git checkout
     the package is imported from, or None where it is not imported from one (an installed wheel, no
     git). Written by the code into every run's ``config.json``, ``experiment.json`` and ``report.md``."""
     package = Path(__file__).resolve().parent.parent
@@ -79,7 +79,8 @@ def source_revision() -> dict[str, Any] | None:
     if git("ls-files", "--error-unmatch", "__init__.py") is None:
         return None
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # Changes under docs/ (documentation, committed results, reports being rewritten) leave the code as it was.
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)docs")
     if commit is None or status is None:
         return None
     return {"commit": commit.strip(), "dirty": bool(status.strip())}
