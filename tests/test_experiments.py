@@ -783,6 +783,7 @@ def test_provenance_is_written_and_a_mixed_commit_folder_is_said(tmp_path):
     assert json.loads(config_file.read_text())["source"] == source
     text = (directory / "report.md").read_text()
     assert f"- Runs: all {len(experiment.runs())} made with the code at {runner.describe_source(source)}" in text
+    assert f", {runner.describe_source(source)}, Python " in text  # the invocation's own code
     stored = json.loads(config_file.read_text())
     stored["source"] = {"commit": "0123456789abcdef0123456789abcdef01234567", "dirty": True}
     config_file.write_text(json.dumps(stored))

@@ -431,9 +431,14 @@ def _settings_lines(experiment: Experiment, info: dict[str, Any]) -> list[str]:
         dataset += f", first {experiment.limit} training examples"
     if experiment.test_limit:
         dataset += f", first {experiment.test_limit} test examples"
+    from .runner import describe_source
+
+    where = (describe_source(info["source"]) if "source" in info
+             else "commit not recorded (the invocation predates provenance records)")
     lines = [
         f"- Command: `{info.get('command', '(python API)')}`",
         (f"- rbp-native {info.get('version')}{' (' + str(info['isa']) + ' core)' if info.get('isa') else ''}, "
+         f"{where}, "
          f"Python {info.get('python', platform.python_version())}, "
          f"{info.get('cores', '?')} cores; {info.get('jobs', 1)} job(s) x {info.get('threads', '?')} thread(s)"),
         f"- Date: {info.get('date')}",
@@ -479,9 +484,7 @@ def _quick_note(experiment: Experiment) -> str:
 def _provenance_lines(info: dict[str, Any], aggregate: Aggregate) -> list[str]:
     from .runner import describe_source
 
-    where = (describe_source(info["source"]) if "source" in info
-             else "commit not recorded (the invocation predates provenance records)")
-    lines = [f"- Code of this invocation: rbp-native {info.get('version', '?')}, {where}"]
+    lines = []
     sources = aggregate.sources
     if sources is None:
         lines.append("- Runs: read back from `summary.csv` and `final.csv` (the run folders, which record each "
