@@ -752,6 +752,8 @@ def test_new_check_kinds_are_validated_when_parsed(tmp_path):
         ex.load_experiment(write_config(tmp_path / "a.toml", body))
     with pytest.raises(ex.ConfigError, match="construction must be the one-line reason"):
         ex.load_experiment(write_config(tmp_path / "b.toml", body + 'at = 0.1\nconstruction = ""\n'))
+    with pytest.raises(ex.ConfigError, match="construction applies to 'close' and 'equals' checks, not 'reaches'"):
+        ex.load_experiment(write_config(tmp_path / "c.toml", body + 'at = 0.1\nconstruction = "x"\n'))
 
 
 # ---------------------------------------------------------------------------------------------- provenance, rebuilt reports, figures

@@ -555,8 +555,13 @@ def _check_check(raw: dict[str, Any], source: str, index: int) -> dict[str, Any]
     for key in needs:
         if key not in raw:
             raise ConfigError(f"{where}: kind {kind!r} needs {', '.join(needs)}; {key!r} is missing")
-    if "construction" in raw and not (isinstance(raw["construction"], str) and raw["construction"].strip()):
-        raise ConfigError(f"{where}: construction must be the one-line reason the claim holds by construction")
+    if "construction" in raw:
+        if not (isinstance(raw["construction"], str) and raw["construction"].strip()):
+            raise ConfigError(f"{where}: construction must be the one-line reason the claim holds by construction")
+        if kind not in ("close", "equals"):
+            # What holds by construction is an identity (two runs the same, a count); a comparison with
+            # other variants is a result even when one side is fixed by construction.
+            raise ConfigError(f"{where}: construction applies to 'close' and 'equals' checks, not {kind!r}")
     return raw
 
 

@@ -26,8 +26,9 @@ is not in the experiment makes the check "not measured".
 Verdicts: **true** or **false**; **tie** where a comparison without a tolerance (``lowest``,
 ``highest``, ``ge``, ``above``, ``below``, ``between``) is decided by less than one standard error of
 the difference over the seeds (noise, not a result; with one seed there is no spread and no tie);
-**holds by construction** where the check carries ``construction = "reason"``: the claim follows from
-the algorithm's definition, so the runs confirm the implementation, not the paper; **not measured**.
+**holds by construction** where a ``close`` or ``equals`` check carries ``construction = "reason"``:
+the identity follows from the algorithm's definition, so the runs confirm the implementation, not the
+paper (and a failure points at the implementation); **not measured**.
 """
 
 from __future__ import annotations
