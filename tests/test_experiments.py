@@ -784,7 +784,7 @@ def test_provenance_is_written_and_a_mixed_commit_folder_is_said(tmp_path):
     config_file = directory / "runs" / "srbp" / "seed1" / "config.json"
     assert json.loads(config_file.read_text())["source"] == source
     text = (directory / "report.md").read_text()
-    assert f"- Runs: all {len(experiment.runs())} made with the code at {runner.describe_source(source)}" in text
+    assert f"- Runs: all {len(experiment.runs())} from the same code: {runner.describe_source(source)}" in text
     assert f", {runner.describe_source(source)}, Python " in text  # the invocation's own code
     stored = json.loads(config_file.read_text())
     stored["source"] = {"commit": "0123456789abcdef0123456789abcdef01234567", "dirty": True}
@@ -793,6 +793,10 @@ def test_provenance_is_written_and_a_mixed_commit_folder_is_said(tmp_path):
     text = (directory / "report.md").read_text()
     assert "**made at different commits**" in text
     assert "git 0123456789ab with uncommitted changes: 1 run(s)" in text
+    del stored["source"]  # a run made before runs recorded their commit
+    config_file.write_text(json.dumps(stored))
+    go(experiment, tmp_path)
+    assert "commit not recorded (an older run): 1 run(s)" in (directory / "report.md").read_text()
 
 
 def test_a_report_rebuilt_from_the_tables_checks_the_same_numbers(tmp_path):

@@ -82,7 +82,8 @@ class RunResult:
     status: str  # "complete" or "diverged"
     rows: list[dict[str, float]]
     done: dict[str, Any]
-    source: Any = None  # config.json's "source": the git commit the run was made at (None: not recorded)
+    source: Any = None  # config.json's "source": the git commit the run was made at (None: not from a checkout)
+    source_recorded: bool = True  # False for runs made before config.json recorded a source
 
 
 def load_run(run_dir: str | Path, resolved: Mapping[str, Any] | None = None) -> RunResult:
@@ -98,7 +99,7 @@ def load_run(run_dir: str | Path, resolved: Mapping[str, Any] | None = None) -> 
         raise ValueError(f"{done_file}: not a valid done marker: {error}") from error
     if status not in ("complete", "diverged"):
         raise ValueError(f"{done_file}: unknown status {status!r}")
-    source = None
+    source, recorded = None, True
     if resolved is not None:
         config_file = run_dir / "config.json"
         try:
@@ -106,13 +107,13 @@ def load_run(run_dir: str | Path, resolved: Mapping[str, Any] | None = None) -> 
             stored = config["resolved"]
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{config_file}: cannot be read: {error}") from error
-        source = config.get("source")
+        source, recorded = config.get("source"), "source" in config
         if not same_settings(stored, resolved):
             raise ValueError(f"{config_file}: the run was made with other settings than the current ones")
         if status == "complete" and epochs != int(resolved["epochs"]):
             raise ValueError(f"{done_file}: {epochs} epochs done, the run asks for {resolved['epochs']}")
     rows = read_history(run_dir / "history.csv", expected_epochs=epochs)
-    return RunResult(status, rows, done, source)
+    return RunResult(status, rows, done, source, recorded)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,7 +196,7 @@ def collect(experiment: Experiment, directory: str | Path) -> Aggregate:
     sources: dict[str, int] = {}
     for run in experiment.runs():
         result = load_run(directory / run.relpath, run.resolved())
-        where = describe_source(result.source)
+        where = describe_source(result.source) if result.source_recorded else "commit not recorded (an older run)"
         sources[where] = sources.get(where, 0) + 1
         target = results[run.variant.name]
         if result.status == "diverged":

@@ -492,7 +492,7 @@ def _provenance_lines(info: dict[str, Any], aggregate: Aggregate) -> list[str]:
                      "run's commit, are not here); see `experiment.json` for the invocation that trained them")
     elif len(sources) == 1:
         where = next(iter(sources))
-        lines.append(f"- Runs: all {sources[where]} made with the code at {where}")
+        lines.append(f"- Runs: all {sources[where]} from the same code: {where}")
     elif sources:
         lines.append("- Runs: **made at different commits** (a mixed folder: compare the code of these commits "
                      "before comparing the runs): " + "; ".join(f"{where}: {count} run(s)" for where, count in
