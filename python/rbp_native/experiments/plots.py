@@ -177,7 +177,7 @@ def plot_panels(experiment: Experiment, aggregate: Aggregate, path: Path) -> Pat
     from matplotlib.ticker import MaxNLocator
 
     layout = panels(experiment)
-    figure = _figure(len(layout), width=10.0, height=2.7)
+    figure = _figure(len(layout), width=11.0, height=2.7)
     axes = figure.subplots(len(layout), 1, sharex=True, squeeze=False)[:, 0]
     by_variant: dict[str, list[dict[str, Any]]] = {}
     for entry in aggregate.summary:
@@ -203,8 +203,8 @@ def plot_panels(experiment: Experiment, aggregate: Aggregate, path: Path) -> Pat
         ax.set_ylabel("test acc. (%)", fontsize=8)
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
-                  ncol=2 if len(variants) > 8 else 1)
+        # One column: a two-column legend beside one panel would narrow every panel of the shared x axis.
+        ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     axes[-1].set_xlabel("epoch")
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     seeds = f"mean of {experiment.seeds} seed{'s' if experiment.seeds != 1 else ''}"
