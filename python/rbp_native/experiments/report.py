@@ -44,7 +44,7 @@ from typing import Any, Callable
 
 from .._io import atomic_write_text
 from .aggregate import Aggregate, collect, final_markdown, sweep_markdown, write_tables
-from .config import CONFIG_DIR, Experiment
+from .config import CONFIG_DIR, SWEEP_SHORT, Experiment
 
 TRUE, FALSE, TIE, CONSTRUCTION, NOT_MEASURED = "true", "false", "tie", "holds by construction", "not measured"
 #: Kinds whose verdict may be a tie: comparisons with no tolerance of their own.
@@ -161,8 +161,6 @@ def _key(value: Any) -> str:
 
 def _label(name: str, swept: Mapping[str, Any]) -> str:
     """``bits 4`` for a variant swept over ``quantize_bits = 4``; the variant's name where not swept."""
-    from .config import SWEEP_SHORT
-
     sweep = swept.get(name)
     if isinstance(sweep, Mapping) and sweep:
         return ", ".join(f"{SWEEP_SHORT.get(k, k)} {_key(v)}" for k, v in sweep.items())
@@ -250,7 +248,8 @@ def _evaluate(check: dict[str, Any], value: Callable[[str], Stat], groups: Mappi
                     diff = sa.mean - target if kind == "above" else target - sa.mean
                     verdict = _compare(diff, sa.se)
                     mark = {"above": ("≥", "<"), "below": ("≤", ">")}[kind][0 if diff >= 0 else 1]
-                    parts.append(f"`{a}` {show(sa.mean)} {mark} {show(target)}" + _tie_note(verdict, diff, sa.se, metric))
+                    parts.append(f"`{a}` {show(sa.mean)} {mark} {show(target)}"
+                                 + _tie_note(verdict, diff, sa.se, metric))
                 verdicts.append(verdict)
             return _combine(verdicts), "; ".join(parts)
         if kind == "between":
@@ -262,11 +261,10 @@ def _evaluate(check: dict[str, Any], value: Callable[[str], Stat], groups: Mappi
                 below, above = sa.mean - sl.mean, sh.mean - sa.mean
                 v_low, v_high = _compare(below, _se_diff(sa, sl)), _compare(above, _se_diff(sa, sh))
                 verdicts += [v_low, v_high]
-                ties = [side for side, v in (("low", v_low), ("high", v_high)) if v == TIE]
+                ties = [name for name, v in ((low, v_low), (high, v_high)) if v == TIE]
                 parts.append(f"`{low}` {show(sl.mean)} {'<' if below > 0 else '≥'} `{a}` {show(sa.mean)} "
                              f"{'<' if above > 0 else '≥'} `{high}` {show(sh.mean)}"
-                             + (f" (within one standard error of `{'` and `'.join(low if t == 'low' else high for t in ties)}`: tie)"
-                                if ties else ""))
+                             + (f" (within one standard error of `{'` and `'.join(ties)}`: tie)" if ties else ""))
             return _combine(verdicts), "; ".join(parts)
         if kind in ("monotone", "graceful"):
             tolerance = float(check.get("tolerance", 0.0))
@@ -288,8 +286,8 @@ def _evaluate(check: dict[str, Any], value: Callable[[str], Stat], groups: Mappi
                     amount = _amount(metric, worst) if math.isfinite(worst) else "∞"
                     step = (f"largest loss {amount}, from {_label(members[worst_at], swept)} to "
                             f"{_label(members[worst_at + 1], swept)}")
-                parts.append(f"`{group}` ({'from the most precise down' if kind == 'graceful' else 'in increasing order'}): "
-                             f"{path} ({step})")
+                order = "from the most precise down" if kind == "graceful" else "in increasing order"
+                parts.append(f"`{group}` ({order}): {path} ({step})")
             return _combine(verdicts), "; ".join(parts) + (f"; tolerance {_amount(metric, tolerance)} per step"
                                                             if tolerance else "")
         if kind == "alike":
@@ -321,8 +319,8 @@ def _evaluate(check: dict[str, Any], value: Callable[[str], Stat], groups: Mappi
                 spread = max(losses.values()) - min(losses.values())
                 if not spread <= tolerance:
                     failing.append(shown)
-                parts.append(f"{shown}: " + ", ".join(f"`{g}` loses {_amount(metric, losses[g]) if math.isfinite(losses[g]) else '∞'}"
-                                                    for g in names)
+                finite = {g: _amount(metric, x) if math.isfinite(x) else "∞" for g, x in losses.items()}
+                parts.append(f"{shown}: " + ", ".join(f"`{g}` loses {finite[g]}" for g in names)
                              + f" (spread {_amount(metric, spread) if math.isfinite(spread) else '∞'})")
             verdict = FALSE if failing else TRUE
             tail = (f"; alike (spread ≤ {_amount(metric, tolerance)}) at every value" if not failing else
@@ -371,8 +369,8 @@ MARKS = {TRUE: "[x] **true**", FALSE: "[ ] **false**", TIE: "[ ] **tie**",
          CONSTRUCTION: "[x] **holds by construction**", None: "[ ] **not measured**"}
 
 
-def check_verdicts(experiment: Experiment,
-                   value_at: Callable[[str, str, int | None], Stat | float]) -> list[tuple[dict[str, Any], str | None, str]]:
+def check_verdicts(experiment: Experiment, value_at: Callable[[str, str, int | None], Stat | float]
+                   ) -> list[tuple[dict[str, Any], str | None, str]]:
     """Every ``[[check]]`` with its verdict and evidence (see :func:`evaluate_check`)."""
     groups = {g: [v.name for v in vs] for g, vs in experiment.groups().items()}
     swept = {v.name: v.sweep for v in experiment.variants if v.sweep}
@@ -408,7 +406,8 @@ def checks_markdown(experiment: Experiment, value_at: Callable[[str, str, int | 
             when = f" at epoch {min(int(epoch), experiment.epochs)}"
         what = check.get("metric", "test_accuracy").replace("_", " ")
         lines.append(f"- {MARKS[verdict]}: {check['claim']}{where}. Measured ({what}{when}): {evidence}.")
-    tally = ", ".join(f"{counts[v]} {v or NOT_MEASURED}" for v in (TRUE, FALSE, TIE, CONSTRUCTION, None) if counts.get(v))
+    order = (TRUE, FALSE, TIE, CONSTRUCTION, None)
+    tally = ", ".join(f"{counts[v]} {v or NOT_MEASURED}" for v in order if counts.get(v))
     head = f"Verdicts: {tally}" + (" (by construction: not counted as agreement with the paper)"
                                    if counts.get(CONSTRUCTION) else "") + "."
     return head + "\n\n" + "\n".join(lines) + "\n"
@@ -482,9 +481,8 @@ def _quick_note(experiment: Experiment) -> str:
             + ". The checks below describe these runs, not the full setting.\n\n")
 
 
-def _provenance_lines(info: dict[str, Any], aggregate: Aggregate) -> list[str]:
-    from .runner import describe_source
-
+def _provenance_lines(aggregate: Aggregate) -> list[str]:
+    """Where the runs' code came from: one commit, several (said in bold), or not known (tables only)."""
     lines = []
     sources = aggregate.sources
     if sources is None:
@@ -527,7 +525,7 @@ def write_report(experiment: Experiment, directory: Path, info: dict[str, Any], 
     if experiment.paper:
         parts += [f"Paper: {experiment.paper}", ""]
     parts += [_quick_note(experiment)]
-    parts += ["## Settings", "", *_settings_lines(experiment, info), *_provenance_lines(info, aggregate)]
+    parts += ["## Settings", "", *_settings_lines(experiment, info), *_provenance_lines(aggregate)]
     if rebuilt:
         parts += [f"- This report: rebuilt on {rebuilt['date']} from the committed tables by rbp-native "
                   f"{rebuilt['version']}, {describe_source(rebuilt['source'])} (new checks and figures; the "
