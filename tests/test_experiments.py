@@ -107,6 +107,10 @@ def test_shipped_config_parses_and_expands_to_the_intended_runs(name):
         named += list(check.get("among", []))
         flat = [n for item in named for n in ([item] if isinstance(item, str) else item)]
         assert set(flat) <= set(SHIPPED[name]), (name, check["claim"])
+        groups = check.get("group", [])
+        assert set([groups] if isinstance(groups, str) else groups) <= set(experiment.groups()), check["claim"]
+    # The paper is cited by its own sections and figures, never by notes outside the repository.
+    assert "paper-notes" not in ex.config.config_path(name).read_text(encoding="utf-8")
 
 
 def test_sweeps_carry_the_papers_settings():
@@ -231,6 +235,7 @@ def test_tiny_version_of_every_experiment_runs_end_to_end(tmp_path, name):
     assert "## Comparison with the paper" in report_text
     for check in experiment.checks:
         assert check["claim"] in report_text
+    assert "**not measured**" not in report_text  # every check names variants, groups and values that exist
     if experiment.kind == "complexity":
         table = (directory / "complexity.md").read_text()
         assert "| `bp` | BP | 31,000 | 31,000 |" in table
