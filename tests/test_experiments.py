@@ -483,6 +483,7 @@ def test_a_diverging_run_is_recorded_and_reported(tmp_path):
     [[variant]]
     name = "bp"
     algorithm = "bp"
+    panel = "every run diverged"
 
     [[variant]]
     name = "top"
@@ -495,7 +496,8 @@ def test_a_diverging_run_is_recorded_and_reported(tmp_path):
     variant = "bp"
     """)
     experiment = ex.load_experiment(path, seeds=1)
-    outcome = go(experiment, tmp_path)
+    outcome = go(experiment, tmp_path, figures=True)  # a panel with nothing to draw: no legend, no warning
+    assert (tmp_path / "boom" / "final.png").is_file()
     assert outcome.diverged == ["boom/bp/seed0"]
     done = json.loads((tmp_path / "boom" / "runs" / "bp" / "seed0" / "done.json").read_text())
     assert done["status"] == "diverged"

@@ -203,8 +203,9 @@ def plot_panels(experiment: Experiment, aggregate: Aggregate, path: Path) -> Pat
         ax.set_ylabel("test acc. (%)", fontsize=8)
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=7)
-        # One column: a two-column legend beside one panel would narrow every panel of the shared x axis.
-        ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        if ax.get_legend_handles_labels()[0]:  # a panel whose every run diverged has nothing to label
+            # One column: a two-column legend beside one panel would narrow every panel of the shared x axis.
+            ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     axes[-1].set_xlabel("epoch")
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     seeds = f"mean of {experiment.seeds} seed{'s' if experiment.seeds != 1 else ''}"
