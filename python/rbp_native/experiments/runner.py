@@ -3,7 +3,8 @@
 A run's folder ``<out>/<experiment>/runs/<variant>/seed<k>/`` holds
 
 - ``config.json``: the resolved options (``resolved``, compared on resume), the package version, the
-  thread count and the network's and trainer's full configuration, written first;
+  source tree's git commit (``source``, see :func:`source_revision`), the thread count and the
+  network's and trainer's full configuration, written first;
 - ``history.csv`` and ``history.json``: one row per epoch, rewritten atomically after every epoch;
 - ``checkpoint.npz``: the whole training state (:meth:`Trainer.save`), rewritten atomically after
   every epoch and when the run is interrupted; kept when the run ends;
@@ -20,11 +21,13 @@ as ``checkpoint.npz.unreadable``); a run whose stored options differ is refused 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
 import multiprocessing
 import os
+import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -59,6 +62,40 @@ def threads_per_run(jobs: int, threads: int | None = None) -> int:
             raise ValueError(f"threads must be positive, got {threads}")
         return int(threads)
     return max(1, cores() // max(1, int(jobs)))
+
+
+@functools.lru_cache(maxsize=None)
+def source_revision() -> dict[str, Any] | None:
+    """``{"commit": <git rev-parse HEAD>, "dirty": <tracked files outside docs/ differ from it>}`` of the git checkout
+    the package is imported from, or None where it is not imported from one (an installed wheel, no
+    git). Written by the code into every run's ``config.json``, ``experiment.json`` and ``report.md``."""
+    package = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, timeout=30,
+                                  check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    # The package's own files must be tracked there: a wheel installed into a venv that happens to lie
+    # inside some other checkout is not that checkout's code.
+    if git("ls-files", "--error-unmatch", "__init__.py") is None:
+        return None
+    commit = git("rev-parse", "HEAD")
+    # Changes under docs/ (documentation, committed results, reports being rewritten) leave the code as it was.
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)docs")
+    if commit is None or status is None:
+        return None
+    return {"commit": commit.strip(), "dirty": bool(status.strip())}
+
+
+def describe_source(source: Any) -> str:
+    """``git 1a2b3c4`` (``, with uncommitted changes``), or why there is none."""
+    if not isinstance(source, dict) or not source.get("commit"):
+        return "not from a git checkout (no commit recorded)"
+    return f"git {str(source['commit'])[:12]}" + (" with uncommitted changes" if source.get("dirty") else "")
 
 
 def now() -> str:
@@ -143,6 +180,7 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
     config = {
         "resolved": resolved,
         "version": __version__,
+        "source": source_revision(),
         "threads": trainer.threads,
         "network_config": net.config(),
         "trainer_config": trainer.config(),
@@ -317,7 +355,8 @@ def reproduce(
         raise ValueError(f"jobs must be positive, got {jobs}")
     per_run = threads_per_run(jobs, threads)
     info = {
-        "command": command or "(python API)", "version": _version(), "isa": _isa(), "date": now(), "jobs": jobs,
+        "command": command or "(python API)", "version": _version(), "source": source_revision(), "isa": _isa(),
+        "date": now(), "jobs": jobs,
         "threads": per_run, "cores": cores(), "python": sys.version.split()[0],
     }
     if experiment.kind == "complexity":
