@@ -691,16 +691,17 @@ def _extract_python_batches(tarball: Path, target: Path) -> None:
 
 def channel_stats(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and standard deviation (population, float64) of ``pixels / 255`` for uint8
-    ``(N, C, H, W)`` pixels, exact: from each channel's histogram of the 256 pixel values."""
-    values = np.arange(256, dtype=np.float64) / 255
-    means, stds = [], []
-    for c in range(pixels.shape[1]):
-        counts = np.bincount(pixels[:, c].ravel(), minlength=256).astype(np.float64)
-        total = counts.sum()
-        mean = float(counts @ values) / total
-        means.append(mean)
-        stds.append(np.sqrt(float(counts @ (values - mean) ** 2) / total))
-    return np.asarray(means), np.asarray(stds)
+    ``(N, C, H, W)`` pixels.  The sums of the pixel values and of their squares are integers below
+    2**53, so float64 accumulates them exactly; blocks keep the float64 copies small."""
+    channels = pixels.shape[1]
+    sums, squares = np.zeros(channels), np.zeros(channels)
+    for start in range(0, pixels.shape[0], 1024):
+        block = pixels[start : start + 1024].astype(np.float64)
+        sums += block.sum(axis=(0, 2, 3))
+        squares += np.einsum("nchw,nchw->c", block, block)
+    count = pixels.shape[0] * pixels.shape[2] * pixels.shape[3]
+    mean = sums / count
+    return mean / 255, np.sqrt(np.maximum(squares / count - mean**2, 0.0)) / 255
 
 
 def _normalization(normalize: Any) -> tuple[np.ndarray, np.ndarray] | None:
