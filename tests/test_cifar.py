@@ -531,6 +531,7 @@ def test_bad_image_files(tmp_path: Path) -> None:
         (lambda m: {**m, "train/cat/extra/0.png": next(iter(m.values()))}, r"expected train/<class>/<image>"),
         (lambda m: {k: v for k, v in m.items() if not k.startswith("test/frog/")}, r"no images in test/frog/"),
         (lambda m: {**m, "test/cat/0000.png": b"\x89PNG broken"}, "member test/cat/0000.png: cannot decode"),
+        (lambda m: {**m, "test/cat/0000.jpg": _jpeg()[:-100]}, "member test/cat/0000.jpg: cannot decode"),
     ],
 )
 def test_bad_image_tar(tmp_path: Path, change, message: str) -> None:
@@ -538,6 +539,15 @@ def test_bad_image_tar(tmp_path: Path, change, message: str) -> None:
     with pytest.raises(DatasetError, match=message) as info:
         load("cifar10", root=tar)
     assert str(tar) in str(info.value)
+
+
+def _jpeg() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    pixels = np.random.default_rng(0).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(out, format="JPEG", quality=95)
+    return out.getvalue()
 
 
 def test_truncated_and_wrong_format_tar(tmp_path: Path) -> None:
