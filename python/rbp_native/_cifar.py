@@ -20,10 +20,16 @@ rows top to bottom) and labels 0..9 in the official class order (:data:`CLASSES`
 The first load decodes the source and caches the uint8 arrays in an ``.npz`` file, written
 atomically; later loads read the cache.  The cache goes beside the data (inside a layout folder,
 ``<folder>/rbp_native-cache.npz``; next to a tar, ``<tar stem>.rbp_native-cache.npz``) and, where
-that is not writable, under ``$XDG_CACHE_HOME/rbp_native/cifar10/`` (default ``~/.cache``).  It
-records a fingerprint of the source (the path, and the name, size and modification time of every
-file read), so a changed source is decoded again; a cache that does not match or cannot be read is
-ignored and rewritten.
+that folder is not writable or is marked read-only (no write permission bit, which holds even for
+root), under ``$XDG_CACHE_HOME/rbp_native/cifar10/`` (default ``~/.cache``); where neither can be
+written the data is decoded on every load.  The cache records a fingerprint of the source (the path,
+and the name, size and modification time of every file read), so a changed source is decoded again;
+a cache that does not match or cannot be read is ignored and rewritten.  The checks of the files
+(MD5 checksums included) run when the source is decoded, not when the cache is read.
+
+Searched under the data root ``R``, in order (:func:`candidates`): ``R/cifar-10-batches-py/``,
+``R/cifar-10-batches-bin/``, the tar ``R/cifar10-jpeg/cifar10-jpeg.tar`` and the image folders
+``R/cifar10-jpeg/``, ``R/cifar10/`` and ``R`` itself; a root that is a file is read as an image tar.
 """
 
 from __future__ import annotations
