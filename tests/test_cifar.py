@@ -414,6 +414,21 @@ def test_cache_in_the_user_cache_when_the_data_folder_is_read_only(
         folder.chmod(0o755)
 
 
+def test_no_writable_cache_place_still_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = make_raw(19)
+    folder = write_binary(tmp_path / "data", raw)
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, so no cache folder can be made under it")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    folder.chmod(0o555)
+    try:
+        assert_loaded(*load("cifar10", root=tmp_path / "data"), raw)
+        assert_loaded(*load("cifar10", root=tmp_path / "data"), raw)
+        assert sorted(p.name for p in folder.iterdir()) == sorted(binary_files(raw))
+    finally:
+        folder.chmod(0o755)
+
+
 def test_cached_image_copy_loads_without_pillow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     raw = make_raw(16)
     write_tar(tmp_path / "cifar10-jpeg" / "cifar10-jpeg.tar", image_members(raw))
