@@ -158,7 +158,9 @@ class Dataset:
 
     Attributes:
         x: ``float32`` C-contiguous array, shape ``(N, 784)`` (or ``(N, 28, 28)`` when loaded
-            with ``flatten=False``), values in ``[0, 1]``.
+            with ``flatten=False``; CIFAR-10: ``(N, 3, 32, 32)``, or ``(N, 3072)`` with
+            ``flatten=True``), values in ``[0, 1]`` (standardised per channel when loaded with
+            ``normalize``).
         y: ``int64`` array of shape ``(N,)``; for loaded data the labels are in ``0..9``.
         name: canonical dataset name, e.g. ``"mnist"`` or ``"fashion-mnist"``.
         classes: class names; ``classes[k]`` names label ``k``.
