@@ -4,6 +4,7 @@
 
 namespace py = pybind11;
 
+void register_data(py::module_& m);
 void register_network(py::module_& m);
 void register_products(py::module_& m);
 void register_trainer(py::module_& m);
@@ -25,4 +26,5 @@ PYBIND11_MODULE(RBP_NATIVE_MODULE, m) {
     register_network(m);
     register_trainer(m);
     register_products(m);
+    register_data(m);
 }

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from . import datasets
 from ._native import isa
+from .augment import Augment
 from .checkpoint import CheckpointError
 from .history import History
 from .network import MLP
 from .trainer import ALGORITHMS, Trainer, TrainingDiverged
 
-__all__ = ["ALGORITHMS", "MLP", "CheckpointError", "History", "Trainer", "TrainingDiverged", "__version__", "datasets",
-           "isa"]
+__all__ = ["ALGORITHMS", "MLP", "Augment", "CheckpointError", "History", "Trainer", "TrainingDiverged", "__version__",
+           "datasets", "isa"]
 
 
 def __getattr__(name: str) -> str:

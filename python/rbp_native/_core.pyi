@@ -128,3 +128,9 @@ def _skipping_zeros_forward(
 def _skipping_zeros_update(
     alpha: float, b: npt.NDArray[np.float32], x: npt.NDArray[np.float32], w: npt.NDArray[np.float32], threads: int = 1
 ) -> float: ...
+
+# Data augmentation (register_data.cpp)
+def augment(
+    x: npt.NDArray[np.floating], translate: float, flip: bool, seed: int
+) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.int64]]: ...
+def augment_max_shift(translate: float, extent: int) -> int: ...

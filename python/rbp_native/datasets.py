@@ -1,4 +1,7 @@
-"""MNIST and Fashion-MNIST loaders (numpy only).
+"""MNIST, Fashion-MNIST and CIFAR-10 loaders.
+
+CIFAR-10 (``load("cifar10")``) is read by :mod:`rbp_native._cifar`, whose docstring describes its
+layouts, its cache and its download; everything below is about MNIST and Fashion-MNIST.
 
 ``load(name)`` returns ``(train, test)`` as :class:`Dataset` objects whose ``x`` is a
 C-contiguous ``float32`` array of shape ``(N, 784)`` with values ``pixel / 255`` in
@@ -43,6 +46,8 @@ from typing import Any, Union
 
 import numpy as np
 
+from ._torchvision import from_torchvision
+
 __all__ = [
     "DATASETS",
     "Dataset",
@@ -51,6 +56,7 @@ __all__ = [
     "MD5",
     "MIRRORS",
     "data_root",
+    "from_torchvision",
     "load",
     "search_dirs",
 ]
@@ -58,12 +64,14 @@ __all__ = [
 PathLike = Union[str, os.PathLike[str]]
 
 #: Canonical dataset names accepted by :func:`load`.
-DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist")
+DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10")
 
 _ALIASES: dict[str, str] = {
     "mnist": "mnist",
     "fashion-mnist": "fashion-mnist",
     "fashionmnist": "fashion-mnist",
+    "cifar10": "cifar10",
+    "cifar-10": "cifar10",
 }
 
 ENV_VAR = "RBP_NATIVE_DATA"
@@ -153,7 +161,9 @@ class Dataset:
 
     Attributes:
         x: ``float32`` C-contiguous array, shape ``(N, 784)`` (or ``(N, 28, 28)`` when loaded
-            with ``flatten=False``), values in ``[0, 1]``.
+            with ``flatten=False``; CIFAR-10: ``(N, 3, 32, 32)``, or ``(N, 3072)`` with
+            ``flatten=True``), values in ``[0, 1]`` (standardised per channel when loaded with
+            ``normalize``).
         y: ``int64`` array of shape ``(N,)``; for loaded data the labels are in ``0..9``.
         name: canonical dataset name, e.g. ``"mnist"`` or ``"fashion-mnist"``.
         classes: class names; ``classes[k]`` names label ``k``.
@@ -264,9 +274,14 @@ def data_root(root: PathLike | None = None) -> Path:
 
 
 def search_dirs(name: str, root: PathLike | None = None) -> list[Path]:
-    """The directories :func:`load` searches for ``name`` under ``root``, in order."""
+    """The directories :func:`load` searches for ``name`` under ``root``, in order (for cifar10 also
+    the tar files)."""
     canonical = _canonical(name)
     base = data_root(root)
+    if canonical == "cifar10":
+        from . import _cifar
+
+        return [source.path for source in _cifar.candidates(base)]
     dirs = [base if sub == "." else base / sub for sub in LAYOUTS[canonical]]
     dirs.extend(Path(d) for d in SYSTEM_DIRS[canonical])
     return dirs
@@ -550,25 +565,38 @@ def load(
     root: PathLike | None = None,
     download: bool = False,
     *,
-    flatten: bool = True,
+    flatten: bool | None = None,
+    normalize: bool | tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> tuple[Dataset, Dataset]:
-    """Load MNIST or Fashion-MNIST as ``(train, test)``.
+    """Load MNIST, Fashion-MNIST or CIFAR-10 as ``(train, test)``.
 
     Args:
-        name: ``"mnist"`` or ``"fashion-mnist"`` (case-insensitive; ``"fashion_mnist"``
-            is accepted too).
+        name: ``"mnist"``, ``"fashion-mnist"`` or ``"cifar10"`` (case-insensitive;
+            ``"fashion_mnist"`` and ``"cifar-10"`` are accepted too).
         root: data root; default ``$RBP_NATIVE_DATA``, else ``~/.cache/rbp_native``.
-            See the module docstring for the directories searched under it.
+            See the module docstring for the directories searched under it (for cifar10,
+            :mod:`rbp_native._cifar`; there ``root`` may also name a tar of image folders).
         download: if no searched directory has all four files, fetch the missing ones into
             ``<root>/<name>/`` (via torchvision into ``<root>/MNIST/raw/`` resp.
             ``<root>/FashionMNIST/raw/`` when torchvision is importable), verifying MD5s.
-        flatten: ``True`` gives ``x`` of shape ``(N, 784)``, ``False`` ``(N, 28, 28)``.
+            For cifar10: the official python version (``cifar-10-python.tar.gz``, MD5-checked)
+            extracted into ``<root>/cifar-10-batches-py/``.
+        flatten: ``True`` gives ``x`` of shape ``(N, 784)`` (cifar10: ``(N, 3072)``, channel
+            planes R, G, B one after another), ``False`` ``(N, 28, 28)`` (cifar10:
+            ``(N, 3, 32, 32)``); the default (None) is ``True`` for MNIST and Fashion-MNIST and
+            ``False`` for cifar10.
+        normalize: cifar10 only: ``True`` standardises each colour channel of both splits with
+            the mean and standard deviation of the training split's pixels (``x / 255``), a pair
+            ``(mean, std)`` of three values each uses those; None or False keeps ``x / 255``.
 
     Returns:
-        ``(train, test)``; 60000 / 10000 samples for the official files.
+        ``(train, test)``; 60000 / 10000 samples for the official MNIST files, 50000 / 10000
+        for CIFAR-10.
 
     Raises:
-        ValueError: unknown ``name``.
+        ValueError: unknown ``name``, or ``normalize`` for a dataset other than cifar10 or with
+            bad values.
+        ImportError: a cifar10 image-folder copy needs decoding and Pillow is not installed.
         FileNotFoundError: the files are not found (and ``download`` is false); the message
             lists every directory searched and how to get the data.
         DatasetError: a file is corrupt (bad magic, dimensions other than 28x28, size not
@@ -578,6 +606,13 @@ def load(
     """
     canonical = _canonical(name)
     base = data_root(root)
+    if canonical == "cifar10":
+        from . import _cifar
+
+        return _cifar.load(base, download, flatten=bool(flatten), normalize=normalize)
+    if normalize is not None and normalize is not False:
+        raise ValueError(f"normalize is implemented for cifar10 (per colour channel), not for {canonical}")
+    flatten = True if flatten is None else flatten
     dirs = search_dirs(canonical, base)
     files, notes = _locate(dirs)
     if files is None and download:
