@@ -119,6 +119,11 @@ class InterruptOnce:
         attribute = getattr(self._core, name)
         if name != self._method:
             return attribute
+        if not callable(attribute):  # a property: the n-th read raises
+            self._left -= 1
+            if self._left == 0:
+                raise KeyboardInterrupt
+            return attribute
 
         def wrapped(*args, **kwargs):
             self._left -= 1
@@ -129,7 +134,11 @@ class InterruptOnce:
         return wrapped
 
 
-@pytest.mark.parametrize("method,at", [("evaluate", 2), ("train_epoch", 2), ("train_epoch", 3)])
+@pytest.mark.parametrize("method,at", [
+    ("evaluate", 2), ("train_epoch", 2), ("train_epoch", 3),
+    ("unrecorded_epoch", 4),   # just after the core finished epoch 2, before Python saw it
+    ("acknowledge_epoch", 2),  # epoch 2 recorded in the history, not yet acknowledged to the core
+])
 def test_interrupted_fit_checkpoints_and_resumes_exactly(tmp_path, method, at):
     x, y = data()
     test = data(40, seed=1)

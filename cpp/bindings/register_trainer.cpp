@@ -248,6 +248,14 @@ void bind_trainer(py::module_& m, const char* name) {
            py::arg("max_batches") = 0)
         .def_property_readonly("epoch_pending", &Tr::epoch_pending)
         .def("discard_epoch", &Tr::discard_epoch)
+        .def_property_readonly("unrecorded_epoch", [](const Tr& t) -> py::object {
+            const UnrecordedEpoch& e = t.unrecorded_epoch();
+            if (!e.present) return py::none();
+            py::dict d = metrics_dict(e.metrics);
+            d["updates"] = e.updates;
+            return d;
+        })
+        .def("acknowledge_epoch", &Tr::acknowledge_epoch)
         .def("get_state", [](const Tr& t) {
             TrainerState<T> state;
             {
@@ -274,6 +282,13 @@ void bind_trainer(py::module_& m, const char* name) {
             d["epoch_loss"] = state.epoch.loss;
             d["epoch_correct"] = state.epoch.correct;
             d["epoch_seen"] = state.epoch.seen;
+            py::object unrecorded = py::none();
+            if (state.unrecorded.present) {
+                py::dict u = metrics_dict(state.unrecorded.metrics);
+                u["updates"] = state.unrecorded.updates;
+                unrecorded = u;
+            }
+            d["unrecorded_epoch"] = unrecorded;
             return d;
         })
         .def("set_state", [](Tr& t, const py::dict& d) {
@@ -302,6 +317,17 @@ void bind_trainer(py::module_& m, const char* name) {
             state.epoch.loss = d["epoch_loss"].cast<double>();
             state.epoch.correct = d["epoch_correct"].cast<Index>();
             state.epoch.seen = d["epoch_seen"].cast<Index>();
+            if (d.contains("unrecorded_epoch") && !d["unrecorded_epoch"].is_none()) {
+                const auto u = d["unrecorded_epoch"].cast<py::dict>();
+                for (const char* key : {"updates", "loss", "accuracy", "examples"})
+                    if (!u.contains(key))
+                        throw std::invalid_argument(std::string("state['unrecorded_epoch'] is missing '") + key + "'");
+                state.unrecorded.present = true;
+                state.unrecorded.updates = u["updates"].cast<std::int64_t>();
+                state.unrecorded.metrics.loss = u["loss"].cast<double>();
+                state.unrecorded.metrics.accuracy = u["accuracy"].cast<double>();
+                state.unrecorded.metrics.examples = u["examples"].cast<Index>();
+            }
             py::gil_scoped_release release;
             t.set_state(state);
         });

@@ -344,7 +344,10 @@ EpochResult Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>
         result.metrics.accuracy = static_cast<double>(epoch.correct) / static_cast<double>(epoch.seen);
     }
     if (result.diverged) result.metrics.loss = diverged_loss;
-    if (result.completed) epoch = EpochCursor{};
+    if (result.completed) {
+        epoch = EpochCursor{};
+        unrecorded_ = {true, updates_, result.metrics};
+    }
     return result;
 }
 
@@ -427,6 +430,7 @@ TrainerState<T> Trainer<T>::state() const {
     state.quantize_stream = streams.quantize.state();
     state.velocity = velocity_;
     state.epoch = epoch_;
+    state.unrecorded = unrecorded_;
     return state;
 }
 
@@ -474,7 +478,13 @@ void Trainer<T>::set_state(const TrainerState<T>& state) {
         require(epoch.next_batch == 0 && epoch.seen == 0 && epoch.correct == 0,
                 "running metrics given without a pending epoch");
     }
+    const UnrecordedEpoch& unrecorded = state.unrecorded;
+    require(!unrecorded.present || (unrecorded.updates >= 0 && unrecorded.updates <= state.updates &&
+                                    unrecorded.metrics.examples > 0 && unrecorded.metrics.accuracy >= 0 &&
+                                    unrecorded.metrics.accuracy <= 1 && std::isfinite(unrecorded.metrics.loss)),
+            "the unrecorded epoch's update count or metrics are out of range");
     updates_ = state.updates;
+    unrecorded_ = unrecorded;
     shuffle_rng_.set_state(state.shuffle);
     typename Channel<T>::Streams streams;
     streams.feedback.set_state(state.feedback_stream);

@@ -229,9 +229,6 @@ class Trainer:
         self._options["quantize_alpha"] = self._core.quantize_alpha
         self._bp_probe: Any = None
         self._history: History | None = None
-        # An epoch whose training finished but whose record was not written (interrupted while
-        # evaluating): the next fit completes that record before anything else.
-        self._pending_record: dict[str, Any] | None = None
         # W^h at the start of the current epoch, kept while it runs when diagnostics measure its update.
         self._epoch_start_weights: list[np.ndarray] | None = None
         self._lock = threading.RLock()
@@ -499,29 +496,23 @@ class Trainer:
                     probe: Any, checkpoint: str | os.PathLike[str] | None, chunk: int) -> None:
         start_epoch = len(history)
         for epoch in range(start_epoch + 1, start_epoch + epochs + 1):
-            pending = self._pending_record
-            if pending is not None and pending["epoch"] != epoch:
-                raise RuntimeError(f"the unrecorded epoch is {pending['epoch']} but the history has {len(history)} "
-                                   "epochs: pass the history that goes with this trainer's checkpoint")
-            started = time.perf_counter() - (pending["seconds"] if pending is not None else 0.0)
-            if pending is None:
-                running = self._train_one_epoch(x, y, epoch, start_epoch + epochs, bar, history, checkpoint, chunk,
-                                                probe is not None)
-                pending = {"epoch": epoch, "train_loss": running["loss"], "train_accuracy": running["accuracy"],
-                           "seconds": 0.0}
-                self._pending_record = pending
+            started = time.perf_counter()
+            finished = self._unrecorded_epoch(history)  # an epoch trained but not recorded (interrupted)
+            if finished is None:
+                self._train_one_epoch(x, y, epoch, start_epoch + epochs, bar, history, checkpoint, chunk,
+                                      probe is not None)
+                finished = self._core.unrecorded_epoch
             record: dict[str, Any] = {"epoch": epoch}
             lr = self._core.learning_rate
             weights = self.net.weights
             if not self._finite():
                 raise TrainingDiverged(f"a weight became NaN or infinite in epoch {epoch} "
                                        f"(algorithm {self.algorithm}, lr {self.lr}); lower the learning rate", history)
-            pending["seconds"] = time.perf_counter() - started
             if train_metrics == "full":
                 full = self._core.evaluate(x, y)
                 record.update(train_loss=full["loss"], train_accuracy=full["accuracy"])
             else:
-                record.update(train_loss=pending["train_loss"], train_accuracy=pending["train_accuracy"])
+                record.update(train_loss=finished["loss"], train_accuracy=finished["accuracy"])
             if eval_data is not None:
                 measured = self._core.evaluate(*eval_data)
                 record.update(test_loss=measured["loss"], test_accuracy=measured["accuracy"])
@@ -534,8 +525,10 @@ class Trainer:
                 record.update(self.alignment(*probe))
                 for h, after in enumerate(weights):
                     record[f"norm_dW_{h + 1}"] = float(np.linalg.norm(after - before[h]))
+            # The record and the acknowledgement can be separated by an interruption: the update count
+            # in the record tells a later fit that the epoch is recorded after all (_unrecorded_epoch).
             history.append(record)
-            self._pending_record = None
+            self._core.acknowledge_epoch()
             self._epoch_start_weights = None
             if checkpoint is not None:
                 self.save(checkpoint)  # the weights were checked above
@@ -543,6 +536,13 @@ class Trainer:
                 bar.write(_format_record(record))
             if callback is not None:
                 callback(record)
+
+    def _unrecorded_epoch(self, history: History) -> dict[str, Any] | None:
+        finished = self._core.unrecorded_epoch
+        if finished is not None and history.records and history.records[-1].get("updates") == finished["updates"]:
+            self._core.acknowledge_epoch()
+            return None
+        return finished
 
     def _train_one_epoch(self, x: np.ndarray, y: np.ndarray, epoch: int, last_epoch: int, bar: Any,
                          history: History, checkpoint: str | os.PathLike[str] | None, chunk: int,
@@ -624,7 +624,7 @@ class Trainer:
                     "epoch_loss": float(state["epoch_loss"]),
                     "epoch_correct": int(state["epoch_correct"]),
                     "epoch_seen": int(state["epoch_seen"]),
-                    "pending_record": self._pending_record,
+                    "unrecorded_epoch": state["unrecorded_epoch"],
                     "epoch_start_weights": self._epoch_start_weights is not None,
                 },
                 "history": {"config": self.history.config, "epochs": self.history.records},
@@ -691,18 +691,12 @@ class Trainer:
                     epoch_next_batch=int(state_meta["epoch_next_batch"]),
                     epoch_loss=ckpt.finite_float(path, state_meta["epoch_loss"], "epoch_loss"),
                     epoch_correct=int(state_meta["epoch_correct"]), epoch_seen=int(state_meta["epoch_seen"]),
+                    unrecorded_epoch=state_meta.get("unrecorded_epoch"),
                 )
                 self._core.set_state(state)
                 records = meta["history"].get("epochs")
                 if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
                     raise ValueError("its history is not a list of records")
-                pending = state_meta.get("pending_record")
-                if pending is not None:
-                    pending = {"epoch": int(pending["epoch"]), "train_loss": float(pending["train_loss"]),
-                               "train_accuracy": float(pending["train_accuracy"]),
-                               "seconds": float(pending["seconds"])}
-                    if pending["epoch"] != len(records) + 1:
-                        raise ValueError("its unrecorded epoch does not follow its history")
                 start_weights = ([ckpt.array(path, arrays, f"epoch_start/W{h + 1}") for h in range(layers)]
                                  if state_meta.get("epoch_start_weights") else None)
             except ckpt.CheckpointError:
@@ -710,14 +704,12 @@ class Trainer:
             except (KeyError, TypeError, ValueError) as error:
                 raise ckpt.CheckpointError(f"{path}: inconsistent checkpoint: {error}") from error
             self._history = History(records, meta["history"].get("config") or {})
-            self._pending_record = pending
             self._epoch_start_weights = start_weights
 
     def discard_epoch(self) -> None:
         """Forget an epoch left pending (:attr:`epoch_pending`): the next :meth:`fit` starts a new one."""
         with self._exclusive():
             self._core.discard_epoch()
-            self._pending_record = None
             self._epoch_start_weights = None
 
 

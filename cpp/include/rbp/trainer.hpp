@@ -83,6 +83,15 @@ struct EpochCursor {
     Index seen = 0;            // examples in them
 };
 
+// An epoch whose batches all ran but whose record the caller has not acknowledged yet (it was
+// interrupted between the two): kept in the core, set in the same call that finishes the epoch, so
+// that a checkpoint taken at any moment knows whether the epoch's record is missing.
+struct UnrecordedEpoch {
+    bool present = false;
+    std::int64_t updates = 0;  // the update count when the epoch ended
+    Metrics metrics;           // its running loss and accuracy
+};
+
 struct EpochResult {
     Metrics metrics;        // running loss and accuracy over the epoch's batches done so far
     bool completed = false;
@@ -100,6 +109,7 @@ struct TrainerState {
     Rng::State shuffle{}, feedback_stream{}, dropout_stream{}, quantize_stream{};
     std::vector<std::vector<Matrix<T>>> velocity;  // per layer, per parameter; empty without momentum
     EpochCursor epoch;
+    UnrecordedEpoch unrecorded;
 };
 
 template <class T>
@@ -131,6 +141,9 @@ public:
     bool epoch_pending() const { return !epoch_.order.empty(); }
     // Forgets a pending epoch: the next train_epoch starts a new one.
     void discard_epoch() { epoch_ = EpochCursor{}; }
+    // The last finished epoch, until its record is acknowledged.
+    const UnrecordedEpoch& unrecorded_epoch() const { return unrecorded_; }
+    void acknowledge_epoch() { unrecorded_ = UnrecordedEpoch{}; }
 
     // Throws Interrupted when `interrupted` returns true between chunks.
     Metrics evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targets, Index chunk = 1000,
@@ -170,6 +183,7 @@ private:
     Workspace<T> ws_;
     Rng shuffle_rng_;
     EpochCursor epoch_;
+    UnrecordedEpoch unrecorded_;
     std::int64_t updates_ = 0;
 
     // A trainer runs one call at a time: a second thread entering while one is inside gets a clear
