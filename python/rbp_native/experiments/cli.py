@@ -44,6 +44,13 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="data folder (default: $RBP_NATIVE_DATA, else ~/.cache/rbp_native)")
     p.add_argument("--download", action="store_true", help="download the data set if it is missing")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where the runs train: 'local' (default) this machine, --jobs processes; 'ray' one Ray task "
+                   "per run with --threads CPUs (default 1), needs pip install 'rbp-native[ray]'")
+    p.add_argument("--address", default=None,
+                   help="with --backend ray: the cluster to use ('auto': the one this machine has joined, or "
+                   "HOST:PORT); without it a Ray instance is started on this machine for the sweep. On several "
+                   "machines --out must be shared storage at the same path on every node")
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
@@ -118,7 +125,8 @@ def _one(name: str, args: argparse.Namespace) -> int:
         return 0
     command = "rbp-native " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     outcome = reproduce(experiment, args.out, jobs=args.jobs, threads=args.threads, force=args.force,
-                        progress=args.progress, data_root=args.data_root, download=args.download, command=command)
+                        progress=args.progress, data_root=args.data_root, download=args.download, command=command,
+                        backend=args.backend, address=args.address)
     if outcome.failed:
         print(f"rbp-native: {len(outcome.failed)} run(s) of {experiment.name} failed; no report written "
               "(run the same command again to retry them):", file=sys.stderr)

@@ -31,6 +31,7 @@ from typing import Any, Callable
 from .._io import atomic_write_text
 from .aggregate import Aggregate, collect, final_markdown, sweep_markdown, write_tables
 from .config import CONFIG_DIR, Experiment
+from .runner import parallelism
 
 Value = Callable[[str], float]
 
@@ -202,7 +203,7 @@ def _settings_lines(experiment: Experiment, info: dict[str, Any]) -> list[str]:
         f"- Command: `{info.get('command', '(python API)')}`",
         (f"- rbp-native {info.get('version')}{' (' + str(info['isa']) + ' core)' if info.get('isa') else ''}, "
          f"Python {info.get('python', platform.python_version())}, "
-         f"{info.get('cores', '?')} cores; {info.get('jobs', 1)} job(s) x {info.get('threads', '?')} thread(s)"),
+         f"{info.get('cores', '?')} cores; {parallelism(info)}"),
         f"- Date: {info.get('date')}",
         f"- Config: {_config_shown(experiment.source)}",
         f"- Data: {dataset}",
