@@ -132,6 +132,18 @@ def test_options_a_backend_cannot_honour_are_refused(tmp_path, monkeypatch, opti
     assert not (tmp_path / "out").exists()
 
 
+def test_an_unreachable_cluster_is_a_clear_error(tmp_path, monkeypatch, small):
+    ray = pytest.importorskip("ray")
+
+    def refuse(address=None, **options):
+        raise ConnectionError(f"Failed to connect to Ray cluster at {address}")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(backends.RayUnreachable, match="127.0.0.1:9.*RAY_AUTH_MODE=token"):
+        go(small, tmp_path / "out", backend="ray", address="127.0.0.1:9")
+
+
 def test_run_loads_an_experiment_by_path_or_takes_one(tmp_path, reference, small):
     outcome = ex.run(small.source, tmp_path / "out", threads=1, progress=False, figures=False,
                      write=lambda text: None)

@@ -17,6 +17,7 @@ is a finished run (``result["status"] == "diverged"``), not an error, on both.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -37,6 +38,10 @@ Status = Optional[Callable[[str], Any]]
 
 class RayNotInstalled(ImportError, ValueError):
     """``backend="ray"`` without Ray installed (a ValueError too: the option cannot be honoured)."""
+
+
+class RayUnreachable(ConnectionError, ValueError):
+    """No Ray cluster answers at the address given (a ValueError too: the option cannot be honoured)."""
 
 
 def describe(error: BaseException) -> str:
@@ -134,7 +139,13 @@ def run_ray(tasks: list[Task], finished: Finished, status: Status, *, address: s
     started_here = not ray.is_initialized()
     if started_here:
         # "local": a fresh instance even when one runs on this machine (that one is --address auto)
-        ray.init(address=address or "local")
+        try:
+            ray.init(address=address or "local")
+        except ConnectionError as error:
+            raise RayUnreachable(
+                f"cannot connect to the Ray cluster at {address!r} ({error}); is it running (ray status)? A cluster "
+                "with token authentication needs its token here, and RAY_AUTH_MODE=token with an explicit "
+                "HOST:PORT") from error
     try:
         largest = max((node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node["Alive"]), default=0.0)
         wanted = max(int(task["threads"]) for _, task in tasks)
@@ -142,13 +153,14 @@ def run_ray(tasks: list[Task], finished: Finished, status: Status, *, address: s
             raise ValueError(f"a run asks for {wanted} CPU(s) (threads), but the largest node of the Ray "
                              f"cluster has {largest:g}")
         remote = ray.remote(_train_on_ray)
-        refs = {
-            remote.options(num_cpus=int(task["threads"]), max_retries=int(retries), retry_exceptions=False,
-                           name=run.id).remote(task, on_epoch): (run, task)
-            for run, task in tasks
-        }
-        pending = list(refs)
+        refs: dict[Any, Task] = {}
+        pending: list[Any] = []
         try:
+            for run, task in tasks:
+                ref = remote.options(num_cpus=int(task["threads"]), max_retries=int(retries), retry_exceptions=False,
+                                     name=run.id).remote(task, on_epoch)
+                refs[ref] = (run, task)
+                pending.append(ref)
             while pending:
                 done, pending = ray.wait(pending, num_returns=1, timeout=1.0)
                 for ref in done:
@@ -164,7 +176,8 @@ def run_ray(tasks: list[Task], finished: Finished, status: Status, *, address: s
                     status(f"{len(pending)} queued or running, {epochs} epoch(s) of them done")
         except BaseException:
             for ref in pending:
-                ray.cancel(ref, force=True)
+                with contextlib.suppress(Exception):  # the exception being raised is the one to report
+                    ray.cancel(ref, force=True)
             raise
     finally:
         if started_here:
