@@ -57,7 +57,7 @@ def main() -> None:
             for runs in sizes:
                 keep((local, runs), timed(experiment(runs), Path(tmp) / f"local-{runs}-{repeat}", jobs=args.jobs))
                 started = time.perf_counter()
-                ray.init(num_cpus=args.jobs, include_dashboard=False, logging_level="warning")
+                ray.init("local", num_cpus=args.jobs, include_dashboard=False, logging_level="warning")
                 ray_start = min(ray_start, time.perf_counter() - started)
                 try:
                     keep((on_ray, runs), timed(experiment(runs), Path(tmp) / f"ray-{runs}-{repeat}", backend="ray"))

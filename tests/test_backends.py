@@ -159,12 +159,13 @@ def test_run_loads_an_experiment_by_path_or_takes_one(tmp_path, reference, small
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    """A Ray instance on this machine with 2 CPUs, loopback only, no dashboard; the backend uses it (and
-    does not shut it down) because this process is connected already."""
+    """A fresh Ray instance on this machine ("local": never a cluster already running here) with 2 CPUs,
+    loopback only, no dashboard; the backend uses it (and does not shut it down) because this process is
+    connected already."""
     ray = pytest.importorskip("ray")
     # The hooks below travel by value: the workers cannot import this module.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="warning")
+    ray.init("local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="warning")
     yield ray
     ray.shutdown()
 
