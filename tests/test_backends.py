@@ -84,15 +84,15 @@ def contents(directory: Path) -> dict[str, object]:
     """Every file under `directory`, by relative path, with timings (and the backend's name) left out."""
     files: dict[str, object] = {}
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        name, text = str(path.relative_to(directory)), path.read_text(encoding="utf-8")
+        name, data = str(path.relative_to(directory)), path.read_bytes()
         if path.suffix == ".json":
-            files[name] = without(json.loads(text), TIMINGS | WHERE)
+            files[name] = without(json.loads(data), TIMINGS | WHERE)
         elif path.name == "history.csv":
-            files[name] = [without(row, TIMINGS) for row in csv.DictReader(text.splitlines())]
+            files[name] = [without(row, TIMINGS) for row in csv.DictReader(data.decode().splitlines())]
         elif path.name == "report.md":
-            files[name] = [line for line in text.splitlines() if not line.startswith(REPORT_LINES)]
-        else:
-            files[name] = text
+            files[name] = [line for line in data.decode().splitlines() if not line.startswith(REPORT_LINES)]
+        else:  # other tables, figures, and whatever else a run keeps, byte for byte
+            files[name] = data
     return files
 
 
@@ -213,14 +213,15 @@ def gone(pid: int) -> bool:
 
 
 def stop_once_in(target: str, attempts: str, run_dir: str, record: dict) -> None:
-    """On-epoch hook: the first attempt at `target` writes its pid to `attempts` after epoch 1 and waits
-    there to be killed; later attempts only write their pid."""
-    if not run_dir.endswith(target) or record["epoch"] != 1:
+    """On-epoch hook: every attempt at `target` writes its pid to `attempts` once; the first one then waits
+    after its first epoch to be killed (a later attempt may resume past epoch 1, so any epoch counts)."""
+    if not run_dir.endswith(target):
         return
-    first = not os.path.exists(attempts)
-    with open(attempts, "a") as handle:
-        handle.write(f"{os.getpid()}\n")
-    if first:
+    seen = pids(Path(attempts))
+    if os.getpid() not in seen:
+        with open(attempts, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+    if not seen:
         time.sleep(TIMEOUT * 2)
         raise TimeoutError("the test did not kill this worker")
 
