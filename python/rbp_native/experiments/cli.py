@@ -59,7 +59,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
         "reproduce",
         help="re-run one of the paper's MNIST experiments: runs, tables, figures and a report",
         description="Train every run of a shipped experiment (variants x seeds) that is not already complete "
-        "in OUT/<experiment>/, in --jobs processes, then write summary.csv, final.md/.csv, accuracy.png "
+        "in OUT/<experiment>/, in --jobs processes (or as Ray tasks: --backend ray), then write summary.csv, "
+        "final.md/.csv, accuracy.png "
         "and report.md. An interrupted sweep resumes where it stopped. Quick look: --epochs 5 --seeds 1.",
         epilog=_describe_experiments() + "\n  all         every experiment above, one after the other",
         formatter_class=argparse.RawDescriptionHelpFormatter,
