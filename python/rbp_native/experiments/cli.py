@@ -30,7 +30,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="results", help="output folder; the experiment writes to OUT/<name>/")
     p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel, one process each")
     p.add_argument("--threads", type=int, default=None,
-                   help="native threads per run (default: max(1, cores // jobs)); results are bit-identical "
+                   help="native threads per run (default: max(1, cores // jobs); 1 with --backend ray, where it is "
+                   "also the CPUs each run asks Ray for); results are bit-identical "
                    "for the same thread count")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training examples (quick looks)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
