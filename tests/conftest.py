@@ -1,13 +1,32 @@
+"""Fixtures shared by the test modules. Helper modules beside the tests (reference.py, the numpy
+oracle; idx_files.py, synthetic IDX files) and the benchmark's modules import by name: pyproject's
+pytest settings put tests/ and benchmarks/ on the path (``pythonpath``)."""
+
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
+import urllib.parse
+import urllib.request
 
+import numpy as np
 import pytest
 
-# The numpy oracle (reference.py) lives beside the tests.
-sys.path.insert(0, str(Path(__file__).parent))
+from idx_files import write_set
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """No test reaches the network (the command line downloads missing data by default): urlopen of
+    anything but a server on 127.0.0.1 fails the test."""
+    real_urlopen = urllib.request.urlopen
+
+    def local_only(request, *args, **kwargs):
+        url = request.full_url if isinstance(request, urllib.request.Request) else request
+        if urllib.parse.urlsplit(url).hostname != "127.0.0.1":
+            raise AssertionError(f"a test tried to reach the network: {url}")
+        return real_urlopen(request, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", local_only)
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +40,19 @@ def mnist():
         return rbp.datasets.load("mnist")
     except FileNotFoundError as error:
         pytest.skip(f"MNIST not found: {error}")
+
+
+@pytest.fixture()
+def tiny_mnist(tmp_path, monkeypatch):
+    """A random MNIST-format data set (120 training, 30 test images) in tmp_path/data/mnist/, with
+    RBP_NATIVE_DATA pointing at it; returns tmp_path."""
+    rng = np.random.default_rng(0)
+    raw = {
+        "train-images": rng.integers(0, 256, size=(120, 784), dtype=np.uint8),
+        "train-labels": rng.integers(0, 10, size=120).astype(np.uint8),
+        "test-images": rng.integers(0, 256, size=(30, 784), dtype=np.uint8),
+        "test-labels": rng.integers(0, 10, size=30).astype(np.uint8),
+    }
+    write_set(tmp_path / "data" / "mnist", raw)
+    monkeypatch.setenv("RBP_NATIVE_DATA", str(tmp_path / "data"))
+    return tmp_path

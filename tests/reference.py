@@ -2,7 +2,9 @@
 
 This module is the test oracle for the C++ core. It is written for
 readability, not speed: every quantity is computed directly from its
-definition (see docs/paper-notes.md, sections 1, 2 and 2.5).
+definition (the paper's sections 2-5; docs/channels.md states each option).
+There is one implementation of the channel (channel_signals / channel_step);
+signals / sgd_step are its restriction to the paper's five algorithms.
 
 Conventions
 -----------
@@ -224,71 +226,22 @@ def accuracy(O_L, y):
 # Learning channel
 # ----------------------------------------------------------------------------
 
-def _signals_from_forward(weights, S_list, O_list, T, algorithm, feedback,
-                          derivative, activation):
-    """B^1..B^L (list, index h-1 -> B^h) from an already computed forward pass."""
-    if algorithm not in ALGORITHMS:
-        raise ValueError("unknown algorithm %r" % (algorithm,))
-    L = len(weights)
-    n_hidden = L - 1
-    dtype = O_list[-1].dtype
-    flags = _derivative_flags(derivative, n_hidden)
-    feedback = list(feedback)
-    sizes = [O.shape[1] for O in O_list]       # n_0 .. n_L
-
-    if algorithm in ("rbp", "srbp"):
-        if len(feedback) != n_hidden:
-            raise ValueError("%s needs %d feedback matrices, got %d"
-                             % (algorithm, n_hidden, len(feedback)))
-        for h in range(1, L):
-            F = np.asarray(feedback[h - 1])
-            upper = sizes[h + 1] if algorithm == "rbp" else sizes[L]
-            if F.shape != (sizes[h], upper):
-                raise ValueError("feedback for hidden layer %d must be %s, got %s"
-                                 % (h, (sizes[h], upper), F.shape))
-    elif feedback:
-        raise ValueError("%s takes no feedback matrices" % (algorithm,))
-
-    e = T - O_list[L]                          # top error, (batch, n_L)
-    B = [None] * (L + 1)                       # B[h] = B^h, B[0] unused
-    B[L] = e
-
-    e_times_W = e                              # running product for sbp
-    for h in range(L - 1, 0, -1):
-        W_up = np.asarray(weights[h], dtype=dtype)        # W^{h+1}, (n_{h+1}, n_h)
-        if algorithm == "top":
-            B[h] = np.zeros_like(O_list[h])
-            continue
-        if algorithm == "bp":
-            J = B[h + 1] @ W_up
-        elif algorithm == "sbp":
-            e_times_W = e_times_W @ W_up                  # e W^L ... W^{h+1}
-            J = e_times_W
-        elif algorithm == "rbp":
-            F = np.asarray(feedback[h - 1], dtype=dtype)  # (n_h, n_{h+1})
-            J = B[h + 1] @ F.T
-        else:  # srbp
-            F = np.asarray(feedback[h - 1], dtype=dtype)  # (n_h, n_L)
-            J = e @ F.T
-        if flags[h - 1]:
-            B[h] = activation_derivative(activation, S_list[h]) * J
-        else:
-            B[h] = J
-    return B[1:]
-
-
 def signals(weights, biases, x, y, algorithm, feedback=(), derivative=True,
             activation="tanh", output="softmax"):
-    """Postsynaptic learning signals [B^1, ..., B^L], B^h of shape (batch, n_h).
+    """Postsynaptic learning signals [B^1, ..., B^L], B^h of shape (batch, n_h), of the
+    paper's five algorithms: channel_signals without the channel options.
 
-    algorithm: 'bp', 'sbp', 'rbp', 'srbp' or 'top' (see module docs / paper
-    notes section 2). feedback[h-1] is F^h for hidden layer h: shape
-    (n_h, n_{h+1}) for rbp, (n_h, n_L) for srbp; empty otherwise.
+    algorithm: 'bp', 'sbp', 'rbp', 'srbp' or 'top'. feedback[h-1] is F^h for hidden
+    layer h: shape (n_h, n_{h+1}) for rbp, (n_h, n_L) for srbp; empty otherwise.
     derivative: bool, or one bool per hidden layer (multiply J^h by f'(S^h))."""
-    S_list, O_list = forward(weights, biases, x, activation, output)
-    T = targets_from(y, O_list[-1].shape[1], dtype=O_list[-1].dtype)
-    return _signals_from_forward(weights, S_list, O_list, T, algorithm,
-                                 feedback, derivative, activation)
+    _check_algorithm(algorithm)
+    return channel_signals(weights, biases, x, y, algorithm, feedback, derivative=derivative,
+                           activation=activation, output=output)["B"]
+
+
+def _check_algorithm(algorithm):
+    if algorithm not in ALGORITHMS:
+        raise ValueError("unknown algorithm %r" % (algorithm,))
 
 
 # ----------------------------------------------------------------------------
@@ -309,7 +262,8 @@ def initial_state(weights, biases):
 
 def sgd_step(state, x, y, algorithm, feedback=(), derivative=True,
              activation="tanh", output="softmax", lr=0.1, decay=0.0, momentum=0.0):
-    """One Keras-style SGD step on the batch (x, y).
+    """One Keras-style SGD step on the batch (x, y) of the paper's five algorithms:
+    channel_step without the channel options.
 
     lr_t = lr / (1 + decay * t), t = number of updates done before this one.
     G_W^h = B^h^T O^{h-1} / batch,  G_b^h = mean over the batch of B^h.
@@ -318,51 +272,10 @@ def sgd_step(state, x, y, algorithm, feedback=(), derivative=True,
 
     Returns (new_state, batch_loss), batch_loss being the loss of the forward
     pass before the update. ``state`` is not modified."""
-    weights = state["weights"]
-    L = len(weights)
-    biases = _bias_list(state["biases"], L)
-    vel_w = state["vel_w"]
-    vel_b = _bias_list(state["vel_b"], L)
-    t = int(state["t"])
-
-    S_list, O_list = forward(weights, biases, x, activation, output)
-    T = targets_from(y, O_list[-1].shape[1], dtype=O_list[-1].dtype)
-    batch_loss = loss(O_list[-1], T, output)
-    B = _signals_from_forward(weights, S_list, O_list, T, algorithm,
-                              feedback, derivative, activation)
-
-    batch = O_list[0].shape[0]
-    lr_t = lr / (1.0 + decay * t)
-
-    new_w, new_b, new_vw, new_vb = [], [], [], []
-    for h in range(1, L + 1):
-        W, b = np.asarray(weights[h - 1]), biases[h - 1]
-        vW, vb = np.asarray(vel_w[h - 1]), vel_b[h - 1]
-        frozen = (algorithm == "top" and h < L)
-        if frozen:
-            new_w.append(W.copy())
-            new_vw.append(vW.copy())
-            new_b.append(None if b is None else np.array(b))
-            new_vb.append(None if vb is None else np.array(vb))
-            continue
-        B_h = B[h - 1]                          # (batch, n_h)
-        G_W = (B_h.T @ O_list[h - 1]) / batch   # (n_h, n_{h-1})
-        vW_next = momentum * vW + lr_t * G_W
-        new_vw.append(vW_next.astype(W.dtype, copy=False))
-        new_w.append((W + vW_next).astype(W.dtype, copy=False))
-        if b is None:
-            new_b.append(None)
-            new_vb.append(None)
-        else:
-            b = np.asarray(b)
-            if vb is None:
-                vb = np.zeros_like(b)
-            G_b = np.mean(B_h, axis=0)          # (n_h,)
-            vb_next = momentum * np.asarray(vb) + lr_t * G_b
-            new_vb.append(vb_next.astype(b.dtype, copy=False))
-            new_b.append((b + vb_next).astype(b.dtype, copy=False))
-
-    new_state = dict(weights=new_w, biases=new_b, vel_w=new_vw, vel_b=new_vb, t=t + 1)
+    _check_algorithm(algorithm)
+    new_state, batch_loss, _ = channel_step(state, x, y, algorithm, feedback, derivative=derivative,
+                                            activation=activation, output=output, lr=lr,
+                                            decay=decay, momentum=momentum)
     return new_state, batch_loss
 
 
@@ -1043,8 +956,8 @@ def diagnostics(weights, biases, x, y, algorithm, feedback=(), *, activation="ta
     ch = channel_signals(weights, biases, x, y, algorithm, feedback, activation=activation,
                          output=output, **options)
     L = len(weights)
-    B_bp = _signals_from_forward(weights, ch["S"], ch["O"], ch["T"], "bp", (),
-                                 bp_derivative, activation)
+    B_bp = _channel_from_forward(weights, ch["S"], ch["O"], ch["T"], "bp", (),
+                                 derivative=bp_derivative, activation=activation)["B"]
     signal_angles = [None if ch["B"][h - 1] is None else angle_degrees(ch["B"][h - 1], B_bp[h - 1])
                      for h in range(1, L)]
     fb = [] if feedback is None else list(feedback)

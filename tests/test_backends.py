@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from rbp_native import cli
+from rbp_native import checkpoint, cli
 from rbp_native import experiments as ex
 from rbp_native.experiments import backends
 
@@ -67,8 +67,9 @@ def go(experiment, out, **kwargs):
     return ex.reproduce(experiment, out, **kwargs)
 
 
-TIMINGS = {"seconds", "started", "finished", "date"}
-WHERE = {"backend", "address"}  # experiment.json: which backend trained the runs
+TIMINGS = frozenset({"seconds", "started", "finished", "date"})
+RESUMED = frozenset({"resumed", "resumed_after_epoch"})  # a resumed run says so (config.json, done.json)
+WHERE = frozenset({"backend", "address"})  # experiment.json: which backend trained the runs
 REPORT_LINES = ("- rbp-native ", "- Date: ", "- This invocation: ")  # machine, backend, date, seconds
 
 
@@ -80,17 +81,21 @@ def without(value, keys):
     return value
 
 
-def contents(directory: Path) -> dict[str, object]:
-    """Every file under `directory`, by relative path, with timings (and the backend's name) left out."""
+def contents(directory: Path, leave_out: frozenset[str] = frozenset()) -> dict[str, object]:
+    """Every file under `directory`, by relative path, with timings (and the backend's name, and the JSON
+    keys in `leave_out`) left out."""
     files: dict[str, object] = {}
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         name, data = str(path.relative_to(directory)), path.read_bytes()
         if path.suffix == ".json":
-            files[name] = without(json.loads(data), TIMINGS | WHERE)
+            files[name] = without(json.loads(data), TIMINGS | WHERE | leave_out)
         elif path.name == "history.csv":
             files[name] = [without(row, TIMINGS) for row in csv.DictReader(data.decode().splitlines())]
         elif path.name == "report.md":
             files[name] = [line for line in data.decode().splitlines() if not line.startswith(REPORT_LINES)]
+        elif path.suffix == ".npz":  # a checkpoint: every array exactly, its meta (history included) less timings
+            meta, arrays = checkpoint.read(path)
+            files[name] = (without(meta, TIMINGS | leave_out), {key: value.tobytes() for key, value in arrays.items()})
         else:  # other tables, figures, and whatever else a run keeps, byte for byte
             files[name] = data
     return files
@@ -102,7 +107,7 @@ def reference(tmp_path_factory, small):
     tmp = tmp_path_factory.mktemp("local")
     outcome = go(small, tmp / "out")
     assert sorted(outcome.trained) == RUNS and outcome.diverged == ["mine/boom/seed0", "mine/boom/seed1"]
-    return contents(tmp / "out")
+    return tmp / "out"
 
 
 # ---------------------------------------------------------------------------------------------- options
@@ -147,7 +152,7 @@ def test_an_unreachable_cluster_is_a_clear_error(tmp_path, monkeypatch, small):
 def test_run_loads_an_experiment_by_path_or_takes_one(tmp_path, reference, small):
     outcome = ex.run(small.source, tmp_path / "out", threads=1, progress=False, figures=False,
                      write=lambda text: None)
-    assert sorted(outcome.trained) == RUNS and contents(tmp_path / "out") == reference
+    assert sorted(outcome.trained) == RUNS and contents(tmp_path / "out") == contents(reference)
     assert not ex.run(small, tmp_path / "out", threads=1, progress=False, figures=False,
                       write=lambda text: None).trained
     with pytest.raises(ValueError, match="apply when loading"):
@@ -174,7 +179,7 @@ def test_ray_writes_the_same_files_as_the_local_backend(tmp_path, ray_instance, 
     outcome = go(small, tmp_path / "out", backend="ray")
     assert sorted(outcome.trained) == RUNS and not outcome.failed
     assert sorted(outcome.diverged) == ["mine/boom/seed0", "mine/boom/seed1"]  # diverged is finished, not failed
-    assert contents(tmp_path / "out") == reference
+    assert contents(tmp_path / "out") == contents(reference)
     settings = json.loads((tmp_path / "out" / "mine" / "experiment.json").read_text())
     assert settings["backend"] == "ray" and settings["threads"] == 1
     assert "Ray tasks on local instance, 1 thread(s) each" in (tmp_path / "out" / "mine" / "report.md").read_text()
@@ -222,8 +227,19 @@ def stop_once_in(target: str, attempts: str, run_dir: str, record: dict) -> None
         with open(attempts, "a") as handle:
             handle.write(f"{os.getpid()}\n")
     if not seen:
-        time.sleep(TIMEOUT * 2)
-        raise TimeoutError("the test did not kill this worker")
+        deadline = time.monotonic() + 2 * TIMEOUT
+        try:
+            while time.monotonic() < deadline:  # short sleeps: an interrupt is raised between two
+                time.sleep(0.05)
+        except KeyboardInterrupt:  # cancelled without being killed: the run stops here
+            Path(attempts + ".interrupted").touch()
+            raise
+        raise TimeoutError("the test did not stop this run")
+
+
+def stopped(attempts: Path) -> bool:
+    """The first attempt of stop_once_in was interrupted, or its worker is gone."""
+    return Path(f"{attempts}.interrupted").exists() or gone(pids(attempts)[0])
 
 
 def test_a_killed_worker_is_retried_and_the_results_are_the_same(tmp_path, ray_instance, reference, monkeypatch, small):
@@ -239,8 +255,10 @@ def test_a_killed_worker_is_retried_and_the_results_are_the_same(tmp_path, ray_i
     assert not driver.is_alive() and len(outcomes) == 1
     assert sorted(outcomes[0].trained) == RUNS and not outcomes[0].failed
     first, second = pids(attempts)
-    assert first != second  # a second worker trained it again
-    assert contents(tmp_path / "out") == reference
+    assert first != second  # a second worker trained it again, from the checkpoint of epoch 1
+    resumed = json.loads((tmp_path / "out" / "mine" / "runs" / "srbp" / "seed0" / "done.json").read_text())
+    assert resumed["resumed_after_epoch"] == 1
+    assert contents(tmp_path / "out", RESUMED) == contents(reference, RESUMED)
 
 
 def raise_in(target: str, attempts: str, run_dir: str, record: dict) -> None:
@@ -284,14 +302,14 @@ def test_an_exception_in_the_driver_cancels_the_runs_in_flight(tmp_path, ray_ins
     monkeypatch.setattr(backends, "run_ray", interrupted)
     with pytest.raises(KeyboardInterrupt):
         go(small, out, backend="ray")
-    wait_for(lambda: gone(pids(attempts)[0]), "the cancelled run's worker to be killed")
+    wait_for(lambda: stopped(attempts), "the cancelled run to stop")
     assert len(list(out.rglob("done.json"))) == len(RUNS) - 1
     assert not (out / "mine" / "runs" / "srbp" / "seed1" / "done.json").exists()
 
 
 DRIVER = """
 import functools, os, sys
-from rbp_native import cli
+from rbp_native import checkpoint, cli
 from rbp_native.experiments import backends
 sys.path.insert(0, {tests!r})
 import ray, test_backends
@@ -320,9 +338,10 @@ def test_an_interrupted_driver_cancels_its_runs_and_the_sweep_resumes(tmp_path, 
         driver.kill()
     assert driver.returncode == 130, stderr
     assert "interrupted" in stderr
-    wait_for(lambda: gone(pids(attempts)[0]), "the cancelled run's worker to be killed")
-    stopped = out / "mine" / "runs" / "srbp" / "seed1"
-    assert (stopped / "config.json").exists() and not (stopped / "done.json").exists()
+    wait_for(lambda: stopped(attempts), "the cancelled run to stop")
+    run_dir = out / "mine" / "runs" / "srbp" / "seed1"
+    assert (run_dir / "checkpoint.npz").exists() and not (run_dir / "done.json").exists()
     resumed = go(small, out, backend="ray")
     assert resumed.trained == ["mine/srbp/seed1"] and len(resumed.skipped) == 5
-    assert contents(out) == reference
+    assert json.loads((run_dir / "done.json").read_text())["resumed_after_epoch"] == 1
+    assert contents(out, RESUMED) == contents(reference, RESUMED)

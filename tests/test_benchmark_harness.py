@@ -1,51 +1,51 @@
-"""The speed benchmark's bookkeeping (benchmarks/run.py): which implementations count as computing the
-same math, and which take part in the ratios. No timing here."""
+"""The speed benchmark's bookkeeping (benchmarks/run.py and its modules): which implementations count as
+computing the same math, and which take part in the ratios. No timing here."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
-RUN_PY = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
-
-
-def _benchmark_module(filename):
-    path = RUN_PY.parent / filename
-    if not path.exists():  # an installed copy of the tests without the repository
-        pytest.skip(f"benchmarks/{filename} is not in this tree")
-    spec = importlib.util.spec_from_file_location(f"benchmark_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# benchmarks/ is on pytest's pythonpath (pyproject.toml); an installed copy of the tests without the
+# repository skips these tests.
 
 
 @pytest.fixture(scope="module")
-def run():
-    return _benchmark_module("run.py")
+def workloads():
+    return pytest.importorskip("_workloads")
+
+
+@pytest.fixture(scope="module")
+def report():
+    return pytest.importorskip("_report")
 
 
 @pytest.fixture(scope="module")
 def references():
-    return _benchmark_module("references.py")
+    return pytest.importorskip("references")
+
+
+def test_run_py_puts_its_modules_together(workloads, report):
+    run = pytest.importorskip("run")
+    assert run.disagreements is workloads.disagreements
+    assert run.evaluate_targets is report.evaluate_targets
 
 
 def _check(key, change, **diffs):
     return {"key": key, "max_weight_change": change, "max_abs_diff": diffs}
 
 
-def test_disagreements_flag_large_and_non_finite_differences(run):
+def test_disagreements_flag_large_and_non_finite_differences(workloads):
     checks = [
         _check("mnist/b128/bp", 1e-2, numpy=3e-8, torch=2e-5),  # torch: beyond 1e-3 of the change
         _check("wide/b128/bp", 1e-2, numpy=1.5e-8, **{"torch-compile": math.nan}),
         _check("wide/b128/srbp", 1e-2, numpy=math.inf),
     ]
-    flagged = {(key, impl) for key, impl, _, _ in run.disagreements(checks)}
+    flagged = {(key, impl) for key, impl, _, _ in workloads.disagreements(checks)}
     assert flagged == {("mnist/b128/bp", "torch"), ("wide/b128/bp", "torch-compile"), ("wide/b128/srbp", "numpy")}
-    assert run.disagreements([_check("mnist/b32/bp", 1e-2, numpy=1e-8)]) == []
-    assert run.disagreements(None) == []
+    assert workloads.disagreements([_check("mnist/b32/bp", 1e-2, numpy=1e-8)]) == []
+    assert workloads.disagreements(None) == []
 
 
 def _workload(batch, **medians):
@@ -53,37 +53,39 @@ def _workload(batch, **medians):
             "impls": {impl: {"epoch_s_median": t} for impl, t in medians.items()}}
 
 
-def test_targets_leave_out_implementations_that_disagree(run):
+def test_targets_leave_out_implementations_that_disagree(report):
     workloads = [_workload(32, **{"rbp-native": 1.0, "numpy": 3.0, "torch": 2.5, "torch-compile": 0.5})]
-    batch32 = next(t for t in run.evaluate_targets(workloads, set()) if "batch 32" in t["target"])
+    batch32 = next(t for t in report.evaluate_targets(workloads, set()) if "batch 32" in t["target"])
     assert batch32["measured"].startswith("0.50×") and not batch32["met"]  # torch.compile counts
-    batch32 = next(t for t in run.evaluate_targets(workloads, {"torch-compile"}) if "batch 32" in t["target"])
+    batch32 = next(t for t in report.evaluate_targets(workloads, {"torch-compile"}) if "batch 32" in t["target"])
     assert batch32["measured"].startswith("2.50×") and batch32["met"]  # it does not
 
 
-def test_flops_per_example_counts_each_channel(run):
+def test_flops_per_example_counts_each_channel(workloads):
     sizes = [784, 100, 100, 10]
     forward = 784 * 100 + 100 * 100 + 100 * 10
-    assert run.flops_per_example(sizes, "bp") == 2 * (2 * forward + 100 * 100 + 100 * 10)
-    assert run.flops_per_example(sizes, "srbp") == 2 * (2 * forward + 2 * 100 * 10)
-    assert run.flops_per_example(sizes, "rbp") == 2 * (2 * forward + 100 * 100 + 100 * 10)
+    assert workloads.flops_per_example(sizes, "bp") == 2 * (2 * forward + 100 * 100 + 100 * 10)
+    assert workloads.flops_per_example(sizes, "srbp") == 2 * (2 * forward + 2 * 100 * 10)
+    assert workloads.flops_per_example(sizes, "rbp") == 2 * (2 * forward + 100 * 100 + 100 * 10)
     # sparse feedback counts its expected non-zeros; quantisation changes no count
-    assert run.flops_per_example(sizes, "rbp:density=0.1") == round(2 * (2 * forward + 0.1 * (100 * 100 + 100 * 10)))
-    assert run.flops_per_example(sizes, "srbp:density=0.5") == 2 * (2 * forward) + (100 * 10 + 100 * 10)
-    assert run.flops_per_example(sizes, "srbp:quantize=4") == run.flops_per_example(sizes, "srbp")
+    rbp_channel = 100 * 100 + 100 * 10
+    assert workloads.flops_per_example(sizes, "rbp:density=0.1") == round(2 * (2 * forward + 0.1 * rbp_channel))
+    assert workloads.flops_per_example(sizes, "srbp:density=0.5") == 2 * (2 * forward) + (100 * 10 + 100 * 10)
+    assert workloads.flops_per_example(sizes, "srbp:quantize=4") == workloads.flops_per_example(sizes, "srbp")
 
 
-def test_workload_algorithms_parse(run):
-    assert run.workload_options("bp") == {"algorithm": "bp", "density": 1.0, "quantize_bits": None}
-    assert run.workload_options("srbp:density=0.1") == {"algorithm": "srbp", "density": 0.1, "quantize_bits": None}
-    assert run.workload_options("srbp:quantize=4:density=0.5") == {"algorithm": "srbp", "density": 0.5,
+def test_workload_algorithms_parse(workloads):
+    assert workloads.workload_options("bp") == {"algorithm": "bp", "density": 1.0, "quantize_bits": None}
+    assert workloads.workload_options("srbp:density=0.1") == {"algorithm": "srbp", "density": 0.1,
+                                                               "quantize_bits": None}
+    assert workloads.workload_options("srbp:quantize=4:density=0.5") == {"algorithm": "srbp", "density": 0.5,
                                                                     "quantize_bits": 4}
     for bad in ("bp:density=0.1", "rbp:density=0", "rbp:density=1.5", "rbp:sparsity=0.1", "rbp:density=x", "sgd",
                 "rbp:quantize=4", "srbp:quantize=1", "srbp:quantize=four"):
         with pytest.raises(ValueError, match="unknown algorithm"):
-            run.workload_options(bad)
+            workloads.workload_options(bad)
     # Distinct names in the init file for every workload's feedback.
-    keys = {run.feedback_key("mnist", spec, 0) for spec in ("rbp", "srbp", "rbp:density=0.1", "srbp:density=0.1",
+    keys = {workloads.feedback_key("mnist", spec, 0) for spec in ("rbp", "srbp", "rbp:density=0.1", "srbp:density=0.1",
                                                             "srbp:density=0.01")}
     assert len(keys) == 5
 

@@ -10,21 +10,6 @@ import pytest
 
 import rbp_native as rbp
 from rbp_native.cli import main
-from test_datasets import write_set
-
-
-@pytest.fixture()
-def tiny_mnist(tmp_path, monkeypatch):
-    rng = np.random.default_rng(0)
-    raw = {
-        "train-images": rng.integers(0, 256, size=(120, 784), dtype=np.uint8),
-        "train-labels": rng.integers(0, 10, size=120).astype(np.uint8),
-        "test-images": rng.integers(0, 256, size=(30, 784), dtype=np.uint8),
-        "test-labels": rng.integers(0, 10, size=30).astype(np.uint8),
-    }
-    write_set(tmp_path / "data" / "mnist", raw)
-    monkeypatch.setenv("RBP_NATIVE_DATA", str(tmp_path / "data"))
-    return tmp_path
 
 
 def test_train_writes_history_config_and_model(tiny_mnist, capsys):
@@ -55,8 +40,35 @@ def test_train_reports_bad_options_without_a_traceback(tiny_mnist, capsys):
 def test_train_reports_missing_data(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RBP_NATIVE_DATA", str(tmp_path / "nothing"))
     monkeypatch.setattr("rbp_native.datasets.SYSTEM_DIRS", {"mnist": (), "fashion-mnist": ()})
-    assert main(["train", "--epochs", "1", "--out", str(tmp_path / "r")]) == 2
-    assert "error" in capsys.readouterr().err
+    assert main(["train", "--no-download", "--epochs", "1", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "error: mnist data not found" in err and "--no-download" in err
+
+
+@pytest.mark.parametrize("flags,download", [([], True), (["--download"], True), (["--no-download"], False)])
+def test_train_downloads_missing_data_unless_told_not_to(tmp_path, monkeypatch, capsys, flags, download):
+    calls = []
+
+    def load(name, root=None, download=False):
+        calls.append(download)
+        raise rbp.datasets.DownloadError("offline")
+
+    monkeypatch.setattr(rbp.datasets, "load", load)
+    assert main(["train", *flags, "--out", str(tmp_path / "r")]) == 2
+    assert calls == [download]
+    assert "rbp-native: error: offline" in capsys.readouterr().err  # a clear message, no traceback
+
+
+def test_train_help_shows_no_default_for_on_off_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--no-derivative", "--no-progress", "--congruent", "--no-download"):
+        assert flag in text
+        after = text[text.index(flag + " "):]
+        next_option = after.index(" --", len(flag))
+        assert "default: True" not in after[:next_option] and "default: False" not in after[:next_option]
+    assert "--hidden N [N ...] hidden layer widths (default: [100, 100, 100, 100])" in text
 
 
 def test_alignment_angles():

@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import io
 import os
-import struct
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,78 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from idx_files import (
+    BASES,
+    N_TEST,
+    N_TRAIN,
+    encode,
+    expected_x,
+    images_bytes,
+    labels_bytes,
+    make_raw,
+    write_set,
+)
 from rbp_native import datasets
 from rbp_native.datasets import Dataset, DatasetError, DownloadError, load
-
-N_TRAIN, N_TEST = 7, 3
-BASES = {
-    "train-images": "train-images-idx3-ubyte",
-    "train-labels": "train-labels-idx1-ubyte",
-    "test-images": "t10k-images-idx3-ubyte",
-    "test-labels": "t10k-labels-idx1-ubyte",
-}
-
-
-# ----------------------------------------------------------------------------------------
-# helpers
-
-
-def images_bytes(pixels: np.ndarray, rows: int = 28, cols: int = 28, magic: int = 2051) -> bytes:
-    pixels = np.asarray(pixels, dtype=np.uint8)
-    return struct.pack(">IIII", magic, len(pixels), rows, cols) + pixels.tobytes()
-
-
-def labels_bytes(labels: np.ndarray, magic: int = 2049) -> bytes:
-    labels = np.asarray(labels, dtype=np.uint8)
-    return struct.pack(">II", magic, len(labels)) + labels.tobytes()
-
-
-def make_raw(seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    tr = rng.integers(0, 256, size=(N_TRAIN, 784), dtype=np.uint8)
-    te = rng.integers(0, 256, size=(N_TEST, 784), dtype=np.uint8)
-    tr[0, :2] = (0, 255)  # make sure both extremes occur
-    return {
-        "train-images": tr,
-        "train-labels": np.array([0, 1, 2, 3, 9, 5, 0], dtype=np.uint8),
-        "test-images": te,
-        "test-labels": np.array([7, 8, 9], dtype=np.uint8),
-    }
-
-
-def encode(raw: dict[str, np.ndarray]) -> dict[str, bytes]:
-    return {
-        k: (images_bytes(v) if k.endswith("images") else labels_bytes(v)) for k, v in raw.items()
-    }
-
-
-def write_set(
-    directory: Path,
-    raw: dict[str, np.ndarray] | None = None,
-    gz: bool = True,
-    overrides: dict[str, bytes] | None = None,
-    skip: tuple[str, ...] = (),
-) -> dict[str, Path]:
-    """Write the four IDX files into ``directory``; return key -> path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    blobs = encode(raw if raw is not None else make_raw())
-    blobs.update(overrides or {})
-    paths = {}
-    for key, blob in blobs.items():
-        if key in skip:
-            continue
-        if gz:
-            path = directory / (BASES[key] + ".gz")
-            path.write_bytes(gzip.compress(blob, mtime=0))
-        else:
-            path = directory / BASES[key]
-            path.write_bytes(blob)
-        paths[key] = path
-    return paths
-
-
-def expected_x(pixels: np.ndarray) -> np.ndarray:
-    return pixels.astype(np.float32) / np.float32(255)
 
 
 @pytest.fixture(autouse=True)
@@ -549,6 +489,171 @@ def test_download_connection_dropped_mid_file(
     with pytest.raises(DownloadError, match="ConnectionResetError"):
         load("mnist", root=tmp_path, download=True)
     assert list((tmp_path / "mnist").iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------------
+# download over real HTTP from a server on 127.0.0.1, serving the real MNIST files
+
+
+_REAL_URLOPEN = urllib.request.urlopen
+_GZ = [base + ".gz" for base in datasets.FILES.values()]
+
+
+class _LocalMirror:
+    """An HTTP server on 127.0.0.1 serving ``files`` (name -> bytes) from a thread. ``truncate``
+    names files sent with their full Content-Length but only half their bytes."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        import http.server
+        import threading
+
+        self.files, self.truncate, self.requested = files, set(), []
+        mirror = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                name = self.path.lstrip("/")
+                mirror.requested.append(name)
+                if name not in mirror.files:
+                    self.send_error(404)
+                    return
+                body = mirror.files[name]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if name in mirror.truncate else body)
+                self.close_connection = True
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def real_gz(tmp_path: Path) -> dict[str, bytes]:
+    """The official MNIST .gz files (from RBP_NATIVE_DATA, read-only there), copied into tmp_path."""
+    if not os.environ.get("RBP_NATIVE_DATA"):
+        pytest.skip("RBP_NATIVE_DATA is not set")
+    for directory in datasets.search_dirs("mnist"):
+        if all((directory / name).is_file() for name in _GZ):
+            copy = tmp_path / "served"
+            copy.mkdir()
+            for name in _GZ:
+                (copy / name).write_bytes((directory / name).read_bytes())
+            return {name: (copy / name).read_bytes() for name in _GZ}
+    pytest.skip("the official MNIST .gz files are not under RBP_NATIVE_DATA")
+
+
+@pytest.fixture
+def local_mirror(real_gz: dict[str, bytes], monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(urllib.request, "urlopen", _REAL_URLOPEN)
+    mirror = _LocalMirror(dict(real_gz))
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (mirror.url,))
+    yield mirror
+    mirror.close()
+
+
+def _partial_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name not in _GZ)
+
+
+def test_download_over_http_checks_the_official_checksums(tmp_path: Path, local_mirror: _LocalMirror,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import tqdm
+
+    bars = []
+
+    class RecordingBar(tqdm.tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.shown = 0
+            bars.append((kwargs, self))
+
+        def update(self, n=1):
+            self.shown += n
+            return super().update(n)
+
+    monkeypatch.setattr(tqdm, "tqdm", RecordingBar)
+    root = tmp_path / "cache"
+    train, test = load("mnist", root=root, download=True)
+    # one progress bar per file, sized by Content-Length, shown on a terminal only (disable=None)
+    assert sorted(kwargs["total"] for kwargs, _ in bars) == sorted(len(blob) for blob in local_mirror.files.values())
+    assert all(kwargs["disable"] is None and bar.shown == kwargs["total"] for kwargs, bar in bars)
+    assert (len(train), len(test)) == (60000, 10000)
+    assert sorted(local_mirror.requested) == sorted(_GZ)
+    assert sorted(p.name for p in (root / "mnist").iterdir()) == sorted(_GZ)  # no temp files left
+    for name in _GZ:
+        digest = hashlib.md5((root / "mnist" / name).read_bytes()).hexdigest()
+        assert digest == datasets.MD5["mnist"][name]
+
+
+def test_download_over_http_rejects_a_corrupt_file(tmp_path: Path, local_mirror: _LocalMirror) -> None:
+    corrupt = "t10k-labels-idx1-ubyte.gz"
+    blob = bytearray(local_mirror.files[corrupt])
+    blob[len(blob) // 2] ^= 0xFF
+    local_mirror.files[corrupt] = bytes(blob)
+    root = tmp_path / "cache"
+    with pytest.raises(DatasetError, match=f"(?s){corrupt}.*MD5 checksum mismatch"):
+        load("mnist", root=root, download=True)
+    assert not (root / "mnist" / corrupt).exists()  # nothing under the final name
+    assert _partial_files(root / "mnist") == []
+
+
+def test_download_over_http_rejects_a_truncated_file(tmp_path: Path, local_mirror: _LocalMirror) -> None:
+    local_mirror.truncate.add("train-images-idx3-ubyte.gz")
+    root = tmp_path / "cache"
+    with pytest.raises(DownloadError, match="connection closed after 4956211 of 9912422 bytes"):
+        load("mnist", root=root, download=True)
+    assert not (root / "mnist" / "train-images-idx3-ubyte.gz").exists()
+    assert _partial_files(root / "mnist") == []
+    local_mirror.truncate.clear()  # the next try completes the set
+    train, _ = load("mnist", root=root, download=True)
+    assert len(train) == 60000
+
+
+def test_download_offline_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    monkeypatch.setattr(urllib.request, "urlopen", _REAL_URLOPEN)
+    with socket.socket() as probe:  # a port on 127.0.0.1 that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"http://127.0.0.1:{port}/",))
+    root = tmp_path / "cache"
+    with pytest.raises(DownloadError) as info:
+        load("mnist", root=root, download=True)
+    message = str(info.value)
+    assert "offline?" in message and "RBP_NATIVE_DATA" in message and str(root / "mnist") in message
+    assert f"http://127.0.0.1:{port}/train-images-idx3-ubyte.gz" in message
+    assert list((root / "mnist").iterdir()) == []
+
+
+def test_download_into_an_unwritable_folder_says_so_before_any_network_access(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"  # a data root that is a file: nothing can be created under it
+    blocker.write_bytes(b"")
+    with pytest.raises(DownloadError, match="cannot write the mnist download into .*RBP_NATIVE_DATA"):
+        load("mnist", root=blocker, download=True)  # the autouse fixture fails any network access
+
+
+def test_cli_train_downloads_into_the_data_folder(tmp_path: Path, local_mirror: _LocalMirror,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from rbp_native.cli import main
+
+    monkeypatch.setenv("RBP_NATIVE_DATA", str(tmp_path / "data"))
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--hidden", "8", "--batch-size", "500", "--threads", "1",
+                 "--train-metrics", "running", "--no-progress", "--out", str(out)]) == 0
+    assert sorted(p.name for p in (tmp_path / "data" / "mnist").iterdir()) == sorted(_GZ)
+    assert (out / "model.npz").is_file()
 
 
 def test_download_not_attempted_without_flag(tmp_path: Path) -> None:

@@ -32,6 +32,16 @@ SHIPPED = {
     "fig9": ["bp", "rbp", "srbp"] + [f"{a}-drop-drop{p}" for a in ("bp", "rbp", "srbp") for p in (0.1, 0.25, 0.5, 0.75, 0.9)],
     "deep": ["bp", "rbp", "srbp", "top"],
     "complexity": ["bp", "sbp", "rbp", "srbp", "arbp", "asrbp", "top", "sparse-rbp-n10", "sparse-srbp-n2"],
+    "scale": ["bp", "top", "rbp", "rbp-unit", "srbp", "srbp-unit", "rbp-nof", "rbp-nof-unit", "srbp-nof", "srbp-nof-unit",
+              "rbp-resample-zero-mean", "rbp-resample-zero-mean-unit", "top-relu", "srbp-relu", "srbp-relu-unit"]
+    + [f"{a}-q-unit-bits{b}" for a in ("rbp", "srbp") for b in (1, 2, 4, 8, 10, 16)]
+    + [f"sparse-rbp-glorot-p{p}" for p in ("0.01", "0.02", "0.05", "0.1", "0.2", "0.5")],
+    "variants": ["rbp", "srbp", "top", "rbp-unit", "srbp-unit", "rbp-congruent", "srbp-congruent", "rbp-sign", "srbp-sign",
+                 "rbp-bernoulli", "srbp-bernoulli", "rbp-mean-gaussian", "rbp-mean-uniform"]
+    + [f"{a}-sparse-{d}{r}-p{p}" for a in ("rbp", "srbp") for d in ("sign", "gaussian") for p in ("0.1", "0.5")
+       for r in ("", "-rescaled")]
+    + [f"{a}-{u}" for u in ("linear", "logistic", "relu", "relu-lr0.01") for a in ("rbp", "top")]
+    + [f"srbp-freeze-{h}" for h in ("1", "2", "3", "4", "1to2", "1to3", "1to4")],
 }
 PAPER = {"hidden": [100, 100, 100, 100], "activation": "tanh", "output": "softmax", "lr": 0.1, "momentum": 0.0,
          "batch_size": 100}
@@ -86,7 +96,8 @@ def test_shipped_config_parses_and_expands_to_the_intended_runs(name):
         else:
             assert options["hidden"] == PAPER["hidden"]
         for key in ("activation", "output", "lr", "momentum", "batch_size"):
-            off_paper = (key == "activation" and name == "controls") or (key == "lr" and variant.name.endswith("-lr0.01"))
+            off_paper = ((key == "activation" and name in ("controls", "scale", "variants"))
+                         or (key == "lr" and variant.name.endswith("-lr0.01")))
             if experiment.kind == "train" and not off_paper:
                 assert options[key] == PAPER[key], (name, variant.name, key)
         if experiment.kind == "train":
@@ -96,6 +107,10 @@ def test_shipped_config_parses_and_expands_to_the_intended_runs(name):
         named += list(check.get("among", []))
         flat = [n for item in named for n in ([item] if isinstance(item, str) else item)]
         assert set(flat) <= set(SHIPPED[name]), (name, check["claim"])
+        groups = check.get("group", [])
+        assert set([groups] if isinstance(groups, str) else groups) <= set(experiment.groups()), check["claim"]
+    # The paper is cited by its own sections and figures, never by notes outside the repository.
+    assert "paper-notes" not in ex.config.config_path(name).read_text(encoding="utf-8")
 
 
 def test_sweeps_carry_the_papers_settings():
@@ -220,6 +235,7 @@ def test_tiny_version_of_every_experiment_runs_end_to_end(tmp_path, name):
     assert "## Comparison with the paper" in report_text
     for check in experiment.checks:
         assert check["claim"] in report_text
+    assert "**not measured**" not in report_text  # every check names variants, groups and values that exist
     if experiment.kind == "complexity":
         table = (directory / "complexity.md").read_text()
         assert "| `bp` | BP | 31,000 | 31,000 |" in table
@@ -427,21 +443,21 @@ def test_checks_are_evaluated_plainly():
     def check(**kw):
         return report.evaluate_check(kw, value, {"g": ["c", "b", "a"], "h": ["a", "c"]}, list(values))[0]
 
-    assert check(kind="lowest", variant="d") is True
-    assert check(kind="lowest", variant="c", among=["a", "b", "c"]) is True
-    assert check(kind="highest", variant="b") is False
-    assert check(kind="ge", a="a", b="b", margin=0.05) is True
-    assert check(kind="ge", a="a", b="b", margin=0.15) is False
-    assert check(kind="ge", a=["a", "b"], b="c") is True
-    assert check(kind="close", a="a", b="b", tolerance=0.1 + 1e-12) is True
-    assert check(kind="close", a="a", b="c", tolerance=0.1) is False
-    assert check(kind="between", a="b", low="c", high="a") is True
-    assert check(kind="between", a="a", low="c", high="b") is False
-    assert check(kind="above", a=["a", "b"], value=0.8) is True
-    assert check(kind="below", a="c", value=0.4) is False
-    assert check(kind="monotone", group="g") is True
-    assert check(kind="monotone", group="h") is False
-    assert check(kind="monotone", group="h", tolerance=0.5) is True
+    assert check(kind="lowest", variant="d") == "true"
+    assert check(kind="lowest", variant="c", among=["a", "b", "c"]) == "true"
+    assert check(kind="highest", variant="b") == "false"
+    assert check(kind="ge", a="a", b="b", margin=0.05) == "true"
+    assert check(kind="ge", a="a", b="b", margin=0.15) == "false"
+    assert check(kind="ge", a=["a", "b"], b="c") == "true"
+    assert check(kind="close", a="a", b="b", tolerance=0.1 + 1e-12) == "true"
+    assert check(kind="close", a="a", b="c", tolerance=0.1) == "false"
+    assert check(kind="between", a="b", low="c", high="a") == "true"
+    assert check(kind="between", a="a", low="c", high="b") == "false"
+    assert check(kind="above", a=["a", "b"], value=0.8) == "true"
+    assert check(kind="below", a="c", value=0.4) == "false"
+    assert check(kind="monotone", group="g") == "true"
+    assert check(kind="monotone", group="h") == "false"
+    assert check(kind="monotone", group="h", tolerance=0.5) == "true"
     assert check(kind="ge", a="zzz", b="a") is None
     assert check(kind="monotone", group="nope") is None
 
@@ -449,7 +465,7 @@ def test_checks_are_evaluated_plainly():
 def test_a_near_tie_is_shown_with_the_digits_that_decide_it():
     values = {"bp": 0.97970, "sbp": 0.97966}
     holds, evidence = report.evaluate_check({"kind": "ge", "a": "sbp", "b": "bp"}, values.__getitem__, {}, list(values))
-    assert holds is False
+    assert holds == "false"
     assert evidence == "`sbp` 97.966% < `bp` 97.970%"
 
 
@@ -467,6 +483,7 @@ def test_a_diverging_run_is_recorded_and_reported(tmp_path):
     [[variant]]
     name = "bp"
     algorithm = "bp"
+    panel = "every run diverged"
 
     [[variant]]
     name = "top"
@@ -479,7 +496,8 @@ def test_a_diverging_run_is_recorded_and_reported(tmp_path):
     variant = "bp"
     """)
     experiment = ex.load_experiment(path, seeds=1)
-    outcome = go(experiment, tmp_path)
+    outcome = go(experiment, tmp_path, figures=True)  # a panel with nothing to draw: no legend, no warning
+    assert (tmp_path / "boom" / "final.png").is_file()
     assert outcome.diverged == ["boom/bp/seed0"]
     done = json.loads((tmp_path / "boom" / "runs" / "bp" / "seed0" / "done.json").read_text())
     assert done["status"] == "diverged"
@@ -569,3 +587,278 @@ def test_diagnostics_columns_are_written_when_on(tmp_path):
     plain = small(tmp_path)
     with pytest.raises(ex.ConfigError, match="diagnostics: stored 30, now not set"):
         go(plain, tmp_path)
+
+
+# The runs of these experiments as committed at d74e108 (the configs the 100-epoch x 5-seed sweeps were
+# started from): the runner keys every run by Run.resolved() and refuses runs whose settings changed, so
+# editing any of them would orphan hours of training. Variants may be added; these must not change.
+# Digest: sha256 of json.dumps([run.resolved() for the listed variants' runs, in run order], sort_keys=True).
+PINNED_RUNS = {
+    "fig3": (45, "b751f7986a55b6f2b8e42dcf16d65b2d107cc60862db986653bd0653592acf94"),
+    "fig4": (45, "637f046218a16a5b9b31c79bfb4a78f5476aa318690acec8145c006fd9c08487"),
+    "controls": (110, "c5d751e1267914b1f0be1c01b291b4959269a302146c44f2dae137154708b381"),
+    "fig7": (225, "a2f99288b827c32b9d99da78dbb34e52829744f40e7581403dd0acff0c9d8ef3"),
+    "fig8": (120, "1cd1d677b0256c7c96bb77c40a54bfd57492024d49b5f7253f4b743f8d232641"),
+    "fig9": (90, "4e5f14fe681024a1c9cbe5811625998ab0025d49be1d97e84fa1348177a84985"),
+    "fig1": (45, "56e90b1a744e9137e2e8f4f7acd43878e129cb11f047bcd0a8ab9348e48a484c"),
+    "fig2": (20, "115d43c396407fde39bacb1f243e2eed161cbc3876486ca1ff69db6c7b5d6a8f"),
+    "deep": (20, "23056335275d01facb7f945760d84db93c218b3fa8e33d2a343b4a6d4c94da35"),
+}
+PINNED_VARIANTS = {
+    "fig1": ["bp", "bp-nof", "sbp", "sbp-nof", "rbp", "rbp-nof", "srbp", "srbp-nof", "top"],
+    "fig2": ["rbp", "arbp", "srbp", "asrbp"],
+    "fig3": ["srbp"] + [f"sparse-srbp-p{p}" for p in ("0", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1")],
+    "fig4": ["rbp"] + [f"sparse-rbp-p{p}" for p in ("0", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1")],
+    "controls": [
+        "rbp", "srbp", "top", "rbp-resample-zero-mean", "rbp-resample-sign", "srbp-mean-gaussian",
+        "srbp-mean-uniform", "srbp-freeze-2", "srbp-freeze-1to2", "srbp-freeze-3", "srbp-freeze-1to3",
+        "srbp-sign", "srbp-magnitude", "srbp-per-synapse", "srbp-linear", "top-linear", "srbp-logistic",
+        "top-logistic", "srbp-relu", "top-relu", "srbp-relu-lr0.01", "top-relu-lr0.01",
+    ],
+    "fig7": ["bp", "rbp", "srbp"] + [f"{a}-q-bits{b}" for a in ("bp", "rbp", "srbp") for b in (1, 2, 3, 4, 6, 8, 10, 12, 16)]
+    + [f"{a}-qm-bits{b}" for a in ("bp", "rbp", "srbp") for b in (2, 4, 6, 8, 10)],
+    "fig8": ["bp", "rbp", "srbp"] + [f"{a}-q-bits{b}" for a in ("bp", "rbp", "srbp") for b in (1, 2, 3, 4, 6, 8, 12)],
+    "fig9": ["bp", "rbp", "srbp"] + [f"{a}-drop-drop{p}" for a in ("bp", "rbp", "srbp") for p in (0.1, 0.25, 0.5, 0.75, 0.9)],
+    "deep": ["bp", "rbp", "srbp", "top"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_RUNS))
+def test_the_runs_of_the_full_sweeps_keep_their_settings(name):
+    import hashlib
+
+    experiment = ex.load_experiment(name)
+    pinned = set(PINNED_VARIANTS[name])
+    assert pinned <= {v.name for v in experiment.variants}
+    runs = [run.resolved() for run in experiment.runs() if run.variant.name in pinned]
+    count, digest = PINNED_RUNS[name]
+    assert len(runs) == count
+    assert hashlib.sha256(json.dumps(runs, sort_keys=True).encode()).hexdigest() == digest
+
+
+# ---------------------------------------------------------------------------------------------- checks that mean something
+
+
+def _stats(values):
+    """A `value` function over Stats; a bare float means one seed (no spread)."""
+    def value(name):
+        if name not in values:
+            raise report.NotMeasured(f"variant {name!r} is not in this experiment")
+        return values[name]
+    return value
+
+
+BITS = {f"q-bits{b}": {"quantize_bits": b} for b in (2, 4, 6, 8, 10)}
+
+
+def test_graceful_flags_accuracy_lost_as_bits_are_removed():
+    # A fig7-like curve, 82.9 -> 96.8 from 2 to 10 bits: removing bits 8 -> 6 loses 6.85 points.
+    curve = dict(zip(BITS, (0.8289, 0.8289, 0.8956, 0.9641, 0.9678)))
+    groups = {"q": list(reversed(BITS))}  # listed out of order: the check sorts by the swept value
+    verdict, evidence = report.evaluate_check({"kind": "graceful", "group": "q", "tolerance": 0.01},
+                                              _stats(curve), groups, list(curve), swept=BITS)
+    assert verdict == "false"
+    assert "largest loss 6.85 points, from bits 8 to bits 6" in evidence
+    assert evidence.index("bits 10: 96.78%") < evidence.index("bits 2: 82.89%")  # from the most precise down
+    # The old reading (falls as bits are *added*) saw nothing wrong with the same curve.
+    assert report.evaluate_check({"kind": "monotone", "group": "q", "tolerance": 0.01}, _stats(curve), groups,
+                                 list(curve), swept=BITS)[0] == "true"
+    flat = dict(zip(BITS, (0.960, 0.962, 0.965, 0.964, 0.966)))
+    verdict, evidence = report.evaluate_check({"kind": "graceful", "group": "q", "tolerance": 0.01},
+                                              _stats(flat), groups, list(flat), swept=BITS)
+    assert verdict == "true" and "largest loss 0.30 points, from bits 6 to bits 4" in evidence
+
+
+def test_a_difference_within_one_standard_error_is_a_tie():
+    S = report.Stat
+    # Fig. 1's SBP against BP: 0.008 points apart, spreads 0.08-0.12 over 5 seeds.
+    tied = {"sbp": S(0.97966, 0.0008, 5), "bp": S(0.97974, 0.0012, 5)}
+    verdict, evidence = report.evaluate_check({"kind": "ge", "a": "sbp", "b": "bp"}, _stats(tied), {}, list(tied))
+    assert verdict == "tie"
+    assert "within one standard error, 0.06 points: tie" in evidence
+    # The same means with no spread known (one seed) are decided strictly, as is a gap beyond the error.
+    one_seed = {"sbp": S(0.97966), "bp": S(0.97974)}
+    assert report.evaluate_check({"kind": "ge", "a": "sbp", "b": "bp"}, _stats(one_seed), {}, ["sbp", "bp"])[0] == "false"
+    apart = {"sbp": S(0.9770, 0.0008, 5), "bp": S(0.9797, 0.0012, 5)}
+    assert report.evaluate_check({"kind": "ge", "a": "sbp", "b": "bp"}, _stats(apart), {}, ["sbp", "bp"])[0] == "false"
+    assert report.evaluate_check({"kind": "ge", "a": "bp", "b": "sbp"}, _stats(apart), {}, ["sbp", "bp"])[0] == "true"
+    # A margin moves the bar the tie is judged against.
+    assert report.evaluate_check({"kind": "ge", "a": "sbp", "b": "bp", "margin": -0.0027}, _stats(apart), {},
+                                 ["sbp", "bp"])[0] == "tie"
+    # Thresholds, extremes and betweenness tie the same way; one false among pairs makes the check false.
+    near = {"a": S(0.8995, 0.002, 4), "b": S(0.95, 0.001, 4), "c": S(0.9004, 0.002, 4)}
+    value = _stats(near)
+    assert report.evaluate_check({"kind": "above", "a": "a", "value": 0.90}, value, {}, list(near))[0] == "tie"
+    assert report.evaluate_check({"kind": "lowest", "variant": "a"}, value, {}, list(near))[0] == "tie"
+    assert report.evaluate_check({"kind": "between", "a": "c", "low": "a", "high": "b"}, value, {}, list(near))[0] == "tie"
+    assert report.evaluate_check({"kind": "ge", "a": ["b", "a"], "b": ["a", "b"]}, value, {}, list(near))[0] == "false"
+    # A tolerance is the claim's own bar: close is never a tie.
+    assert report.evaluate_check({"kind": "close", "a": "a", "b": "c", "tolerance": 0.0001}, value, {},
+                                 list(near))[0] == "false"
+
+
+def test_a_claim_that_holds_by_construction_is_not_counted_as_agreement():
+    values = {"srbp-mean": 0.9692, "srbp": 0.9692, "top": 0.8289}
+    check = {"kind": "close", "a": "srbp-mean", "b": "srbp", "tolerance": 0.005,
+             "construction": "the mean times the error sum is zero"}
+    verdict, evidence = report.evaluate_check(check, _stats(values), {}, list(values))
+    assert verdict == "holds by construction"
+    assert evidence.endswith("By construction: the mean times the error sum is zero")
+    # Should the runs contradict the construction, that is a failure pointing at the code.
+    verdict, evidence = report.evaluate_check(dict(check, b="top"), _stats(values), {}, list(values))
+    assert verdict == "false" and "a failure points at the implementation" in evidence
+
+
+def test_alike_compares_each_groups_loss_against_its_own_float_run():
+    swept = {f"{g}-bits{b}": {"quantize_bits": b} for g in ("bp", "rbp") for b in (1, 4)}
+    groups = {"bp": ["bp-bits1", "bp-bits4"], "rbp": ["rbp-bits1", "rbp-bits4"]}
+    # Absolute accuracies differ by 2.7 points at 4 bits, but each loses about the same against its float run.
+    values = {"bp-float": 0.9740, "rbp-float": 0.9700, "bp-bits4": 0.9696, "rbp-bits4": 0.9429,
+              "bp-bits1": 0.9690, "rbp-bits1": 0.8160}
+    values["rbp-float"] = 0.9429 + (0.9740 - 0.9696) + 0.001  # rbp loses 0.54 points at 4 bits, bp 0.44
+    check = {"kind": "alike", "group": ["bp", "rbp"], "tolerance": 0.02}
+    refs = {"bp": "bp-float", "rbp": "rbp-float"}
+    verdict, evidence = report.evaluate_check(check, _stats(values), groups, list(values), swept, refs)
+    assert verdict == "false"
+    assert "bits 4: `bp` loses 0.44 points, `rbp` loses 0.54 points (spread 0.10 points)" in evidence
+    assert evidence.endswith("spread > 2.00 points at bits 1")
+    verdict, _ = report.evaluate_check(dict(check, values=[4]), _stats(values), groups, list(values), swept, refs)
+    assert verdict == "true"
+    assert report.evaluate_check(check, _stats(values), groups, list(values), swept, {})[0] is None  # no reference
+
+
+def test_reaches_names_where_a_threshold_holds_and_first_fails():
+    swept = {f"g-bits{b}": {"quantize_bits": b} for b in (1, 2, 3, 4, 8)}
+    groups = {"g": list(swept)}
+    values = dict(zip(swept, (0.816, 0.893, 0.921, 0.943, 0.95)))
+    check = {"kind": "reaches", "group": "g", "value": 0.90, "at": 4}
+    verdict, evidence = report.evaluate_check(check, _stats(values), groups, list(values), swept)
+    assert verdict == "true"
+    assert "holds from bits 3 upwards; first failure going down at bits 2 (89.30%)" in evidence
+    verdict, _ = report.evaluate_check(dict(check, at=2), _stats(values), groups, list(values), swept)
+    assert verdict == "false"
+    values["g-bits8"] = 0.85  # a failure above `at` is a failure too
+    verdict, evidence = report.evaluate_check(check, _stats(values), groups, list(values), swept)
+    assert verdict == "false" and "fails already at bits 8" in evidence
+
+
+def test_new_check_kinds_are_validated_when_parsed(tmp_path):
+    body = BASE + """
+    [[variant]]
+    name = "q"
+    algorithm = "bp"
+    sweep = { lr = [0.1, 0.2] }
+
+    [[check]]
+    claim = "x"
+    kind = "reaches"
+    group = "q"
+    value = 0.5
+    """
+    with pytest.raises(ex.ConfigError, match="kind 'reaches' needs group, value, at; 'at' is missing"):
+        ex.load_experiment(write_config(tmp_path / "a.toml", body))
+    with pytest.raises(ex.ConfigError, match="construction must be the one-line reason"):
+        ex.load_experiment(write_config(tmp_path / "b.toml", body + 'at = 0.1\nconstruction = ""\n'))
+    with pytest.raises(ex.ConfigError, match="construction applies to 'close' and 'equals' checks, not 'reaches'"):
+        ex.load_experiment(write_config(tmp_path / "c.toml", body + 'at = 0.1\nconstruction = "x"\n'))
+
+
+# ---------------------------------------------------------------------------------------------- provenance, rebuilt reports, figures
+
+
+def test_source_revision_is_the_checkouts_commit_or_none():
+    import subprocess
+
+    source = runner.source_revision()
+    package = Path(runner.__file__).resolve().parent.parent
+    tracked = subprocess.run(["git", "-C", str(package), "ls-files", "--error-unmatch", "__init__.py"],
+                             capture_output=True).returncode == 0
+    if not tracked:  # an installed wheel: no commit to claim
+        assert source is None
+        return
+    head = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert source["commit"] == head.strip() and isinstance(source["dirty"], bool)
+    assert runner.describe_source(source).startswith(f"git {head.strip()[:12]}")
+    assert runner.describe_source(None) == "not from a git checkout (no commit recorded)"
+
+
+def test_provenance_is_written_and_a_mixed_commit_folder_is_said(tmp_path):
+    experiment = tiny("fig2", seeds=2)
+    go(experiment, tmp_path)
+    directory = tmp_path / "fig2"
+    source = runner.source_revision()
+    assert json.loads((directory / "experiment.json").read_text())["source"] == source
+    config_file = directory / "runs" / "srbp" / "seed1" / "config.json"
+    assert json.loads(config_file.read_text())["source"] == source
+    text = (directory / "report.md").read_text()
+    assert f"- Runs: all {len(experiment.runs())} from the same code: {runner.describe_source(source)}" in text
+    assert f", {runner.describe_source(source)}, Python " in text  # the invocation's own code
+    stored = json.loads(config_file.read_text())
+    stored["source"] = {"commit": "0123456789abcdef0123456789abcdef01234567", "dirty": True}
+    config_file.write_text(json.dumps(stored))
+    go(experiment, tmp_path)  # nothing to train: the report is rewritten from the run folders
+    text = (directory / "report.md").read_text()
+    assert "**made at different commits**" in text
+    assert "git 0123456789ab with uncommitted changes: 1 run(s)" in text
+    del stored["source"]  # a run made before runs recorded their commit
+    config_file.write_text(json.dumps(stored))
+    go(experiment, tmp_path)
+    assert "commit not recorded (an older run): 1 run(s)" in (directory / "report.md").read_text()
+
+
+def test_a_report_rebuilt_from_the_tables_checks_the_same_numbers(tmp_path):
+    experiment = tiny("fig1", seeds=2)
+    go(experiment, tmp_path, figures=True)
+    original = tmp_path / "fig1"
+    copy = tmp_path / "committed" / "fig1"
+    copy.mkdir(parents=True)
+    for name in ("experiment.json", "summary.csv", "final.csv"):  # what docs/results keeps
+        (copy / name).write_bytes((original / name).read_bytes())
+    report.rebuild_report(copy)
+    rebuilt, fresh = (copy / "report.md").read_text(), (original / "report.md").read_text()
+
+    def checks(text):
+        return [line for line in text.splitlines() if line.startswith("- [")]
+
+    assert checks(rebuilt) == checks(fresh) and len(checks(fresh)) == len(experiment.checks)
+    assert "read back from `summary.csv` and `final.csv`" in rebuilt and "- This report: rebuilt on" in rebuilt
+    assert (copy / "accuracy.png").is_file()
+    (copy / "final.csv").write_text("variant,label,n\nbp,BP,2\n")
+    with pytest.raises(ValueError, match="no rows for variant"):
+        report.rebuild_report(copy, figures=False)
+
+
+def test_crowded_experiments_are_drawn_as_small_multiples(tmp_path):
+    from rbp_native.experiments import plots
+
+    controls = ex.load_experiment("controls")
+    layout = plots.panels(controls)
+    assert len(layout) == 6 and all(len(members) <= 8 for members in layout.values())
+    assert [v.name for v in layout["(4) frozen layers"]][0] == "srbp"  # the baseline drawn beside the variants
+    assert {v.name for vs in layout.values() for v in vs} == {v.name for v in controls.variants}
+    fig7 = ex.load_experiment("fig7")
+    layout = plots.panels(fig7)
+    assert list(layout) == ["bp-q", "rbp-q", "srbp-q", "bp-qm", "rbp-qm", "srbp-qm"]
+    assert [v.name for v in layout["rbp-qm"]][-1] == "rbp"  # each group with its float reference
+    experiment = tiny("controls")
+    outcome = go(experiment, tmp_path, figures=True)
+    assert (tmp_path / "controls" / "final.png").is_file()
+    assert "![final](final.png)" in outcome.report.read_text()
+
+
+def test_sparse_feedback_rescaled_to_the_dense_variance():
+    """variants.toml writes 1/sqrt(p) as a number: at the unit scale it restores the dense variance exactly."""
+    experiment = ex.load_experiment("variants")
+    for variant in experiment.variants:
+        options = variant.options
+        if "sparse" not in variant.name:
+            continue
+        p = options["feedback_density"]
+        scale = options["feedback_scale"]
+        if "rescaled" in variant.name:
+            assert scale == pytest.approx(1 / math.sqrt(p), rel=1e-15) and p * scale**2 == pytest.approx(1.0)
+        else:
+            assert scale == "unit"
+    scale = ex.load_experiment("scale")
+    assert {v.options.get("feedback_scale", "glorot") for v in scale.groups()["rbp-q-unit"]} == {"unit"}
+    assert scale.variant("rbp-q-unit-bits4").reference == "rbp-unit"

@@ -6,7 +6,6 @@ is tests/reference.py run on the dense masked matrix, with its update masked.
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import numpy as np
@@ -17,11 +16,7 @@ import rbp_native as rbp
 
 SIZES = [12, 10, 8, 5]
 
-# The oracle of the whole channel family (channel_signals / channel_step) when reference.py has it,
-# else the original signals / sgd_step.
-CHANNEL_ORACLE = hasattr(ref, "channel_step")
-ORACLE_ALGORITHMS = [a for a in rbp.ALGORITHMS if a in getattr(ref, "CHANNEL_ALGORITHMS", ref.ALGORITHMS)]
-TRAINER_OPTIONS = set(inspect.signature(rbp.Trainer).parameters)
+ORACLE_ALGORITHMS = [a for a in rbp.ALGORITHMS if a in ref.CHANNEL_ALGORITHMS]
 
 
 def make_batch(n=9, sizes=SIZES, seed=1):
@@ -38,21 +33,16 @@ def make_net(connectivity, sizes=SIZES, seed=3, dtype="float64", **kwargs):
 
 
 def oracle_signals(net, trainer, x, y, algorithm, derivative=True):
-    if CHANNEL_ORACLE:
-        return ref.channel_signals(net.weights, net.biases, x, y, algorithm, trainer.feedback,
-                                   derivative=derivative)["B"]
-    return ref.signals(net.weights, net.biases, x, y, algorithm, trainer.feedback, derivative)
+    return ref.channel_signals(net.weights, net.biases, x, y, algorithm, trainer.feedback,
+                               derivative=derivative)["B"]
 
 
 def masked_step(state, masks, x, y, algorithm, feedback=(), derivative=True, **options):
     """One oracle step on the dense masked matrices with the weight update (the velocity) restricted
     to the masks; returns the new state, the loss and the feedback after the step."""
     old = state["weights"]
-    if CHANNEL_ORACLE:
-        state, loss, info = ref.channel_step(state, x, y, algorithm, feedback, derivative=derivative, **options)
-        feedback = info["feedback"]
-    else:
-        state, loss = ref.sgd_step(state, x, y, algorithm, feedback, derivative, **options)
+    state, loss, info = ref.channel_step(state, x, y, algorithm, feedback, derivative=derivative, **options)
+    feedback = info["feedback"]
     state["vel_w"] = [v * m for v, m in zip(state["vel_w"], masks)]
     state["weights"] = [w + v for w, v in zip(old, state["vel_w"])]
     return state, loss, feedback
@@ -196,13 +186,6 @@ def test_large_sparse_layers_in_float32_match_numpy_with_any_thread_count(algori
         np.testing.assert_array_equal(a, b)  # the sparse kernels sum in an order fixed by the mask
 
 
-needs_channel_options = pytest.mark.skipif(
-    not (CHANNEL_ORACLE and {"quantize", "transform_target"} <= TRAINER_OPTIONS),
-    reason="this build has no quantised or transformed updates",
-)
-
-
-@needs_channel_options
 @pytest.mark.parametrize(
     "options",
     [
@@ -231,7 +214,6 @@ def test_quantised_and_transformed_updates_match_the_masked_reference(algorithm,
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
 
 
-@needs_channel_options
 def test_stochastic_update_quantisation_stays_on_the_mask_and_the_grid():
     net = make_net(0.5)
     start = net.weights

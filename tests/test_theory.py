@@ -1,4 +1,4 @@
-"""The paper's theory (section 7 of docs/paper-notes.md), checked numerically.
+"""The paper's theory (its section 7), checked numerically.
 
 Property-based: random polynomials / parameters / initial states; every prediction of
 Theorem 1 (applied to each system's reduced polynomial) is compared with a tight-tolerance
@@ -138,7 +138,10 @@ def test_theorem1_against_integration(case):
             assert abs(x_end - pred.limit) < 1e-6
         else:  # double root: approached from x0's side, never crossed
             assert pred.kind == "semi-stable"
-            assert abs(x_end - pred.limit) < 1e-2
+            # near the root dx/dt ~ k (x - r)^2 with k = Q''(r)/2, so |x - r| ~ 1/(|k| t): after
+            # t_end the distance left is about 1/(|k| t_end), which exceeds 1e-2 when k is small
+            k = abs(poly.deriv(2)(pred.limit)) / 2
+            assert abs(x_end - pred.limit) < max(1e-2, 2 / (k * integ.t_end))
             assert np.all(np.sign(integ.y[0] - pred.limit) * np.sign(x0 - pred.limit) >= 0)
     if always_converges(poly):
         assert not pred.diverges

@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
         return 1;
     }
     const double seconds = argc > 1 ? std::atof(argv[1]) : 0.4;
-    set_product_threads(1);
+    const rbp::ThreadBudget one_thread(1);
     std::vector<Shape> shapes;
     if (argc > 2) {
         for (int i = 2; i < argc; ++i) {

@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
     const ConstMatrixRef<float> xb = x.topRows(batch);
 
     const double step = time_us([&] { trainer.step(xb, batch_targets); }, seconds);
-    const double epoch = time_us([&] { trainer.train_epoch(x, all_targets, Progress(), 0); }, seconds) /
+    const double epoch = time_us([&] { trainer.train_epoch(x, all_targets); }, seconds) /
                          static_cast<double>(examples / batch);
 
     // The phases, on a workspace of their own (Eigen's threads as the trainer sets them).

@@ -1,4 +1,5 @@
 // rbp_native._core: the compiled core. Users import rbp_native, which wraps these classes.
+#include <Eigen/Core>
 #include <pybind11/pybind11.h>
 
 namespace py = pybind11;
@@ -19,6 +20,8 @@ void register_trainer(py::module_& m);
 PYBIND11_MODULE(RBP_NATIVE_MODULE, m) {
     m.doc() = "Native core of rbp-native (use the rbp_native package, not this module).";
     m.attr("isa") = RBP_NATIVE_ISA;  // the instruction set this module was compiled for
+    // Once, here: Eigen's own threading stays off (parallel.hpp), and no call writes this global again.
+    Eigen::setNbThreads(1);
     register_network(m);
     register_trainer(m);
     register_products(m);

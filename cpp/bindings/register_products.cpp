@@ -58,10 +58,8 @@ void product(double alpha, const py::array& a, bool transpose_a, const py::array
     if (overlaps(vc, va) || overlaps(vc, vb)) throw std::invalid_argument("c must not overlap a or b");
     if (threads < 1) throw std::invalid_argument("threads must be at least 1");
     py::gil_scoped_release release;
-    const int saved = product_threads_setting();
-    set_product_threads(threads);
+    const ThreadBudget budget(threads);
     gemm<T>(static_cast<T>(alpha), va, transpose_a, vb, transpose_b, vc, accumulate);
-    set_product_threads(saved);
 }
 
 // Marks x's zero blocks and runs one of the products that skip them (w += alpha b^T x when `update`,
@@ -84,13 +82,11 @@ double skipping_zeros(double alpha, const py::array& b, const py::array& x, cons
     py::gil_scoped_release release;
     const double zero = mark_zero_blocks<float>(vx, marks.data());
     const ZeroBlocks zeros{marks.data(), words};
-    const int saved = product_threads_setting();
-    set_product_threads(threads);
+    const ThreadBudget budget(threads);
     if (update)
         gemm_skipping_zeros_update<float>(static_cast<float>(alpha), vb, vx, zeros, vo);
     else
         gemm_skipping_zeros_forward<float>(vx, zeros, vw, vo, accumulate);
-    set_product_threads(saved);
     return zero;
 }
 

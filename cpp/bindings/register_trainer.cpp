@@ -3,6 +3,7 @@
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <exception>
 
 namespace py = pybind11;
@@ -17,6 +18,39 @@ py::dict metrics_dict(const Metrics& m) {
     d["accuracy"] = m.accuracy;
     d["examples"] = m.examples;
     return d;
+}
+
+// Polls Python's signal handlers at most every 50 ms from a call that released the GIL, so that
+// Ctrl-C (KeyboardInterrupt) and any handler that raises stop the call within a batch or a chunk;
+// the handler's exception is kept in `failure` and re-raised once the call has returned.
+Interrupt signal_poll(std::exception_ptr& failure) {
+    using Clock = std::chrono::steady_clock;
+    auto last = std::make_shared<Clock::time_point>(Clock::now());
+    return [&failure, last]() {
+        const auto now = Clock::now();
+        if (now - *last < std::chrono::milliseconds(50)) return false;
+        *last = now;
+        py::gil_scoped_acquire acquire;
+        if (PyErr_CheckSignals() == 0) return false;
+        failure = std::make_exception_ptr(py::error_already_set());
+        return true;
+    };
+}
+
+py::array_t<std::uint64_t> state_array(const Rng::State& state) {
+    py::array_t<std::uint64_t> result(static_cast<py::ssize_t>(state.size()));
+    std::copy(state.begin(), state.end(), result.mutable_data());
+    return result;
+}
+
+Rng::State state_from(const py::dict& d, const char* key) {
+    const auto a = py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast>::ensure(d[key]);
+    Rng::State state{};
+    if (!a || a.ndim() != 1 || static_cast<std::size_t>(a.shape(0)) != state.size())
+        throw std::invalid_argument(std::string("state['") + key + "'] must be " + std::to_string(state.size()) +
+                                    " unsigned 64-bit words");
+    std::copy(a.data(), a.data() + state.size(), state.begin());
+    return state;
 }
 
 // Trainer options arrive as a dict of plain values (validated again by the core).
@@ -164,22 +198,31 @@ void bind_trainer(py::module_& m, const char* name) {
         .def("evaluate", [](const Tr& t, const py::array& x, const py::array& y) {
             auto xv = matrix_view<T>(x, "x", t.network().input_size());
             auto targets = targets_view<T>(y, xv.rows(), t.network().output_size());
+            std::exception_ptr failure;
+            const Interrupt interrupted = signal_poll(failure);
             Metrics result;
-            {
+            try {
                 py::gil_scoped_release release;
-                result = t.evaluate(xv, targets);
+                result = t.evaluate(xv, targets, 1000, interrupted);
+            } catch (const Interrupted&) {
+                std::rethrow_exception(failure);
             }
             return metrics_dict(result);
         })
-        .def("train_epoch", [](Tr& t, const py::array& x, const py::array& y, const py::object& callback, Index every) {
+        .def("train_epoch", [](Tr& t, const py::array& x, const py::array& y, const py::object& callback, Index every,
+                               Index max_batches) {
             auto xv = matrix_view<T>(x, "x", t.network().input_size());
             auto targets = targets_view<T>(y, xv.rows(), t.network().output_size());
-            // A Python exception raised by the callback (KeyboardInterrupt included) stops the epoch
-            // and is re-raised once the GIL is held again.
+            // A Python exception raised by the callback or by a signal handler (KeyboardInterrupt
+            // included) stops the epoch after the current batch, leaving it pending, and is re-raised
+            // once the GIL is held again.
             std::exception_ptr failure;
-            Progress progress;
+            EpochControl control;
+            control.progress_every = every;
+            control.max_batches = max_batches;
+            control.interrupted = signal_poll(failure);
             if (!callback.is_none()) {
-                progress = [&](Index done, Index total, double loss) {
+                control.progress = [&](Index done, Index total, double loss) {
                     py::gil_scoped_acquire acquire;
                     try {
                         return callback(done, total, loss).template cast<bool>();
@@ -189,17 +232,79 @@ void bind_trainer(py::module_& m, const char* name) {
                     }
                 };
             }
-            bool completed = true;
-            Metrics result;
+            EpochResult result;
             {
                 py::gil_scoped_release release;
-                result = t.train_epoch(xv, targets, progress, every, &completed);
+                result = t.train_epoch(xv, targets, control);
             }
             if (failure) std::rethrow_exception(failure);
-            py::dict d = metrics_dict(result);
-            d["completed"] = completed;
+            py::dict d = metrics_dict(result.metrics);
+            d["completed"] = result.completed;
+            d["diverged"] = result.diverged;
+            d["batch"] = result.batch;
+            d["batches"] = result.batches;
             return d;
-        }, py::arg("x"), py::arg("y"), py::arg("callback") = py::none(), py::arg("every") = 10);
+        }, py::arg("x"), py::arg("y"), py::arg("callback") = py::none(), py::arg("every") = 10,
+           py::arg("max_batches") = 0)
+        .def_property_readonly("epoch_pending", &Tr::epoch_pending)
+        .def("discard_epoch", &Tr::discard_epoch)
+        .def("get_state", [](const Tr& t) {
+            TrainerState<T> state;
+            {
+                py::gil_scoped_release release;
+                state = t.state();
+            }
+            py::dict d;
+            d["updates"] = state.updates;
+            d["shuffle_stream"] = state_array(state.shuffle);
+            d["feedback_stream"] = state_array(state.feedback_stream);
+            d["dropout_stream"] = state_array(state.dropout_stream);
+            d["quantize_stream"] = state_array(state.quantize_stream);
+            py::list velocity;
+            for (const auto& layer : state.velocity) {
+                py::list arrays;
+                for (const auto& v : layer) arrays.append(to_numpy<T>(v));
+                velocity.append(arrays);
+            }
+            d["velocity"] = velocity;
+            py::array_t<std::int64_t> order(static_cast<py::ssize_t>(state.epoch.order.size()));
+            std::copy(state.epoch.order.begin(), state.epoch.order.end(), order.mutable_data());
+            d["epoch_order"] = order;
+            d["epoch_next_batch"] = state.epoch.next_batch;
+            d["epoch_loss"] = state.epoch.loss;
+            d["epoch_correct"] = state.epoch.correct;
+            d["epoch_seen"] = state.epoch.seen;
+            return d;
+        })
+        .def("set_state", [](Tr& t, const py::dict& d) {
+            for (const char* key : {"updates", "shuffle_stream", "feedback_stream", "dropout_stream", "quantize_stream",
+                                    "velocity", "epoch_order", "epoch_next_batch", "epoch_loss", "epoch_correct",
+                                    "epoch_seen"})
+                if (!d.contains(key)) throw std::invalid_argument(std::string("state is missing '") + key + "'");
+            TrainerState<T> state;
+            state.updates = d["updates"].cast<std::int64_t>();
+            state.shuffle = state_from(d, "shuffle_stream");
+            state.feedback_stream = state_from(d, "feedback_stream");
+            state.dropout_stream = state_from(d, "dropout_stream");
+            state.quantize_stream = state_from(d, "quantize_stream");
+            for (const auto& layer : d["velocity"].cast<py::list>()) {
+                state.velocity.emplace_back();
+                for (const auto& v : layer.cast<py::list>()) {
+                    const py::array a = py::array::ensure(v);
+                    if (!a) throw std::invalid_argument("state['velocity'] must hold arrays");
+                    state.velocity.back().push_back(Matrix<T>(matrix_view<T>(a, "velocity")));
+                }
+            }
+            const auto order = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(d["epoch_order"]);
+            if (!order || order.ndim() != 1) throw std::invalid_argument("state['epoch_order'] must be a 1-D integer array");
+            state.epoch.order.assign(order.data(), order.data() + order.shape(0));
+            state.epoch.next_batch = d["epoch_next_batch"].cast<Index>();
+            state.epoch.loss = d["epoch_loss"].cast<double>();
+            state.epoch.correct = d["epoch_correct"].cast<Index>();
+            state.epoch.seen = d["epoch_seen"].cast<Index>();
+            py::gil_scoped_release release;
+            t.set_state(state);
+        });
 }
 
 }  // namespace

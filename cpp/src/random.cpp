@@ -70,4 +70,16 @@ double Rng::normal() {
     return radius * std::cos(angle);
 }
 
+Rng::State Rng::state() const {
+    std::uint64_t spare_bits = 0;
+    std::memcpy(&spare_bits, &spare_, sizeof spare_bits);
+    return {s_[0], s_[1], s_[2], s_[3], spare_bits, has_spare_ ? 1u : 0u};
+}
+
+void Rng::set_state(const State& state) {
+    for (std::size_t i = 0; i < 4; ++i) s_[i] = state[i];
+    std::memcpy(&spare_, &state[4], sizeof spare_);
+    has_spare_ = state[5] != 0;
+}
+
 }  // namespace rbp

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 #ifdef _OPENMP
@@ -195,11 +197,11 @@ int Trainer<T>::threads() const {
 }
 
 template <class T>
-void Trainer<T>::apply_threads() const {
-    // Products split between threads only through gemm() (parallel.hpp's work threshold); Eigen's own
-    // threading stays off so that the two never oversubscribe the cores.
-    set_product_threads(threads());
-    Eigen::setNbThreads(1);
+Trainer<T>::Exclusive::Exclusive(const Trainer& trainer) : busy_(trainer.busy_) {
+    if (busy_.exchange(true, std::memory_order_acquire))
+        throw std::runtime_error(
+            "this Trainer is already running a call in another thread; a trainer runs one call at a time "
+            "(use one trainer per thread)");
 }
 
 // Fraction of the input's blocks that must be all zero before the first layer skips them. Marking
@@ -233,6 +235,7 @@ double Trainer<T>::update_batch(const ConstMatrixRef<T>& x, Index n, const Targe
     const auto out = ws_.out[top].topRows(n);
     const auto t = ws_.targets.topRows(n);
     const double loss = summed_loss<T>(net.output(), ws_.top_pre.topRows(n), out, t);
+    if (!std::isfinite(loss)) return loss;  // diverged: no update from a NaN/inf error
     if (correct) {
         for (Index i = 0; i < n; ++i)
             if (predicted_class(out.row(i).data(), out.cols()) == targets.target_class(rows ? rows[i] : i)) ++*correct;
@@ -275,64 +278,87 @@ template <class T>
 double Trainer<T>::step(const ConstMatrixRef<T>& x, const Targets<T>& targets) {
     const Index n = x.rows();
     require(n > 0, "a step needs at least one example");
-    apply_threads();
+    const Exclusive exclusive(*this);
+    const ThreadBudget budget(threads());
     prepare_batch(x, n, targets, nullptr);
     return update_batch(x, n, targets, nullptr, nullptr) / static_cast<double>(n);
 }
 
 template <class T>
-Metrics Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>& targets, const Progress& progress,
-                                Index progress_every, bool* completed) {
+EpochResult Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>& targets, const EpochControl& control) {
     const Index total = x.rows();
     require(total > 0, "cannot train on an empty data set");
-    apply_threads();
+    const Exclusive exclusive(*this);
+    EpochCursor& epoch = epoch_;
+    if (epoch.order.empty()) {
+        // A new epoch: Fisher-Yates shuffle from the trainer's own stream, which continues across epochs.
+        epoch = EpochCursor{};
+        epoch.order.resize(static_cast<std::size_t>(total));
+        for (Index i = 0; i < total; ++i) epoch.order[static_cast<std::size_t>(i)] = i;
+        for (Index i = total - 1; i > 0; --i)
+            std::swap(epoch.order[static_cast<std::size_t>(i)],
+                      epoch.order[static_cast<std::size_t>(shuffle_rng_.below(static_cast<std::uint64_t>(i + 1)))]);
+    } else {
+        require(static_cast<Index>(epoch.order.size()) == total,
+                "an unfinished epoch over " + std::to_string(epoch.order.size()) +
+                    " examples is pending and this data set has " + std::to_string(total) +
+                    "; continue it with the same data, or discard it (discard_epoch)");
+    }
+    const ThreadBudget budget(threads());
     const Index batch = std::min(spec_.batch_size, total);
     prepare_batch(x, batch, targets, nullptr);
 
-    // Fisher-Yates shuffle from the trainer's own stream; the stream continues across epochs.
-    order_.resize(static_cast<std::size_t>(total));
-    for (Index i = 0; i < total; ++i) order_[static_cast<std::size_t>(i)] = i;
-    for (Index i = total - 1; i > 0; --i)
-        std::swap(order_[static_cast<std::size_t>(i)],
-                  order_[static_cast<std::size_t>(shuffle_rng_.below(static_cast<std::uint64_t>(i + 1)))]);
-
-    const Index batches = (total + batch - 1) / batch;
-    double loss = 0.0;
-    Index correct = 0;
-    Index seen = 0;
-    bool finished = true;
-    for (Index k = 0; k < batches; ++k) {
-        const Index first = k * batch;
+    EpochResult result;
+    result.batches = (total + batch - 1) / batch;
+    double diverged_loss = 0.0;
+    for (Index done = 0; epoch.next_batch < result.batches;) {
+        const Index first = epoch.next_batch * batch;
         const Index n = std::min(batch, total - first);
-        const Index* rows = order_.data() + first;
+        const Index* rows = epoch.order.data() + first;
         for (Index i = 0; i < n; ++i) ws_.input.row(i) = x.row(rows[i]);
         targets.gather(rows, n, ws_.targets);
-        loss += update_batch(ws_.input.topRows(n), n, targets, rows, &correct);
-        seen += n;
-        if (progress && progress_every > 0 && ((k + 1) % progress_every == 0 || k + 1 == batches)) {
-            if (!progress(k + 1, batches, loss / static_cast<double>(seen))) {
-                finished = k + 1 == batches;
-                break;
-            }
+        Index correct = 0;
+        const double loss = update_batch(ws_.input.topRows(n), n, targets, rows, &correct);
+        if (!std::isfinite(loss)) {
+            result.diverged = true;
+            diverged_loss = loss;
+            break;
         }
+        epoch.loss += loss;
+        epoch.correct += correct;
+        epoch.seen += n;
+        ++epoch.next_batch;
+        ++done;
+        bool stop = control.max_batches > 0 && done >= control.max_batches;
+        const Index k = epoch.next_batch;
+        if (control.progress && control.progress_every > 0 && (k % control.progress_every == 0 || k == result.batches))
+            stop = !control.progress(k, result.batches, epoch.loss / static_cast<double>(epoch.seen)) || stop;
+        if (control.interrupted && control.interrupted()) stop = true;
+        if (stop) break;
     }
-    if (completed) *completed = finished;
-    Metrics m;
-    m.examples = seen;
-    m.loss = loss / static_cast<double>(seen);
-    m.accuracy = static_cast<double>(correct) / static_cast<double>(seen);
-    return m;
+    result.batch = epoch.next_batch;
+    result.completed = epoch.next_batch == result.batches;
+    result.metrics.examples = epoch.seen;
+    if (epoch.seen > 0) {
+        result.metrics.loss = epoch.loss / static_cast<double>(epoch.seen);
+        result.metrics.accuracy = static_cast<double>(epoch.correct) / static_cast<double>(epoch.seen);
+    }
+    if (result.diverged) result.metrics.loss = diverged_loss;
+    if (result.completed) epoch = EpochCursor{};
+    return result;
 }
 
 template <class T>
-Metrics Trainer<T>::evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targets, Index chunk) const {
+Metrics Trainer<T>::evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targets, Index chunk,
+                             const Interrupt& interrupted) const {
     const Index total = x.rows();
     require(total > 0, "cannot evaluate on an empty data set");
     require(x.cols() == network_->input_size(), "input has " + std::to_string(x.cols()) +
                                                     " columns, the network expects " +
                                                     std::to_string(network_->input_size()));
     require(targets.rows() == total, "inputs and targets have different numbers of rows");
-    apply_threads();
+    const Exclusive exclusive(*this);
+    const ThreadBudget budget(threads());
     const Network<T>& net = *network_;
     Workspace<T> ws;
     ws.reserve(net.spec().sizes, std::min(chunk, total));
@@ -347,6 +373,7 @@ Metrics Trainer<T>::evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targe
         loss += summed_loss<T>(net.output(), ws.top_pre.topRows(n), out, ws.targets.topRows(n));
         for (Index i = 0; i < n; ++i)
             if (predicted_class(out.row(i).data(), out.cols()) == targets.target_class(first + i)) ++correct;
+        if (interrupted && first + n < total && interrupted()) throw Interrupted();
     }
     Metrics m;
     m.examples = total;
@@ -359,7 +386,8 @@ template <class T>
 std::vector<Matrix<T>> Trainer<T>::signals(const ConstMatrixRef<T>& x, const Targets<T>& targets) {
     const Index n = x.rows();
     require(n > 0, "signals need at least one example");
-    apply_threads();
+    const Exclusive exclusive(*this);
+    const ThreadBudget budget(threads());
     prepare_batch(x, n, targets, nullptr);
     const Network<T>& net = *network_;
     const auto top = static_cast<std::size_t>(net.num_layers() - 1);
@@ -377,6 +405,85 @@ std::vector<Matrix<T>> Trainer<T>::signals(const ConstMatrixRef<T>& x, const Tar
             result.push_back(ws_.signal[h].topRows(n));
     }
     return result;
+}
+
+namespace {
+void require_generator_state(const Rng::State& state, const char* stream) {
+    require((state[0] | state[1] | state[2] | state[3]) != 0,
+            std::string("the ") + stream + " stream's state is all zeros (not a state a generator can reach)");
+    require(state[5] <= 1, std::string("the ") + stream + " stream's cached-value flag must be 0 or 1");
+}
+}  // namespace
+
+template <class T>
+TrainerState<T> Trainer<T>::state() const {
+    const Exclusive exclusive(*this);
+    TrainerState<T> state;
+    state.updates = updates_;
+    state.shuffle = shuffle_rng_.state();
+    const auto streams = channel_.streams();
+    state.feedback_stream = streams.feedback.state();
+    state.dropout_stream = streams.dropout.state();
+    state.quantize_stream = streams.quantize.state();
+    state.velocity = velocity_;
+    state.epoch = epoch_;
+    return state;
+}
+
+template <class T>
+void Trainer<T>::set_state(const TrainerState<T>& state) {
+    const Exclusive exclusive(*this);
+    require(state.updates >= 0, "the update count must be non-negative");
+    require_generator_state(state.shuffle, "shuffle");
+    require_generator_state(state.feedback_stream, "feedback");
+    require_generator_state(state.dropout_stream, "dropout");
+    require_generator_state(state.quantize_stream, "quantize");
+    require(state.velocity.size() == velocity_.size(),
+            velocity_.empty() ? "this trainer has no momentum, so it keeps no velocities"
+                              : "expected velocities for " + std::to_string(velocity_.size()) + " layers, got " +
+                                    std::to_string(state.velocity.size()));
+    for (std::size_t h = 0; h < velocity_.size(); ++h) {
+        require(state.velocity[h].size() == velocity_[h].size(),
+                "layer " + std::to_string(h + 1) + " needs " + std::to_string(velocity_[h].size()) + " velocities");
+        for (std::size_t p = 0; p < velocity_[h].size(); ++p) {
+            const auto& v = state.velocity[h][p];
+            require(v.rows() == velocity_[h][p].rows() && v.cols() == velocity_[h][p].cols(),
+                    "velocity " + std::to_string(p) + " of layer " + std::to_string(h + 1) + " must have shape (" +
+                        std::to_string(velocity_[h][p].rows()) + ", " + std::to_string(velocity_[h][p].cols()) + ")");
+            require(v.allFinite(), "velocity " + std::to_string(p) + " of layer " + std::to_string(h + 1) +
+                                       " contains NaN or infinity");
+        }
+    }
+    const EpochCursor& epoch = state.epoch;
+    if (!epoch.order.empty()) {
+        const auto total = static_cast<Index>(epoch.order.size());
+        std::vector<char> present(epoch.order.size(), 0);
+        for (const Index i : epoch.order) {
+            require(i >= 0 && i < total && !present[static_cast<std::size_t>(i)],
+                    "the pending epoch's order is not a permutation of 0.." + std::to_string(total - 1));
+            present[static_cast<std::size_t>(i)] = 1;
+        }
+        const Index batch = std::min(spec_.batch_size, total);
+        const Index batches = (total + batch - 1) / batch;
+        require(epoch.next_batch >= 0 && epoch.next_batch < batches,
+                "the pending epoch's next batch must lie in [0, " + std::to_string(batches) + ")");
+        require(epoch.seen == epoch.next_batch * batch && epoch.correct >= 0 && epoch.correct <= epoch.seen &&
+                    std::isfinite(epoch.loss),
+                "the pending epoch's running metrics do not match its batches");
+    } else {
+        require(epoch.next_batch == 0 && epoch.seen == 0 && epoch.correct == 0,
+                "running metrics given without a pending epoch");
+    }
+    updates_ = state.updates;
+    shuffle_rng_.set_state(state.shuffle);
+    typename Channel<T>::Streams streams;
+    streams.feedback.set_state(state.feedback_stream);
+    streams.dropout.set_state(state.dropout_stream);
+    streams.quantize.set_state(state.quantize_stream);
+    channel_.set_streams(streams);
+    for (std::size_t h = 0; h < velocity_.size(); ++h)
+        for (std::size_t p = 0; p < velocity_[h].size(); ++p) velocity_[h][p] = state.velocity[h][p];
+    epoch_ = state.epoch;
 }
 
 template class Targets<float>;

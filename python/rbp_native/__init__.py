@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from . import datasets
 from ._native import isa
+from .checkpoint import CheckpointError
 from .history import History
 from .network import MLP
 from .trainer import ALGORITHMS, Trainer, TrainingDiverged
 
-__all__ = ["ALGORITHMS", "MLP", "History", "Trainer", "TrainingDiverged", "__version__", "datasets", "isa"]
+__all__ = ["ALGORITHMS", "MLP", "CheckpointError", "History", "Trainer", "TrainingDiverged", "__version__", "datasets",
+           "isa"]
 
 
 def __getattr__(name: str) -> str:

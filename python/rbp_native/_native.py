@@ -49,17 +49,21 @@ def supported(isa: str, features: frozenset[str] | None = None) -> bool:
 
 
 def available() -> list[str]:
-    """The variants present in this installation, widest first (``"_core"`` for a single module)."""
-    from importlib.machinery import EXTENSION_SUFFIXES
+    """The variants present in this installation, widest first (``"_core"`` for a single module).
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        names = os.listdir(here)
-    except OSError:
-        names = []
+    Found through the import system, not by listing the package folder, so that editable installs
+    (whose compiled modules live outside the source tree) are found too."""
+    from importlib.util import find_spec
+
     present = []
     for stem in [f"_core_{i}" for i in ISAS] + ["_core"]:
-        if any(stem + suffix in names for suffix in EXTENSION_SUFFIXES):
+        name = f"{__package__}.{stem}"
+        try:
+            spec = find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        found = spec is not None and spec.name == name  # not an alias registered after loading
+        if found:
             present.append(stem[len("_core_"):] if stem != "_core" else stem)
     return present
 

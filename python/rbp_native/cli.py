@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
+
+from ._cli_common import DefaultsHelpFormatter, add_data_arguments
 
 PAPER_HIDDEN = [100, 100, 100, 100]
 # Trainer keyword arguments mirrored one to one by `train` flags (--feedback-density -> feedback_density).
@@ -27,11 +31,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="train a network with a learning-channel algorithm",
         description="Train an MLP on MNIST or Fashion-MNIST. Defaults are the paper's MNIST setup: "
         "784-100-100-100-100-10 tanh, softmax, batch 100, lr 0.1, decay 1e-6, no momentum.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
-    p.add_argument("--data-root", default=None, help="data folder (default: $RBP_NATIVE_DATA, else ~/.cache/rbp_native)")
-    p.add_argument("--download", action="store_true", help="download the data set if it is missing")
+    add_data_arguments(p)
     p.add_argument("--algorithm", default="bp", choices=ALGORITHMS)
     p.add_argument("--no-derivative", dest="derivative", action="store_false",
                    help="drop the local derivative f' in every hidden layer (the paper's 'no f'' variants)")
@@ -82,7 +85,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="record per-epoch alignment angles and norms (see Trainer.alignment)")
     p.add_argument("--train-metrics", default="full", choices=["full", "running"],
                    help="full: evaluate the whole training set after each epoch; running: batch means")
-    p.add_argument("--out", default=None, help="output folder (default: runs/<dataset>-<algorithm>-seed<seed>)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/<dataset>-<algorithm>-seed<seed>); "
+                   "it gets config.json, history.json/.csv after every epoch, checkpoint.npz and model.npz")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="also checkpoint every N batches within an epoch (default: after every epoch only)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint.npz (the same options as the run that wrote it, epochs "
+                   "aside); the final model and history equal an uninterrupted run's, timings aside")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume: continue even if options differ from the checkpoint's; without: overwrite "
+                   "the run already in OUT")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(handler=_train)
 
@@ -114,15 +126,32 @@ def _train(args: argparse.Namespace) -> int:
                       momentum=args.momentum, batch_size=args.batch_size, seed=args.seed, threads=args.threads,
                       feedback_scale=args.feedback_scale, **channel)
     config = {"dataset": args.dataset, "network": net.config(), "trainer": trainer.config(), "epochs": args.epochs}
+    checkpoint = out / CHECKPOINT
+    if args.checkpoint_every is not None and args.checkpoint_every <= 0:
+        raise ValueError(f"--checkpoint-every must be a positive number of batches, got {args.checkpoint_every}")
+    if args.resume and checkpoint.exists():
+        _check_resumable(out, config, args.force)
+        trainer.restore(checkpoint, force=args.force)
+        done = len(trainer.history)
+        print(f"rbp-native: resuming {checkpoint}: {done} epoch(s) done"
+              + (", one in progress" if trainer.epoch_pending else ""))
+    elif checkpoint.exists() and not args.force:
+        raise ValueError(f"{out} holds a checkpoint of an earlier run: pass --resume to continue it, --force to "
+                         "train again from scratch over it, or another --out")
+    else:
+        if args.resume:
+            print(f"rbp-native: no checkpoint in {out}: starting from scratch")
+        for name in (CHECKPOINT, "history.json", "history.csv", "model.npz"):
+            (out / name).unlink(missing_ok=True)
+    history = trainer.history
+    history.config = config
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
-    print(f"rbp-native: {net!r}, algorithm {variant}, {args.epochs} epochs, {trainer.threads} threads -> {out}")
+    remaining = max(0, args.epochs - len(history))
+    print(f"rbp-native: {net!r}, algorithm {variant}, {remaining} of {args.epochs} epochs to train, "
+          f"{trainer.threads} threads -> {out}")
     if not args.progress:
         print("epoch,train_loss,train_accuracy,test_loss,test_accuracy", flush=True)
-
-    from .history import History
-
-    history = History(config=config)
 
     def save(record: dict) -> None:
         history.to_json(out / "history.json")
@@ -132,16 +161,45 @@ def _train(args: argparse.Namespace) -> int:
                   f"{record['test_loss']:.6f},{record['test_accuracy']:.6f}", flush=True)
 
     try:
-        trainer.fit(train, epochs=args.epochs, eval=test, progress=args.progress, callback=save,
-                    train_metrics=args.train_metrics, history=history, diagnostics=args.diagnostics)
+        trainer.fit(train, epochs=remaining, eval=test, progress=args.progress, callback=save,
+                    train_metrics=args.train_metrics, history=history, diagnostics=args.diagnostics,
+                    checkpoint=checkpoint, checkpoint_every=args.checkpoint_every)
     except TrainingDiverged as error:
-        print(f"rbp-native: {error}; the epochs before it are in {out}", file=sys.stderr)
+        print(f"rbp-native: {error}; the epochs before it are in {out}, the last good checkpoint in {checkpoint}",
+              file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        print(f"rbp-native: interrupted after {len(history)} epoch(s); the state is saved in {checkpoint}: "
+              "continue with the same command and --resume", file=sys.stderr)
+        return 130
     net.save(out / "model.npz")
     if history.records:
         last = history.last
         print(f"final: test accuracy {last['test_accuracy']:.4f}, train accuracy {last['train_accuracy']:.4f}")
     return 0
+
+
+CHECKPOINT = "checkpoint.npz"
+
+
+def _check_resumable(out: Path, config: dict, force: bool) -> None:
+    """Refuse to resume a run whose stored options differ from these (epochs aside) unless `force`."""
+    from .trainer import _differences
+
+    try:
+        stored = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        if force:
+            return
+        raise ValueError(f"{out / 'config.json'} cannot be read ({error}); --force resumes without comparing") \
+            from error
+    if not isinstance(stored, dict):
+        raise ValueError(f"{out / 'config.json'} is not a table of options")
+    differences = _differences({k: v for k, v in stored.items() if k != "epochs"},
+                               {k: v for k, v in config.items() if k != "epochs"})
+    if differences and not force:
+        raise ValueError(f"the run in {out} was made with other options ({'; '.join(differences[:6])}); "
+                         "use the same options, or --force to continue with these")
 
 
 def _add_theory(sub: argparse._SubParsersAction) -> None:
@@ -183,19 +241,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .datasets import DatasetError
+    from .datasets import DatasetError, DownloadError
 
+    # SIGTERM (a scheduler's or `kill`'s stop) stops as Ctrl-C does: within a batch, keeping what was
+    # done. Only in the main thread of the main interpreter, where Python delivers signals.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, DatasetError) as error:
+    except (ValueError, TypeError, FileNotFoundError, DatasetError, DownloadError) as error:
         print(f"rbp-native: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("rbp-native: interrupted; completed epochs are saved", file=sys.stderr)
+        print("rbp-native: interrupted; completed runs and checkpoints are saved", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

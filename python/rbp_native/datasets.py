@@ -20,9 +20,11 @@ both exist.  Nothing is cached between calls.
 
 With ``download=True`` missing files are fetched into ``R/<name>/`` (through torchvision
 when it is importable, which writes ``R/MNIST/raw/`` or ``R/FashionMNIST/raw/``, otherwise
-with :mod:`urllib.request` from the mirrors in :data:`MIRRORS`).  Every file fetched with
-urllib is checked against :data:`MD5` and moved into place atomically only when the
-checksum matches.
+with :mod:`urllib.request` from the mirrors in :data:`MIRRORS`, with a progress bar on a
+terminal).  Every file fetched with urllib is checked against :data:`MD5` and moved into
+place atomically only when the checksum matches.  ``load`` downloads only when asked; the
+command line (``rbp-native train``, ``reproduce``, ``run``) asks unless given
+``--no-download``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import dataclasses
 import gzip
 import importlib.util
 import os
+import sys
 import tempfile
 import zlib
 from collections.abc import Sequence
@@ -299,7 +302,8 @@ def _not_found(canonical: str, base: Path, notes: list[str]) -> FileNotFoundErro
     hints = [
         f"  - put the files in {base / canonical} (or pass root=... / set {ENV_VAR} to a "
         f"directory that has a '{canonical}' sub-directory),",
-        f"  - or call load({canonical!r}, download=True) to fetch them into {base / canonical}",
+        f"  - or call load({canonical!r}, download=True) (the command line does unless given "
+        f"--no-download) to fetch them into {base / canonical}",
     ]
     if canonical == "fashion-mnist":
         hints[-1] += ","
@@ -427,10 +431,13 @@ def _download_torchvision(canonical: str, base: Path) -> None:
 
 def _fetch(url: str, target: Path, md5: str) -> None:
     """Download ``url`` to ``target`` through a temp file in the same directory; the temp
-    file is moved into place only if its MD5 equals ``md5``.  Network problems propagate as
-    OSError / http.client.HTTPException; a checksum mismatch raises DatasetError."""
+    file is moved into place only if its MD5 equals ``md5``.  Network problems (a body shorter
+    than its Content-Length included) propagate as OSError / http.client.HTTPException; a
+    checksum mismatch raises DatasetError."""
     import hashlib  # here, not at import: hashlib and urllib load OpenSSL and http (MBs resident)
     import urllib.request
+
+    from tqdm import tqdm
 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
@@ -439,12 +446,22 @@ def _fetch(url: str, target: Path, md5: str) -> None:
         request = urllib.request.Request(url, headers={"User-Agent": "rbp-native"})
         with os.fdopen(fd, "wb") as out:
             with urllib.request.urlopen(request, timeout=_DOWNLOAD_TIMEOUT_S) as response:
-                while True:
-                    chunk = response.read(_CHUNK)
-                    if not chunk:
-                        break
-                    digest.update(chunk)
-                    out.write(chunk)
+                # disable=None: a bar on a terminal, nothing in logs and captured output
+                announced = _content_length(response)
+                received = 0
+                with tqdm(total=announced, unit="B", unit_scale=True, unit_divisor=1024,
+                          desc=f"downloading {target.name}", disable=None, leave=False) as bar:
+                    while True:
+                        chunk = response.read(_CHUNK)
+                        if not chunk:
+                            break
+                        digest.update(chunk)
+                        out.write(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+                # urllib returns a short body without complaint when the connection drops
+                if announced is not None and received < announced:
+                    raise ConnectionError(f"connection closed after {received} of {announced} bytes")
             out.flush()
             os.fsync(out.fileno())
         got = digest.hexdigest()
@@ -455,10 +472,25 @@ def _fetch(url: str, target: Path, md5: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _content_length(response: Any) -> int | None:
+    """The announced size in bytes, if the server sent one (for the progress bar)."""
+    headers = getattr(response, "headers", None)
+    length = headers.get("Content-Length") if headers is not None else None
+    return int(length) if length and length.isdigit() else None
+
+
 def _download_urllib(canonical: str, target_dir: Path) -> None:
     import http.client
 
-    target_dir.mkdir(parents=True, exist_ok=True)
+    try:  # before any network access: a read-only data folder is the user's to fix, not a mirror's
+        target_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target_dir):
+            pass
+    except OSError as exc:
+        raise DownloadError(
+            f"cannot write the {canonical} download into {target_dir} ({exc}); point {ENV_VAR} "
+            f"(or root=... / --data-root) at a writable folder, or put the files there yourself"
+        ) from exc
     checksums = MD5[canonical]
     for base in FILES.values():
         if _find_file(target_dir, base) is not None:
@@ -481,7 +513,12 @@ def _download_urllib(canonical: str, target_dir: Path) -> None:
             msg = f"could not download {filename} for {canonical}; tried:\n" + "\n".join(failures)
             if mismatch:
                 raise DatasetError(msg)
-            raise DownloadError(msg)
+            files = ", ".join(name + ".gz" for name in FILES.values())
+            raise DownloadError(
+                f"{msg}\nNo mirror could be reached (offline?). Copy the four files ({files}) into "
+                f"{target_dir}, or point {ENV_VAR} (or root=... / --data-root) at a folder holding "
+                f"them in a '{canonical}' sub-folder."
+            )
 
 
 def _download(canonical: str, base: Path) -> None:
@@ -496,10 +533,11 @@ def _download(canonical: str, base: Path) -> None:
         _download_urllib(canonical, base / canonical)
     except (DatasetError, DownloadError) as exc:
         if torchvision_error is not None:
-            exc.add_note(
-                f"torchvision download failed first: {type(torchvision_error).__name__}: "
-                f"{torchvision_error}"
-            )
+            note = f"torchvision download failed first: {type(torchvision_error).__name__}: {torchvision_error}"
+            if sys.version_info >= (3, 11):
+                exc.add_note(note)
+            else:  # no exception notes before Python 3.11: the note joins the message
+                exc.args = (f"{exc}\n{note}",)
         raise
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -26,7 +29,8 @@ ROUNDINGS = ("nearest", "stochastic")
 
 
 class TrainingDiverged(FloatingPointError):
-    """The training loss became NaN or infinite. ``history`` holds the epochs completed before."""
+    """The training loss (or a weight) became NaN or infinite. ``history`` holds the epochs completed
+    before; the trainer is left after the last update made from a finite loss."""
 
     def __init__(self, message: str, history: History) -> None:
         super().__init__(message)
@@ -224,6 +228,24 @@ class Trainer:
         self._core = core_class(net._core, self._options)
         self._options["quantize_alpha"] = self._core.quantize_alpha
         self._bp_probe: Any = None
+        self._history: History | None = None
+        # An epoch whose training finished but whose record was not written (interrupted while
+        # evaluating): the next fit completes that record before anything else.
+        self._pending_record: dict[str, Any] | None = None
+        # W^h at the start of the current epoch, kept while it runs when diagnostics measure its update.
+        self._epoch_start_weights: list[np.ndarray] | None = None
+        self._lock = threading.RLock()
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One call at a time: a second thread gets a clear error instead of corrupting the state."""
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError("this Trainer is already in use by another thread; a trainer runs one call at a time "
+                               "(use one trainer per thread)")
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     # -- description ---------------------------------------------------------------------------
     @property
@@ -288,6 +310,20 @@ class Trainer:
         config["threads"] = self.threads
         return config
 
+    @property
+    def history(self) -> History:
+        """The records of every epoch this trainer has trained (or that the checkpoint it was loaded
+        from had): :meth:`fit` appends to it unless given another History."""
+        if self._history is None:
+            self._history = History(config={"network": self.net.config(), "trainer": self.config()})
+        return self._history
+
+    @property
+    def epoch_pending(self) -> bool:
+        """True when an epoch was stopped part-way (interrupted, or checkpointed mid-epoch): the next
+        :meth:`fit` continues it (same order, running metrics carried over) before starting another."""
+        return bool(self._core.epoch_pending)
+
     # -- feedback ------------------------------------------------------------------------------
     @property
     def feedback(self) -> list[np.ndarray]:
@@ -316,8 +352,16 @@ class Trainer:
         return xs, ys
 
     def step(self, x: Any, y: Any) -> float:
-        """One SGD step on exactly this batch; returns the batch loss before the update."""
-        return float(self._core.step(*self._data(x, y)))
+        """One SGD step on exactly this batch; returns the batch loss before the update.
+
+        Raises :class:`TrainingDiverged` (and makes no update) when the loss is NaN or infinite."""
+        with self._exclusive():
+            loss = float(self._core.step(*self._data(x, y)))
+        if not np.isfinite(loss):
+            raise TrainingDiverged(f"training loss became {loss} at update {self.updates + 1}; no update was made "
+                                   f"(algorithm {self.algorithm}, lr {self.lr}): lower the learning rate",
+                                   self.history)
+        return loss
 
     def signals(self, x: Any, y: Any) -> list[np.ndarray]:
         """The postsynaptic signals ``B^1 ... B^L`` (each ``(batch, n_h)``) for this batch, with
@@ -326,7 +370,8 @@ class Trainer:
 
         No random stream advances: the dropout masks and rounding noise are those the next
         :meth:`step` will draw (when the feedback is not resampled)."""
-        signals: list[Any] = list(self._core.signals(*self._data(x, y)))
+        with self._exclusive():
+            signals: list[Any] = list(self._core.signals(*self._data(x, y)))
         if self._options["per_synapse"]:
             signals[:-1] = [None] * (len(signals) - 1)
         return signals
@@ -341,7 +386,10 @@ class Trainer:
         output-sourced feedback); ``norm_W_h`` and ``norm_F_h``: Frobenius norms. Layers are numbered
         as in the paper (hidden layers 1..L-1, weights 1..L).
         """
-        xs, ys = self._data(x, y)
+        with self._exclusive():
+            return self._alignment(*self._data(x, y))
+
+    def _alignment(self, xs: np.ndarray, ys: np.ndarray) -> dict[str, float]:
         if self._bp_probe is None:
             core_class = _core.Trainer32 if self.net.dtype == np.float32 else _core.Trainer64
             hidden = self.net.num_layers - 1
@@ -363,7 +411,8 @@ class Trainer:
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
         """Mean loss and accuracy over the given examples."""
-        result = self._core.evaluate(*self._data(x, y))
+        with self._exclusive():
+            result = self._core.evaluate(*self._data(x, y))
         return {"loss": float(result["loss"]), "accuracy": float(result["accuracy"])}
 
     def fit(
@@ -377,6 +426,8 @@ class Trainer:
         history: History | None = None,
         diagnostics: bool = False,
         diagnostics_batch: int = 1000,
+        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | None = None,
     ) -> History:
         """Train for `epochs` epochs of shuffled mini-batches (the last batch may be smaller).
 
@@ -390,75 +441,304 @@ class Trainer:
             ``"full"`` (default) evaluates the whole training set after each epoch; ``"running"``
             reports the mean over the epoch's batches, each measured before its update (cheaper).
         history:
-            An existing History to append to (to continue a run).
+            The History to append to; default :attr:`history`, the trainer's own (so a trainer
+            loaded from a checkpoint continues its history and epoch numbering).
         diagnostics:
             Add alignment diagnostics to each epoch's record, measured after the epoch on the first
             `diagnostics_batch` training examples (see :meth:`alignment`); the update norm is that of
             the epoch's total change of each weight matrix. Costs one forward and two channel passes
             over the probe batch per epoch; no random stream advances, so results are unchanged.
+        checkpoint:
+            A file that :meth:`save` writes after every epoch, every `checkpoint_every` batches
+            within an epoch, and when training is interrupted (KeyboardInterrupt, or any exception a
+            signal handler raises); :meth:`load` or :meth:`restore` continue from it bit for bit.
+        checkpoint_every:
+            Batches between checkpoints within an epoch (None: only at the end of each epoch).
 
-        Raises :class:`TrainingDiverged` (with ``.history``) when the loss becomes NaN or infinite.
+        An epoch left pending (see :attr:`epoch_pending`) is continued first and counts as the first
+        of `epochs`. Ctrl-C stops training within a batch (or an evaluation chunk): the trainer stays
+        at the last completed update, :attr:`history` holds the epochs recorded so far, and the
+        KeyboardInterrupt propagates. Raises :class:`TrainingDiverged` (with ``.history``) when a
+        batch's loss is NaN or infinite (that batch makes no update) or a weight is no longer finite.
         """
         if int(epochs) < 0:
             raise ValueError(f"epochs must be non-negative, got {epochs}")
         if train_metrics not in ("full", "running"):
             raise ValueError(f"train_metrics must be 'full' or 'running', got {train_metrics!r}")
-        x, y = self._data(*_split(train, "train"))
-        eval_data = self._data(*_split(eval, "eval")) if eval is not None else None
-        if history is None:
-            history = History(config={"network": self.net.config(), "trainer": self.config()})
         if diagnostics and int(diagnostics_batch) <= 0:
             raise ValueError(f"diagnostics_batch must be positive, got {diagnostics_batch}")
-        probe = (x[: int(diagnostics_batch)], y[: int(diagnostics_batch)]) if diagnostics else None
-        start_epoch = len(history)
-        batches = -(-x.shape[0] // self.batch_size)
-        bar = _progress_bar(batches) if progress else None
-        try:
-            for epoch in range(start_epoch + 1, start_epoch + int(epochs) + 1):
-                started = time.perf_counter()
+        if checkpoint_every is not None and int(checkpoint_every) <= 0:
+            raise ValueError(f"checkpoint_every must be a positive number of batches, got {checkpoint_every}")
+        if checkpoint_every is not None and checkpoint is None:
+            raise ValueError("checkpoint_every needs a checkpoint file")
+        with self._exclusive():
+            x, y = self._data(*_split(train, "train"))
+            eval_data = self._data(*_split(eval, "eval")) if eval is not None else None
+            if history is not None:
+                self._history = history
+            history = self.history
+            probe = (x[: int(diagnostics_batch)], y[: int(diagnostics_batch)]) if diagnostics else None
+            chunk = int(checkpoint_every) if checkpoint_every is not None else 0
+            bar = _progress_bar(-(-x.shape[0] // self.batch_size)) if progress else None
+            try:
+                self._fit_epochs(x, y, int(epochs), eval_data, bar, callback, train_metrics, history, probe,
+                                 checkpoint, chunk)
+            except BaseException as error:
+                # Interrupted (Ctrl-C, SIGTERM turned into an exception, ...): keep what was done,
+                # unless it is no longer finite (then the last good checkpoint stays).
+                if checkpoint is not None and not isinstance(error, TrainingDiverged) and self._finite():
+                    self.save(checkpoint)
+                raise
+            finally:
                 if bar is not None:
-                    bar.reset(total=batches)
-                    bar.set_description(f"epoch {epoch}/{start_epoch + int(epochs)}")
-
-                def report(done: int, total: int, loss: float) -> bool:
-                    assert bar is not None
-                    bar.n = done
-                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-                    bar.refresh()
-                    return True
-
-                weights_before = self.net.weights if probe is not None else None
-                running = self._core.train_epoch(x, y, report if bar is not None else None, 10)
-                lr = self._core.learning_rate
-                record: dict[str, Any] = {"epoch": epoch}
-                if not np.isfinite(running["loss"]):
-                    raise TrainingDiverged(
-                        f"training loss became {running['loss']} in epoch {epoch} "
-                        f"(algorithm {self.algorithm}, lr {self.lr}); lower the learning rate",
-                        history,
-                    )
-                if train_metrics == "full":
-                    full = self._core.evaluate(x, y)
-                    record.update(train_loss=full["loss"], train_accuracy=full["accuracy"])
-                else:
-                    record.update(train_loss=running["loss"], train_accuracy=running["accuracy"])
-                if eval_data is not None:
-                    measured = self._core.evaluate(*eval_data)
-                    record.update(test_loss=measured["loss"], test_accuracy=measured["accuracy"])
-                record.update(lr=lr, updates=self.updates, seconds=time.perf_counter() - started)
-                if probe is not None:
-                    record.update(self.alignment(*probe))
-                    for h, (before, after) in enumerate(zip(weights_before, self.net.weights)):
-                        record[f"norm_dW_{h + 1}"] = float(np.linalg.norm(after - before))
-                history.append(record)
-                if bar is not None:
-                    bar.write(_format_record(record))
-                if callback is not None:
-                    callback(record)
-        finally:
-            if bar is not None:
-                bar.close()
+                    bar.close()
         return history
+
+    def _fit_epochs(self, x: np.ndarray, y: np.ndarray, epochs: int, eval_data: Any, bar: Any,
+                    callback: Callable[[dict[str, Any]], Any] | None, train_metrics: str, history: History,
+                    probe: Any, checkpoint: str | os.PathLike[str] | None, chunk: int) -> None:
+        start_epoch = len(history)
+        for epoch in range(start_epoch + 1, start_epoch + epochs + 1):
+            pending = self._pending_record
+            if pending is not None and pending["epoch"] != epoch:
+                raise RuntimeError(f"the unrecorded epoch is {pending['epoch']} but the history has {len(history)} "
+                                   "epochs: pass the history that goes with this trainer's checkpoint")
+            started = time.perf_counter() - (pending["seconds"] if pending is not None else 0.0)
+            if pending is None:
+                running = self._train_one_epoch(x, y, epoch, start_epoch + epochs, bar, history, checkpoint, chunk,
+                                                probe is not None)
+                pending = {"epoch": epoch, "train_loss": running["loss"], "train_accuracy": running["accuracy"],
+                           "seconds": 0.0}
+                self._pending_record = pending
+            record: dict[str, Any] = {"epoch": epoch}
+            lr = self._core.learning_rate
+            weights = self.net.weights
+            if not self._finite():
+                raise TrainingDiverged(f"a weight became NaN or infinite in epoch {epoch} "
+                                       f"(algorithm {self.algorithm}, lr {self.lr}); lower the learning rate", history)
+            pending["seconds"] = time.perf_counter() - started
+            if train_metrics == "full":
+                full = self._core.evaluate(x, y)
+                record.update(train_loss=full["loss"], train_accuracy=full["accuracy"])
+            else:
+                record.update(train_loss=pending["train_loss"], train_accuracy=pending["train_accuracy"])
+            if eval_data is not None:
+                measured = self._core.evaluate(*eval_data)
+                record.update(test_loss=measured["loss"], test_accuracy=measured["accuracy"])
+            record.update(lr=lr, updates=self.updates, seconds=time.perf_counter() - started)
+            if probe is not None:
+                before = self._epoch_start_weights
+                if before is None:
+                    raise ValueError("diagnostics need the weights from the start of the epoch, which this trainer "
+                                     "did not keep (the epoch began without diagnostics)")
+                record.update(self.alignment(*probe))
+                for h, after in enumerate(weights):
+                    record[f"norm_dW_{h + 1}"] = float(np.linalg.norm(after - before[h]))
+            history.append(record)
+            self._pending_record = None
+            self._epoch_start_weights = None
+            if checkpoint is not None:
+                self.save(checkpoint)  # the weights were checked above
+            if bar is not None:
+                bar.write(_format_record(record))
+            if callback is not None:
+                callback(record)
+
+    def _train_one_epoch(self, x: np.ndarray, y: np.ndarray, epoch: int, last_epoch: int, bar: Any,
+                         history: History, checkpoint: str | os.PathLike[str] | None, chunk: int,
+                         diagnostics: bool) -> dict[str, Any]:
+        """The epoch's batches (continuing a pending epoch), in chunks of `chunk` batches with a
+        checkpoint after each; returns the core's running metrics of the whole epoch."""
+        if not self.epoch_pending:
+            self._epoch_start_weights = self.net.weights if diagnostics else None
+        elif diagnostics and self._epoch_start_weights is None:
+            raise ValueError("diagnostics need the weights from the start of the epoch, but this epoch was "
+                             "interrupted part-way without them: continue it without diagnostics, or discard it")
+        report = None
+        if bar is not None:
+            bar.reset(total=-(-x.shape[0] // self.batch_size))
+            bar.set_description(f"epoch {epoch}/{last_epoch}")
+
+            def report(done: int, total: int, loss: float) -> bool:
+                bar.n = done
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                bar.refresh()
+                return True
+
+        while True:
+            running = self._core.train_epoch(x, y, report, 10, chunk)
+            if running["diverged"]:
+                raise TrainingDiverged(
+                    f"training loss became {running['loss']} in epoch {epoch}, batch {running['batch'] + 1} of "
+                    f"{running['batches']} (update {self.updates + 1}, which was not made; algorithm "
+                    f"{self.algorithm}, lr {self.lr}): lower the learning rate",
+                    history,
+                )
+            if running["completed"]:
+                return running
+            if checkpoint is not None:
+                if not self._finite():
+                    raise TrainingDiverged(
+                        f"a weight became NaN or infinite in epoch {epoch} by batch {running['batch']} of "
+                        f"{running['batches']} (algorithm {self.algorithm}, lr {self.lr}); lower the learning rate",
+                        history)
+                self.save(checkpoint)
+
+    def _finite(self) -> bool:
+        return all(np.isfinite(w).all() for w in self.net.weights) and all(
+            np.isfinite(b).all() for b in self.net.biases)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the whole training state to `path` (``.npz``), atomically: network, feedback
+        matrices, momentum velocities, every random stream, the update counter, an epoch in
+        progress, the history, the options and the versions. :meth:`load` (a new trainer) or
+        :meth:`restore` (this one) continue from it bit for bit."""
+        from . import __version__
+        from . import checkpoint as ckpt
+
+        with self._exclusive():
+            state = self._core.get_state()
+            arrays: dict[str, np.ndarray] = {}
+            for h, w in enumerate(self.net.weights):
+                arrays[f"network/W{h + 1}"] = w
+            for h, b in enumerate(self.net.biases):
+                arrays[f"network/b{h + 1}"] = b
+            for h in range(self._core.num_feedback):
+                arrays[f"feedback/{h}"] = self._core.get_feedback(h)
+            for name in ("shuffle_stream", "feedback_stream", "dropout_stream", "quantize_stream", "epoch_order"):
+                arrays[f"state/{name}"] = state[name]
+            for h, layer in enumerate(state["velocity"]):
+                for p, v in enumerate(layer):
+                    arrays[f"state/velocity/{h}/{p}"] = v
+            for h, w in enumerate(self._epoch_start_weights or []):
+                arrays[f"epoch_start/W{h + 1}"] = w
+            meta = {
+                "version": __version__,
+                "network": self.net.config(),
+                "trainer": self.config(),
+                "state": {
+                    "updates": int(state["updates"]),
+                    "velocity_layers": [len(layer) for layer in state["velocity"]],
+                    "epoch_next_batch": int(state["epoch_next_batch"]),
+                    "epoch_loss": float(state["epoch_loss"]),
+                    "epoch_correct": int(state["epoch_correct"]),
+                    "epoch_seen": int(state["epoch_seen"]),
+                    "pending_record": self._pending_record,
+                    "epoch_start_weights": self._epoch_start_weights is not None,
+                },
+                "history": {"config": self.history.config, "epochs": self.history.records},
+            }
+            ckpt.write(path, meta, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, threads: int | None = None) -> "Trainer":
+        """A trainer (with its network) from a checkpoint written by :meth:`save`, ready to continue
+        exactly where it stopped. `threads` defaults to the checkpoint's thread count (results are
+        bit-identical for the same thread count)."""
+        from . import checkpoint as ckpt
+
+        meta, arrays = ckpt.read(path)
+        try:
+            net = MLP(**meta["network"])
+            options = dict(meta["trainer"])
+            if threads is not None:
+                options["threads"] = threads
+            trainer = cls(net, **options)
+        except (TypeError, ValueError) as error:
+            raise ckpt.CheckpointError(f"{path}: its network or trainer options are invalid: {error}") from error
+        trainer._apply_checkpoint(path, meta, arrays)
+        return trainer
+
+    def restore(self, path: str | os.PathLike[str], *, force: bool = False) -> None:
+        """Continue from a checkpoint in this trainer. The checkpoint's network and trainer options
+        must equal this trainer's (thread count included), else a ValueError lists the differences;
+        ``force=True`` restores anyway where the shapes allow (results then differ from the
+        uninterrupted run)."""
+        from . import checkpoint as ckpt
+
+        meta, arrays = ckpt.read(path)
+        if not force:
+            differences = _differences({"network": meta["network"], "trainer": meta["trainer"]},
+                                       {"network": self.net.config(), "trainer": self.config()})
+            if differences:
+                raise ValueError(f"{path} was written with other options ({'; '.join(differences[:6])}); "
+                                 "use the same options, or force=True")
+        self._apply_checkpoint(path, meta, arrays)
+
+    def _apply_checkpoint(self, path: str | os.PathLike[str], meta: dict[str, Any],
+                          arrays: dict[str, np.ndarray]) -> None:
+        from . import checkpoint as ckpt
+
+        state_meta = meta["state"]
+        with self._exclusive():
+            try:
+                layers = self.net.num_layers
+                self.net.set_weights([ckpt.array(path, arrays, f"network/W{h + 1}") for h in range(layers)])
+                if self.net.bias:
+                    self.net.set_biases([ckpt.array(path, arrays, f"network/b{h + 1}") for h in range(layers)])
+                if self._core.num_feedback:
+                    self.set_feedback([ckpt.array(path, arrays, f"feedback/{h}")
+                                       for h in range(self._core.num_feedback)])
+                velocity = [[ckpt.array(path, arrays, f"state/velocity/{h}/{p}").astype(self.net.dtype, copy=False)
+                             for p in range(int(count))]
+                            for h, count in enumerate(state_meta.get("velocity_layers", []))]
+                state = {name: ckpt.array(path, arrays, f"state/{name}")
+                         for name in ("shuffle_stream", "feedback_stream", "dropout_stream", "quantize_stream",
+                                      "epoch_order")}
+                state.update(
+                    updates=int(state_meta["updates"]), velocity=velocity,
+                    epoch_next_batch=int(state_meta["epoch_next_batch"]),
+                    epoch_loss=ckpt.finite_float(path, state_meta["epoch_loss"], "epoch_loss"),
+                    epoch_correct=int(state_meta["epoch_correct"]), epoch_seen=int(state_meta["epoch_seen"]),
+                )
+                self._core.set_state(state)
+                records = meta["history"].get("epochs")
+                if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+                    raise ValueError("its history is not a list of records")
+                pending = state_meta.get("pending_record")
+                if pending is not None:
+                    pending = {"epoch": int(pending["epoch"]), "train_loss": float(pending["train_loss"]),
+                               "train_accuracy": float(pending["train_accuracy"]),
+                               "seconds": float(pending["seconds"])}
+                    if pending["epoch"] != len(records) + 1:
+                        raise ValueError("its unrecorded epoch does not follow its history")
+                start_weights = ([ckpt.array(path, arrays, f"epoch_start/W{h + 1}") for h in range(layers)]
+                                 if state_meta.get("epoch_start_weights") else None)
+            except ckpt.CheckpointError:
+                raise
+            except (KeyError, TypeError, ValueError) as error:
+                raise ckpt.CheckpointError(f"{path}: inconsistent checkpoint: {error}") from error
+            self._history = History(records, meta["history"].get("config") or {})
+            self._pending_record = pending
+            self._epoch_start_weights = start_weights
+
+    def discard_epoch(self) -> None:
+        """Forget an epoch left pending (:attr:`epoch_pending`): the next :meth:`fit` starts a new one."""
+        with self._exclusive():
+            self._core.discard_epoch()
+            self._pending_record = None
+            self._epoch_start_weights = None
+
+
+def _differences(stored: Any, current: Any, prefix: str = "") -> list[str]:
+    """The keys whose values differ between two option tables, as readable lines."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        lines = []
+        for key in sorted(set(stored) | set(current), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in stored:
+                lines.append(f"{path}: not in the checkpoint, now {current[key]!r}")
+            elif key not in current:
+                lines.append(f"{path}: {stored[key]!r} in the checkpoint, now not set")
+            else:
+                lines.extend(_differences(stored[key], current[key], path))
+        return lines
+    if isinstance(stored, (list, tuple)) and isinstance(current, (list, tuple)):
+        stored, current = list(stored), list(current)
+    if stored != current:
+        return [f"{prefix}: {stored!r} in the checkpoint, now {current!r}"]
+    return []
 
 
 def _angle(a: np.ndarray, b: np.ndarray) -> float:

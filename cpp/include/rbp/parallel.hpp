@@ -5,12 +5,16 @@
 // (parallelise any product above ~50k multiply-accumulates per thread) two threads were up to 100x
 // slower than one for the MNIST net on a shared 2-core machine. Here a product is split only when
 // each thread gets enough work to hide that cost, and along the output dimension that duplicates the
-// least packing. The thread budget is Eigen::nbThreads(), which the trainer sets from `threads`.
+// least packing, within the calling thread's budget (ThreadBudget below).
 #pragma once
 
 #include "rbp/types.hpp"
 
 #include <algorithm>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace rbp {
 
@@ -20,18 +24,37 @@ constexpr double kMinMacsPerThread = 4.0e6;
 // Rows (or columns) of the output each thread must get.
 constexpr Index kMinSplitPerThread = 32;
 
-// The thread budget of gemm(): set by the trainer (set_product_threads), else Eigen::nbThreads().
-// Keeping Eigen itself at one thread (Eigen::setNbThreads(1)) makes every product that does not go
-// through gemm() sequential, so this policy is the only one in force.
+// The thread budget of the products: set per call, for the calling thread, by a ThreadBudget scope
+// (the trainer opens one with its own `threads` around every call), and read by gemm() and the
+// sparse kernels on that thread. It is thread_local, so two trainers trained at the same time from
+// two threads never see each other's budget. Outside any scope the budget is every core OpenMP
+// offers. Eigen's own threading is kept at one thread (the module sets Eigen::setNbThreads(1) once
+// when it loads), so every product that does not go through gemm() is sequential and this policy is
+// the only one in force.
 inline int& product_threads_setting() {
-    static int threads = 0;  // 0: not set
+    thread_local int threads = 0;  // 0: no scope open on this thread
     return threads;
 }
-inline void set_product_threads(int threads) { product_threads_setting() = threads; }
 inline int product_thread_budget() {
     const int set = product_threads_setting();
-    return set > 0 ? set : Eigen::nbThreads();
+#ifdef _OPENMP
+    return set > 0 ? set : omp_get_max_threads();
+#else
+    return set > 0 ? set : 1;
+#endif
 }
+
+// Sets the calling thread's product budget for the scope's lifetime and restores the previous one.
+class ThreadBudget {
+public:
+    explicit ThreadBudget(int threads) : saved_(product_threads_setting()) { product_threads_setting() = threads; }
+    ~ThreadBudget() { product_threads_setting() = saved_; }
+    ThreadBudget(const ThreadBudget&) = delete;
+    ThreadBudget& operator=(const ThreadBudget&) = delete;
+
+private:
+    int saved_;
+};
 
 // Threads for C (m x n) = op(A) (m x k) op(B) (k x n), at most `budget`.
 inline int product_threads(Index m, Index n, Index k, int budget) {

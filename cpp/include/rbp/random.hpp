@@ -2,6 +2,7 @@
 // core draws its own numbers: the same seed gives the same numbers with every compiler.
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <string_view>
@@ -32,6 +33,12 @@ public:
     std::uint64_t below(std::uint64_t bound);
     // Standard normal by the Box-Muller transform (both values of each pair are used).
     double normal();
+
+    // The whole generator state (the four words, the bits of the cached Gaussian, whether it is
+    // cached), for checkpoints: a generator given a saved state continues the same sequence.
+    using State = std::array<std::uint64_t, 6>;
+    State state() const;
+    void set_state(const State& state);
 
 private:
     std::uint64_t s_[4];

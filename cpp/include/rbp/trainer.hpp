@@ -3,6 +3,8 @@
 
 #include "rbp/channel.hpp"
 
+#include <atomic>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -52,6 +54,54 @@ struct Metrics {
 // false stops the epoch early (after the current batch).
 using Progress = std::function<bool(Index, Index, double)>;
 
+// Polled after every batch of an epoch and every chunk of an evaluation; returning true stops the
+// call there (the bindings poll Python's signal handlers through it, so Ctrl-C takes effect at once).
+using Interrupt = std::function<bool()>;
+
+// Thrown by evaluate() when its Interrupt asks it to stop.
+struct Interrupted : std::exception {
+    const char* what() const noexcept override { return "interrupted"; }
+};
+
+// How train_epoch runs: progress reports, a batch limit (checkpoints between chunks of an epoch)
+// and an interrupt poll.
+struct EpochControl {
+    Progress progress;
+    Index progress_every = 0;
+    Index max_batches = 0;  // > 0: return after this many batches; the epoch stays pending
+    Interrupt interrupted;
+};
+
+// An epoch in progress. An epoch that train_epoch did not finish (batch limit, progress or
+// interrupt, divergence) stays pending, and the next train_epoch continues it with the same order
+// and running metrics, so a chunked or interrupted epoch ends exactly as an uninterrupted one.
+struct EpochCursor {
+    std::vector<Index> order;  // the epoch's shuffled example order; empty when no epoch is pending
+    Index next_batch = 0;      // batches of the epoch done
+    double loss = 0.0;         // summed loss of those batches
+    Index correct = 0;         // correct predictions in them
+    Index seen = 0;            // examples in them
+};
+
+struct EpochResult {
+    Metrics metrics;        // running loss and accuracy over the epoch's batches done so far
+    bool completed = false;
+    bool diverged = false;  // a batch's loss was NaN or infinite: it made no update, the epoch stopped
+    Index batch = 0;        // batches of the epoch done (the diverging batch is the next one)
+    Index batches = 0;      // batches in the epoch
+};
+
+// Everything a trainer changes while it trains, besides the network's parameters and the feedback
+// matrices (both read and written through their own accessors): with those, a trainer given this
+// state continues bit for bit as the one it was taken from.
+template <class T>
+struct TrainerState {
+    std::int64_t updates = 0;
+    Rng::State shuffle{}, feedback_stream{}, dropout_stream{}, quantize_stream{};
+    std::vector<std::vector<Matrix<T>>> velocity;  // per layer, per parameter; empty without momentum
+    EpochCursor epoch;
+};
+
 template <class T>
 class Trainer {
 public:
@@ -71,15 +121,24 @@ public:
     bool skipped_input_zeros() const { return ws_.input_zeros.masks != nullptr; }
     int threads() const;
 
-    // One SGD step on exactly these rows; returns the batch loss before the update.
+    // One SGD step on exactly these rows; returns the batch loss before the update. A NaN or
+    // infinite loss makes no update.
     double step(const ConstMatrixRef<T>& x, const Targets<T>& targets);
 
-    // One epoch over shuffled mini-batches; returns loss and accuracy measured on each batch
-    // before its update (running metrics). `completed` reports whether the epoch ran to the end.
-    Metrics train_epoch(const ConstMatrixRef<T>& x, const Targets<T>& targets, const Progress& progress,
-                        Index progress_every, bool* completed = nullptr);
+    // One epoch over shuffled mini-batches, or the rest of a pending one (EpochCursor); the metrics
+    // are loss and accuracy measured on each batch before its update (running metrics).
+    EpochResult train_epoch(const ConstMatrixRef<T>& x, const Targets<T>& targets, const EpochControl& control = {});
+    bool epoch_pending() const { return !epoch_.order.empty(); }
+    // Forgets a pending epoch: the next train_epoch starts a new one.
+    void discard_epoch() { epoch_ = EpochCursor{}; }
 
-    Metrics evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targets, Index chunk = 1000) const;
+    // Throws Interrupted when `interrupted` returns true between chunks.
+    Metrics evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targets, Index chunk = 1000,
+                     const Interrupt& interrupted = {}) const;
+
+    // The training state for checkpoints, and its restoration (shapes and ranges checked).
+    TrainerState<T> state() const;
+    void set_state(const TrainerState<T>& state);
 
     // The postsynaptic signals B^1..B^L the channel computes for this batch; nothing is updated and
     // no random stream advances, so a following step() on the same batch uses the same signals
@@ -92,7 +151,6 @@ private:
     double update_batch(const ConstMatrixRef<T>& x, Index n, const Targets<T>& targets, const Index* rows,
                         Index* correct);
     void prepare_batch(const ConstMatrixRef<T>& x, Index n, const Targets<T>& targets, const Index* rows);
-    void apply_threads() const;
     // Marks the all-zero blocks of the batch's input x (ws_.input_zeros) when the first layer can
     // skip them and enough are zero to pay for it; clears the marks otherwise.
     void mark_input_zeros(const ConstMatrixRef<T>& x);
@@ -111,8 +169,22 @@ private:
     Matrix<T> synapse_weighted_, synapse_product_;  // per-synapse srbp's scratch
     Workspace<T> ws_;
     Rng shuffle_rng_;
-    std::vector<Index> order_;
+    EpochCursor epoch_;
     std::int64_t updates_ = 0;
+
+    // A trainer runs one call at a time: a second thread entering while one is inside gets a clear
+    // error instead of racing on the workspace and the parameters.
+    mutable std::atomic<bool> busy_{false};
+    class Exclusive {
+    public:
+        explicit Exclusive(const Trainer& trainer);
+        ~Exclusive() { busy_.store(false, std::memory_order_release); }
+        Exclusive(const Exclusive&) = delete;
+        Exclusive& operator=(const Exclusive&) = delete;
+
+    private:
+        std::atomic<bool>& busy_;
+    };
 };
 
 }  // namespace rbp

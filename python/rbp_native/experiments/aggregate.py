@@ -82,6 +82,8 @@ class RunResult:
     status: str  # "complete" or "diverged"
     rows: list[dict[str, float]]
     done: dict[str, Any]
+    source: Any = None  # config.json's "source": the git commit the run was made at (None: not from a checkout)
+    source_recorded: bool = True  # False for runs made before config.json recorded a source
 
 
 def load_run(run_dir: str | Path, resolved: Mapping[str, Any] | None = None) -> RunResult:
@@ -97,18 +99,21 @@ def load_run(run_dir: str | Path, resolved: Mapping[str, Any] | None = None) -> 
         raise ValueError(f"{done_file}: not a valid done marker: {error}") from error
     if status not in ("complete", "diverged"):
         raise ValueError(f"{done_file}: unknown status {status!r}")
+    source, recorded = None, True
     if resolved is not None:
         config_file = run_dir / "config.json"
         try:
-            stored = json.loads(config_file.read_text(encoding="utf-8"))["resolved"]
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+            stored = config["resolved"]
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{config_file}: cannot be read: {error}") from error
+        source, recorded = config.get("source"), "source" in config
         if not same_settings(stored, resolved):
             raise ValueError(f"{config_file}: the run was made with other settings than the current ones")
         if status == "complete" and epochs != int(resolved["epochs"]):
             raise ValueError(f"{done_file}: {epochs} epochs done, the run asks for {resolved['epochs']}")
     rows = read_history(run_dir / "history.csv", expected_epochs=epochs)
-    return RunResult(status, rows, done)
+    return RunResult(status, rows, done, source, recorded)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,18 +171,33 @@ class VariantResult:
 
 @dataclass
 class Aggregate:
-    results: dict[str, VariantResult]
+    results: dict[str, VariantResult]  # empty when read back from the tables (see from_tables)
     summary: list[dict[str, Any]]
     final: list[dict[str, Any]]
+    #: Runs per source commit (runner.describe_source text); None when the run folders were not read.
+    sources: dict[str, int] | None = None
+
+    def stat(self, variant: str, metric: str, epoch: int | None = None) -> tuple[float, float, int]:
+        """``(mean, std, seeds)`` of `metric` for `variant` at `epoch` (default and beyond: the last)."""
+        entries = [e for e in self.summary if e["variant"] == variant]
+        if not entries:
+            raise KeyError(variant)
+        entry = entries[-1] if epoch is None else entries[min(int(epoch), len(entries)) - 1]
+        return entry[f"{metric}_mean"], entry[f"{metric}_std"], int(entry["n"])
 
 
 def collect(experiment: Experiment, directory: str | Path) -> Aggregate:
     """Read every run of the experiment from ``directory`` and aggregate; ValueError for an
     incomplete, mismatched or corrupt run."""
     directory = Path(directory)
+    from .runner import describe_source
+
     results = {v.name: VariantResult(v.name, v.label) for v in experiment.variants}
+    sources: dict[str, int] = {}
     for run in experiment.runs():
         result = load_run(directory / run.relpath, run.resolved())
+        where = describe_source(result.source) if result.source_recorded else "commit not recorded (an older run)"
+        sources[where] = sources.get(where, 0) + 1
         target = results[run.variant.name]
         if result.status == "diverged":
             target.diverged.append(run.seed)
@@ -189,7 +209,55 @@ def collect(experiment: Experiment, directory: str | Path) -> Aggregate:
     for entry in summary:
         entry["label"] = labels[entry["variant"]]
     final = [r.final() for r in results.values()]
-    return Aggregate(results, summary, final)
+    return Aggregate(results, summary, final, sources)
+
+
+def _read_table(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read: {error}") from error
+    rows = []
+    for line, raw in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+        row: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key is None or value is None:
+                raise ValueError(f"{path}, line {line}: the row does not match the header")
+            if key in ("variant", "label"):
+                row[key] = value
+            elif key in ("epoch", "n", "diverged", "epochs"):
+                try:
+                    row[key] = int(value)
+                except ValueError:
+                    raise ValueError(f"{path}, line {line}: {key} = {value!r} is not an integer") from None
+            else:
+                try:
+                    row[key] = float(value)
+                except ValueError:
+                    raise ValueError(f"{path}, line {line}: {key} = {value!r} is not a number") from None
+        rows.append(row)
+    return rows
+
+
+def from_tables(experiment: Experiment, directory: str | Path) -> Aggregate:
+    """The aggregate as written to ``summary.csv`` and ``final.csv``, for folders whose run folders are
+    gone (docs/results commits only the tables): enough to rebuild the report and the figures. Every
+    variant of `experiment` must be in both tables (ValueError naming the missing ones)."""
+    directory = Path(directory)
+    summary = _read_table(directory / "summary.csv")
+    final_rows = {row["variant"]: row for row in _read_table(directory / "final.csv")}
+    names = [v.name for v in experiment.variants]
+    missing = [n for n in names if n not in final_rows or not any(e["variant"] == n for e in summary)
+               and final_rows[n]["n"]]
+    if missing:
+        raise ValueError(f"{directory}: the tables have no rows for variant(s) {', '.join(missing)} of "
+                         f"{experiment.name}")
+    labels = {v.name: v.label for v in experiment.variants}
+    for row in final_rows.values():
+        if row["variant"] in labels:
+            row["label"] = labels[row["variant"]]
+    summary = [dict(e, label=labels[e["variant"]]) for e in summary if e["variant"] in labels]
+    return Aggregate({}, summary, [final_rows[n] for n in names], None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -268,8 +336,9 @@ def sweep_markdown(experiment: Experiment, aggregate: Aggregate) -> str:
         if any(references):
             ref_cells = []
             for ref in references:
-                row = finals.get(ref) if ref else None
-                ref_cells.append(f"{pct(row['test_accuracy_mean'], row['test_accuracy_std'])} (`{ref}`)" if row else "")
+                ref_row = finals.get(ref) if ref else None
+                ref_cells.append(f"{pct(ref_row['test_accuracy_mean'], ref_row['test_accuracy_std'])} (`{ref}`)"
+                                 if ref_row else "")
             lines.append("| reference | " + " | ".join(ref_cells) + " |")
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)

@@ -20,6 +20,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import multiprocessing
+import os
+import signal
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -109,7 +112,32 @@ def run_local(tasks: list[Task], jobs: int, finished: Finished, status: Status) 
         except BaseException:
             for future in pending:
                 future.cancel()
+            _interrupt_workers(pool)
             raise
+
+
+def _interrupt_workers(pool: ProcessPoolExecutor, seconds: float = 3.0) -> None:
+    """Stop the runs in flight promptly when the driver is interrupted: SIGINT makes each worker's
+    training stop within a batch and checkpoint (a terminal's Ctrl-C reaches them anyway, a SIGTERM
+    to the driver does not); repeated until the workers are gone, since a worker that was waiting
+    for work, or took the next queued run, needs its own. Workers still alive after `seconds` are
+    terminated (their last checkpoint stays)."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive = [p for p in processes if p.is_alive()]
+        if not alive:
+            return
+        for process in alive:
+            try:
+                os.kill(process.pid, signal.SIGINT)
+            except (OSError, TypeError):
+                pass
+        time.sleep(0.2)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
 
 
 def epochs_written(run_dir: Path) -> int:
@@ -175,13 +203,23 @@ def run_ray(tasks: list[Task], finished: Finished, status: Status, *, address: s
                     epochs = sum(epochs_written(Path(refs[ref][1]["run_dir"])) for ref in pending)
                     status(f"{len(pending)} queued or running, {epochs} epoch(s) of them done")
         except BaseException:
-            for ref in pending:
-                with contextlib.suppress(Exception):  # the exception being raised is the one to report
-                    ray.cancel(ref, force=True)
+            _cancel(ray, pending)
             raise
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _cancel(ray: Any, refs: list[Any]) -> None:
+    """Stop the runs not yet finished: their workers are killed, each run keeps its last checkpoint.
+
+    Not Ray's gentler cancel (a KeyboardInterrupt in the task, then a mid-epoch checkpoint): an interrupt
+    that lands in the trainer's Python code between the end of an epoch's batches and the record of that
+    epoch checkpoints the trained epoch as not done, and the resumed run trains it twice (seen here on
+    MNIST). Errors here are dropped: the exception that led here is the one to report."""
+    for ref in refs:
+        with contextlib.suppress(Exception):
+            ray.cancel(ref, force=True)
 
 
 def _train_on_ray(task: dict[str, Any], on_epoch: Callable[[str, dict[str, Any]], Any] | None) -> dict[str, Any]:

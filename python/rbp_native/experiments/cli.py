@@ -6,7 +6,8 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+
+from .._cli_common import add_data_arguments
 
 
 def _describe_experiments() -> str:
@@ -41,9 +42,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="retrain runs made with other settings (or whose files are corrupt) instead of refusing")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
-    p.add_argument("--data-root", default=None,
-                   help="data folder (default: $RBP_NATIVE_DATA, else ~/.cache/rbp_native)")
-    p.add_argument("--download", action="store_true", help="download the data set if it is missing")
+    add_data_arguments(p)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="where the runs train: 'local' (default) this machine, --jobs processes; 'ray' one Ray task "
@@ -143,8 +142,3 @@ def _one(name: str, args: argparse.Namespace) -> int:
     print(f"report: {outcome.report} ({outcome.seconds:.0f} s)")
     return 0
 
-
-def main(argv: Any = None) -> int:  # pragma: no cover - convenience for python -m
-    from ..cli import main as cli_main
-
-    return cli_main(argv)

@@ -35,7 +35,7 @@ def analytic(sizes: Sequence[int], trainer: dict[str, Any]) -> dict[str, float |
     if algorithm == "top":
         return {"channel_macs": 0, "storage": 0, "update_macs": 0}
     if algorithm in ("bp", "sbp"):
-        macs = sum(n[h] * n[h + 1] for h in range(1, L))
+        macs: float = sum(n[h] * n[h + 1] for h in range(1, L))
         return {"channel_macs": macs, "storage": 0, "update_macs": 0}
     sources = trainer.get("sources")
     default = "above" if algorithm in ("rbp", "arbp") else "output"
@@ -51,7 +51,7 @@ def analytic(sizes: Sequence[int], trainer: dict[str, Any]) -> dict[str, float |
         else:
             p = float(trainer.get("feedback_density", 1.0))
         total += p * n[h] * source
-    macs: float = int(total) if float(total).is_integer() else total
+    macs = int(total) if float(total).is_integer() else total
     update = macs if algorithm in ("arbp", "asrbp") else 0
     return {"channel_macs": macs, "storage": macs, "update_macs": update}
 

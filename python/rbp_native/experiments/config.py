@@ -58,12 +58,15 @@ SYNTHETIC_DEFAULTS: dict[str, Any] = {
 #: Keys handed to :class:`~rbp_native.MLP` (``hidden`` is turned into ``sizes``).
 NETWORK_KEYS = ("sizes", "hidden", "activation", "output", "dtype", "init", "bias", "connectivity")
 #: Keys of a ``[[variant]]`` that are not run options.
-VARIANT_META_KEYS = ("name", "label", "sweep", "reference", "description")
+#: (``panel``: the small-multiples panel(s) of accuracy.png the variant is drawn in, a title or a list of
+#: titles; default its sweep group's panel.)
+VARIANT_META_KEYS = ("name", "label", "sweep", "reference", "description", "panel")
 CHECK_KEYS = (
     "claim", "kind", "variant", "a", "b", "among", "group", "value", "low", "high", "margin", "tolerance",
-    "metric", "epoch", "source",
+    "metric", "epoch", "source", "values", "at", "construction",
 )
-CHECK_KINDS = ("lowest", "highest", "ge", "close", "above", "below", "between", "monotone", "equals")
+CHECK_KINDS = ("lowest", "highest", "ge", "close", "above", "below", "between", "monotone", "graceful", "alike",
+               "reaches", "equals")
 CHECK_METRICS = ("test_accuracy", "train_accuracy", "test_loss", "train_loss",
                  "channel_macs", "analytic_macs", "feedback_entries", "analytic_storage")  # the last four: complexity
 #: Short names used in the names of swept variants (``srbp-n5``, ``bp-bits4``).
@@ -117,6 +120,7 @@ class Variant:
     sweep: dict[str, Any] = field(default_factory=dict)
     reference: str | None = None
     description: str = ""
+    panels: list[str] = field(default_factory=list)  # panels of accuracy.png (none given: its group's)
 
 
 @dataclass
@@ -434,12 +438,16 @@ def _expand_variant(raw: dict[str, Any], defaults: dict[str, Any], forced: dict[
     reference = raw.get("reference")
     if reference is not None and not isinstance(reference, str):
         raise ConfigError(f"{source}: {where}: reference must be a variant name")
+    panel = raw.get("panel", [])
+    panels = [panel] if isinstance(panel, str) else panel
+    if not isinstance(panels, list) or not all(isinstance(p, str) and p for p in panels):
+        raise ConfigError(f"{source}: {where}: panel must be a panel title or a list of titles, got {panel!r}")
     own = {k: v for k, v in raw.items() if k not in VARIANT_META_KEYS}
     sweep = raw.get("sweep")
     if sweep is None:
         options = _merge(defaults, own, forced)
         return [Variant(name=name, label=label, options=options, reference=reference,
-                        description=str(raw.get("description", "")))]
+                        description=str(raw.get("description", "")), panels=list(panels))]
     sweep = _table(sweep, source, f"{where} sweep")
     allowed = option_keys()
     for key, values in sweep.items():
@@ -466,7 +474,7 @@ def _expand_variant(raw: dict[str, Any], defaults: dict[str, Any], forced: dict[
             vlabel = f"{label} ({', '.join(f'{SWEEP_SHORT.get(k, k)}={_fmt(v)}' for k, v in values.items())})"
         options = _merge(defaults, {**own, **values}, forced)
         result.append(Variant(name=vname, label=vlabel, options=options, group=_base_name(name), sweep=values,
-                              reference=reference, description=str(raw.get("description", ""))))
+                              reference=reference, description=str(raw.get("description", "")), panels=list(panels)))
     return result
 
 
@@ -541,11 +549,19 @@ def _check_check(raw: dict[str, Any], source: str, index: int) -> dict[str, Any]
     needs = {
         "lowest": ("variant",), "highest": ("variant",), "ge": ("a", "b"), "close": ("a", "b", "tolerance"),
         "above": ("a", "value"), "below": ("a", "value"), "between": ("a", "low", "high"),
-        "monotone": ("group",), "equals": ("a", "value"),
+        "monotone": ("group",), "graceful": ("group",), "alike": ("group", "tolerance"),
+        "reaches": ("group", "value", "at"), "equals": ("a", "value"),
     }[kind]
     for key in needs:
         if key not in raw:
             raise ConfigError(f"{where}: kind {kind!r} needs {', '.join(needs)}; {key!r} is missing")
+    if "construction" in raw:
+        if not (isinstance(raw["construction"], str) and raw["construction"].strip()):
+            raise ConfigError(f"{where}: construction must be the one-line reason the claim holds by construction")
+        if kind not in ("close", "equals"):
+            # What holds by construction is an identity (two runs the same, a count); a comparison with
+            # other variants is a result even when one side is fixed by construction.
+            raise ConfigError(f"{where}: construction applies to 'close' and 'equals' checks, not {kind!r}")
     return raw
 
 

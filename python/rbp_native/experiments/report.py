@@ -1,4 +1,4 @@
-"""``report.md``: settings, tables, figures and the paper's claims checked against the numbers.
+"""``report.md``: settings, provenance, tables, figures and the paper's claims checked against the numbers.
 
 Each ``[[check]]`` of a config states one claim of the paper and how to test it on the final (or a
 given epoch's) mean over seeds of a metric (``test_accuracy`` by default):
@@ -9,35 +9,74 @@ given epoch's) mean over seeds of a metric (``test_accuracy`` by default):
 - ``close``: ``|a − b| ≤ tolerance``;
 - ``above`` / ``below``: ``a ≥ value`` / ``a ≤ value`` (every variant in ``a``);
 - ``between``: ``low < a < high``;
-- ``monotone``: along each swept ``group`` (a name or a list) the metric never falls by more than
-  ``tolerance`` from one value to the next;
+- ``monotone``: along each swept ``group`` (a name or a list), in increasing order of the swept value,
+  the metric never gets worse by more than ``tolerance`` from one value to the next;
+- ``graceful``: along each swept ``group``, in decreasing order of the swept value (bits *removed*,
+  say), the metric never gets worse by more than ``tolerance`` from one value to the next;
+- ``alike``: the groups in ``group`` lose alike against their own ``reference`` variants: at every
+  swept value (or those in ``values``) the losses differ by at most ``tolerance``;
+- ``reaches``: along each swept ``group`` the metric is ≥ ``value`` at every swept value from ``at``
+  upwards; the evidence names the values where it holds and the first, going down, where it fails;
 - ``equals``: ``a == value`` (used by the complexity table).
 
 Accuracy margins, tolerances and values are fractions (0.01 = one percentage point). A variant
 whose every seed diverged counts as the worst possible value (accuracy −∞, loss +∞); a variant that
-is not in the experiment makes the check "not measured". Each check is reported as **true** or
-**false** with the numbers it used.
+is not in the experiment makes the check "not measured".
+
+Verdicts: **true** or **false**; **tie** where a comparison without a tolerance (``lowest``,
+``highest``, ``ge``, ``above``, ``below``, ``between``) is decided by less than one standard error of
+the difference over the seeds (noise, not a result; with one seed there is no spread and no tie);
+**holds by construction** where a ``close`` or ``equals`` check carries ``construction = "reason"``:
+the identity follows from the algorithm's definition, so the runs confirm the implementation, not the
+paper (and a failure points at the implementation); **not measured**.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from .._io import atomic_write_text
 from .aggregate import Aggregate, collect, final_markdown, sweep_markdown, write_tables
-from .config import CONFIG_DIR, Experiment
+from .config import CONFIG_DIR, SWEEP_SHORT, Experiment
 from .runner import parallelism
 
-Value = Callable[[str], float]
+TRUE, FALSE, TIE, CONSTRUCTION, NOT_MEASURED = "true", "false", "tie", "holds by construction", "not measured"
+#: Kinds whose verdict may be a tie: comparisons with no tolerance of their own.
+TIE_KINDS = ("lowest", "highest", "ge", "above", "below", "between")
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A variant's metric over its seeds: mean, sample standard deviation (NaN for one seed), seeds."""
+
+    mean: float
+    std: float = math.nan
+    n: int = 1
+
+    @property
+    def se(self) -> float:
+        """Standard error of the mean; 0 where the spread is unknown (one seed) or meaningless."""
+        if self.n > 1 and math.isfinite(self.std) and math.isfinite(self.mean):
+            return self.std / math.sqrt(self.n)
+        return 0.0
+
+
+Value = Callable[[str], "Stat | float"]
 
 
 class NotMeasured(Exception):
     pass
+
+
+def _stat(value: Stat | float) -> Stat:
+    return value if isinstance(value, Stat) else Stat(float(value))
 
 
 def _names(value: Any) -> list[str]:
@@ -71,12 +110,92 @@ def _amount(metric: str, value: float) -> str:
     return f"{value:g}"
 
 
-def evaluate_check(check: dict[str, Any], value: Value, groups: dict[str, list[str]],
-                   variants: Sequence[str]) -> tuple[bool | None, str]:
-    """``(holds, evidence)``; ``holds`` is None when the check cannot be measured."""
+def _better(metric: str) -> float:
+    """+1 where a larger value is better (accuracies), −1 where smaller is (losses)."""
+    return -1.0 if metric.endswith("loss") else 1.0
+
+
+def _compare(diff: float, se: float) -> str:
+    """The verdict on ``diff ≥ 0``: a tie when ``|diff|`` is within one standard error ``se`` (> 0)."""
+    if se > 0 and math.isfinite(diff) and abs(diff) <= se:
+        return TIE
+    return TRUE if diff >= 0 else FALSE
+
+
+def _combine(verdicts: Sequence[str]) -> str:
+    if FALSE in verdicts:
+        return FALSE
+    return TIE if TIE in verdicts else TRUE
+
+
+def _se_diff(a: Stat, b: Stat) -> float:
+    return math.hypot(a.se, b.se)
+
+
+def _tie_note(verdict: str, diff: float, se: float, metric: str) -> str:
+    if verdict != TIE:
+        return ""
+    return f" (difference {_amount(metric, abs(diff))} within one standard error, {_amount(metric, se)}: tie)"
+
+
+def _swept_value(value: Any) -> Any:
+    return next(iter(value.values())) if isinstance(value, Mapping) and len(value) == 1 else value
+
+
+def _ordered(group: str, groups: Mapping[str, list[str]], swept: Mapping[str, Any]) -> list[str]:
+    """The group's variants in increasing order of their swept value (as listed where not numeric)."""
+    if group not in groups:
+        raise NotMeasured(f"no swept group {group!r}")
+    members = list(groups[group])
+    values = [_swept_value(swept.get(v)) for v in members]
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        members = [m for _, m in sorted(zip(values, members), key=lambda pair: pair[0])]
+    return members
+
+
+def _key(value: Any) -> str:
+    """A swept value as text, equal for equal numbers (4 and 4.0)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{float(value):g}"
+    return str(value)
+
+
+def _label(name: str, swept: Mapping[str, Any]) -> str:
+    """``bits 4`` for a variant swept over ``quantize_bits = 4``; the variant's name where not swept."""
+    sweep = swept.get(name)
+    if isinstance(sweep, Mapping) and sweep:
+        return ", ".join(f"{SWEEP_SHORT.get(k, k)} {_key(v)}" for k, v in sweep.items())
+    return f"`{name}`" if sweep is None else _key(sweep)
+
+
+def _at(name: str, swept: Mapping[str, Any]) -> str:
+    return _key(_swept_value(swept.get(name)))
+
+
+def evaluate_check(check: dict[str, Any], value: Value, groups: Mapping[str, list[str]],
+                   variants: Sequence[str], swept: Mapping[str, Any] | None = None,
+                   references: Mapping[str, str | None] | None = None) -> tuple[str | None, str]:
+    """``(verdict, evidence)``: verdict ``"true"``, ``"false"``, ``"tie"`` or ``"holds by construction"``,
+    or None when the check cannot be measured. `value` gives a variant's :class:`Stat` (or a plain
+    number: no spread); `swept` maps a swept variant to its swept value(s) and `references` a group to
+    its reference variant (for ``monotone``, ``graceful``, ``alike`` and ``reaches``)."""
+    verdict, evidence = _evaluate(check, lambda name: _stat(value(name)), groups, variants, swept or {},
+                                  references or {})
+    reason = check.get("construction")
+    if reason and verdict in (TRUE, TIE):
+        return CONSTRUCTION, f"{evidence}. By construction: {reason}"
+    if reason and verdict == FALSE:
+        return FALSE, f"{evidence}. Expected by construction ({reason}): a failure points at the implementation"
+    return verdict, evidence
+
+
+def _evaluate(check: dict[str, Any], value: Callable[[str], Stat], groups: Mapping[str, list[str]],
+              variants: Sequence[str], swept: Mapping[str, Any],
+              references: Mapping[str, str | None]) -> tuple[str | None, str]:
     metric = check.get("metric", "test_accuracy")
     kind = check["kind"]
     show: Callable[[float], str] = lambda v: _show(metric, v)
+    sign = _better(metric)
     try:
         if kind in ("lowest", "highest"):
             name = check["variant"]
@@ -85,100 +204,214 @@ def evaluate_check(check: dict[str, Any], value: Value, groups: dict[str, list[s
             others = {v: value(v) for v in among}
             if not others:
                 raise NotMeasured("no other variant to compare with")
-            if kind == "lowest":
-                rival = min(others, key=lambda v: others[v])
-                holds = mine <= others[rival]
-                return holds, f"`{name}` {show(mine)}; lowest of the others `{rival}` {show(others[rival])}"
-            rival = max(others, key=lambda v: others[v])
-            holds = mine >= others[rival]
-            return holds, f"`{name}` {show(mine)}; highest of the others `{rival}` {show(others[rival])}"
+            pick = min if kind == "lowest" else max
+            rival = pick(others, key=lambda v: others[v].mean)
+            diff = (others[rival].mean - mine.mean) * (1 if kind == "lowest" else -1)
+            se = _se_diff(mine, others[rival])
+            verdict = _compare(diff, se)
+            word = "lowest" if kind == "lowest" else "highest"
+            return verdict, (f"`{name}` {show(mine.mean)}; {word} of the others `{rival}` {show(others[rival].mean)}"
+                             + _tie_note(verdict, diff, se, metric))
         if kind in ("ge", "close"):
-            parts, holds = [], True
+            parts, verdicts = [], []
             for a, b in _pair(check["a"], check["b"]):
-                va, vb = value(a), value(b)
+                sa, sb = value(a), value(b)
+                va, vb = sa.mean, sb.mean
                 if kind == "ge":
                     margin = float(check.get("margin", 0.0))
-                    ok = va >= vb + margin
+                    diff = va - (vb + margin)
+                    se = _se_diff(sa, sb)
+                    verdict = _compare(diff, se)
                     shown_a, shown_b = show(va), show(vb)
                     if shown_a == shown_b and metric.endswith("accuracy") and va != vb:
                         shown_a, shown_b = f"{100 * va:.3f}%", f"{100 * vb:.3f}%"  # a near tie: show the gap
-                    parts.append(f"`{a}` {shown_a} {'≥' if ok else '<'} `{b}` {shown_b}"
+                    parts.append(f"`{a}` {shown_a} {'≥' if diff >= 0 else '<'} `{b}` {shown_b}"
                                  + (f" {'+' if margin >= 0 else '−'} {_amount(metric, abs(margin))}"
-                                    if margin else ""))
+                                    if margin else "") + _tie_note(verdict, diff, se, metric))
                 else:
                     tolerance = float(check["tolerance"])
                     gap = abs(va - vb)
-                    ok = gap <= tolerance
+                    verdict = TRUE if gap <= tolerance else FALSE
                     shown = _amount(metric, gap) if math.isfinite(gap) else "∞"
                     parts.append(f"`{a}` {show(va)} vs `{b}` {show(vb)}: gap {shown}"
-                                 f" {'≤' if ok else '>'} {_amount(metric, tolerance)}")
-                holds = holds and ok
-            return holds, "; ".join(parts)
+                                 f" {'≤' if verdict == TRUE else '>'} {_amount(metric, tolerance)}")
+                verdicts.append(verdict)
+            return _combine(verdicts), "; ".join(parts)
         if kind in ("above", "below", "equals"):
             target = float(check["value"])
-            parts, holds = [], True
+            parts, verdicts = [], []
             for a in _names(check["a"]):
-                va = value(a)
-                ok = va >= target if kind == "above" else va <= target if kind == "below" else va == target
-                sign = {"above": ("≥", "<"), "below": ("≤", ">"), "equals": ("=", "≠")}[kind][0 if ok else 1]
-                parts.append(f"`{a}` {show(va)} {sign} {show(target)}")
-                holds = holds and ok
-            return holds, "; ".join(parts)
+                sa = value(a)
+                if kind == "equals":
+                    verdict = TRUE if sa.mean == target else FALSE
+                    parts.append(f"`{a}` {show(sa.mean)} {'=' if verdict == TRUE else '≠'} {show(target)}")
+                else:
+                    diff = sa.mean - target if kind == "above" else target - sa.mean
+                    verdict = _compare(diff, sa.se)
+                    mark = {"above": ("≥", "<"), "below": ("≤", ">")}[kind][0 if diff >= 0 else 1]
+                    parts.append(f"`{a}` {show(sa.mean)} {mark} {show(target)}"
+                                 + _tie_note(verdict, diff, sa.se, metric))
+                verdicts.append(verdict)
+            return _combine(verdicts), "; ".join(parts)
         if kind == "between":
-            parts, holds = [], True
+            parts, verdicts = [], []
             low, high = check["low"], check["high"]
-            vl, vh = value(low), value(high)
+            sl, sh = value(low), value(high)
             for a in _names(check["a"]):
-                va = value(a)
-                ok = vl < va < vh
-                parts.append(f"`{low}` {show(vl)} {'<' if vl < va else '≥'} `{a}` {show(va)} "
-                             f"{'<' if va < vh else '≥'} `{high}` {show(vh)}")
-                holds = holds and ok
-            return holds, "; ".join(parts)
-        if kind == "monotone":
+                sa = value(a)
+                below, above = sa.mean - sl.mean, sh.mean - sa.mean
+                v_low, v_high = _compare(below, _se_diff(sa, sl)), _compare(above, _se_diff(sa, sh))
+                verdicts += [v_low, v_high]
+                ties = [name for name, v in ((low, v_low), (high, v_high)) if v == TIE]
+                parts.append(f"`{low}` {show(sl.mean)} {'<' if below > 0 else '≥'} `{a}` {show(sa.mean)} "
+                             f"{'<' if above > 0 else '≥'} `{high}` {show(sh.mean)}"
+                             + (f" (within one standard error of `{'` and `'.join(ties)}`: tie)" if ties else ""))
+            return _combine(verdicts), "; ".join(parts)
+        if kind in ("monotone", "graceful"):
             tolerance = float(check.get("tolerance", 0.0))
-            parts, holds = [], True
+            parts, verdicts = [], []
             for group in _names(check["group"]):
-                if group not in groups:
-                    raise NotMeasured(f"no swept group {group!r}")
-                values = [value(v) for v in groups[group]]
-                drops = [values[i] - values[i + 1] for i in range(len(values) - 1)]
-                worst = max(drops, default=0.0)
-                ok = worst <= tolerance
-                parts.append(f"`{group}`: " + " → ".join(show(v) for v in values)
-                             + f" (largest fall {_amount(metric, max(worst, 0.0)) if math.isfinite(worst) else '∞'})")
-                holds = holds and ok
-            return holds, "; ".join(parts) + (f"; tolerance {_amount(metric, tolerance)}" if tolerance else "")
+                members = _ordered(group, groups, swept)
+                if kind == "graceful":
+                    members = members[::-1]  # from the most precise down
+                values = [value(v).mean for v in members]
+                worse = [sign * (values[i] - values[i + 1]) for i in range(len(values) - 1)]
+                worst_at = max(range(len(worse)), key=lambda i: worse[i]) if worse else None
+                worst = worse[worst_at] if worst_at is not None else 0.0
+                verdict = TRUE if worst <= tolerance else FALSE
+                verdicts.append(verdict)
+                path = " → ".join(f"{_label(m, swept)}: {show(v)}" for m, v in zip(members, values))
+                if worst_at is None or worst <= 0:
+                    step = "never worse from one value to the next"
+                else:
+                    amount = _amount(metric, worst) if math.isfinite(worst) else "∞"
+                    step = (f"largest loss {amount}, from {_label(members[worst_at], swept)} to "
+                            f"{_label(members[worst_at + 1], swept)}")
+                order = "from the most precise down" if kind == "graceful" else "in increasing order"
+                parts.append(f"`{group}` ({order}): {path} ({step})")
+            return _combine(verdicts), "; ".join(parts) + (f"; tolerance {_amount(metric, tolerance)} per step"
+                                                            if tolerance else "")
+        if kind == "alike":
+            tolerance = float(check["tolerance"])
+            names = _names(check["group"])
+            ordered = {g: _ordered(g, groups, swept) for g in names}
+            refs = {}
+            for g in names:
+                ref = references.get(g)
+                if not ref:
+                    raise NotMeasured(f"group {g!r} has no reference variant")
+                refs[g] = value(ref).mean
+            keys = [_at(m, swept) for m in ordered[names[0]]]
+            wanted = [_key(v) for v in _names_any(check.get("values"))]
+            keys = [k for k in keys if not wanted or k in wanted]
+            if wanted and len(keys) != len(wanted):
+                raise NotMeasured(f"swept values {', '.join(w for w in wanted if w not in keys)} are not in "
+                                  f"`{names[0]}`")
+            parts, failing = [], []
+            for key in keys:
+                losses = {}
+                shown = key
+                for g in names:
+                    member = next((m for m in ordered[g] if _at(m, swept) == key), None)
+                    if member is None:
+                        raise NotMeasured(f"group {g!r} has no variant at {key}")
+                    losses[g] = sign * (refs[g] - value(member).mean)
+                    shown = _label(member, swept)
+                spread = max(losses.values()) - min(losses.values())
+                if not spread <= tolerance:
+                    failing.append(shown)
+                finite = {g: _amount(metric, x) if math.isfinite(x) else "∞" for g, x in losses.items()}
+                parts.append(f"{shown}: " + ", ".join(f"`{g}` loses {finite[g]}" for g in names)
+                             + f" (spread {_amount(metric, spread) if math.isfinite(spread) else '∞'})")
+            verdict = FALSE if failing else TRUE
+            tail = (f"; alike (spread ≤ {_amount(metric, tolerance)}) at every value" if not failing else
+                    f"; spread > {_amount(metric, tolerance)} at {', '.join(failing)}")
+            return verdict, "losses against each group's own reference: " + "; ".join(parts) + tail
+        if kind == "reaches":
+            target = float(check["value"])
+            at = check["at"]
+            parts, verdicts, at_label = [], [], _key(at)
+            for group in _names(check["group"]):
+                members = _ordered(group, groups, swept)
+                values = [value(v).mean for v in members]
+                holds = [sign * (v - target) >= 0 for v in values]
+                lowest = len(members)
+                while lowest > 0 and holds[lowest - 1]:
+                    lowest -= 1
+                labels = [_label(m, swept) for m in members]
+                position = next((i for i, m in enumerate(members) if _at(m, swept) == _key(at)), None)
+                if position is None:
+                    raise NotMeasured(f"`{group}` has no variant at {at}")
+                at_label = labels[position]
+                verdict = TRUE if lowest <= position else FALSE
+                verdicts.append(verdict)
+                if lowest == 0:
+                    text = f"holds at every value ({labels[0]} upwards)"
+                elif lowest == len(members):
+                    text = f"fails already at {labels[-1]} ({show(values[-1])})"
+                else:
+                    text = (f"holds from {labels[lowest]} upwards; first failure going down at {labels[lowest - 1]} "
+                            f"({show(values[lowest - 1])})")
+                parts.append(f"`{group}`: {text}")
+            return _combine(verdicts), (f"{'≥' if sign > 0 else '≤'} {show(target)} needed from {at_label} up; "
+                                        + "; ".join(parts))
     except NotMeasured as error:
         return None, f"not measured: {error}"
     raise ValueError(f"unknown check kind {kind!r}")  # pragma: no cover - validated when parsed
 
 
-def checks_markdown(experiment: Experiment, value_at: Callable[[str, str, int | None], float]) -> str:
-    """The "Comparison with the paper" checklist."""
-    if not experiment.checks:
-        return "No claims of the paper are checked for this experiment.\n"
+def _names_any(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+MARKS = {TRUE: "[x] **true**", FALSE: "[ ] **false**", TIE: "[ ] **tie**",
+         CONSTRUCTION: "[x] **holds by construction**", None: "[ ] **not measured**"}
+
+
+def check_verdicts(experiment: Experiment, value_at: Callable[[str, str, int | None], Stat | float]
+                   ) -> list[tuple[dict[str, Any], str | None, str]]:
+    """Every ``[[check]]`` with its verdict and evidence (see :func:`evaluate_check`)."""
     groups = {g: [v.name for v in vs] for g, vs in experiment.groups().items()}
+    swept = {v.name: v.sweep for v in experiment.variants if v.sweep}
+    references = {g: vs[0].reference for g, vs in experiment.groups().items()}
     names = [v.name for v in experiment.variants]
-    lines = []
+    results = []
     for check in experiment.checks:
         epoch = check.get("epoch")
         metric = check.get("metric", "test_accuracy")
 
-        def value(name: str, metric: str = metric, epoch: Any = epoch) -> float:
+        def value(name: str, metric: str = metric, epoch: Any = epoch) -> Stat | float:
             if name not in names:
                 raise NotMeasured(f"variant {name!r} is not in this experiment")
             return value_at(name, metric, epoch)
 
-        holds, evidence = evaluate_check(check, value, groups, names)
-        mark = {True: "[x] **true**", False: "[ ] **false**", None: "[ ] **not measured**"}[holds]
+        verdict, evidence = evaluate_check(check, value, groups, names, swept, references)
+        results.append((check, verdict, evidence))
+    return results
+
+
+def checks_markdown(experiment: Experiment, value_at: Callable[[str, str, int | None], Stat | float]) -> str:
+    """The "Comparison with the paper" checklist, with a count of the verdicts first."""
+    if not experiment.checks:
+        return "No claims of the paper are checked for this experiment.\n"
+    lines = []
+    counts: dict[str | None, int] = {}
+    for check, verdict, evidence in check_verdicts(experiment, value_at):
+        counts[verdict] = counts.get(verdict, 0) + 1
         where = f" ({check['source']})" if check.get("source") else ""
+        epoch = check.get("epoch")
         when = ""
         if epoch is not None and experiment.kind == "train":
             when = f" at epoch {min(int(epoch), experiment.epochs)}"
-        what = metric.replace("_", " ")
-        lines.append(f"- {mark}: {check['claim']}{where}. Measured ({what}{when}): {evidence}.")
-    return "\n".join(lines) + "\n"
+        what = check.get("metric", "test_accuracy").replace("_", " ")
+        lines.append(f"- {MARKS[verdict]}: {check['claim']}{where}. Measured ({what}{when}): {evidence}.")
+    order = (TRUE, FALSE, TIE, CONSTRUCTION, None)
+    tally = ", ".join(f"{counts[v]} {v or NOT_MEASURED}" for v in order if counts.get(v))
+    head = f"Verdicts: {tally}" + (" (by construction: not counted as agreement with the paper)"
+                                   if counts.get(CONSTRUCTION) else "") + "."
+    return head + "\n\n" + "\n".join(lines) + "\n"
 
 
 def _config_shown(source: str) -> str:
@@ -199,9 +432,14 @@ def _settings_lines(experiment: Experiment, info: dict[str, Any]) -> list[str]:
         dataset += f", first {experiment.limit} training examples"
     if experiment.test_limit:
         dataset += f", first {experiment.test_limit} test examples"
+    from .runner import describe_source
+
+    where = (describe_source(info["source"]) if "source" in info
+             else "commit not recorded (the invocation predates provenance records)")
     lines = [
         f"- Command: `{info.get('command', '(python API)')}`",
         (f"- rbp-native {info.get('version')}{' (' + str(info['isa']) + ' core)' if info.get('isa') else ''}, "
+         f"{where}, "
          f"Python {info.get('python', platform.python_version())}, "
          f"{info.get('cores', '?')} cores; {parallelism(info)}"),
         f"- Date: {info.get('date')}",
@@ -244,17 +482,43 @@ def _quick_note(experiment: Experiment) -> str:
             + ". The checks below describe these runs, not the full setting.\n\n")
 
 
-def write_report(experiment: Experiment, directory: Path, info: dict[str, Any], aggregate: Aggregate,
-                 figures: Sequence[Path], figure_note: str = "") -> Path:
-    results = aggregate.results
+def _provenance_lines(aggregate: Aggregate) -> list[str]:
+    """Where the runs' code came from: one commit, several (said in bold), or not known (tables only)."""
+    lines = []
+    sources = aggregate.sources
+    if sources is None:
+        lines.append("- Runs: read back from `summary.csv` and `final.csv` (the run folders, which record each "
+                     "run's commit, are not here); see `experiment.json` for the invocation that trained them")
+    elif len(sources) == 1:
+        where = next(iter(sources))
+        lines.append(f"- Runs: all {sources[where]} from the same code: {where}")
+    elif sources:
+        lines.append("- Runs: **made at different commits** (a mixed folder: compare the code of these commits "
+                     "before comparing the runs): " + "; ".join(f"{where}: {count} run(s)" for where, count in
+                                                              sorted(sources.items(), key=lambda kv: -kv[1])))
+    return lines
 
-    def value_at(name: str, metric: str, epoch: int | None) -> float:
-        result = results[name]
-        if not result.rows:
-            if result.diverged:
-                return -math.inf if metric.endswith("accuracy") else math.inf
+
+def _value_at(aggregate: Aggregate) -> Callable[[str, str, int | None], Stat]:
+    finals = {row["variant"]: row for row in aggregate.final}
+
+    def value_at(name: str, metric: str, epoch: int | None) -> Stat:
+        row = finals[name]
+        if not row["n"]:
+            if row["diverged"]:
+                return Stat(-math.inf if metric.endswith("accuracy") else math.inf)
             raise NotMeasured(f"variant {name!r} has no finished seed")
-        return result.at(epoch if epoch is not None else 10**9, metric)
+        mean, std, n = aggregate.stat(name, metric, epoch)
+        return Stat(mean, std, n)
+
+    return value_at
+
+
+def write_report(experiment: Experiment, directory: Path, info: dict[str, Any], aggregate: Aggregate,
+                 figures: Sequence[Path], figure_note: str = "", rebuilt: dict[str, Any] | None = None) -> Path:
+    """``report.md``. `rebuilt` (from :func:`rebuild_report`): the date and code of a report rewritten from
+    the tables after the runs, said under the settings."""
+    from .runner import describe_source
 
     parts = [f"# {experiment.title}", ""]
     if experiment.description:
@@ -262,7 +526,12 @@ def write_report(experiment: Experiment, directory: Path, info: dict[str, Any], 
     if experiment.paper:
         parts += [f"Paper: {experiment.paper}", ""]
     parts += [_quick_note(experiment)]
-    parts += ["## Settings", "", *_settings_lines(experiment, info), ""]
+    parts += ["## Settings", "", *_settings_lines(experiment, info), *_provenance_lines(aggregate)]
+    if rebuilt:
+        parts += [f"- This report: rebuilt on {rebuilt['date']} from the committed tables by rbp-native "
+                  f"{rebuilt['version']}, {describe_source(rebuilt['source'])} (new checks and figures; the "
+                  "numbers are the runs' own)"]
+    parts += [""]
     parts += ["## Variants", "", _variant_table(experiment)]
     parts += ["## Final results", "",
               (f"After {experiment.epochs} epoch(s): mean ± sample standard deviation over the seeds that finished "
@@ -271,7 +540,12 @@ def write_report(experiment: Experiment, directory: Path, info: dict[str, Any], 
     sweep = sweep_markdown(experiment, aggregate)
     if sweep:
         parts += [sweep]
-    diverged = [f"`{name}` seed(s) {', '.join(map(str, r.diverged))}" for name, r in results.items() if r.diverged]
+    diverged = []
+    for row in aggregate.final:
+        if row["diverged"]:
+            seeds = aggregate.results[row["variant"]].diverged if aggregate.results else None
+            diverged.append(f"`{row['variant']}` " + (f"seed(s) {', '.join(map(str, seeds))}" if seeds else
+                                                      f"{row['diverged']} seed(s)"))
     if diverged:
         parts += ["Diverged runs (the loss became NaN or infinite; left out of the means; in the checks a variant "
                   "counts as failed only when every seed diverged): " + "; ".join(diverged) + ".", ""]
@@ -282,10 +556,50 @@ def write_report(experiment: Experiment, directory: Path, info: dict[str, Any], 
     else:
         parts += [figure_note or "No figures.", ""]
     parts += ["## Comparison with the paper", "",
-              "Each claim is tested on the mean over seeds; **true** or **false** is what these runs show.", "",
-              _quick_note(experiment), checks_markdown(experiment, value_at)]
+              ("Each claim is tested on the mean over seeds: **true** or **false** is what these runs show; "
+               "**tie** where a comparison is decided by less than one standard error of the difference "
+               "(noise, not a result); **holds by construction** where the claim follows from the "
+               "algorithm's definition (it confirms the implementation, not the paper)."), "",
+              _quick_note(experiment), checks_markdown(experiment, _value_at(aggregate))]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(parts)).rstrip("\n") + "\n"
     return atomic_write_text(directory / "report.md", text)
+
+
+def rebuild_report(directory: str | Path, config: str | Path | None = None, figures: bool = True) -> Path:
+    """Rewrite ``report.md`` (and the figures) of a results folder from its ``experiment.json``,
+    ``summary.csv`` and ``final.csv`` alone, with the current checks: for folders such as docs/results
+    whose per-run folders are not kept. `config` defaults to the shipped config named in
+    ``experiment.json``; the epochs, seeds, limit and overrides recorded there are applied, so the
+    variants must still resolve as they did (the tables must hold every one)."""
+    from .. import __version__
+    from .aggregate import from_tables
+    from .config import load_experiment
+    from .runner import now, source_revision
+
+    directory = Path(directory)
+    try:
+        info = json.loads((directory / "experiment.json").read_text(encoding="utf-8"))
+        settings = info["settings"]
+        name = settings["name"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{directory / 'experiment.json'}: cannot be read: {error}") from error
+    dataset = settings.get("dataset") or {}
+    experiment = load_experiment(config or name, epochs=settings.get("epochs"), seeds=settings.get("seeds"),
+                                 limit=dataset.get("limit"), overrides=settings.get("overrides") or None)
+    if experiment.kind != "train":
+        raise ValueError(f"{directory}: {experiment.name} is a {experiment.kind} experiment; rerun it instead")
+    aggregate = from_tables(experiment, directory)
+    paths: list[Path] = []
+    note = ""
+    if figures:
+        try:
+            from .plots import write_figures
+
+            paths = write_figures(experiment, directory, aggregate)
+        except ImportError as error:
+            note = f"No figures: {error}."
+    rebuilt = {"date": now(), "version": __version__, "source": source_revision()}
+    return write_report(experiment, directory, info, aggregate, paths, note, rebuilt=rebuilt)
 
 
 def write_outputs(experiment: Experiment, directory: str | Path, info: dict[str, Any],

@@ -3,23 +3,30 @@
 A run's folder ``<out>/<experiment>/runs/<variant>/seed<k>/`` holds
 
 - ``config.json``: the resolved options (``resolved``, compared on resume), the package version, the
-  thread count and the network's and trainer's full configuration, written first;
+  source tree's git commit (``source``, see :func:`source_revision`), the thread count and the
+  network's and trainer's full configuration, written first;
 - ``history.csv`` and ``history.json``: one row per epoch, rewritten atomically after every epoch;
+- ``checkpoint.npz``: the whole training state (:meth:`Trainer.save`), rewritten atomically after
+  every epoch and when the run is interrupted; kept when the run ends;
 - ``done.json``: written last, only when the run has finished (``status`` ``"complete"``, or
   ``"diverged"`` when the loss became NaN/inf: the epochs before it are kept).
 
 On resume a run with ``done.json`` whose stored options equal the current ones is skipped; a run
-without it is trained again from scratch; a run whose stored options differ is refused (ValueError)
-unless ``force=True``, which retrains it.
+without it continues from its checkpoint (bit for bit as if never stopped, when the thread count is
+the same), or starts from scratch when it has none or the checkpoint cannot be read (it is then kept
+as ``checkpoint.npz.unreadable``); a run whose stored options differ is refused (ValueError) unless
+``force=True``, which retrains it from scratch.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,6 +42,7 @@ CONFIG = "config.json"
 HISTORY_CSV = "history.csv"
 HISTORY_JSON = "history.json"
 DONE = "done.json"
+CHECKPOINT = "checkpoint.npz"
 
 
 def cores() -> int:
@@ -52,6 +60,40 @@ def threads_per_run(jobs: int, threads: int | None = None) -> int:
             raise ValueError(f"threads must be positive, got {threads}")
         return int(threads)
     return max(1, cores() // max(1, int(jobs)))
+
+
+@functools.lru_cache(maxsize=None)
+def source_revision() -> dict[str, Any] | None:
+    """``{"commit": <git rev-parse HEAD>, "dirty": <tracked files outside docs/ differ from it>}`` of the git checkout
+    the package is imported from, or None where it is not imported from one (an installed wheel, no
+    git). Written by the code into every run's ``config.json``, ``experiment.json`` and ``report.md``."""
+    package = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, timeout=30,
+                                  check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    # The package's own files must be tracked there: a wheel installed into a venv that happens to lie
+    # inside some other checkout is not that checkout's code.
+    if git("ls-files", "--error-unmatch", "__init__.py") is None:
+        return None
+    commit = git("rev-parse", "HEAD")
+    # Changes under docs/ (documentation, committed results, reports being rewritten) leave the code as it was.
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)docs")
+    if commit is None or status is None:
+        return None
+    return {"commit": commit.strip(), "dirty": bool(status.strip())}
+
+
+def describe_source(source: Any) -> str:
+    """``git 1a2b3c4`` (``, with uncommitted changes``), or why there is none."""
+    if not isinstance(source, dict) or not source.get("commit"):
+        return "not from a git checkout (no commit recorded)"
+    return f"git {str(source['commit'])[:12]}" + (" with uncommitted changes" if source.get("dirty") else "")
 
 
 def now() -> str:
@@ -113,21 +155,22 @@ def write_history(run_dir: Path, records: list[dict[str, Any]], config: dict[str
 
 
 def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
-    """Train one run from scratch and write its folder; returns a short summary.
+    """Train one run, continuing from its checkpoint when it has one, and write its folder;
+    returns a short summary.
 
     `task`: ``run_dir``, ``resolved`` (see :meth:`Run.resolved`), ``threads``, optional
     ``data_root`` and ``download``."""
     from .. import __version__
+    from ..checkpoint import CheckpointError
     from ..history import History
     from ..network import MLP
-    from ..trainer import Trainer, TrainingDiverged
+    from ..trainer import Trainer, TrainingDiverged, _differences
 
     started = time.perf_counter()
     run_dir = Path(task["run_dir"])
     resolved = task["resolved"]
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name in (DONE, HISTORY_CSV, HISTORY_JSON):  # the marker goes first: never a stale "done"
-        (run_dir / name).unlink(missing_ok=True)
+    (run_dir / DONE).unlink(missing_ok=True)  # the marker goes first: never a stale "done"
     train, test = load_data(resolved["dataset"], task.get("data_root"), bool(task.get("download", False)))
     seed = int(resolved["seed"])
     net = MLP(**resolved["network"], seed=seed)
@@ -135,6 +178,7 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
     config = {
         "resolved": resolved,
         "version": __version__,
+        "source": source_revision(),
         "threads": trainer.threads,
         "network_config": net.config(),
         "trainer_config": trainer.config(),
@@ -142,8 +186,31 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
         "test_examples": len(test),
         "started": now(),
     }
+    checkpoint = run_dir / CHECKPOINT
+    resumed_from = 0
+    if checkpoint.exists():
+        try:
+            # The folder's config.json already matched `resolved` (run_state); the thread count is not
+            # part of a run's identity, so a checkpoint from another thread count is continued too.
+            current = {"network": net.config(), "trainer": trainer.config()}
+            differences = _differences(_checkpoint_options(checkpoint, trainer.threads), current)
+            if differences:
+                raise CheckpointError(f"it was written with other settings ({'; '.join(differences[:3])})")
+            trainer.restore(checkpoint, force=True)
+            resumed_from = len(trainer.history)
+        except (CheckpointError, ValueError) as error:
+            os.replace(checkpoint, run_dir / (CHECKPOINT + ".unreadable"))
+            print(f"{run_dir}: checkpoint not used ({error}); training from scratch", file=sys.stderr)
+            net = MLP(**resolved["network"], seed=seed)
+            trainer = Trainer(net, **resolved["trainer"], seed=seed, threads=int(task["threads"]))
+    if resumed_from or trainer.epoch_pending:
+        config["resumed"] = {"epochs_done": resumed_from, "at": now()}
+    else:
+        for name in (HISTORY_CSV, HISTORY_JSON):
+            (run_dir / name).unlink(missing_ok=True)
     atomic_write_text(run_dir / CONFIG, _dumps(config))
-    history = History(config=config)
+    history = trainer.history
+    history.config = config
 
     def save(record: dict[str, Any]) -> None:
         write_history(run_dir, history.records, config)
@@ -155,12 +222,12 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
     if resolved.get("diagnostics"):
         extra = {"diagnostics": True, "diagnostics_batch": int(resolved["diagnostics"])}
     try:
-        trainer.fit(train, epochs=int(resolved["epochs"]), eval=test, progress=False, callback=save,
-                    train_metrics=resolved["train_metrics"], history=history, **extra)
+        trainer.fit(train, epochs=max(0, int(resolved["epochs"]) - len(history)), eval=test, progress=False,
+                    callback=save, train_metrics=resolved["train_metrics"], history=history, checkpoint=checkpoint,
+                    **extra)
     except TrainingDiverged as error:
         status, message = "diverged", str(error)
-    if not history.records:  # diverged in the first epoch: still an (empty) history on disk
-        write_history(run_dir, [], config)
+    write_history(run_dir, history.records, config)  # also when it diverged in its first epoch
     done = {
         "status": status,
         "epochs": len(history),
@@ -169,8 +236,18 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
         "final": history.records[-1] if history.records else None,
         "message": message,
     }
+    if resumed_from:
+        done["resumed_after_epoch"] = resumed_from
     atomic_write_text(run_dir / DONE, _dumps(done))
     return {"run_dir": str(run_dir), **done}
+
+
+def _checkpoint_options(path: Path, threads: int) -> dict[str, Any]:
+    """The network and trainer options a checkpoint was written with, its thread count set to `threads`."""
+    from ..checkpoint import read
+
+    meta, _ = read(path)
+    return {"network": meta["network"], "trainer": {**meta["trainer"], "threads": threads}}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -288,7 +365,8 @@ def reproduce(
     else:  # one CPU per run unless asked: the CPUs of this machine say nothing about the cluster's
         per_run = threads_per_run(1, 1 if threads is None else threads)
     info = {
-        "command": command or "(python API)", "version": _version(), "isa": _isa(), "date": now(), "jobs": jobs,
+        "command": command or "(python API)", "version": _version(), "source": source_revision(), "isa": _isa(),
+        "date": now(), "jobs": jobs,
         "threads": per_run, "cores": cores(), "python": sys.version.split()[0],
     }
     if backend == "ray":
@@ -311,6 +389,8 @@ def reproduce(
             + "\n".join(lines) + more
             + "\nUse another --out, delete those folders, or pass --force to train them again."
         )
+    for run, _state, _detail in blocked:  # forced: these start from scratch
+        (directory / run.relpath / CHECKPOINT).unlink(missing_ok=True)
     todo = [run for run, state, _ in states if state != "complete"]
     outcome.skipped = [run.id for run, state, _ in states if state == "complete"]
     directory.mkdir(parents=True, exist_ok=True)
@@ -318,9 +398,8 @@ def reproduce(
 
     if todo and experiment.dataset != "synthetic":
         load_data(experiment.dataset_spec(), data_root, download)  # fail now if the data are missing
-    for run in todo:  # unfinished runs start from scratch: clear what an earlier attempt left
-        for name in (DONE, HISTORY_CSV, HISTORY_JSON):
-            (directory / run.relpath / name).unlink(missing_ok=True)
+    for run in todo:  # no stale "done" marker; an unfinished run continues from its checkpoint (execute)
+        (directory / run.relpath / DONE).unlink(missing_ok=True)
     tasks = [(run, {"run_dir": str(directory / run.relpath), "resolved": run.resolved(), "threads": per_run,
                     "data_root": data_root, "download": download}) for run in todo]
     say = write or print

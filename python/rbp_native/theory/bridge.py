@@ -17,10 +17,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .systems import A1N1, A111, AN1N, Chain, ChainGD, Linear3, System, srbp_to_rbp
+
+if TYPE_CHECKING:
+    from ..network import MLP
+    from ..trainer import Trainer
 
 __all__ = [
     "BridgeResult",
@@ -72,8 +77,8 @@ class NativeSetup:
 
     system: System
     algorithm: str
-    net: object
-    trainer: object
+    net: MLP
+    trainer: Trainer
     x: np.ndarray
     t: np.ndarray
 

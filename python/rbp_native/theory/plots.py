@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -186,7 +187,7 @@ def plot_theorem1(path: str | os.PathLike, coefficients=None, x0s=None,
     return save_figure(fig, path)
 
 
-_FIGURES = {
+_FIGURES: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "a111": ("a111_phase_portrait.png", plot_phase_portrait),
     "chain": ("chains.png", plot_chains),
     "theorem1": ("theorem1.png", plot_theorem1),

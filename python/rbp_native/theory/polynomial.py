@@ -225,7 +225,7 @@ def time_to_reach(q: Any, x0: float, x1: float) -> float:
 
     p = as_polynomial(q)
     if p.degree() <= 1:          # closed forms: linear drift / exponential
-        k0, k1 = (list(p.coef) + [0.0])[:2]
+        k0, k1 = np.append(p.coef, 0.0)[:2]
         if k1 == 0:
             return (x1 - x0) / k0
         r = -k0 / k1
@@ -265,7 +265,7 @@ def theorem1(q: Any, x0: float, *, root_tol: float = 1e-9, cluster_tol: float = 
                           finite_time=False, blowup_time=math.inf,
                           kind="diverges", note="constant Q: linear drift")
     roots, mults = real_roots(p, cluster_tol=cluster_tol)
-    common = {"polynomial": p, "x0": x0, "roots": roots, "multiplicities": mults}
+    common: dict[str, Any] = {"polynomial": p, "x0": x0, "roots": roots, "multiplicities": mults}
 
     if roots.size:
         j = int(np.argmin(np.abs(roots - x0)))
