@@ -20,12 +20,20 @@ from rbp_native import experiments as ex
 
 
 def experiment(runs: int) -> ex.Experiment:
-    return ex.parse_experiment({
-        "experiment": {"name": "overhead", "dataset": "synthetic", "epochs": 1, "seeds": runs,
-                       "synthetic": {"train": 2000, "test": 200, "features": 50, "classes": 5}},
-        "defaults": {"hidden": [20, 20], "batch_size": 50},
-        "variant": [{"name": "srbp", "algorithm": "srbp"}],
-    }, "ray_overhead.py")
+    return ex.parse_experiment(
+        {
+            "experiment": {
+                "name": "overhead",
+                "dataset": "synthetic",
+                "epochs": 1,
+                "seeds": runs,
+                "synthetic": {"train": 2000, "test": 200, "features": 50, "classes": 5},
+            },
+            "defaults": {"hidden": [20, 20], "batch_size": 50},
+            "variant": [{"name": "srbp", "algorithm": "srbp"}],
+        },
+        "ray_overhead.py",
+    )
 
 
 def timed(exp: ex.Experiment, out: Path, **options) -> float:
@@ -70,8 +78,10 @@ def main() -> None:
     for label in (local, on_ray):
         small, large = best[(label, sizes[0])], best[(label, sizes[1])]
         marginal[label] = (large - small) / args.runs
-        print(f"| {label} | {small:.2f} s | {large:.2f} s | {1000 * marginal[label]:.0f} ms | "
-              f"{small - args.runs * marginal[label]:.2f} s |")
+        print(
+            f"| {label} | {small:.2f} s | {large:.2f} s | {1000 * marginal[label]:.0f} ms | "
+            f"{small - args.runs * marginal[label]:.2f} s |"
+        )
     print(f"\nRay against the local pool: {1000 * (marginal[on_ray] - marginal[local]):+.0f} ms per run")
 
 

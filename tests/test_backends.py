@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from rbp_native import checkpoint, cli
 from rbp_native import experiments as ex
 from rbp_native.experiments import backends
@@ -123,12 +124,15 @@ def test_the_ray_backend_without_ray_says_how_to_install_it(tmp_path, monkeypatc
     assert "pip install 'rbp-native[ray]'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"backend": "spark"}, "backend must be one of local, ray"),
-    ({"address": "auto"}, "address applies to the ray backend only"),
-    ({"backend": "ray", "jobs": 2}, "jobs applies to the local backend only"),
-    ({"backend": "ray", "threads": 0}, "threads must be positive"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"backend": "spark"}, "backend must be one of local, ray"),
+        ({"address": "auto"}, "address applies to the ray backend only"),
+        ({"backend": "ray", "jobs": 2}, "jobs applies to the local backend only"),
+        ({"backend": "ray", "threads": 0}, "threads must be positive"),
+    ],
+)
 def test_options_a_backend_cannot_honour_are_refused(tmp_path, monkeypatch, options, message, small):
     if options.get("backend") == "ray":  # refused whether or not Ray is installed
         monkeypatch.setattr(backends, "import_ray", lambda: None)
@@ -150,11 +154,11 @@ def test_an_unreachable_cluster_is_a_clear_error(tmp_path, monkeypatch, small):
 
 
 def test_run_loads_an_experiment_by_path_or_takes_one(tmp_path, reference, small):
-    outcome = ex.run(small.source, tmp_path / "out", threads=1, progress=False, figures=False,
-                     write=lambda text: None)
+    outcome = ex.run(small.source, tmp_path / "out", threads=1, progress=False, figures=False, write=lambda text: None)
     assert sorted(outcome.trained) == RUNS and contents(tmp_path / "out") == contents(reference)
-    assert not ex.run(small, tmp_path / "out", threads=1, progress=False, figures=False,
-                      write=lambda text: None).trained
+    assert not ex.run(
+        small, tmp_path / "out", threads=1, progress=False, figures=False, write=lambda text: None
+    ).trained
     with pytest.raises(ValueError, match="apply when loading"):
         ex.run(small, tmp_path / "out", epochs=1)
 
@@ -324,14 +328,22 @@ sys.exit(cli.main(["run", {config!r}, "--out", {out!r}, "--threads", "1", "--no-
 
 def test_an_interrupted_driver_cancels_its_runs_and_the_sweep_resumes(tmp_path, ray_instance, reference, small):
     attempts, out = tmp_path / "attempts", tmp_path / "out"
-    script = DRIVER.format(tests=str(Path(__file__).parent), attempts=str(attempts), config=small.source,
-                           out=str(out), address=ray_instance.get_runtime_context().gcs_address)
-    driver = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    script = DRIVER.format(
+        tests=str(Path(__file__).parent),
+        attempts=str(attempts),
+        config=small.source,
+        out=str(out),
+        address=ray_instance.get_runtime_context().gcs_address,
+    )
+    driver = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         others = [out / run.replace("mine/", "mine/runs/", 1) / "done.json" for run in RUNS if run != "mine/srbp/seed1"]
-        wait_for(lambda: len(pids(attempts)) == 1 and all(p.exists() for p in others),
-                 "five runs to finish and the sixth to stop after its first epoch")
+        wait_for(
+            lambda: len(pids(attempts)) == 1 and all(p.exists() for p in others),
+            "five runs to finish and the sixth to stop after its first epoch",
+        )
         driver.send_signal(signal.SIGINT)
         _, stderr = driver.communicate(timeout=TIMEOUT)
     finally:

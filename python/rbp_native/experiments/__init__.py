@@ -14,8 +14,8 @@ The command line is ``rbp-native reproduce EXPERIMENT`` and ``rbp-native run CON
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from .aggregate import collect, load_run, mean_std, read_history, summarize
@@ -34,8 +34,8 @@ from .runner import Outcome, execute, plan, reproduce, threads_per_run
 
 
 def run(
-    experiment: Experiment | str | os.PathLike[str],
-    out: str | os.PathLike[str] = "results",
+    experiment: Experiment | str | Path,
+    out: str | Path = "results",
     *,
     epochs: int | None = None,
     seeds: int | None = None,
@@ -53,8 +53,10 @@ def run(
     if not isinstance(experiment, Experiment):
         experiment = load_experiment(experiment, epochs=epochs, seeds=seeds, limit=limit, overrides=overrides)
     elif (epochs, seeds, limit, overrides) != (None, None, None, None):
-        raise ValueError("epochs, seeds, limit and overrides apply when loading an experiment by name or path; "
-                         "pass them to load_experiment for an Experiment")
+        raise ValueError(
+            "epochs, seeds, limit and overrides apply when loading an experiment by name or path; "
+            "pass them to load_experiment for an Experiment"
+        )
     return reproduce(experiment, out, backend=backend, address=address, **options)
 
 

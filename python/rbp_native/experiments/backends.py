@@ -61,8 +61,10 @@ def check(backend: str, address: str | None, jobs: int) -> None:
             raise ValueError("address applies to the ray backend only (--backend ray)")
         return
     if jobs != 1:
-        raise ValueError("jobs applies to the local backend only: on Ray the cluster's free CPUs decide how many "
-                         "runs train at once, and threads sets the CPUs of each run")
+        raise ValueError(
+            "jobs applies to the local backend only: on Ray the cluster's free CPUs decide how many "
+            "runs train at once, and threads sets the CPUs of each run"
+        )
     import_ray()
 
 
@@ -72,7 +74,8 @@ def import_ray() -> Any:
     except ImportError as error:
         raise RayNotInstalled(
             f"the ray backend needs Ray, which cannot be imported here ({error}); install it with "
-            "pip install 'rbp-native[ray]' (in a source checkout: pip install '.[ray]')") from error
+            "pip install 'rbp-native[ray]' (in a source checkout: pip install '.[ray]')"
+        ) from error
     return ray
 
 
@@ -84,6 +87,7 @@ def run_local(tasks: list[Task], jobs: int, finished: Finished, status: Status) 
     """Train `tasks` in this process (`jobs` 1) or in `jobs` spawned processes, reporting each as it ends."""
     if jobs == 1:
         for run, task in tasks:
+
             def on_epoch(record: dict[str, Any], run: Run = run, epochs: int = task["resolved"]["epochs"]) -> None:
                 if status is not None:
                     status(f"{run.variant.name} seed{run.seed} epoch {record['epoch']}/{epochs}")
@@ -104,8 +108,8 @@ def run_local(tasks: list[Task], jobs: int, finished: Finished, status: Status) 
                 done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in done:
                     run, _ = futures[future]
-                    error = future.exception()
-                    finished(run, None if error else future.result(), None if error is None else describe(error))
+                    raised = future.exception()
+                    finished(run, None if raised else future.result(), None if raised is None else describe(raised))
                 if pending and status is not None:  # epochs finished so far by the runs in flight
                     epochs = sum(epochs_written(Path(futures[f][1]["run_dir"])) for f in pending)
                     status(f"{min(jobs, len(pending))} running, {epochs} epoch(s) of them done")
@@ -152,8 +156,15 @@ def epochs_written(run_dir: Path) -> int:
 # ray
 
 
-def run_ray(tasks: list[Task], finished: Finished, status: Status, *, address: str | None = None,
-            retries: int = RAY_RETRIES, on_epoch: Callable[[str, dict[str, Any]], Any] | None = None) -> None:
+def run_ray(
+    tasks: list[Task],
+    finished: Finished,
+    status: Status,
+    *,
+    address: str | None = None,
+    retries: int = RAY_RETRIES,
+    on_epoch: Callable[[str, dict[str, Any]], Any] | None = None,
+) -> None:
     """Train `tasks` as Ray tasks, reporting each as it ends.
 
     Uses this process's Ray connection when ``ray.init`` was called already; else connects to `address`
@@ -173,20 +184,23 @@ def run_ray(tasks: list[Task], finished: Finished, status: Status, *, address: s
             raise RayUnreachable(
                 f"cannot connect to the Ray cluster at {address!r} ({error}); is it running (ray status)? A cluster "
                 "with token authentication needs its token here, and RAY_AUTH_MODE=token with an explicit "
-                "HOST:PORT") from error
+                "HOST:PORT"
+            ) from error
     try:
         largest = max((node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node["Alive"]), default=0.0)
         wanted = max(int(task["threads"]) for _, task in tasks)
         if wanted > largest:
-            raise ValueError(f"a run asks for {wanted} CPU(s) (threads), but the largest node of the Ray "
-                             f"cluster has {largest:g}")
+            raise ValueError(
+                f"a run asks for {wanted} CPU(s) (threads), but the largest node of the Ray cluster has {largest:g}"
+            )
         remote = ray.remote(_train_on_ray)
         refs: dict[Any, Task] = {}
         pending: list[Any] = []
         try:
             for run, task in tasks:
-                ref = remote.options(num_cpus=int(task["threads"]), max_retries=int(retries), retry_exceptions=False,
-                                     name=run.id).remote(task, on_epoch)
+                ref = remote.options(
+                    num_cpus=int(task["threads"]), max_retries=int(retries), retry_exceptions=False, name=run.id
+                ).remote(task, on_epoch)
                 refs[ref] = (run, task)
                 pending.append(ref)
             while pending:
