@@ -22,6 +22,11 @@ from rbp_native import checkpoint, cli
 from rbp_native import experiments as ex
 from rbp_native.experiments import backends
 
+# Ray on Linux listens on every interface and turns 127.0.0.1 into the machine's address; with its
+# Windows/macOS default (no multi-machine clusters) it stays on loopback. Ray reads this when first
+# imported, and nothing imports it before the tests of this module run (collection comes first).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 CONFIG = """
 [experiment]
 name = "mine"
@@ -174,7 +179,8 @@ def ray_instance():
     ray = pytest.importorskip("ray")
     # The hooks below travel by value: the workers cannot import this module.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init("local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="warning")
+    ray.init("local", num_cpus=2, include_dashboard=False, logging_level="warning")
+    assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
     yield ray
     ray.shutdown()
 
