@@ -26,6 +26,9 @@ from rbp_native.experiments import backends
 # Windows/macOS default (no multi-machine clusters) it stays on loopback. Ray reads this when first
 # imported, and nothing imports it before the tests of this module run (collection comes first).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# Without this a local instance creates ~/.ray/auth_token, which then turns on token authentication for
+# every cluster the user starts later; a loopback instance needs none.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 CONFIG = """
 [experiment]
