@@ -6,12 +6,17 @@ aggregation over seeds, figures and a report.
 ['complexity', 'controls', 'deep', 'fig1', ...]
 >>> exp = experiments.load_experiment("fig1", epochs=5, seeds=1)
 >>> outcome = experiments.reproduce(exp, "results", jobs=2)  # doctest: +SKIP
+>>> outcome = experiments.run("fig1", backend="ray", address="auto")  # doctest: +SKIP
 
 The command line is ``rbp-native reproduce EXPERIMENT`` and ``rbp-native run CONFIG.toml``;
 ``docs/experiments.md`` describes the config format and the outputs.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from .aggregate import collect, load_run, mean_std, read_history, summarize
 from .config import (
@@ -26,6 +31,34 @@ from .config import (
     parse_overrides,
 )
 from .runner import Outcome, execute, plan, reproduce, threads_per_run
+
+
+def run(
+    experiment: Experiment | str | Path,
+    out: str | Path = "results",
+    *,
+    epochs: int | None = None,
+    seeds: int | None = None,
+    limit: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    **options: Any,
+) -> Outcome:
+    """What ``rbp-native reproduce NAME`` and ``rbp-native run CONFIG.toml`` do: `experiment` is a shipped
+    experiment's name, a config file or a loaded :class:`Experiment` (then `epochs`, `seeds`, `limit` and
+    `overrides`, which apply when loading, must be left out). `backend` ``"ray"`` trains the runs on Ray
+    (`address` ``"auto"`` or ``"HOST:PORT"`` for an existing cluster, none for a Ray instance on this
+    machine); `options` are :func:`reproduce`'s (``jobs``, ``threads``, ``force``, ...)."""
+    if not isinstance(experiment, Experiment):
+        experiment = load_experiment(experiment, epochs=epochs, seeds=seeds, limit=limit, overrides=overrides)
+    elif (epochs, seeds, limit, overrides) != (None, None, None, None):
+        raise ValueError(
+            "epochs, seeds, limit and overrides apply when loading an experiment by name or path; "
+            "pass them to load_experiment for an Experiment"
+        )
+    return reproduce(experiment, out, backend=backend, address=address, **options)
+
 
 __all__ = [
     "CONFIG_DIR",
@@ -45,6 +78,7 @@ __all__ = [
     "plan",
     "read_history",
     "reproduce",
+    "run",
     "summarize",
     "threads_per_run",
 ]

@@ -31,7 +31,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="results", help="output folder; the experiment writes to OUT/<name>/")
     p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel, one process each")
     p.add_argument("--threads", type=int, default=None,
-                   help="native threads per run (default: max(1, cores // jobs)); results are bit-identical "
+                   help="native threads per run (default: max(1, cores // jobs); 1 with --backend ray, where it is "
+                   "also the CPUs each run asks Ray for); results are bit-identical "
                    "for the same thread count")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training examples (quick looks)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -43,6 +44,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
     add_data_arguments(p)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where the runs train: 'local' (default) this machine, --jobs processes; 'ray' one Ray task "
+                   "per run with --threads CPUs (default 1), needs pip install 'rbp-native[ray]'")
+    p.add_argument("--address", default=None,
+                   help="with --backend ray: the cluster to use ('auto': the one this machine has joined, or "
+                   "HOST:PORT); without it a Ray instance is started on this machine for the sweep. On several "
+                   "machines --out must be shared storage at the same path on every node")
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +59,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
         "reproduce",
         help="re-run one of the paper's MNIST experiments: runs, tables, figures and a report",
         description="Train every run of a shipped experiment (variants x seeds) that is not already complete "
-        "in OUT/<experiment>/, in --jobs processes, then write summary.csv, final.md/.csv, accuracy.png "
+        "in OUT/<experiment>/, in --jobs processes (or as Ray tasks: --backend ray), then write summary.csv, "
+        "final.md/.csv, accuracy.png "
         "and report.md. An interrupted sweep resumes where it stopped. Quick look: --epochs 5 --seeds 1.",
         epilog=_describe_experiments() + "\n  all         every experiment above, one after the other",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -117,7 +126,8 @@ def _one(name: str, args: argparse.Namespace) -> int:
         return 0
     command = "rbp-native " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     outcome = reproduce(experiment, args.out, jobs=args.jobs, threads=args.threads, force=args.force,
-                        progress=args.progress, data_root=args.data_root, download=args.download, command=command)
+                        progress=args.progress, data_root=args.data_root, download=args.download, command=command,
+                        backend=args.backend, address=args.address)
     if outcome.failed:
         print(f"rbp-native: {len(outcome.failed)} run(s) of {experiment.name} failed; no report written "
               "(run the same command again to retry them):", file=sys.stderr)

@@ -45,6 +45,7 @@ from typing import Any, Callable
 from .._io import atomic_write_text
 from .aggregate import Aggregate, collect, final_markdown, sweep_markdown, write_tables
 from .config import CONFIG_DIR, SWEEP_SHORT, Experiment
+from .runner import parallelism
 
 TRUE, FALSE, TIE, CONSTRUCTION, NOT_MEASURED = "true", "false", "tie", "holds by construction", "not measured"
 #: Kinds whose verdict may be a tie: comparisons with no tolerance of their own.
@@ -440,7 +441,7 @@ def _settings_lines(experiment: Experiment, info: dict[str, Any]) -> list[str]:
         (f"- rbp-native {info.get('version')}{' (' + str(info['isa']) + ' core)' if info.get('isa') else ''}, "
          f"{where}, "
          f"Python {info.get('python', platform.python_version())}, "
-         f"{info.get('cores', '?')} cores; {info.get('jobs', 1)} job(s) x {info.get('threads', '?')} thread(s)"),
+         f"{info.get('cores', '?')} cores; {parallelism(info)}"),
         f"- Date: {info.get('date')}",
         f"- Config: {_config_shown(experiment.source)}",
         f"- Data: {dataset}",

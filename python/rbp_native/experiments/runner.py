@@ -25,12 +25,10 @@ import functools
 import io
 import json
 import math
-import multiprocessing
 import os
 import subprocess
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -340,25 +338,39 @@ def reproduce(
     command: str | None = None,
     write: Callable[[str], Any] | None = None,
     figures: bool = True,
+    backend: str = "local",
+    address: str | None = None,
 ) -> Outcome:
     """Train every run of `experiment` that is not already complete in ``out/<name>/`` (in `jobs`
     processes, `threads` native threads each), then aggregate, plot (unless `figures` is false) and
     write ``report.md``.
 
+    `backend` ``"ray"`` trains the runs as Ray tasks instead (`threads` CPUs each, default 1), on the
+    cluster at `address` (``"auto"``: the one this machine belongs to) or, without one, on a Ray
+    instance started on this machine for the sweep; see :mod:`.backends`.
+
     Raises ValueError when a finished run's stored options differ from the current ones, or its
     files are corrupt, unless `force` (then those runs are trained again)."""
+    from . import backends
+
     started = time.perf_counter()
     directory = Path(out) / experiment.name
     outcome = Outcome(experiment, directory)
     jobs = int(jobs)
     if jobs < 1:
         raise ValueError(f"jobs must be positive, got {jobs}")
-    per_run = threads_per_run(jobs, threads)
+    backends.check(backend, address, jobs)
+    if backend == "local":
+        per_run = threads_per_run(jobs, threads)
+    else:  # one CPU per run unless asked: the CPUs of this machine say nothing about the cluster's
+        per_run = threads_per_run(1, 1 if threads is None else threads)
     info = {
         "command": command or "(python API)", "version": _version(), "source": source_revision(), "isa": _isa(),
         "date": now(), "jobs": jobs,
         "threads": per_run, "cores": cores(), "python": sys.version.split()[0],
     }
+    if backend == "ray":
+        info.update(backend="ray", address=address or "local instance")
     if experiment.kind == "complexity":
         from .complexity import write_complexity
 
@@ -393,9 +405,9 @@ def reproduce(
     say = write or print
     say(f"{experiment.name}: {len(experiment.variants)} variant(s) x {experiment.seeds} seed(s) = "
         f"{len(states)} runs, {len(outcome.skipped)} already complete, {len(todo)} to train "
-        f"({experiment.dataset}, {experiment.epochs} epochs; {jobs} job(s) x {per_run} thread(s)) -> {directory}")
+        f"({experiment.dataset}, {experiment.epochs} epochs; {parallelism(info)}) -> {directory}")
     if tasks:
-        _run_all(tasks, experiment, outcome, jobs, progress, say)
+        _run_all(tasks, experiment, outcome, jobs, progress, say, backend, address)
     outcome.seconds = time.perf_counter() - started
     info["seconds"] = outcome.seconds
     info["trained"] = len(outcome.trained)
@@ -406,6 +418,13 @@ def reproduce(
 
     outcome.report = write_outputs(experiment, directory, info, figures=figures)
     return outcome
+
+
+def parallelism(info: dict[str, Any]) -> str:
+    """How the runs were spread, as the start line and the report say it."""
+    if info.get("backend") == "ray":
+        return f"Ray tasks on {info['address']}, {info['threads']} thread(s) each"
+    return f"{info.get('jobs', 1)} job(s) x {info.get('threads', '?')} thread(s)"
 
 
 def _version() -> str:
@@ -432,18 +451,20 @@ def _summary_line(run: Run, result: dict[str, Any]) -> str:
 
 
 def _run_all(tasks: list[tuple[Run, dict[str, Any]]], experiment: Experiment, outcome: Outcome, jobs: int,
-             progress: bool, say: Callable[[str], Any]) -> None:
+             progress: bool, say: Callable[[str], Any], backend: str = "local", address: str | None = None) -> None:
     from tqdm.auto import tqdm
+
+    from . import backends
 
     total = len(tasks) + len(outcome.skipped)
     bar = tqdm(total=total, initial=len(outcome.skipped), unit="run", desc=experiment.name,
                disable=None if progress else True, dynamic_ncols=True, file=sys.stderr)  # None: off without a tty
     line = bar.write if progress else say
 
-    def finished(run: Run, result: dict[str, Any] | None, error: BaseException | None) -> None:
+    def finished(run: Run, result: dict[str, Any] | None, error: str | None) -> None:
         if error is not None:
-            outcome.failed.append((run.id, f"{type(error).__name__}: {error}"))
-            line(f"{run.id}: FAILED: {type(error).__name__}: {error}")
+            outcome.failed.append((run.id, error))
+            line(f"{run.id}: FAILED: {error}")
         else:
             assert result is not None
             outcome.trained.append(run.id)
@@ -452,73 +473,13 @@ def _run_all(tasks: list[tuple[Run, dict[str, Any]]], experiment: Experiment, ou
             line(_summary_line(run, result))
         bar.update(1)
 
-    try:
-        if jobs == 1:
-            for run, task in tasks:
-                def on_epoch(record: dict[str, Any], run: Run = run) -> None:
-                    bar.set_postfix_str(f"{run.variant.name} seed{run.seed} epoch {record['epoch']}/"
-                                        f"{experiment.epochs}", refresh=True)
+    def status(text: str) -> None:
+        bar.set_postfix_str(text, refresh=True)
 
-                try:
-                    result = execute(task, on_epoch)
-                except Exception as error:  # noqa: BLE001 - reported, the sweep goes on
-                    finished(run, None, error)
-                else:
-                    finished(run, result, None)
+    try:
+        if backend == "ray":
+            backends.run_ray(tasks, finished, status if progress else None, address=address)
         else:
-            context = multiprocessing.get_context("spawn")  # never fork a process that holds OpenMP threads
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-                futures = {pool.submit(execute, task): (run, task) for run, task in tasks}
-                pending = set(futures)
-                try:
-                    while pending:
-                        done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-                        for future in done:
-                            run, _ = futures[future]
-                            error = future.exception()
-                            finished(run, None if error else future.result(), error)
-                        if pending and progress:  # epochs finished so far by the runs in flight
-                            epochs = sum(_epochs_written(Path(futures[f][1]["run_dir"])) for f in pending)
-                            bar.set_postfix_str(f"{min(jobs, len(pending))} running, {epochs} epoch(s) of them done",
-                                                refresh=True)
-                except BaseException:
-                    for future in pending:
-                        future.cancel()
-                    _interrupt_workers(pool)
-                    raise
+            backends.run_local(tasks, jobs, finished, status if progress else None)
     finally:
         bar.close()
-
-
-def _interrupt_workers(pool: ProcessPoolExecutor, seconds: float = 3.0) -> None:
-    """Stop the runs in flight promptly when the driver is interrupted: SIGINT makes each worker's
-    training stop within a batch and checkpoint (a terminal's Ctrl-C reaches them anyway, a SIGTERM
-    to the driver does not); repeated until the workers are gone, since a worker that was waiting
-    for work, or took the next queued run, needs its own. Workers still alive after `seconds` are
-    terminated (their last checkpoint stays)."""
-    import signal
-
-    processes = list(getattr(pool, "_processes", {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        alive = [p for p in processes if p.is_alive()]
-        if not alive:
-            return
-        for process in alive:
-            try:
-                os.kill(process.pid, signal.SIGINT)
-            except (OSError, TypeError):
-                pass
-        time.sleep(0.2)
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-
-
-def _epochs_written(run_dir: Path) -> int:
-    try:
-        with open(run_dir / HISTORY_CSV, "rb") as handle:
-            return max(0, handle.read().count(b"\n") - 1)
-    except OSError:
-        return 0
