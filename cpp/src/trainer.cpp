@@ -267,7 +267,7 @@ void Trainer<T>::prepare_batch(const ConstMatrixRef<T>& x, Index n, const Target
                                                     " columns, the network expects " +
                                                     std::to_string(network_->input_size()));
     require(targets.rows() == x.rows(), "inputs and targets have different numbers of rows");
-    ws_.reserve(network_->spec().sizes, n);
+    network_->reserve(ws_, n, true);
     targets.gather(rows, n, ws_.targets);
 }
 
@@ -335,7 +335,7 @@ Metrics Trainer<T>::evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targe
     apply_threads();
     const Network<T>& net = *network_;
     Workspace<T> ws;
-    ws.reserve(net.spec().sizes, std::min(chunk, total));
+    net.reserve(ws, std::min(chunk, total), false);
     const auto top = static_cast<std::size_t>(net.num_layers() - 1);
     double loss = 0.0;
     Index correct = 0;
