@@ -328,8 +328,9 @@ Matrix<T> Channel<T>::counterpart(const Network<T>& network, Index hidden) const
 template <class T>
 void Channel<T>::counterpart_into(const Network<T>& network, Index hidden, std::vector<Matrix<T>>& chain,
                                   Matrix<T>& result) const {
-    require(has_counterpart(network, hidden), "hidden layer " + std::to_string(hidden + 1) +
-                                                  "'s feedback has no forward counterpart through max-pooling");
+    if (!has_counterpart(network, hidden))  // (not require(): resampling must not build the message every step)
+        throw std::invalid_argument("hidden layer " + std::to_string(hidden + 1) +
+                                    "'s feedback has no forward counterpart through max-pooling");
     if (feedback_kernel(hidden)) {
         result = dynamic_cast<const ConvLayer<T>&>(network.layer(hidden + 1)).kernel();
         return;
@@ -382,8 +383,8 @@ template <class T>
 void Channel<T>::draw_layer(Index hidden, const Matrix<T>* signs, bool magnitude_only) {
     const auto h = static_cast<std::size_t>(hidden);
     const ConvLayer<T>* kernel = kernels_[h].get();
-    const Index rows = feedback_rows(hidden);
-    const Index cols = feedback_cols(hidden);
+    const Index rows = kernel ? kernel->kernel().rows() : rows_[h];
+    const Index cols = kernel ? kernel->kernel().cols() : cols_[h];
     const double p = kernel ? spec_.feedback.density : density_for(cols);
     // A kernel's Glorot scale is its forward counterpart's: fans channels*kh*kw and filters*kh*kw.
     const Index taps = kernel ? kernel->kernel_h() * kernel->kernel_w() : 1;
