@@ -405,3 +405,19 @@ def test_post_pool_injection_needs_pools():
     net = rbp.MLP([4, 3, 2])
     with pytest.raises(ValueError, match="max-pooling"):
         rbp.Trainer(net, algorithm="srbp", injection="post_pool")
+
+
+def test_resampled_feedback_kernels_are_used_by_the_step_that_draws_them():
+    net = _net("paper_like")
+    x, y = _batch(net)
+    T = _one_hot(y, net.sizes[-1])
+    stages = _stages(net)
+    trainer = rbp.Trainer(net, algorithm="rbp", resample="zero_mean", lr=0.05, decay=0.0, seed=2)
+    first = trainer.feedback
+    trainer.step(x, y)
+    used = trainer.feedback  # the matrices of the last update
+    assert all(not np.array_equal(a, b) for a, b in zip(first, used))
+    new = ref.step(stages, x, T, 0.05, "rbp", used)
+    for h, (got, want) in enumerate(zip(net.weights, new)):
+        np.testing.assert_allclose(got, want["K"] if want["kind"] == "conv" else want["W"], rtol=1e-10, atol=1e-13,
+                                   err_msg=f"weights[{h}]")
