@@ -330,16 +330,37 @@ def test_channel_dropout_and_signal_quantisation_through_conv_layers():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_same_seed_and_threads_give_identical_epochs(dtype):
-    def run():
+    def run(threads):
         net = _net("paper_like", dtype=dtype, seed=1)
         x, y = _batch(net, n=40, seed=2)
         trainer = rbp.Trainer(net, algorithm="srbp", lr=0.05, momentum=0.9, decay=1e-5, batch_size=16, seed=3,
-                              threads=1)
+                              threads=threads)
         trainer.fit((x, y), epochs=2, progress=False, train_metrics="running")
         return net.weights
 
-    for a, b in zip(run(), run()):
+    one = run(1)
+    for a, b in zip(one, run(1)):
         np.testing.assert_array_equal(a, b)
+    # Three threads split every batch by example (weight gradients summed per part, then in part order).
+    three = run(3)
+    for a, b in zip(three, run(3)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(one, three):
+        np.testing.assert_allclose(a, b, rtol=1e-4 if dtype == "float32" else 1e-12, atol=1e-6)
+
+
+def test_threaded_signals_and_step_match_oracle():
+    net = _net("paper_like")
+    x, y = _batch(net, n=7)
+    T = _one_hot(y, net.sizes[-1])
+    stages = _stages(net)
+    trainer = rbp.Trainer(net, algorithm="bp", lr=0.05, decay=0.0, threads=3)
+    expected, _ = ref.signals(stages, x, T, "bp")
+    for got, want in zip(trainer.signals(x, y), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
+    trainer.step(x, y)
+    for h, (got, want) in enumerate(zip(net.weights, ref.step(stages, x, T, 0.05, "bp"))):
+        np.testing.assert_allclose(got, want["K"] if want["kind"] == "conv" else want["W"], rtol=1e-10, atol=1e-13)
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -1,6 +1,7 @@
 #include "rbp/conv.hpp"
 
 #include "rbp/gemm.hpp"
+#include "rbp/parallel.hpp"
 
 #include <cmath>
 #include <limits>
@@ -42,6 +43,23 @@ Eigen::Map<Matrix<T>> scratch(Index rows, Index cols) {
     const auto needed = static_cast<std::size_t>(rows * cols);
     if (buffer.size() < needed) buffer.resize(needed);
     return Eigen::Map<Matrix<T>>(buffer.data(), rows, cols);
+}
+
+// Examples are independent, so a batch is split between threads by example (each runs its products
+// on one thread: gemm's own split is nested there and runs serially), never finer than one example
+// per thread. The split is fixed by the thread budget, not by how many threads the team gets.
+int example_threads(Index examples) {
+    return static_cast<int>(std::max<Index>(1, std::min<Index>(product_thread_budget(), examples)));
+}
+
+// body(first, count) for consecutive parts of [0, examples), part t of `parts`, on up to `parts` threads.
+template <class Body>
+void for_example_parts(Index examples, int parts, const Body& body) {
+#pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
+    for (int t = 0; t < parts; ++t) {
+        const Index first = examples * t / parts;
+        body(t, first, examples * (t + 1) / parts - first);
+    }
 }
 }  // namespace
 
@@ -110,39 +128,69 @@ void ConvLayer<T>::col2im(const T* col, T* image) const {
 template <class T>
 void ConvLayer<T>::forward(const ConstMatrixRef<T>& x, MatrixRef<T> s) const {
     const Index positions = output_.height * output_.width;
-    auto col = scratch<T>(kernel_.cols(), positions);
-    for (Index i = 0; i < x.rows(); ++i) {
-        im2col(x.row(i).data(), col.data());
-        Eigen::Map<Matrix<T>> out(s.row(i).data(), filters(), positions);
-        gemm<T>(T(1), kernel_, false, col, false, out, false);
-        if (has_bias_) out.colwise() += bias_.row(0).transpose();
-    }
+    for_example_parts(x.rows(), example_threads(x.rows()), [&](int, Index first, Index count) {
+        auto col = scratch<T>(kernel_.cols(), positions);
+        for (Index i = first; i < first + count; ++i) {
+            im2col(x.row(i).data(), col.data());
+            Eigen::Map<Matrix<T>> out(s.row(i).data(), filters(), positions);
+            gemm<T>(T(1), kernel_, false, col, false, out, false);
+            if (has_bias_) out.colwise() += bias_.row(0).transpose();
+        }
+    });
 }
 
 template <class T>
 void ConvLayer<T>::backward(const ConstMatrixRef<T>& g, MatrixRef<T> j) const {
     const Index positions = output_.height * output_.width;
-    auto col = scratch<T>(kernel_.cols(), positions);
-    for (Index i = 0; i < g.rows(); ++i) {
-        Eigen::Map<const Matrix<T>> signal(g.row(i).data(), filters(), positions);
-        gemm<T>(T(1), kernel_, true, signal, false, col, false);
-        j.row(i).setZero();
-        col2im(col.data(), j.row(i).data());
-    }
+    for_example_parts(g.rows(), example_threads(g.rows()), [&](int, Index first, Index count) {
+        auto col = scratch<T>(kernel_.cols(), positions);
+        for (Index i = first; i < first + count; ++i) {
+            Eigen::Map<const Matrix<T>> signal(g.row(i).data(), filters(), positions);
+            gemm<T>(T(1), kernel_, true, signal, false, col, false);
+            j.row(i).setZero();
+            col2im(col.data(), j.row(i).data());
+        }
+    });
 }
 
 template <class T>
 void ConvLayer<T>::accumulate_update(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x, T scale,
                                      std::vector<Matrix<T>*>& targets) const {
     const Index positions = output_.height * output_.width;
-    auto col = scratch<T>(kernel_.cols(), positions);
-    // Examples in order, each product accumulating into the target: the sum's order is fixed, so
-    // the result depends only on the thread count gemm() splits each product with.
-    for (Index i = 0; i < x.rows(); ++i) {
-        im2col(x.row(i).data(), col.data());
-        Eigen::Map<const Matrix<T>> signal(b.row(i).data(), filters(), positions);
-        gemm<T>(scale, signal, false, col, true, *targets[0], true);
-        if (has_bias_) targets[1]->row(0).noalias() += scale * signal.rowwise().sum().transpose();
+    const int parts = example_threads(x.rows());
+    if (parts == 1) {
+        // Examples in order, each product accumulating into the target.
+        auto col = scratch<T>(kernel_.cols(), positions);
+        for (Index i = 0; i < x.rows(); ++i) {
+            im2col(x.row(i).data(), col.data());
+            Eigen::Map<const Matrix<T>> signal(b.row(i).data(), filters(), positions);
+            gemm<T>(scale, signal, false, col, true, *targets[0], true);
+            if (has_bias_) targets[1]->row(0).noalias() += scale * signal.rowwise().sum().transpose();
+        }
+        return;
+    }
+    // One partial sum per part of the batch (the calling thread's scratch, grown only), added to the
+    // target in part order: the result depends on the thread budget only, not on the scheduling.
+    const Index size = kernel_.size() + filters();
+    thread_local std::vector<T> partials;
+    if (partials.size() < static_cast<std::size_t>(parts * size)) partials.resize(static_cast<std::size_t>(parts * size));
+    T* base = partials.data();
+    for_example_parts(x.rows(), parts, [&](int t, Index first, Index count) {
+        Eigen::Map<Matrix<T>> kernel_sum(base + t * size, kernel_.rows(), kernel_.cols());
+        Eigen::Map<RowVector<T>> bias_sum(base + t * size + kernel_.size(), filters());
+        kernel_sum.setZero();
+        bias_sum.setZero();
+        auto col = scratch<T>(kernel_.cols(), positions);
+        for (Index i = first; i < first + count; ++i) {
+            im2col(x.row(i).data(), col.data());
+            Eigen::Map<const Matrix<T>> signal(b.row(i).data(), filters(), positions);
+            gemm<T>(T(1), signal, false, col, true, kernel_sum, true);
+            bias_sum.noalias() += signal.rowwise().sum().transpose();
+        }
+    });
+    for (int t = 0; t < parts; ++t) {
+        *targets[0] += scale * Eigen::Map<const Matrix<T>>(base + t * size, kernel_.rows(), kernel_.cols());
+        if (has_bias_) targets[1]->row(0) += scale * Eigen::Map<const RowVector<T>>(base + t * size + kernel_.size(), filters());
     }
 }
 
