@@ -106,6 +106,9 @@ CONV_CASES = [
     {"algorithm": "rbp", "resample": "sign_concordant"},
     {"algorithm": "srbp", "channel_dropout": 0.5, "quantize": "signal"},
     {"algorithm": "rbp", "signal_transform": "sign", "transform_target": "update"},
+    {"algorithm": "arbp"},
+    {"algorithm": "asrbp"},
+    {"algorithm": "srbp", "quantize": "update", "quantize_rounding": "stochastic"},
 ]
 
 

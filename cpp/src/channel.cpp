@@ -118,12 +118,6 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
         for (Index h = 0; h < layers; ++h)
             require(network.layer(h).kind() == "dense", "per_synapse needs dense layers");
     }
-    const bool conv_net = network.has_conv() || network.has_pools();
-    if (conv_net) {
-        // Options whose meaning through convolution and pooling is not implemented yet (docs/conv.md).
-        require(!adaptive(), "arbp and asrbp (adaptive feedback) are not supported with conv layers yet");
-        require(spec_.quantize != Quantize::Update, "quantize='update' is not supported with conv layers yet");
-    }
     require(!spec_.inject_after_pool || (feedback_algorithm && network.has_pools()),
             "injection after the pool applies only to output-sourced feedback (srbp) in a network with max-pooling");
     frozen_.assign(static_cast<std::size_t>(layers), 0);
@@ -142,6 +136,7 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
     bool all_output_dense = feedback_algorithm && !spec_.per_synapse;
     Index offset = 0;
     kernels_.resize(hs);
+    kernel_targets_.resize(hs);
     for (Index h = 0; h < hidden; ++h) {
         const bool above = sources_[static_cast<std::size_t>(h)] == Source::Above;
         // The signal enters at O^h (the input of layer h+1) and is routed through the stage's pools
@@ -153,6 +148,7 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
         cols_.push_back(cols);
         received_.push_back(network.layer(h).output_size());
         routes_.push_back(enters_after_pool && network.pooled(h) ? 1 : 0);
+        network_pooled_.push_back(network.pooled(h) ? 1 : 0);
         offsets_.push_back(offset);
         offset += received_.back();
         if (routes_.back()) all_output_dense = false;
@@ -166,6 +162,7 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
                 kernels_[static_cast<std::size_t>(h)] = std::make_unique<ConvLayer<T>>(
                     conv->input_shape(), conv->filters(), conv->kernel_h(), conv->kernel_w(), conv->stride(),
                     conv->padding(), false);
+                kernel_targets_[static_cast<std::size_t>(h)] = {&kernels_[static_cast<std::size_t>(h)]->kernel()};
                 sparse_.push_back(0);
                 all_output_dense = false;
                 continue;
@@ -551,8 +548,17 @@ void Channel<T>::adapt(const Workspace<T>& ws, Index n, double lr) {
     for (Index h = 0; h < hidden; ++h) {
         const auto hs = static_cast<std::size_t>(h);
         const auto source = sources_[hs] == Source::Above ? ws.signal[hs + 1].topRows(n) : error;
-        // F += scale O^T source, kept as F^T += scale source^T O
-        gemm<T>(scale, source, true, ws.out[hs].topRows(n), false, transposed_feedback(h), true);
+        if (kernels_[hs]) {
+            // A feedback kernel learns as the forward kernel would from the same signal above: its
+            // weight gradient with B^{h+1} and O^h.
+            kernels_[hs]->accumulate_update(source, ws.out[hs].topRows(n), scale, kernel_targets_[hs]);
+            continue;
+        }
+        // The activity of the units the signal enters: O^h, or f(S^h) for an injection before the pools.
+        const bool before_pools = network_pooled_[hs] && !routes_[hs];
+        const auto activity = before_pools ? ws.activity[hs].topRows(n) : ws.out[hs].topRows(n);
+        // F += scale A^T source, kept as F^T += scale source^T A
+        gemm<T>(scale, source, true, activity, false, transposed_feedback(h), true);
     }
 }
 

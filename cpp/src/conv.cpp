@@ -37,7 +37,7 @@ WindowAxis window_axis(Index input, Index kernel, Index stride, Padding padding,
 namespace {
 // Per-thread scratch that only grows, so that a training loop allocates nothing after its first
 // batch (layers of different sizes share it without reallocating).
-template <class T>
+template <class T, int Slot = 0>
 Eigen::Map<Matrix<T>> scratch(Index rows, Index cols) {
     thread_local std::vector<T> buffer;
     const auto needed = static_cast<std::size_t>(rows * cols);
@@ -191,6 +191,27 @@ void ConvLayer<T>::accumulate_update(const ConstMatrixRef<T>& b, const ConstMatr
     for (int t = 0; t < parts; ++t) {
         *targets[0] += scale * Eigen::Map<const Matrix<T>>(base + t * size, kernel_.rows(), kernel_.cols());
         if (has_bias_) targets[1]->row(0) += scale * Eigen::Map<const RowVector<T>>(base + t * size + kernel_.size(), filters());
+    }
+}
+
+template <class T>
+void ConvLayer<T>::accumulate_quantized_update(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x, T lr,
+                                               const Quantizer& q, Rng& rng, std::vector<Matrix<T>*>& targets) const {
+    // An example's update of the shared kernel is its whole weight gradient B_i col(X_i)^T (all
+    // positions summed): that is what is quantised, entry by entry in row-major order, then the bias
+    // Q(lr * sum over positions of B_i); examples in order (stochastic rounding draws in that order).
+    const Index positions = output_.height * output_.width;
+    const T inv_n = T(1) / static_cast<T>(b.rows());
+    const QuantizerGrid<T> grid(q);
+    auto col = scratch<T>(kernel_.cols(), positions);
+    auto gradient = scratch<T, 1>(kernel_.rows(), kernel_.cols());
+    for (Index i = 0; i < x.rows(); ++i) {
+        im2col(x.row(i).data(), col.data());
+        Eigen::Map<const Matrix<T>> signal(b.row(i).data(), filters(), positions);
+        gemm<T>(T(1), signal, false, col, true, gradient, false);
+        T* w = targets[0]->data();
+        for (Index k = 0; k < gradient.size(); ++k) w[k] += inv_n * grid(lr * gradient.data()[k], rng);
+        if (has_bias_) grid.add_to_bias(signal.rowwise().sum().transpose(), lr, inv_n, rng, targets[1]->row(0));
     }
 }
 

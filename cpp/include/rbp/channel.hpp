@@ -181,7 +181,9 @@ private:
     std::vector<Index> rows_;      // where the signal enters: |O^h| (source Above, or after the pools), else |S^h|
     std::vector<Index> received_;  // |S^h| of hidden layers (J^h's width)
     std::vector<char> routes_;     // whether the entering signal is routed through the stage's pools
+    std::vector<char> network_pooled_;  // whether the stage has pools
     std::vector<std::unique_ptr<ConvLayer<T>>> kernels_;  // rbp's random kernels (null where W^{h+1} is dense)
+    std::vector<std::vector<Matrix<T>*>> kernel_targets_;   // {&kernel} per kernel, for the adaptive update
     std::vector<Index> cols_;      // N_source of hidden layers
     std::vector<Index> offsets_;   // column offsets inside stacked_
     std::vector<char> sparse_;     // storage of each layer

@@ -59,6 +59,10 @@ public:
     // K += scale sum_i B_i col(X_i)^T, bias += scale * sums of B over examples and positions.
     void accumulate_update(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x, T scale,
                            std::vector<Matrix<T>*>& targets) const override;
+    // Low-bit updates: an example's update of the kernel is its whole weight gradient (all
+    // positions summed), quantised entry by entry before the batch average (docs/conv.md).
+    void accumulate_quantized_update(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x, T lr, const Quantizer& q,
+                                     Rng& rng, std::vector<Matrix<T>*>& targets) const override;
     std::vector<Matrix<T>*> parameters() override;
     std::vector<const Matrix<T>*> parameters() const override;
     // Glorot/He/LeCun with Keras's fans: fan_in = channels * kh * kw, fan_out = filters * kh * kw.
