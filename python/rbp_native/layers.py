@@ -120,8 +120,8 @@ class Conv2D(Layer):
 
 
 class MaxPool2D(Layer):
-    """Max-pooling per channel over ``pool_size`` windows moved by ``stride`` (default: the pool
-    size); windows may overlap. Padding positions never win; among equal maxima the first in
+    """Max-pooling per channel over ``pool_size`` windows moved by ``stride`` along both axes
+    (default: the pool's height); windows may overlap. Padding positions never win; among equal maxima the first in
     row-major window order wins, and the backward pass routes each output's signal to its winner."""
 
     kind = "max_pool2d"
