@@ -188,6 +188,24 @@ def test_signals_and_step_match_oracle(name, algorithm, options, derivative):
         np.testing.assert_allclose(net.biases[h], want["b"], rtol=1e-10, atol=1e-13, err_msg=f"biases[{h}]")
 
 
+@pytest.mark.parametrize("algorithm", ["bp", "rbp", "srbp"])
+def test_float32_signals_and_step_match_oracle(algorithm):
+    net = _net("paper_like", dtype="float32")
+    x, y = _batch(net)
+    T = _one_hot(y, net.sizes[-1])
+    stages = _stages(net)
+    trainer = rbp.Trainer(net, algorithm=algorithm, lr=0.05, decay=0.0, seed=3)
+    feedback = [f.astype(np.float64) for f in trainer.feedback]
+    expected, _ = ref.signals(stages, x.astype(np.float32).astype(np.float64), T, algorithm, feedback)
+    for got, want in zip(trainer.signals(x, y), expected):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)
+    trainer.step(x, y)
+    new = ref.step(stages, x.astype(np.float32).astype(np.float64), T, 0.05, algorithm, feedback)
+    for got, want in zip(net.weights, new):
+        np.testing.assert_allclose(got, want["K"] if want["kind"] == "conv" else want["W"], rtol=2e-4, atol=2e-6)
+
+
 def test_feedback_shapes_follow_the_conventions():
     net = _net("paper_like")  # conv(4) pool conv(5) pool dense(6) dense(3); 9x9 -> 5x5 -> 3x3
     rbp_feedback = rbp.Trainer(net, algorithm="rbp").feedback
@@ -484,16 +502,21 @@ def test_post_pool_injection_needs_pools():
         rbp.Trainer(net, algorithm="srbp", injection="post_pool")
 
 
-def test_resampled_feedback_kernels_are_used_by_the_step_that_draws_them():
+@pytest.mark.parametrize("resample", ["zero_mean", "sign_concordant"])
+def test_resampled_feedback_kernels_are_used_by_the_step_that_draws_them(resample):
     net = _net("paper_like")
     x, y = _batch(net)
     T = _one_hot(y, net.sizes[-1])
     stages = _stages(net)
-    trainer = rbp.Trainer(net, algorithm="rbp", resample="zero_mean", lr=0.05, decay=0.0, seed=2)
+    counterparts = [w if w.ndim == 4 else w.T for w in net.weights[1:]]
+    trainer = rbp.Trainer(net, algorithm="rbp", resample=resample, lr=0.05, decay=0.0, seed=2)
     first = trainer.feedback
     trainer.step(x, y)
     used = trainer.feedback  # the matrices of the last update
     assert all(not np.array_equal(a, b) for a, b in zip(first, used))
+    if resample == "sign_concordant":  # drawn before the update: the signs of the weights before it
+        for f, c in zip(used, counterparts):
+            np.testing.assert_array_equal(np.sign(f), np.where(c < 0, -1, 1))
     new = ref.step(stages, x, T, 0.05, "rbp", used)
     for h, (got, want) in enumerate(zip(net.weights, new)):
         np.testing.assert_allclose(got, want["K"] if want["kind"] == "conv" else want["W"], rtol=1e-10, atol=1e-13,
