@@ -24,11 +24,11 @@ void Network<T>::reserve(Workspace<T>& ws, Index batch, bool training) const {
     for (std::size_t h = 0; h < layers; ++h) {
         const Index pre = layers_[h]->output_size();  // S^h
         ws.out[h].resize(batch, sizes[h + 1]);
-        ws.signal[h].resize(batch, pre);
-        if (h + 1 < layers) {
-            ws.derivative[h].resize(batch, pre);
-            hidden_total += pre;
+        if (training) {
+            ws.signal[h].resize(batch, pre);
+            if (h + 1 < layers) ws.derivative[h].resize(batch, pre);
         }
+        if (h + 1 < layers) hidden_total += pre;
         const auto& pools = pools_[h];
         if (pools.empty()) continue;
         ws.activity[h].resize(batch, pre);
@@ -45,9 +45,11 @@ void Network<T>::reserve(Workspace<T>& ws, Index batch, bool training) const {
         }
     }
     ws.top_pre.resize(batch, sizes.back());
-    ws.received.resize(batch, hidden_total);
-    ws.input.resize(batch, sizes.front());
     ws.targets.resize(batch, sizes.back());
+    if (training) {
+        ws.received.resize(batch, hidden_total);
+        ws.input.resize(batch, sizes.front());
+    }
     ws.capacity = batch;
     ws.training = ws.training || training;
 }
@@ -116,6 +118,23 @@ Network<T>::Network(const NetworkSpec& spec) : spec_(spec) {
 }
 
 template <class T>
+Index Network<T>::inference_chunk(Index requested) const {
+    if (!has_conv()) return requested;
+    // Convolutional activities are large (the paper's CIFAR-10 net: ~110k values per example), so
+    // a chunk holds at most about 2^24 of them (64 MiB in float32).
+    constexpr Index kMaxChunkValues = Index(1) << 24;
+    Index per_example = spec_.sizes.back();
+    for (Index h = 0; h < num_layers(); ++h) {
+        per_example += spec_.sizes[static_cast<std::size_t>(h + 1)];
+        if (pooled(h)) {
+            per_example += layers_[static_cast<std::size_t>(h)]->output_size();
+            for (const MaxPool& pool : pools(h)) per_example += pool.output_shape().size();
+        }
+    }
+    return std::max<Index>(1, std::min(requested, kMaxChunkValues / per_example));
+}
+
+template <class T>
 bool Network<T>::has_pools() const {
     return std::any_of(pools_.begin(), pools_.end(), [](const auto& p) { return !p.empty(); });
 }
@@ -179,7 +198,8 @@ void Network<T>::forward(const ConstMatrixRef<T>& x, Workspace<T>& ws, bool deri
 }
 
 template <class T>
-void Network<T>::predict(const ConstMatrixRef<T>& x, MatrixRef<T> result, Index chunk) const {
+void Network<T>::predict(const ConstMatrixRef<T>& x, MatrixRef<T> result, Index requested_chunk) const {
+    const Index chunk = inference_chunk(requested_chunk);
     require(x.cols() == input_size(), "input has " + std::to_string(x.cols()) + " columns, the network expects " +
                                           std::to_string(input_size()));
     Workspace<T> ws;

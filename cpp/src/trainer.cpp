@@ -325,7 +325,7 @@ Metrics Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>& ta
 }
 
 template <class T>
-Metrics Trainer<T>::evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targets, Index chunk) const {
+Metrics Trainer<T>::evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targets, Index requested_chunk) const {
     const Index total = x.rows();
     require(total > 0, "cannot evaluate on an empty data set");
     require(x.cols() == network_->input_size(), "input has " + std::to_string(x.cols()) +
@@ -335,6 +335,7 @@ Metrics Trainer<T>::evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targe
     apply_threads();
     const Network<T>& net = *network_;
     Workspace<T> ws;
+    const Index chunk = net.inference_chunk(requested_chunk);
     net.reserve(ws, std::min(chunk, total), false);
     const auto top = static_cast<std::size_t>(net.num_layers() - 1);
     double loss = 0.0;

@@ -92,8 +92,10 @@ public:
     bool has_pools() const;
     bool has_conv() const;
 
-    // Sizes the workspace's buffers for `batch` rows (no-op when it already holds as many); a
-    // training workspace also gets the pools' argmax and the routing buffers.
+    // Sizes the workspace's buffers for `batch` rows (no-op when it already holds as many). An
+    // inference workspace holds the forward pass (outputs, pooled activities, top_pre, targets); a
+    // training workspace also the signals, derivatives, gathered input, the pools' argmax and the
+    // routing buffers.
     void reserve(Workspace<T>& ws, Index batch, bool training) const;
 
     void initialise(std::uint64_t seed);
@@ -105,6 +107,9 @@ public:
 
     // Output probabilities/values for many rows, in chunks, into `result` (rows, N_L).
     void predict(const ConstMatrixRef<T>& x, MatrixRef<T> result, Index chunk = 1024) const;
+    // The chunk inference uses for `requested` rows: capped for convolutional networks so that the
+    // workspace stays small; dense networks use `requested` as it is.
+    Index inference_chunk(Index requested) const;
 
     // The adjoint of stage h's pooling at the last forward pass: g (rows n, at O^h's size) routed
     // through every pool's argmax back to S^h's size, into j. Needs a training workspace.
