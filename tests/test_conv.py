@@ -532,7 +532,7 @@ def test_inference_in_chunks_of_a_large_network_matches_oracle():
     x = rng.normal(size=(400, 1, 64, 64))
     y = rng.integers(0, 3, size=400)
     stages = _stages(net)
-    expected = np.concatenate([ref.forward(stages, x[i:i + 100])[-1]["O"] for i in range(0, 400, 100)])
+    expected = ref.forward(stages, x)[-1]["O"]
     np.testing.assert_allclose(net.forward(x), expected, rtol=1e-12, atol=1e-14)
     loss = rbp.Trainer(net).evaluate(x, y)["loss"]
-    assert loss == pytest.approx(ref.loss(stages, x, _one_hot(y, 3)), rel=1e-12)
+    assert loss == pytest.approx(-np.log(expected[np.arange(400), y]).mean(), rel=1e-10)
