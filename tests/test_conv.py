@@ -536,3 +536,20 @@ def test_inference_in_chunks_of_a_large_network_matches_oracle():
     np.testing.assert_allclose(net.forward(x), expected, rtol=1e-12, atol=1e-14)
     loss = rbp.Trainer(net).evaluate(x, y)["loss"]
     assert loss == pytest.approx(-np.log(expected[np.arange(400), y]).mean(), rel=1e-10)
+
+
+def test_alignment_diagnostics_through_conv_layers():
+    net = _net("paper_like")
+    x, y = _batch(net)
+    aligned = rbp.Trainer(net, algorithm="rbp")
+    aligned.set_feedback([w if w.ndim == 4 else w.T for w in net.weights[1:]])
+    record = aligned.alignment(x, y)
+    for h in (1, 2, 3):
+        assert record[f"angle_signal_{h}"] == pytest.approx(0.0, abs=1e-4)
+        assert record[f"angle_feedback_{h}"] == pytest.approx(0.0, abs=1e-4)
+    direct = rbp.Trainer(net, algorithm="srbp").alignment(x, y)
+    # Output-sourced feedback entering before a pool has no fixed counterpart; the top hidden
+    # layer's (dense, no pool) has (W^L)^T.
+    assert np.isnan(direct["angle_feedback_1"]) and np.isnan(direct["angle_feedback_2"])
+    assert 0 < direct["angle_feedback_3"] < 180
+    assert all(0 < direct[f"angle_signal_{h}"] < 180 for h in (1, 2, 3))
