@@ -96,7 +96,7 @@ class Trainer:
 
     def __init__(
         self,
-        net: MLP,
+        net: Sequential,
         algorithm: str = "bp",
         derivative: bool | Sequence[bool] = True,
         lr: float = 0.1,
