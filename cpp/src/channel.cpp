@@ -272,7 +272,8 @@ bool Channel<T>::feedback_sparse(Index hidden) const {
 template <class T>
 Index Channel<T>::feedback_nonzeros(Index hidden) const {
     if (feedback_sparse(hidden)) return csr_[static_cast<std::size_t>(hidden)].nonZeros();
-    if (const auto* kernel = feedback_kernel(hidden)) return static_cast<Index>((kernel->kernel().array() != T(0)).count());
+    if (const auto* kernel = feedback_kernel(hidden))
+        return static_cast<Index>((kernel->kernel().array() != T(0)).count());
     const auto d = transposed_feedback(hidden);
     return static_cast<Index>((d.array() != T(0)).count());
 }

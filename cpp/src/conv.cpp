@@ -34,11 +34,12 @@ WindowAxis window_axis(Index input, Index kernel, Index stride, Padding padding,
     return axis;
 }
 
-namespace {
+// A named namespace (not an anonymous one): the core may be compiled as one unity translation unit.
+namespace conv_kernels {
 // Per-thread scratch that only grows, so that a training loop allocates nothing after its first
 // batch (layers of different sizes share it without reallocating).
 template <class T, int Slot = 0>
-Eigen::Map<Matrix<T>> scratch(Index rows, Index cols) {
+Eigen::Map<Matrix<T>> patch_scratch(Index rows, Index cols) {
     thread_local std::vector<T> buffer;
     const auto needed = static_cast<std::size_t>(rows * cols);
     if (buffer.size() < needed) buffer.resize(needed);
@@ -61,7 +62,7 @@ void for_example_parts(Index examples, int parts, const Body& body) {
         body(t, first, examples * (t + 1) / parts - first);
     }
 }
-}  // namespace
+}  // namespace conv_kernels
 
 template <class T>
 ConvLayer<T>::ConvLayer(Shape3 input, Index filters, Index kernel_h, Index kernel_w, Index stride, Padding padding,
@@ -128,8 +129,9 @@ void ConvLayer<T>::col2im(const T* col, T* image) const {
 template <class T>
 void ConvLayer<T>::forward(const ConstMatrixRef<T>& x, MatrixRef<T> s) const {
     const Index positions = output_.height * output_.width;
-    for_example_parts(x.rows(), example_threads(x.rows()), [&](int, Index first, Index count) {
-        auto col = scratch<T>(kernel_.cols(), positions);
+    const int parts = conv_kernels::example_threads(x.rows());
+    conv_kernels::for_example_parts(x.rows(), parts, [&](int, Index first, Index count) {
+        auto col = conv_kernels::patch_scratch<T>(kernel_.cols(), positions);
         for (Index i = first; i < first + count; ++i) {
             im2col(x.row(i).data(), col.data());
             Eigen::Map<Matrix<T>> out(s.row(i).data(), filters(), positions);
@@ -142,8 +144,9 @@ void ConvLayer<T>::forward(const ConstMatrixRef<T>& x, MatrixRef<T> s) const {
 template <class T>
 void ConvLayer<T>::backward(const ConstMatrixRef<T>& g, MatrixRef<T> j) const {
     const Index positions = output_.height * output_.width;
-    for_example_parts(g.rows(), example_threads(g.rows()), [&](int, Index first, Index count) {
-        auto col = scratch<T>(kernel_.cols(), positions);
+    const int parts = conv_kernels::example_threads(g.rows());
+    conv_kernels::for_example_parts(g.rows(), parts, [&](int, Index first, Index count) {
+        auto col = conv_kernels::patch_scratch<T>(kernel_.cols(), positions);
         for (Index i = first; i < first + count; ++i) {
             Eigen::Map<const Matrix<T>> signal(g.row(i).data(), filters(), positions);
             gemm<T>(T(1), kernel_, true, signal, false, col, false);
@@ -157,10 +160,10 @@ template <class T>
 void ConvLayer<T>::accumulate_update(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x, T scale,
                                      std::vector<Matrix<T>*>& targets) const {
     const Index positions = output_.height * output_.width;
-    const int parts = example_threads(x.rows());
+    const int parts = conv_kernels::example_threads(x.rows());
     if (parts == 1) {
         // Examples in order, each product accumulating into the target.
-        auto col = scratch<T>(kernel_.cols(), positions);
+        auto col = conv_kernels::patch_scratch<T>(kernel_.cols(), positions);
         for (Index i = 0; i < x.rows(); ++i) {
             im2col(x.row(i).data(), col.data());
             Eigen::Map<const Matrix<T>> signal(b.row(i).data(), filters(), positions);
@@ -173,14 +176,15 @@ void ConvLayer<T>::accumulate_update(const ConstMatrixRef<T>& b, const ConstMatr
     // target in part order: the result depends on the thread budget only, not on the scheduling.
     const Index size = kernel_.size() + filters();
     thread_local std::vector<T> partials;
-    if (partials.size() < static_cast<std::size_t>(parts * size)) partials.resize(static_cast<std::size_t>(parts * size));
+    const auto needed = static_cast<std::size_t>(parts * size);
+    if (partials.size() < needed) partials.resize(needed);
     T* base = partials.data();
-    for_example_parts(x.rows(), parts, [&](int t, Index first, Index count) {
+    conv_kernels::for_example_parts(x.rows(), parts, [&](int t, Index first, Index count) {
         Eigen::Map<Matrix<T>> kernel_sum(base + t * size, kernel_.rows(), kernel_.cols());
         Eigen::Map<RowVector<T>> bias_sum(base + t * size + kernel_.size(), filters());
         kernel_sum.setZero();
         bias_sum.setZero();
-        auto col = scratch<T>(kernel_.cols(), positions);
+        auto col = conv_kernels::patch_scratch<T>(kernel_.cols(), positions);
         for (Index i = first; i < first + count; ++i) {
             im2col(x.row(i).data(), col.data());
             Eigen::Map<const Matrix<T>> signal(b.row(i).data(), filters(), positions);
@@ -190,7 +194,8 @@ void ConvLayer<T>::accumulate_update(const ConstMatrixRef<T>& b, const ConstMatr
     });
     for (int t = 0; t < parts; ++t) {
         *targets[0] += scale * Eigen::Map<const Matrix<T>>(base + t * size, kernel_.rows(), kernel_.cols());
-        if (has_bias_) targets[1]->row(0) += scale * Eigen::Map<const RowVector<T>>(base + t * size + kernel_.size(), filters());
+        if (has_bias_)
+            targets[1]->row(0) += scale * Eigen::Map<const RowVector<T>>(base + t * size + kernel_.size(), filters());
     }
 }
 
@@ -203,8 +208,8 @@ void ConvLayer<T>::accumulate_quantized_update(const ConstMatrixRef<T>& b, const
     const Index positions = output_.height * output_.width;
     const T inv_n = T(1) / static_cast<T>(b.rows());
     const QuantizerGrid<T> grid(q);
-    auto col = scratch<T>(kernel_.cols(), positions);
-    auto gradient = scratch<T, 1>(kernel_.rows(), kernel_.cols());
+    auto col = conv_kernels::patch_scratch<T>(kernel_.cols(), positions);
+    auto gradient = conv_kernels::patch_scratch<T, 1>(kernel_.rows(), kernel_.cols());
     for (Index i = 0; i < x.rows(); ++i) {
         im2col(x.row(i).data(), col.data());
         Eigen::Map<const Matrix<T>> signal(b.row(i).data(), filters(), positions);

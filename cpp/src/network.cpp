@@ -33,7 +33,8 @@ void Network<T>::reserve(Workspace<T>& ws, Index batch, bool training) const {
         if (pools.empty()) continue;
         ws.activity[h].resize(batch, pre);
         ws.pooled[h].resize(pools.size() - 1);
-        for (std::size_t k = 0; k + 1 < pools.size(); ++k) ws.pooled[h][k].resize(batch, pools[k].output_shape().size());
+        for (std::size_t k = 0; k + 1 < pools.size(); ++k)
+            ws.pooled[h][k].resize(batch, pools[k].output_shape().size());
         if (training) {
             ws.argmax[h].resize(pools.size());
             ws.routed[h].resize(pools.size() - 1);
@@ -85,7 +86,8 @@ Network<T>::Network(const NetworkSpec& spec) : spec_(spec) {
         const double density = spec_.densities[h - 1];
         const std::string name = "layer " + std::to_string(h);
         if (stage.conv) {
-            require(spatial, name + ": a convolution needs an (channels, height, width) input, not a dense layer's output");
+            require(spatial,
+                    name + ": a convolution needs a (channels, height, width) input, not a dense layer's output");
             require(density == 1.0, name + ": sparse connectivity applies to dense layers only");
             auto conv = std::make_unique<ConvLayer<T>>(shape, stage.filters, stage.kernel_h, stage.kernel_w,
                                                        stage.stride, stage.padding, spec.bias);
@@ -190,7 +192,8 @@ void Network<T>::forward(const ConstMatrixRef<T>& x, Workspace<T>& ws, bool deri
             apply_activation<T>(spec_.activation, s, nullptr);
         }
         for (std::size_t k = 0; k < pools.size(); ++k) {
-            const ConstMatrixRef<T> in = k == 0 ? ConstMatrixRef<T>(s) : ConstMatrixRef<T>(ws.pooled[hs][k - 1].topRows(n));
+            const ConstMatrixRef<T> in =
+                k == 0 ? ConstMatrixRef<T>(s) : ConstMatrixRef<T>(ws.pooled[hs][k - 1].topRows(n));
             MatrixRef<T> result = k + 1 == pools.size() ? MatrixRef<T>(o) : MatrixRef<T>(ws.pooled[hs][k].topRows(n));
             pools[k].forward<T>(in, result, ws.training ? &ws.argmax[hs][k] : nullptr);
         }

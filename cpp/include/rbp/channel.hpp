@@ -116,7 +116,9 @@ public:
     Index num_feedback() const { return has_feedback() && !spec_.per_synapse ? static_cast<Index>(rows_.size()) : 0; }
     Index feedback_rows(Index hidden) const;
     // A feedback kernel (rbp under a convolution): the convolution it stands in for, else null.
-    const ConvLayer<T>* feedback_kernel(Index hidden) const { return kernels_.at(static_cast<std::size_t>(hidden)).get(); }
+    const ConvLayer<T>* feedback_kernel(Index hidden) const {
+        return kernels_.at(static_cast<std::size_t>(hidden)).get();
+    }
     // Whether counterpart() exists: not through max-pooling, whose routing depends on the input.
     bool has_counterpart(const Network<T>& network, Index hidden) const;
     Index feedback_cols(Index hidden) const;
