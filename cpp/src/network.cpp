@@ -128,9 +128,9 @@ Index Network<T>::inference_chunk(Index requested) const {
     Index per_example = spec_.sizes.back();
     for (Index h = 0; h < num_layers(); ++h) {
         per_example += spec_.sizes[static_cast<std::size_t>(h + 1)];
-        if (pooled(h)) {
+        if (pooled(h)) {  // f(S^h) and the outputs of all but the last pool
             per_example += layers_[static_cast<std::size_t>(h)]->output_size();
-            for (const MaxPool& pool : pools(h)) per_example += pool.output_shape().size();
+            for (std::size_t k = 0; k + 1 < pools(h).size(); ++k) per_example += pools(h)[k].output_shape().size();
         }
     }
     return std::max<Index>(1, std::min(requested, kMaxChunkValues / per_example));
