@@ -67,9 +67,6 @@ class Layer:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "type")
         return f"{type(self).__name__}({args})"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Layer) and self.config() == other.config()
-
 
 class Dense(Layer):
     """Fully connected layer ``S = O_prev W^T + b`` with ``W`` of shape ``(units, inputs)``; a spatial
