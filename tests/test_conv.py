@@ -553,3 +553,24 @@ def test_alignment_diagnostics_through_conv_layers():
     assert np.isnan(direct["angle_feedback_1"]) and np.isnan(direct["angle_feedback_2"])
     assert 0 < direct["angle_feedback_3"] < 180
     assert all(0 < direct[f"angle_signal_{h}"] < 180 for h in (1, 2, 3))
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: L.Conv2D(0, 3), "filters"),
+    (lambda: L.Conv2D(4, (3, 0)), "kernel_size"),
+    (lambda: L.Conv2D(4, 3, stride=0), "stride"),
+    (lambda: L.Conv2D(4, 3, padding="full"), "padding"),
+    (lambda: L.Conv2D(4, 3, activation="swish"), "activation"),
+    (lambda: L.MaxPool2D(2, stride=-1), "stride"),
+    (lambda: L.Dense(2.5), "units"),
+    (lambda: L.from_config({"type": "Dropout"}), "layer type"),
+])
+def test_layer_arguments_are_validated(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_layer_configs_round_trip():
+    for layer in ARCHITECTURES["paper_like"][0] + ARCHITECTURES["valid_strided"][0]:
+        again = L.from_config(layer.config())
+        assert type(again) is type(layer) and again.config() == layer.config()
