@@ -337,7 +337,8 @@ class Trainer:
         return float(self._core.step(*self._data(x, y)))
 
     def signals(self, x: Any, y: Any) -> list[np.ndarray]:
-        """The postsynaptic signals ``B^1 ... B^L`` (each ``(batch, n_h)``) for this batch, with
+        """The postsynaptic signals ``B^1 ... B^L`` (each ``(batch, n_h)``; for a layer followed by
+        max-pooling ``n_h`` is the size of its output before pooling, ``S^h``) for this batch, with
         ``B^L = T - O``; nothing is updated. Under ``"top"`` the hidden signals are zero; with
         ``per_synapse`` hidden layers have no per-neuron signal and their entries are None.
 
