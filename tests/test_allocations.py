@@ -46,7 +46,14 @@ CHILD = textwrap.dedent(
     y = rng.integers(0, 10, len(x)).astype(np.int64)
     results = []
     for case in json.loads(sys.argv[1]):
-        net = rbp.MLP(case.pop("sizes"), seed=0, connectivity=case.pop("connectivity", None))
+        if case.pop("conv", False):
+            L = rbp.layers
+            sizes = case.pop("sizes")
+            net = rbp.Sequential([L.Conv2D(4, 5), L.MaxPool2D(3, stride=2, padding="same"), L.Conv2D(4, 3),
+                                  L.MaxPool2D(2), L.Flatten(), L.Dense(sizes[-2]), L.Dense(sizes[-1], "softmax")],
+                                 input_shape=(1, 28, 28), seed=0)
+        else:
+            net = rbp.MLP(case.pop("sizes"), seed=0, connectivity=case.pop("connectivity", None))
         threads = case.pop("threads", 1)
         # blank margins: the first layer skips the input's zero blocks
         inputs = x * ((np.arange(784) >= 300) & (np.arange(784) < 500)) if case.pop("blank_margins", False) else x
@@ -89,6 +96,20 @@ CASES = [
     {"algorithm": "srbp", "momentum": 0.9, "blank_margins": True},
 ]
 SIZES = [784, 100, 100, 10]
+# A small convolutional network on the same inputs (1 x 28 x 28): conv, overlapping pool, conv, pool.
+CONV_CASES = [
+    {"algorithm": a} for a in ("bp", "sbp", "rbp", "srbp", "top")
+] + [
+    {"algorithm": "srbp", "injection": "post_pool"},
+    {"algorithm": "srbp", "derivative": False, "momentum": 0.9},
+    {"algorithm": "rbp", "resample": "zero_mean"},
+    {"algorithm": "rbp", "resample": "sign_concordant"},
+    {"algorithm": "srbp", "channel_dropout": 0.5, "quantize": "signal"},
+    {"algorithm": "rbp", "signal_transform": "sign", "transform_target": "update"},
+    {"algorithm": "arbp"},
+    {"algorithm": "asrbp"},
+    {"algorithm": "srbp", "quantize": "update", "quantize_rounding": "stochastic"},
+]
 
 
 def _counter(tmp_path: Path) -> Path:
@@ -113,7 +134,7 @@ def _extra_allocations(library: Path, cases: list[dict]) -> list[int]:
 
 
 def test_training_steps_allocate_nothing(tmp_path):
-    cases = [dict(case, sizes=SIZES) for case in CASES]
+    cases = [dict(case, sizes=SIZES) for case in CASES] + [dict(case, sizes=SIZES, conv=True) for case in CONV_CASES]
     # Products large enough to be split between two threads (OpenMP regions inside the step).
     cases.append({"algorithm": "srbp", "sizes": [784, 1000, 10], "threads": 2})
     extra = _extra_allocations(_counter(tmp_path), cases)

@@ -10,6 +10,34 @@ using namespace rbp::bindings;
 
 namespace {
 
+// A stage description from the Python layer objects (rbp_native.layers): a dict with "kind"
+// ("dense" or "conv2d"), the layer's geometry and "pools", a list of pool dicts.
+StageSpec stage_spec(const py::dict& d) {
+    StageSpec stage;
+    const auto kind = d["kind"].cast<std::string>();
+    if (kind == "dense") {
+        stage.units = d["units"].cast<Index>();
+    } else {
+        require(kind == "conv2d", "unknown layer kind '" + kind + "'");
+        stage.conv = true;
+        stage.filters = d["filters"].cast<Index>();
+        stage.kernel_h = d["kernel_h"].cast<Index>();
+        stage.kernel_w = d["kernel_w"].cast<Index>();
+        stage.stride = d["stride"].cast<Index>();
+        stage.padding = parse_padding(d["padding"].cast<std::string>());
+    }
+    for (const auto& item : d["pools"].cast<py::list>()) {
+        const auto p = item.cast<py::dict>();
+        PoolSpec pool;
+        pool.size_h = p["size_h"].cast<Index>();
+        pool.size_w = p["size_w"].cast<Index>();
+        pool.stride = p["stride"].cast<Index>();
+        pool.padding = parse_padding(p["padding"].cast<std::string>());
+        stage.pools.push_back(pool);
+    }
+    return stage;
+}
+
 template <class T>
 void bind_network(py::module_& m, const char* name) {
     using Net = Network<T>;
@@ -29,6 +57,26 @@ void bind_network(py::module_& m, const char* name) {
              }),
              py::arg("sizes"), py::arg("activation"), py::arg("output"), py::arg("bias"), py::arg("init"),
              py::arg("seed"), py::arg("densities") = std::vector<double>{})
+        .def(py::init([](const std::vector<Index>& input_shape, const py::list& stages, const std::string& activation,
+                         const std::string& output, bool bias, const std::string& init, std::uint64_t seed) {
+                 require(input_shape.size() == 3, "input_shape must be (channels, height, width)");
+                 NetworkSpec spec;
+                 spec.input_shape = {input_shape[0], input_shape[1], input_shape[2]};
+                 for (const auto& stage : stages) spec.stages.push_back(stage_spec(stage.cast<py::dict>()));
+                 spec.activation = parse_activation(activation);
+                 spec.output = parse_output(output);
+                 spec.bias = bias;
+                 spec.init = parse_init(init);
+                 spec.seed = seed;
+                 return std::make_shared<Net>(spec);
+             }),
+             py::arg("input_shape"), py::arg("stages"), py::arg("activation"), py::arg("output"), py::arg("bias"),
+             py::arg("init"), py::arg("seed"))
+        .def_property_readonly("signal_sizes", [](const Net& n) {
+            std::vector<Index> sizes;
+            for (Index h = 0; h < n.num_layers(); ++h) sizes.push_back(n.layer(h).output_size());
+            return sizes;
+        })
         .def_property_readonly("sizes", [](const Net& n) { return n.spec().sizes; })
         .def_property_readonly("activation", [](const Net& n) { return to_string(n.activation()); })
         .def_property_readonly("output", [](const Net& n) { return to_string(n.output()); })
@@ -41,6 +89,8 @@ void bind_network(py::module_& m, const char* name) {
         .def("initialise", &Net::initialise, py::arg("seed"))
         .def("get_weight", [](Net& n, Index h) {
             require(h >= 0 && h < n.num_layers(), "layer index out of range");
+            // A convolution's weight is its kernel, (filters, channels * kh * kw).
+            if (const auto* conv = dynamic_cast<const ConvLayer<T>*>(&n.layer(h))) return to_numpy<T>(conv->kernel());
             return to_numpy<T>(n.layer(h).dense_weight());
         })
         .def("get_mask", [](const Net& n, Index h) -> py::object {
@@ -62,6 +112,10 @@ void bind_network(py::module_& m, const char* name) {
             require(h >= 0 && h < n.num_layers(), "layer index out of range");
             Layer<T>& layer = n.layer(h);
             const std::string what = "weights[" + std::to_string(h) + "]";
+            if (auto* conv = dynamic_cast<ConvLayer<T>*>(&layer)) {
+                conv->set_kernel(matrix_view<T>(value, what, conv->kernel().cols()));
+                return;
+            }
             auto view = matrix_view<T>(value, what, layer.input_size());
             require(view.rows() == layer.output_size(), what + " must have shape (" +
                                                             std::to_string(layer.output_size()) + ", " +

@@ -108,6 +108,12 @@ TrainerSpec trainer_spec(const py::dict& options) {
                     "unknown rounding '" + rounding + "' (expected nearest or stochastic)");
             c.quantizer.rounding = rounding == "nearest" ? Rounding::Nearest : Rounding::Stochastic;
         }
+        else if (key == "injection") {
+            const auto injection = value.cast<std::string>();
+            require(injection == "pre_pool" || injection == "post_pool",
+                    "unknown injection '" + injection + "' (expected pre_pool or post_pool)");
+            c.inject_after_pool = injection == "post_pool";
+        }
         else if (key == "lr") spec.lr = value.cast<double>();
         else if (key == "decay") spec.decay = value.cast<double>();
         else if (key == "momentum") spec.momentum = value.cast<double>();
@@ -149,6 +155,14 @@ void bind_trainer(py::module_& m, const char* name) {
             return to_numpy<T>(t.channel().feedback(h));
         })
         .def("feedback_sparse", [](const Tr& t, Index h) { return t.channel().feedback_sparse(h); })
+        .def("feedback_kernel", [](const Tr& t, Index h) {
+            require(h >= 0 && h < t.channel().num_feedback(), "feedback index out of range");
+            return t.channel().feedback_kernel(h) != nullptr;
+        })
+        .def("has_counterpart", [](const Tr& t, Index h) {
+            require(h >= 0 && h < t.channel().num_feedback(), "feedback index out of range");
+            return t.channel().has_counterpart(t.network(), h);
+        })
         .def("feedback_nonzeros", [](const Tr& t, Index h) { return t.channel().feedback_nonzeros(h); })
         .def("counterpart", [](const Tr& t, Index h) {
             require(h >= 0 && h < t.channel().num_feedback(), "feedback index out of range");

@@ -118,6 +118,8 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
         for (Index h = 0; h < layers; ++h)
             require(network.layer(h).kind() == "dense", "per_synapse needs dense layers");
     }
+    require(!spec_.inject_after_pool || (feedback_algorithm && network.has_pools()),
+            "injection after the pool applies only to output-sourced feedback (srbp) in a network with max-pooling");
     frozen_.assign(static_cast<std::size_t>(layers), 0);
     for (Index layer : spec_.frozen) {
         require(layer >= 1 && layer <= layers,
@@ -128,16 +130,44 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
     const Source default_source =
         (spec_.algorithm == Algorithm::SRBP || spec_.algorithm == Algorithm::ASRBP) ? Source::Output : Source::Above;
     sources_ = spec_.sources.empty() ? std::vector<Source>(hs, default_source) : spec_.sources;
+    if (spec_.inject_after_pool)
+        require(std::find(sources_.begin(), sources_.end(), Source::Output) != sources_.end(),
+                "injection after the pool applies only to output-sourced feedback (srbp, or sources='output')");
     bool all_output_dense = feedback_algorithm && !spec_.per_synapse;
     Index offset = 0;
+    kernels_.resize(hs);
+    kernel_targets_.resize(hs);
     for (Index h = 0; h < hidden; ++h) {
-        const Index rows = network.layer(h).output_size();
-        const Index cols = sources_[static_cast<std::size_t>(h)] == Source::Above ? network.layer(h + 1).output_size()
-                                                                                  : output_size_;
+        const bool above = sources_[static_cast<std::size_t>(h)] == Source::Above;
+        // The signal enters at O^h (the input of layer h+1) and is routed through the stage's pools
+        // to S^h, except for output-sourced feedback injected at S^h.
+        const bool enters_after_pool = above || spec_.inject_after_pool;
+        const Index rows = enters_after_pool ? network.layer(h + 1).input_size() : network.layer(h).output_size();
+        const Index cols = above ? network.layer(h + 1).output_size() : output_size_;
         rows_.push_back(rows);
         cols_.push_back(cols);
+        received_.push_back(network.layer(h).output_size());
+        routes_.push_back(enters_after_pool && network.pooled(h) ? 1 : 0);
+        network_pooled_.push_back(network.pooled(h) ? 1 : 0);
         offsets_.push_back(offset);
-        offset += rows;
+        offset += received_.back();
+        if (routes_.back()) all_output_dense = false;
+        if (feedback_algorithm && above) {
+            if (const auto* conv = dynamic_cast<const ConvLayer<T>*>(&network.layer(h + 1))) {
+                require(fb.storage != Storage::Sparse, "feedback_storage='sparse' does not apply to rbp's feedback "
+                                                       "kernels (a convolution above hidden layer " +
+                                                           std::to_string(h + 1) + ")");
+                require(fb.nonzeros < 0.0, "feedback_nonzeros does not apply to rbp's feedback kernels (a convolution "
+                                           "above hidden layer " + std::to_string(h + 1) + "); use feedback_density");
+                kernels_[static_cast<std::size_t>(h)] = std::make_unique<ConvLayer<T>>(
+                    conv->input_shape(), conv->filters(), conv->kernel_h(), conv->kernel_w(), conv->stride(),
+                    conv->padding(), false);
+                kernel_targets_[static_cast<std::size_t>(h)] = {&kernels_[static_cast<std::size_t>(h)]->kernel()};
+                sparse_.push_back(0);
+                all_output_dense = false;
+                continue;
+            }
+        }
         // Auto: CSR where the sparse product beats the dense one. Its cost is a multiply-add per
         // non-zero and example at half (100-unit sources) to all (1000-unit sources) of the dense
         // kernels' rate, plus two transposes (the source into batch-major order, the result back), so
@@ -162,6 +192,7 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
             dense_.resize(hs);
             csr_.resize(hs);
             for (std::size_t h = 0; h < hs; ++h) {
+                if (kernels_[h]) continue;
                 if (sparse_[h])
                     csr_[h].resize(rows_[h], cols_[h]);
                 else
@@ -170,6 +201,12 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
         }
     }
     masks_.resize(hs);
+    if (fb.congruent || fb.resample == Resample::SignConcordant)
+        for (Index h = 0; h < num_feedback(); ++h)
+            require(has_counterpart(network, h),
+                    "congruent and sign_concordant feedback need a forward counterpart, which hidden layer " +
+                        std::to_string(h + 1) + "'s feedback does not have through max-pooling (the route depends on "
+                        "the input)");
     draw_feedback(network);
 }
 
@@ -202,9 +239,29 @@ bool Channel<T>::frozen(Index layer) const {
 }
 
 template <class T>
+Index Channel<T>::feedback_rows(Index hidden) const {
+    if (const auto* kernel = feedback_kernel(hidden)) return kernel->kernel().rows();
+    return rows_.at(static_cast<std::size_t>(hidden));
+}
+
+template <class T>
 Index Channel<T>::feedback_cols(Index hidden) const {
     require(has_feedback(), "algorithm '" + to_string(spec_.algorithm) + "' has no feedback matrices");
+    if (const auto* kernel = feedback_kernel(hidden)) return kernel->kernel().cols();
     return cols_.at(static_cast<std::size_t>(hidden));
+}
+
+template <class T>
+bool Channel<T>::has_counterpart(const Network<T>& network, Index hidden) const {
+    if (feedback_kernel(hidden)) return true;
+    const auto h = static_cast<std::size_t>(hidden);
+    const Index top = sources_[h] == Source::Above ? hidden + 1 : network.num_layers() - 1;
+    // The product of adjoints runs from the source down to O^h; a pool on the way (or between O^h
+    // and an injection at S^h) would put the input-dependent routing into it.
+    if (network.pooled(hidden) && !routes_[h]) return false;
+    for (Index j = hidden + 1; j < top; ++j)
+        if (network.pooled(j)) return false;
+    return true;
 }
 
 template <class T>
@@ -215,6 +272,8 @@ bool Channel<T>::feedback_sparse(Index hidden) const {
 template <class T>
 Index Channel<T>::feedback_nonzeros(Index hidden) const {
     if (feedback_sparse(hidden)) return csr_[static_cast<std::size_t>(hidden)].nonZeros();
+    if (const auto* kernel = feedback_kernel(hidden))
+        return static_cast<Index>((kernel->kernel().array() != T(0)).count());
     const auto d = transposed_feedback(hidden);
     return static_cast<Index>((d.array() != T(0)).count());
 }
@@ -236,6 +295,7 @@ Matrix<T> Channel<T>::feedback(Index hidden) const {
     require(has_feedback(), "algorithm '" + to_string(spec_.algorithm) + "' has no feedback matrices");
     require(hidden >= 0 && hidden < num_feedback(), "feedback index out of range");
     if (feedback_sparse(hidden)) return Matrix<T>(csr_[static_cast<std::size_t>(hidden)]);
+    if (const auto* kernel = feedback_kernel(hidden)) return kernel->kernel();
     return transposed_feedback(hidden).transpose();
 }
 
@@ -244,10 +304,12 @@ void Channel<T>::set_feedback(Index hidden, const ConstMatrixRef<T>& value) {
     require(has_feedback(), "algorithm '" + to_string(spec_.algorithm) + "' has no feedback matrices");
     require(hidden >= 0 && hidden < num_feedback(), "feedback index out of range");
     const auto h = static_cast<std::size_t>(hidden);
-    require(value.rows() == rows_[h] && value.cols() == cols_[h],
-            "feedback[" + std::to_string(hidden) + "] must have shape (" + std::to_string(rows_[h]) + ", " +
-                std::to_string(cols_[h]) + ")");
-    if (feedback_sparse(hidden))
+    require(value.rows() == feedback_rows(hidden) && value.cols() == feedback_cols(hidden),
+            "feedback[" + std::to_string(hidden) + "] must have shape (" + std::to_string(feedback_rows(hidden)) +
+                ", " + std::to_string(feedback_cols(hidden)) + ")");
+    if (kernels_[h])
+        kernels_[h]->set_kernel(value);
+    else if (feedback_sparse(hidden))
         csr_[h] = Matrix<T>(value).sparseView();
     else
         transposed_feedback(hidden) = value.transpose();
@@ -264,6 +326,13 @@ Matrix<T> Channel<T>::counterpart(const Network<T>& network, Index hidden) const
 template <class T>
 void Channel<T>::counterpart_into(const Network<T>& network, Index hidden, std::vector<Matrix<T>>& chain,
                                   Matrix<T>& result) const {
+    if (!has_counterpart(network, hidden))  // (not require(): resampling must not build the message every step)
+        throw std::invalid_argument("hidden layer " + std::to_string(hidden + 1) +
+                                    "'s feedback has no forward counterpart through max-pooling");
+    if (feedback_kernel(hidden)) {
+        result = dynamic_cast<const ConvLayer<T>&>(network.layer(hidden + 1)).kernel();
+        return;
+    }
     const auto h = static_cast<std::size_t>(hidden);
     const Index top = sources_[h] == Source::Above ? hidden + 1 : network.num_layers() - 1;
     // Rows of P are unit signals at the source; sending them down through the adjoints of the
@@ -311,10 +380,13 @@ T Channel<T>::draw_value(Rng& rng, double scale) const {
 template <class T>
 void Channel<T>::draw_layer(Index hidden, const Matrix<T>* signs, bool magnitude_only) {
     const auto h = static_cast<std::size_t>(hidden);
-    const Index rows = rows_[h];
-    const Index cols = cols_[h];
-    const double p = density_for(cols);
-    const double scale = scale_for(rows, cols);
+    const ConvLayer<T>* kernel = kernels_[h].get();
+    const Index rows = kernel ? kernel->kernel().rows() : rows_[h];
+    const Index cols = kernel ? kernel->kernel().cols() : cols_[h];
+    const double p = kernel ? spec_.feedback.density : density_for(cols);
+    // A kernel's Glorot scale is its forward counterpart's: fans channels*kh*kw and filters*kh*kw.
+    const Index taps = kernel ? kernel->kernel_h() * kernel->kernel_w() : 1;
+    const double scale = kernel ? scale_for(cols, rows * taps) : scale_for(rows, cols);
     Rng& rng = streams_.feedback;
     auto value = [&](Index r, Index c, bool& kept) -> T {
         kept = p >= 1.0 || rng.uniform() < p;
@@ -325,7 +397,11 @@ void Channel<T>::draw_layer(Index hidden, const Matrix<T>* signs, bool magnitude
         return v;
     };
     bool kept = false;
-    if (feedback_sparse(hidden)) {
+    if (kernel) {
+        Matrix<T>& k = kernels_[h]->kernel();
+        for (Index r = 0; r < rows; ++r)
+            for (Index c = 0; c < cols; ++c) k(r, c) = value(r, c, kept);
+    } else if (feedback_sparse(hidden)) {
         // Filled row by row in place: a redraw (resampling every step) reuses the storage of the
         // last one and allocates only when it has more non-zeros than any before.
         SparseMatrix<T>& m = csr_[h];
@@ -407,33 +483,38 @@ void Channel<T>::compute(const Network<T>& network, Workspace<T>& ws, Index n) {
     const auto error = ws.signal[static_cast<std::size_t>(hidden)].topRows(n);
     auto received = [&](Index h) {
         const auto hs = static_cast<std::size_t>(h);
-        return ws.received.topRows(n).middleCols(offsets_[hs], rows_[hs]);
+        return ws.received.topRows(n).middleCols(offsets_[hs], received_[hs]);
     };
     if (stacked()) gemm<T>(T(1), error, false, stacked_, false, ws.received.topRows(n), false);
 
     for (Index h = hidden - 1; h >= 0; --h) {
         const auto hs = static_cast<std::size_t>(h);
         auto j = received(h);
+        // Where the signal arrives: J^h itself, or O^h's size when the stage's pools route it to J^h.
+        MatrixRef<T> arrival = routes_[hs] ? MatrixRef<T>(ws.arrived[hs].topRows(n)) : MatrixRef<T>(j);
         switch (spec_.algorithm) {
-            case Algorithm::BP: network.layer(h + 1).backward(ws.signal[hs + 1].topRows(n), j); break;
+            case Algorithm::BP: network.layer(h + 1).backward(ws.signal[hs + 1].topRows(n), arrival); break;
             case Algorithm::SBP:
                 // The error travels down through the transposed forward matrices with no
                 // derivatives; each layer applies only its own f'.
                 if (h == hidden - 1)
-                    network.layer(h + 1).backward(error, j);
+                    network.layer(h + 1).backward(error, arrival);
                 else
-                    network.layer(h + 1).backward(received(h + 1), j);
+                    network.layer(h + 1).backward(received(h + 1), arrival);
                 break;
             default:
                 if (!stacked()) {
                     const auto source = sources_[hs] == Source::Above ? ws.signal[hs + 1].topRows(n) : error;
-                    if (feedback_sparse(h))
-                        sparse_feedback_product<T>(source, csr_[hs], j);
+                    if (kernels_[hs])
+                        kernels_[hs]->backward(source, arrival);  // transposed convolution with the random kernel
+                    else if (feedback_sparse(h))
+                        sparse_feedback_product<T>(source, csr_[hs], arrival);
                     else
-                        gemm<T>(T(1), source, false, dense_[hs], false, j, false);  // J = source F^T
+                        gemm<T>(T(1), source, false, dense_[hs], false, arrival, false);  // J = source F^T
                 }
                 break;
         }
+        if (routes_[hs]) network.route(h, ws, arrival, j);
         if (spec_.dropout > 0.0) {
             if (masks_[hs].rows() < n || masks_[hs].cols() != j.cols()) masks_[hs].resize(n, j.cols());
             mask_rows_ = n;
@@ -468,8 +549,17 @@ void Channel<T>::adapt(const Workspace<T>& ws, Index n, double lr) {
     for (Index h = 0; h < hidden; ++h) {
         const auto hs = static_cast<std::size_t>(h);
         const auto source = sources_[hs] == Source::Above ? ws.signal[hs + 1].topRows(n) : error;
-        // F += scale O^T source, kept as F^T += scale source^T O
-        gemm<T>(scale, source, true, ws.out[hs].topRows(n), false, transposed_feedback(h), true);
+        if (kernels_[hs]) {
+            // A feedback kernel learns as the forward kernel would from the same signal above: its
+            // weight gradient with B^{h+1} and O^h.
+            kernels_[hs]->accumulate_update(source, ws.out[hs].topRows(n), scale, kernel_targets_[hs]);
+            continue;
+        }
+        // The activity of the units the signal enters: O^h, or f(S^h) for an injection before the pools.
+        const bool before_pools = network_pooled_[hs] && !routes_[hs];
+        const auto activity = before_pools ? ws.activity[hs].topRows(n) : ws.out[hs].topRows(n);
+        // F += scale A^T source, kept as F^T += scale source^T A
+        gemm<T>(scale, source, true, activity, false, transposed_feedback(h), true);
     }
 }
 
@@ -488,7 +578,12 @@ Index Channel<T>::channel_macs(const Network<T>& network) const {
                     for (const auto& slice : tensor) total += slice.size();
                 return total;
             }
-            for (Index h = 0; h < num_feedback(); ++h) total += feedback_nonzeros(h);
+            for (Index h = 0; h < num_feedback(); ++h) {
+                const auto* kernel = feedback_kernel(h);
+                // A kernel entry is used once per output position of the convolution it stands in for.
+                const Index uses = kernel ? kernel->output_shape().height * kernel->output_shape().width : 1;
+                total += feedback_nonzeros(h) * uses;
+            }
             return total;
     }
 }

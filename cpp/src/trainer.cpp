@@ -270,7 +270,7 @@ void Trainer<T>::prepare_batch(const ConstMatrixRef<T>& x, Index n, const Target
                                                     " columns, the network expects " +
                                                     std::to_string(network_->input_size()));
     require(targets.rows() == x.rows(), "inputs and targets have different numbers of rows");
-    ws_.reserve(network_->spec().sizes, n);
+    network_->reserve(ws_, n, true);
     targets.gather(rows, n, ws_.targets);
 }
 
@@ -352,7 +352,7 @@ EpochResult Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>
 }
 
 template <class T>
-Metrics Trainer<T>::evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targets, Index chunk,
+Metrics Trainer<T>::evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targets, Index requested_chunk,
                              const Interrupt& interrupted) const {
     const Index total = x.rows();
     require(total > 0, "cannot evaluate on an empty data set");
@@ -364,7 +364,8 @@ Metrics Trainer<T>::evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targe
     const ThreadBudget budget(threads());
     const Network<T>& net = *network_;
     Workspace<T> ws;
-    ws.reserve(net.spec().sizes, std::min(chunk, total));
+    const Index chunk = net.inference_chunk(requested_chunk);
+    net.reserve(ws, std::min(chunk, total), false);
     const auto top = static_cast<std::size_t>(net.num_layers() - 1);
     double loss = 0.0;
     Index correct = 0;

@@ -12,16 +12,18 @@ Random Backpropagation and the Deep Learning Channel" (Artificial Intelligence 2
 
 from __future__ import annotations
 
-from . import datasets
+from . import datasets, layers
 from ._native import isa
 from .augment import Augment
 from .checkpoint import CheckpointError
 from .history import History
-from .network import MLP
+from .network import MLP, Sequential
 from .trainer import ALGORITHMS, Trainer, TrainingDiverged
 
-__all__ = ["ALGORITHMS", "MLP", "Augment", "CheckpointError", "History", "Trainer", "TrainingDiverged", "__version__",
-           "datasets", "isa"]
+__all__ = [
+    "ALGORITHMS", "MLP", "Augment", "CheckpointError", "History", "Sequential", "Trainer", "TrainingDiverged",
+    "__version__", "datasets", "isa", "layers",
+]
 
 
 def __getattr__(name: str) -> str:

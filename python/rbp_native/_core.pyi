@@ -1,6 +1,6 @@
 """Type stubs of the compiled core (use the rbp_native package, not this module)."""
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +10,7 @@ import numpy.typing as npt
 isa: str
 
 class _Network:
+    @overload
     def __init__(
         self,
         sizes: list[int],
@@ -20,8 +21,21 @@ class _Network:
         seed: int,
         densities: list[float] = ...,
     ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        input_shape: list[int],
+        stages: list[dict[str, Any]],
+        activation: str,
+        output: str,
+        bias: bool,
+        init: str,
+        seed: int,
+    ) -> None: ...
     @property
     def sizes(self) -> list[int]: ...
+    @property
+    def signal_sizes(self) -> list[int]: ...
     @property
     def activation(self) -> str: ...
     @property
@@ -77,6 +91,8 @@ class _Trainer:
     def get_feedback(self, h: int) -> npt.NDArray[np.floating]: ...
     def set_feedback(self, h: int, value: npt.NDArray[np.floating]) -> None: ...
     def feedback_sparse(self, h: int) -> bool: ...
+    def feedback_kernel(self, h: int) -> bool: ...
+    def has_counterpart(self, h: int) -> bool: ...
     def feedback_nonzeros(self, h: int) -> int: ...
     def counterpart(self, h: int) -> npt.NDArray[np.floating]: ...
     def synapse_feedback(self, h: int) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]: ...

@@ -11,9 +11,9 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ._native import _core
-from ._arrays import as_inputs, as_targets
+from ._arrays import as_targets
 from .history import History
-from .network import MLP
+from .network import MLP, Sequential
 
 ALGORITHMS = ("bp", "sbp", "rbp", "srbp", "arbp", "asrbp", "top")
 FEEDBACK_ALGORITHMS = ("rbp", "srbp", "arbp", "asrbp")
@@ -26,6 +26,7 @@ SIGNAL_TRANSFORMS = ("none", "sign", "magnitude")
 TRANSFORM_TARGETS = ("signal", "update")
 QUANTIZE_MODES = ("signal", "update")
 ROUNDINGS = ("nearest", "stochastic")
+INJECTIONS = ("pre_pool", "post_pool")
 
 
 class TrainingDiverged(FloatingPointError):
@@ -52,7 +53,7 @@ def _split(data: Any, name: str) -> tuple[Any, Any]:
 
 
 class Trainer:
-    """Trains an :class:`MLP` with one of the paper's learning channels.
+    """Trains an :class:`MLP` or a :class:`Sequential` with one of the paper's learning channels.
 
     For hidden layer h the channel delivers ``J^h`` and the update uses
     ``B^h = f'(S^h) * J^h`` (or ``J^h`` when the derivative is off); the top layer uses
@@ -90,11 +91,16 @@ class Trainer:
     threads:
         Threads of the native core; None uses all cores. Results are bit-identical for the same
         seed and thread count.
+    injection:
+        Where output-sourced feedback (srbp) enters a hidden layer followed by max-pooling:
+        ``"pre_pool"`` (default; at ``S^h``, the convolution's output, ``feedback[h]`` of shape
+        ``(C*H*W, n_L)``) or ``"post_pool"`` (at the pooled output, routed back through the pools'
+        argmax). See docs/conv.md for every channel's conventions through conv and pooling layers.
     """
 
     def __init__(
         self,
-        net: MLP,
+        net: Sequential,
         algorithm: str = "bp",
         derivative: bool | Sequence[bool] = True,
         lr: float = 0.1,
@@ -124,9 +130,10 @@ class Trainer:
         quantize_bits: int = 8,
         quantize_alpha: float | None = None,
         quantize_rounding: str = "nearest",
+        injection: str = "pre_pool",
     ) -> None:
-        if not isinstance(net, MLP):
-            raise TypeError(f"net must be an rbp_native.MLP, got {type(net).__name__}")
+        if not isinstance(net, Sequential):
+            raise TypeError(f"net must be an rbp_native.MLP or Sequential, got {type(net).__name__}")
         _choice("algorithm", algorithm, ALGORITHMS)
         if isinstance(feedback_scale, str):
             _choice("feedback_scale", feedback_scale, FEEDBACK_SCALES)
@@ -137,6 +144,7 @@ class Trainer:
         _choice("signal_transform", signal_transform, SIGNAL_TRANSFORMS)
         _choice("transform_target", transform_target, TRANSFORM_TARGETS)
         _choice("quantize_rounding", quantize_rounding, ROUNDINGS)
+        _choice("injection", injection, INJECTIONS)
         if resample is not None:
             _choice("resample", resample, RESAMPLE_MODES)
         if quantize is not None:
@@ -224,6 +232,8 @@ class Trainer:
             "quantize_alpha": None if quantize_alpha is None else float(quantize_alpha),
             "quantize_rounding": quantize_rounding,
         }
+        if injection != "pre_pool":  # only then an option of the core (configs of dense runs stay as they were)
+            self._options["injection"] = injection
         core_class = _core.Trainer32 if net.dtype == np.float32 else _core.Trainer64
         self._core = core_class(net._core, self._options)
         self._options["quantize_alpha"] = self._core.quantize_alpha
@@ -324,8 +334,15 @@ class Trainer:
     # -- feedback ------------------------------------------------------------------------------
     @property
     def feedback(self) -> list[np.ndarray]:
-        """Copies of the feedback matrices (``rbp``: ``(n_h, n_{h+1})``; ``srbp``: ``(n_h, n_L)``)."""
-        return [self._core.get_feedback(h) for h in range(self._core.num_feedback)]
+        """Copies of the feedback matrices (``rbp``: ``(n_h, n_{h+1})``; ``srbp``: ``(n_h, n_L)``), with
+        ``n_h`` where the signal enters layer h (docs/conv.md); under a convolution, rbp's feedback is
+        a kernel of that convolution's shape ``(out_channels, in_channels, kh, kw)``."""
+        return [self._feedback_shaped(h, self._core.get_feedback(h)) for h in range(self._core.num_feedback)]
+
+    def _feedback_shaped(self, h: int, value: np.ndarray) -> np.ndarray:
+        if self._core.feedback_kernel(h):
+            return value.reshape(self.net._weight_shapes[h + 1])
+        return value
 
     def set_feedback(self, feedback: Sequence[Any]) -> None:
         """Replace every feedback matrix (shapes must match; values must be finite)."""
@@ -340,11 +357,11 @@ class Trainer:
             if new.shape != old.shape:
                 raise ValueError(f"feedback[{h}] must have shape {old.shape}, got {new.shape}")
         for h, f in enumerate(arrays):
-            self._core.set_feedback(h, f)
+            self._core.set_feedback(h, f.reshape(f.shape[0], -1))
 
     # -- training ------------------------------------------------------------------------------
     def _data(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        xs = as_inputs(x, self.net.dtype, self.net.sizes[0])
+        xs = self.net._as_inputs(x)
         ys = as_targets(y, self.net.dtype, self.net.sizes[-1], xs.shape[0])
         return xs, ys
 
@@ -361,7 +378,8 @@ class Trainer:
         return loss
 
     def signals(self, x: Any, y: Any) -> list[np.ndarray]:
-        """The postsynaptic signals ``B^1 ... B^L`` (each ``(batch, n_h)``) for this batch, with
+        """The postsynaptic signals ``B^1 ... B^L`` (each ``(batch, n_h)``; for a layer followed by
+        max-pooling ``n_h`` is the size of its output before pooling, ``S^h``) for this batch, with
         ``B^L = T - O``; nothing is updated. Under ``"top"`` the hidden signals are zero; with
         ``per_synapse`` hidden layers have no per-neuron signal and their entries are None.
 
@@ -400,7 +418,10 @@ class Trainer:
                 record[f"angle_signal_{h + 1}"] = _angle(channel[h], exact[h])
         for h in range(self._core.num_feedback):
             feedback = self._core.get_feedback(h)
-            record[f"angle_feedback_{h + 1}"] = _angle(feedback, self._core.counterpart(h))
+            # Through max-pooling output-sourced feedback has no fixed counterpart (the route depends
+            # on the input): NaN.
+            counterpart = self._core.counterpart(h) if self._core.has_counterpart(h) else None
+            record[f"angle_feedback_{h + 1}"] = float("nan") if counterpart is None else _angle(feedback, counterpart)
             record[f"norm_F_{h + 1}"] = float(np.linalg.norm(feedback))
         for h, w in enumerate(self.net.weights):
             record[f"norm_W_{h + 1}"] = float(np.linalg.norm(w))
@@ -604,8 +625,8 @@ class Trainer:
                 arrays[f"network/W{h + 1}"] = w
             for h, b in enumerate(self.net.biases):
                 arrays[f"network/b{h + 1}"] = b
-            for h in range(self._core.num_feedback):
-                arrays[f"feedback/{h}"] = self._core.get_feedback(h)
+            for h, f in enumerate(self.feedback):
+                arrays[f"feedback/{h}"] = f
             for name in ("shuffle_stream", "feedback_stream", "dropout_stream", "quantize_stream", "epoch_order"):
                 arrays[f"state/{name}"] = state[name]
             for h, layer in enumerate(state["velocity"]):
@@ -640,7 +661,8 @@ class Trainer:
 
         meta, arrays = ckpt.read(path)
         try:
-            net = MLP(**meta["network"])
+            config = meta["network"]
+            net = Sequential(**config) if "layers" in config else MLP(**config)
             options = dict(meta["trainer"])
             if threads is not None:
                 options["threads"] = threads

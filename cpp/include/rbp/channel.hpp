@@ -9,6 +9,12 @@
 //   srbp J^h = F^h e,       F^h fixed random, shape (N_h, N_L)         (asrbp: F^h adapted)
 //   top  hidden layers receive nothing and are not updated
 // feedback(h) follows one convention everywhere: shape (N_h, N_source) with J^h = feedback(h) @ source.
+//
+// Through pooled stages (conv.hpp, network.hpp) bp, sbp and rbp deliver their signal at O^h (the
+// input of the layer above) and the stage's pools route it back through their argmax to S^h's size;
+// srbp injects F^h e at S^h (default) or at O^h and routes it (inject_after_pool). rbp under a
+// convolution uses a random kernel of that convolution's shape in its transposed convolution.
+// docs/conv.md defines these conventions.
 #pragma once
 
 #include "rbp/network.hpp"
@@ -82,6 +88,9 @@ struct ChannelSpec {
     std::vector<Index> frozen;       // paper numbering, 1..L
     Quantize quantize = Quantize::None;
     Quantizer quantizer;
+    // Output-sourced feedback of a pooled stage enters at O^h and is routed through the pools'
+    // argmax, instead of entering at S^h.
+    bool inject_after_pool = false;
 };
 
 template <class T>
@@ -105,14 +114,21 @@ public:
     // Number of feedback matrices F^h: one per hidden layer for the feedback algorithms, none
     // otherwise (per-synapse srbp keeps tensors instead, see synapse_feedback).
     Index num_feedback() const { return has_feedback() && !spec_.per_synapse ? static_cast<Index>(rows_.size()) : 0; }
-    Index feedback_rows(Index hidden) const { return rows_.at(static_cast<std::size_t>(hidden)); }
+    Index feedback_rows(Index hidden) const;
+    // A feedback kernel (rbp under a convolution): the convolution it stands in for, else null.
+    const ConvLayer<T>* feedback_kernel(Index hidden) const {
+        return kernels_.at(static_cast<std::size_t>(hidden)).get();
+    }
+    // Whether counterpart() exists: not through max-pooling, whose routing depends on the input.
+    bool has_counterpart(const Network<T>& network, Index hidden) const;
     Index feedback_cols(Index hidden) const;
     bool feedback_sparse(Index hidden) const;
     Index feedback_nonzeros(Index hidden) const;
     // Dense copy of F^h, and replacement from a dense matrix (sparse storage keeps its non-zeros).
     Matrix<T> feedback(Index hidden) const;
     void set_feedback(Index hidden, const ConstMatrixRef<T>& value);
-    // The forward counterpart of F^h: (W^{h+1})^T for source Above, (W^L ... W^{h+1})^T for Output.
+    // The forward counterpart of F^h: (W^{h+1})^T for source Above, (W^L ... W^{h+1})^T for Output;
+    // a feedback kernel's is the forward kernel.
     Matrix<T> counterpart(const Network<T>& network, Index hidden) const;
 
     // Per-synapse random error: R^h as N_L matrices of shape (N_h, N_{h-1}), and bias vectors (N_h, N_L).
@@ -164,7 +180,12 @@ private:
 
     ChannelSpec spec_;
     std::vector<Source> sources_;
-    std::vector<Index> rows_;      // N_h of hidden layers
+    std::vector<Index> rows_;      // where the signal enters: |O^h| (source Above, or after the pools), else |S^h|
+    std::vector<Index> received_;  // |S^h| of hidden layers (J^h's width)
+    std::vector<char> routes_;     // whether the entering signal is routed through the stage's pools
+    std::vector<char> network_pooled_;  // whether the stage has pools
+    std::vector<std::unique_ptr<ConvLayer<T>>> kernels_;  // rbp's random kernels (null where W^{h+1} is dense)
+    std::vector<std::vector<Matrix<T>*>> kernel_targets_;   // {&kernel} per kernel, for the adaptive update
     std::vector<Index> cols_;      // N_source of hidden layers
     std::vector<Index> offsets_;   // column offsets inside stacked_
     std::vector<char> sparse_;     // storage of each layer

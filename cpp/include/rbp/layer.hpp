@@ -1,6 +1,7 @@
 // The layer interface. A layer is the linear part of one stage of the network (S = map(O_prev));
-// the transfer function is applied by the network. The trainer and the learning channels only use
-// this interface, so convolution, pooling and sparse layers plug in without touching them.
+// the transfer function and the stage's max-pooling (conv.hpp: its argmax is state of the training
+// workspace, not of the layer) are applied by the network. The trainer and the learning channels use
+// this interface for dense, sparse and convolutional layers alike.
 #pragma once
 
 #include "rbp/gemm.hpp"

@@ -1,7 +1,13 @@
 // A layered feedforward network A[N0, ..., NL]: layers, hidden transfer functions and the output.
+//
+// Stage h (h = 1..L) is one weighted layer (dense, sparse or convolutional), its transfer function
+// and the max-pooling layers that follow it (none for dense stages): S^h is the weighted layer's
+// output, O^h = pool(f(S^h)) the stage's output and the next stage's input. N_h in `sizes` is the
+// size of O^h; the size of S^h is layer(h-1).output_size() (they differ only in pooled stages).
 #pragma once
 
 #include "rbp/activation.hpp"
+#include "rbp/conv.hpp"
 #include "rbp/layer.hpp"
 
 #include <memory>
@@ -9,8 +15,27 @@
 
 namespace rbp {
 
+struct PoolSpec {
+    Index size_h = 0, size_w = 0, stride = 0;
+    Padding padding = Padding::Valid;
+};
+
+// One stage: a dense layer of `units` outputs, or a convolution with `filters` kernels of
+// kernel_h x kernel_w, followed by `pools`.
+struct StageSpec {
+    bool conv = false;
+    Index units = 0;
+    Index filters = 0, kernel_h = 0, kernel_w = 0, stride = 1;
+    Padding padding = Padding::Same;
+    std::vector<PoolSpec> pools;
+};
+
 struct NetworkSpec {
-    std::vector<Index> sizes;           // N0 ... NL
+    // N0 ... NL. With `stages` given they are derived from them (N0 = input_shape's size).
+    std::vector<Index> sizes;
+    // Stages built from `input_shape` (channels, height, width); empty: dense stages from `sizes`.
+    Shape3 input_shape;
+    std::vector<StageSpec> stages;
     Activation activation = Activation::Tanh;
     Output output = Output::Softmax;
     bool bias = true;
@@ -29,8 +54,16 @@ struct Workspace {
     Matrix<T> top_pre;                  // S^L (the loss reads it); hidden S^h are never stored
     std::vector<Matrix<T>> out;         // O^h, h = 1..L (index h-1)
     std::vector<Matrix<T>> derivative;  // f'(S^h) for hidden layers, index h-1
-    std::vector<Matrix<T>> signal;      // B^h, h = 1..L (index h-1); B^L = e = T - O
-    Matrix<T> received;                 // J^h of every hidden layer side by side (batch, sum N_h)
+    std::vector<Matrix<T>> signal;      // B^h, h = 1..L (index h-1), at the size of S^h; B^L = e = T - O
+    Matrix<T> received;                 // J^h of every hidden layer side by side (batch, sum |S^h|)
+    // Pooled stages only (empty matrices elsewhere), index h-1: f(S^h) before pooling, the outputs
+    // of all but the last pool, the argmax of every pool (training workspaces only), the channel's
+    // signal where it arrives at O^h before being routed to S^h, and routing scratch per pool.
+    std::vector<Matrix<T>> activity;
+    std::vector<std::vector<Matrix<T>>> pooled;
+    std::vector<std::vector<ArgmaxMatrix>> argmax;
+    std::vector<Matrix<T>> arrived;
+    std::vector<std::vector<Matrix<T>>> routed;
     Matrix<T> input;                    // gathered input rows of the batch (training only)
     Matrix<T> targets;                  // T of the batch
     // Marks of the input's all-zero blocks (gemm.hpp); input_zeros.masks is null unless the trainer
@@ -38,8 +71,7 @@ struct Workspace {
     std::vector<std::uint64_t> input_zero_marks;
     ZeroBlocks input_zeros;
     Index capacity = 0;
-
-    void reserve(const std::vector<Index>& sizes, Index batch);
+    bool training = false;  // whether the argmax and routing buffers exist
 };
 
 template <class T>
@@ -55,6 +87,16 @@ public:
     const Layer<T>& layer(Index h) const { return *layers_.at(static_cast<std::size_t>(h)); }
     Activation activation() const { return spec_.activation; }
     Output output() const { return spec_.output; }
+    const std::vector<MaxPool>& pools(Index h) const { return pools_.at(static_cast<std::size_t>(h)); }
+    bool pooled(Index h) const { return !pools(h).empty(); }
+    bool has_pools() const;
+    bool has_conv() const;
+
+    // Sizes the workspace's buffers for `batch` rows (no-op when it already holds as many). An
+    // inference workspace holds the forward pass (outputs, pooled activities, top_pre, targets); a
+    // training workspace also the signals, derivatives, gathered input, the pools' argmax and the
+    // routing buffers.
+    void reserve(Workspace<T>& ws, Index batch, bool training) const;
 
     void initialise(std::uint64_t seed);
 
@@ -65,6 +107,13 @@ public:
 
     // Output probabilities/values for many rows, in chunks, into `result` (rows, N_L).
     void predict(const ConstMatrixRef<T>& x, MatrixRef<T> result, Index chunk = 1024) const;
+    // The chunk inference uses for `requested` rows: capped for convolutional networks so that the
+    // workspace stays small; dense networks use `requested` as it is.
+    Index inference_chunk(Index requested) const;
+
+    // The adjoint of stage h's pooling at the last forward pass: g (rows n, at O^h's size) routed
+    // through every pool's argmax back to S^h's size, into j. Needs a training workspace.
+    void route(Index h, Workspace<T>& ws, const ConstMatrixRef<T>& g, MatrixRef<T> j) const;
 
     Index forward_macs() const;
     Index parameter_count() const;
@@ -72,6 +121,7 @@ public:
 private:
     NetworkSpec spec_;
     std::vector<std::unique_ptr<Layer<T>>> layers_;
+    std::vector<std::vector<MaxPool>> pools_;
 };
 
 }  // namespace rbp
