@@ -4,6 +4,7 @@
 namespace py = pybind11;
 
 void register_network(py::module_& m);
+void register_options(py::module_& m);
 void register_products(py::module_& m);
 void register_trainer(py::module_& m);
 
@@ -19,6 +20,7 @@ void register_trainer(py::module_& m);
 PYBIND11_MODULE(RBP_NATIVE_MODULE, m) {
     m.doc() = "Native core of rbp-native (use the rbp_native package, not this module).";
     m.attr("isa") = RBP_NATIVE_ISA;  // the instruction set this module was compiled for
+    register_options(m);
     register_network(m);
     register_trainer(m);
     register_products(m);

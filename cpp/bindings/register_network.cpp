@@ -1,4 +1,5 @@
 #include "arrays.hpp"
+#include "option_names.hpp"
 
 #include "rbp/sparse_layer.hpp"
 
@@ -14,15 +15,15 @@ template <class T>
 void bind_network(py::module_& m, const char* name) {
     using Net = Network<T>;
     py::class_<Net, std::shared_ptr<Net>>(m, name)
-        .def(py::init([](const std::vector<Index>& sizes, const std::string& activation, const std::string& output,
-                         bool bias, const std::string& init, std::uint64_t seed,
+        .def(py::init([](const std::vector<Index>& sizes, const py::object& activation, const py::object& output,
+                         bool bias, const py::object& init, std::uint64_t seed,
                          const std::vector<double>& densities) {
                  NetworkSpec spec;
                  spec.sizes = sizes;
-                 spec.activation = parse_activation(activation);
-                 spec.output = parse_output(output);
+                 spec.activation = parse_activation(option_name(activation));
+                 spec.output = parse_output(option_name(output));
                  spec.bias = bias;
-                 spec.init = parse_init(init);
+                 spec.init = parse_init(option_name(init));
                  spec.seed = seed;
                  spec.densities = densities;
                  return std::make_shared<Net>(spec);
@@ -38,7 +39,6 @@ void bind_network(py::module_& m, const char* name) {
         .def_property_readonly("num_layers", &Net::num_layers)
         .def_property_readonly("parameter_count", &Net::parameter_count)
         .def_property_readonly("forward_macs", &Net::forward_macs)
-        .def("initialise", &Net::initialise, py::arg("seed"))
         .def("get_weight", [](Net& n, Index h) {
             require(h >= 0 && h < n.num_layers(), "layer index out of range");
             return to_numpy<T>(n.layer(h).dense_weight());
