@@ -39,6 +39,7 @@ void bind_network(py::module_& m, const char* name) {
         .def_property_readonly("num_layers", &Net::num_layers)
         .def_property_readonly("parameter_count", &Net::parameter_count)
         .def_property_readonly("forward_macs", &Net::forward_macs)
+        .def("initialise", &Net::initialise, py::arg("seed"))
         .def("get_weight", [](Net& n, Index h) {
             require(h >= 0 && h < n.num_layers(), "layer index out of range");
             return to_numpy<T>(n.layer(h).dense_weight());
