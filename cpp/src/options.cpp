@@ -287,7 +287,8 @@ TrainerSpec resolved_trainer_spec(TrainerSpec spec, const Network<T>& network) {
     }
     require(!(c.quantize == Quantize::Update && c.transform_update && c.transform != Transform::None),
             "quantised updates cannot be combined with an update transform");
-    require(!(c.quantize == Quantize::Update && c.per_synapse), "quantised updates cannot be combined with per_synapse");
+    require(!(c.quantize == Quantize::Update && c.per_synapse),
+            "quantised updates cannot be combined with per_synapse");
     return spec;
 }
 

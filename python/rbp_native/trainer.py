@@ -121,7 +121,10 @@ class Trainer:
         if not isinstance(net, MLP):
             raise TypeError(f"net must be an rbp_native.MLP, got {type(net).__name__}")
         hidden = net.num_layers - 1
-        flags = [bool(derivative)] * hidden if isinstance(derivative, (bool, np.bool_)) else [bool(d) for d in derivative]
+        if isinstance(derivative, (bool, np.bool_)):
+            flags = [bool(derivative)] * hidden
+        else:
+            flags = [bool(d) for d in derivative]
         if isinstance(sources, str):
             sources = [sources] * hidden
         elif sources is not None:
