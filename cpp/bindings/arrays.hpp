@@ -1,5 +1,8 @@
 // Validation of numpy arguments before they reach the core: shapes, dtypes, contiguity and
 // finiteness are checked here and the core receives Eigen views over numpy memory (no copies).
+// The value scans (finiteness, label range) read every element; `check_values = false` skips them
+// for arrays the Python layer has already checked (rbp_native.Trainer passes checked=True), so that
+// fit scans its data once, not once per epoch.
 #pragma once
 
 #include "rbp/trainer.hpp"
@@ -43,7 +46,7 @@ ConstMap<T> matrix_view(const py::array& a, const std::string& what, Index cols 
 
 // Labels (int64, 1-D) or dense targets (dtype T, 2-D) for `rows` examples and `outputs` outputs.
 template <class T>
-Targets<T> targets_view(const py::array& y, Index rows, Index outputs) {
+Targets<T> targets_view(const py::array& y, Index rows, Index outputs, bool check_values = true) {
     if (y.ndim() == 1) {
         if (!y.dtype().is(py::dtype::of<std::int64_t>()))
             throw py::type_error("labels must have dtype int64, got " + dtype_name(y));
@@ -53,14 +56,14 @@ Targets<T> targets_view(const py::array& y, Index rows, Index outputs) {
                                         " examples");
         const auto* data = static_cast<const std::int64_t*>(y.data());
         const std::int64_t classes = outputs == 1 ? 2 : outputs;
-        for (Index i = 0; i < rows; ++i)
+        for (Index i = 0; i < (check_values ? rows : 0); ++i)
             if (data[i] < 0 || data[i] >= classes)
                 throw std::invalid_argument("label " + std::to_string(data[i]) + " at position " + std::to_string(i) +
                                             " is outside [0, " + std::to_string(classes) + ")");
         return Targets<T>::labels(data, rows, outputs);
     }
     if (y.ndim() == 2) {
-        auto view = matrix_view<T>(y, "targets", outputs);
+        auto view = matrix_view<T>(y, "targets", outputs, check_values);
         if (view.rows() != rows)
             throw std::invalid_argument("got " + std::to_string(view.rows()) + " target rows for " +
                                         std::to_string(rows) + " examples");

@@ -6,6 +6,7 @@ namespace py = pybind11;
 
 void register_data(py::module_& m);
 void register_network(py::module_& m);
+void register_options(py::module_& m);
 void register_products(py::module_& m);
 void register_trainer(py::module_& m);
 
@@ -23,6 +24,7 @@ PYBIND11_MODULE(RBP_NATIVE_MODULE, m) {
     m.attr("isa") = RBP_NATIVE_ISA;  // the instruction set this module was compiled for
     // Once, here: Eigen's own threading stays off (parallel.hpp), and no call writes this global again.
     Eigen::setNbThreads(1);
+    register_options(m);
     register_network(m);
     register_trainer(m);
     register_products(m);

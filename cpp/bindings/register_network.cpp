@@ -1,4 +1,5 @@
 #include "arrays.hpp"
+#include "option_names.hpp"
 
 #include "rbp/sparse_layer.hpp"
 
@@ -42,15 +43,15 @@ template <class T>
 void bind_network(py::module_& m, const char* name) {
     using Net = Network<T>;
     py::class_<Net, std::shared_ptr<Net>>(m, name)
-        .def(py::init([](const std::vector<Index>& sizes, const std::string& activation, const std::string& output,
-                         bool bias, const std::string& init, std::uint64_t seed,
+        .def(py::init([](const std::vector<Index>& sizes, const py::object& activation, const py::object& output,
+                         bool bias, const py::object& init, std::uint64_t seed,
                          const std::vector<double>& densities) {
                  NetworkSpec spec;
                  spec.sizes = sizes;
-                 spec.activation = parse_activation(activation);
-                 spec.output = parse_output(output);
+                 spec.activation = parse_activation(option_name(activation));
+                 spec.output = parse_output(option_name(output));
                  spec.bias = bias;
-                 spec.init = parse_init(init);
+                 spec.init = parse_init(option_name(init));
                  spec.seed = seed;
                  spec.densities = densities;
                  return std::make_shared<Net>(spec);

@@ -1,10 +1,12 @@
 #include "arrays.hpp"
+#include "option_names.hpp"
 
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
 #include <chrono>
 #include <exception>
+#include <optional>
 
 namespace py = pybind11;
 using namespace rbp;
@@ -53,23 +55,28 @@ Rng::State state_from(const py::dict& d, const char* key) {
     return state;
 }
 
-// Trainer options arrive as a dict of plain values (validated again by the core).
+// The Trainer's keyword arguments (a dict of plain values) as the core's spec. Only conversions
+// happen here: resolved_trainer_spec checks the values and the parsers check the names. seed and
+// threads are checked too, being the two whose Python values the core's types cannot hold (negative
+// seeds; None for all cores where the core says 0).
 TrainerSpec trainer_spec(const py::dict& options) {
     TrainerSpec spec;
     ChannelSpec& c = spec.channel;
     FeedbackSpec& f = c.feedback;
-    bool alpha_given = false;
+    auto optional_number = [](const py::handle& value) {
+        return value.is_none() ? std::nullopt : std::optional<double>(value.cast<double>());
+    };
     for (const auto& item : options) {
         const auto key = item.first.cast<std::string>();
         const py::handle value = item.second;
-        if (key == "algorithm") c.algorithm = parse_algorithm(value.cast<std::string>());
+        if (key == "algorithm") c.algorithm = parse_algorithm(option_name(value));
         else if (key == "derivative") c.derivative = value.cast<std::vector<bool>>();
         else if (key == "sources") {
             c.sources.clear();
             if (!value.is_none())
-                for (const auto& name : value.cast<std::vector<std::string>>()) c.sources.push_back(parse_source(name));
+                for (const auto& name : value) c.sources.push_back(parse_source(option_name(name)));
         }
-        else if (key == "feedback_distribution") f.distribution = parse_distribution(value.cast<std::string>());
+        else if (key == "feedback_distribution") f.distribution = parse_distribution(option_name(value));
         else if (key == "feedback_scale") {
             if (py::isinstance<py::str>(value)) {
                 f.scale = parse_feedback_scale(value.cast<std::string>());
@@ -80,50 +87,43 @@ TrainerSpec trainer_spec(const py::dict& options) {
         }
         else if (key == "feedback_mean") f.mean = value.cast<double>();
         else if (key == "feedback_density") f.density = value.cast<double>();
-        else if (key == "feedback_nonzeros") f.nonzeros = value.is_none() ? -1.0 : value.cast<double>();
-        else if (key == "feedback_storage") f.storage = parse_storage(value.cast<std::string>());
+        else if (key == "feedback_nonzeros") f.nonzeros = optional_number(value);
+        else if (key == "feedback_storage") f.storage = parse_storage(option_name(value));
         else if (key == "congruent") f.congruent = value.cast<bool>();
-        else if (key == "resample") f.resample = parse_resample(value.is_none() ? "none" : value.cast<std::string>());
+        else if (key == "resample") f.resample = value.is_none() ? Resample::None : parse_resample(option_name(value));
         else if (key == "feedback_lr_scale") c.feedback_lr_scale = value.cast<double>();
         else if (key == "per_synapse") c.per_synapse = value.cast<bool>();
-        else if (key == "signal_transform") c.transform = parse_transform(value.cast<std::string>());
-        else if (key == "transform_target") {
-            const auto target = value.cast<std::string>();
-            require(target == "signal" || target == "update",
-                    "unknown transform target '" + target + "' (expected signal or update)");
-            c.transform_update = target == "update";
-        }
+        else if (key == "signal_transform") c.transform = parse_transform(option_name(value));
+        else if (key == "transform_target")
+            c.transform_update = parse_transform_target(option_name(value)) == TransformTarget::Update;
         else if (key == "channel_dropout") c.dropout = value.cast<double>();
         else if (key == "dropout_inverted") c.dropout_inverted = value.cast<bool>();
         else if (key == "frozen_layers") c.frozen = value.cast<std::vector<Index>>();
-        else if (key == "quantize") c.quantize = parse_quantize(value.is_none() ? "none" : value.cast<std::string>());
+        else if (key == "quantize") c.quantize = value.is_none() ? Quantize::None : parse_quantize(option_name(value));
         else if (key == "quantize_bits") c.quantizer.bits = value.cast<int>();
-        else if (key == "quantize_alpha") {
-            alpha_given = !value.is_none();
-            if (alpha_given) c.quantizer.alpha = value.cast<double>();
-        }
-        else if (key == "quantize_rounding") {
-            const auto rounding = value.cast<std::string>();
-            require(rounding == "nearest" || rounding == "stochastic",
-                    "unknown rounding '" + rounding + "' (expected nearest or stochastic)");
-            c.quantizer.rounding = rounding == "nearest" ? Rounding::Nearest : Rounding::Stochastic;
-        }
+        else if (key == "quantize_alpha") c.quantize_alpha = optional_number(value);
+        else if (key == "quantize_rounding") c.quantizer.rounding = parse_rounding(option_name(value));
         else if (key == "injection") {
-            const auto injection = value.cast<std::string>();
+            const auto injection = option_name(value);
             require(injection == "pre_pool" || injection == "post_pool",
-                    "unknown injection '" + injection + "' (expected pre_pool or post_pool)");
+                    "unknown injection '" + injection + "'; choose one of pre_pool, post_pool");
             c.inject_after_pool = injection == "post_pool";
         }
         else if (key == "lr") spec.lr = value.cast<double>();
         else if (key == "decay") spec.decay = value.cast<double>();
         else if (key == "momentum") spec.momentum = value.cast<double>();
         else if (key == "batch_size") spec.batch_size = value.cast<Index>();
-        else if (key == "seed") spec.seed = value.cast<std::uint64_t>();
-        else if (key == "threads") spec.threads = value.cast<int>();
+        else if (key == "seed") {
+            require(!(value < py::int_(0)), "seed must be non-negative, got " + py::repr(value).cast<std::string>());
+            spec.seed = value.cast<std::uint64_t>();
+        }
+        else if (key == "threads") {
+            require(value.is_none() || value > py::int_(0),
+                    "threads must be a positive integer or None, got " + py::repr(value).cast<std::string>());
+            spec.threads = value.is_none() ? 0 : value.cast<int>();
+        }
         else throw std::invalid_argument("unknown trainer option '" + key + "'");
     }
-    // The paper's scales: 2^-3 for error signals, 2^-6 for weight updates.
-    if (!alpha_given) c.quantizer.alpha = c.quantize == Quantize::Update ? 0.015625 : 0.125;
     return spec;
 }
 
@@ -191,15 +191,15 @@ void bind_trainer(py::module_& m, const char* name) {
             for (const auto& mask : t.channel().dropout_masks()) result.append(to_numpy<T>(mask));
             return result;
         })
-        .def("step", [](Tr& t, const py::array& x, const py::array& y) {
-            auto xv = matrix_view<T>(x, "x", t.network().input_size());
-            auto targets = targets_view<T>(y, xv.rows(), t.network().output_size());
+        .def("step", [](Tr& t, const py::array& x, const py::array& y, bool checked) {
+            auto xv = matrix_view<T>(x, "x", t.network().input_size(), !checked);
+            auto targets = targets_view<T>(y, xv.rows(), t.network().output_size(), !checked);
             py::gil_scoped_release release;
             return t.step(xv, targets);
-        })
-        .def("signals", [](Tr& t, const py::array& x, const py::array& y) {
-            auto xv = matrix_view<T>(x, "x", t.network().input_size());
-            auto targets = targets_view<T>(y, xv.rows(), t.network().output_size());
+        }, py::arg("x"), py::arg("y"), py::kw_only(), py::arg("checked") = false)
+        .def("signals", [](Tr& t, const py::array& x, const py::array& y, bool checked) {
+            auto xv = matrix_view<T>(x, "x", t.network().input_size(), !checked);
+            auto targets = targets_view<T>(y, xv.rows(), t.network().output_size(), !checked);
             std::vector<Matrix<T>> signals;
             {
                 py::gil_scoped_release release;
@@ -208,10 +208,10 @@ void bind_trainer(py::module_& m, const char* name) {
             py::list result;
             for (const auto& s : signals) result.append(to_numpy<T>(s));
             return result;
-        })
-        .def("evaluate", [](const Tr& t, const py::array& x, const py::array& y) {
-            auto xv = matrix_view<T>(x, "x", t.network().input_size());
-            auto targets = targets_view<T>(y, xv.rows(), t.network().output_size());
+        }, py::arg("x"), py::arg("y"), py::kw_only(), py::arg("checked") = false)
+        .def("evaluate", [](const Tr& t, const py::array& x, const py::array& y, bool checked) {
+            auto xv = matrix_view<T>(x, "x", t.network().input_size(), !checked);
+            auto targets = targets_view<T>(y, xv.rows(), t.network().output_size(), !checked);
             std::exception_ptr failure;
             const Interrupt interrupted = signal_poll(failure);
             Metrics result;
@@ -222,11 +222,11 @@ void bind_trainer(py::module_& m, const char* name) {
                 std::rethrow_exception(failure);
             }
             return metrics_dict(result);
-        })
+        }, py::arg("x"), py::arg("y"), py::kw_only(), py::arg("checked") = false)
         .def("train_epoch", [](Tr& t, const py::array& x, const py::array& y, const py::object& callback, Index every,
-                               Index max_batches) {
-            auto xv = matrix_view<T>(x, "x", t.network().input_size());
-            auto targets = targets_view<T>(y, xv.rows(), t.network().output_size());
+                               Index max_batches, bool checked) {
+            auto xv = matrix_view<T>(x, "x", t.network().input_size(), !checked);
+            auto targets = targets_view<T>(y, xv.rows(), t.network().output_size(), !checked);
             // A Python exception raised by the callback or by a signal handler (KeyboardInterrupt
             // included) stops the epoch after the current batch, leaving it pending, and is re-raised
             // once the GIL is held again.
@@ -259,7 +259,7 @@ void bind_trainer(py::module_& m, const char* name) {
             d["batches"] = result.batches;
             return d;
         }, py::arg("x"), py::arg("y"), py::arg("callback") = py::none(), py::arg("every") = 10,
-           py::arg("max_batches") = 0)
+           py::arg("max_batches") = 0, py::kw_only(), py::arg("checked") = false)
         .def_property_readonly("epoch_pending", &Tr::epoch_pending)
         .def("discard_epoch", &Tr::discard_epoch)
         .def_property_readonly("unrecorded_epoch", [](const Tr& t) -> py::object {

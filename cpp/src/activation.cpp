@@ -4,40 +4,6 @@
 
 namespace rbp {
 
-Activation parse_activation(const std::string& name) {
-    if (name == "tanh") return Activation::Tanh;
-    if (name == "logistic" || name == "sigmoid") return Activation::Logistic;
-    if (name == "relu") return Activation::Relu;
-    if (name == "linear" || name == "identity") return Activation::Linear;
-    throw std::invalid_argument("unknown activation '" + name + "' (expected tanh, logistic, relu or linear)");
-}
-
-Output parse_output(const std::string& name) {
-    if (name == "softmax") return Output::Softmax;
-    if (name == "logistic" || name == "sigmoid") return Output::Logistic;
-    if (name == "linear" || name == "identity") return Output::Linear;
-    throw std::invalid_argument("unknown output '" + name + "' (expected softmax, logistic or linear)");
-}
-
-std::string to_string(Activation activation) {
-    switch (activation) {
-        case Activation::Tanh: return "tanh";
-        case Activation::Logistic: return "logistic";
-        case Activation::Relu: return "relu";
-        case Activation::Linear: return "linear";
-    }
-    return "?";
-}
-
-std::string to_string(Output output) {
-    switch (output) {
-        case Output::Softmax: return "softmax";
-        case Output::Logistic: return "logistic";
-        case Output::Linear: return "linear";
-    }
-    return "?";
-}
-
 namespace {
 
 // The elementwise work runs over one flat array whenever the rows are contiguous (the trainer's

@@ -24,63 +24,13 @@ void sparse_feedback_product(const ConstMatrixRef<T>& s, const SparseMatrix<T>& 
                                            j);
 }
 
-template <class E>
-E parse_enum(const std::string& name, const char* what, std::initializer_list<std::pair<const char*, E>> table) {
-    std::string valid;
-    for (const auto& [key, value] : table) {
-        if (name == key) return value;
-        valid += valid.empty() ? key : std::string(", ") + key;
-    }
-    throw std::invalid_argument(std::string("unknown ") + what + " '" + name + "' (expected " + valid + ")");
-}
-
-template <class E>
-std::string enum_name(E value, std::initializer_list<std::pair<const char*, E>> table) {
-    for (const auto& [key, v] : table)
-        if (v == value) return key;
-    return "?";
-}
-
-#define RBP_ENUM_TABLE(Type, ...)                                                   \
-    const std::initializer_list<std::pair<const char*, Type>>& Type##_table() {      \
-        static const std::initializer_list<std::pair<const char*, Type>> t = {__VA_ARGS__}; \
-        return t;                                                                    \
-    }
-RBP_ENUM_TABLE(Algorithm, {"bp", Algorithm::BP}, {"sbp", Algorithm::SBP}, {"rbp", Algorithm::RBP},
-               {"srbp", Algorithm::SRBP}, {"arbp", Algorithm::ARBP}, {"asrbp", Algorithm::ASRBP}, {"top", Algorithm::Top})
-RBP_ENUM_TABLE(Source, {"above", Source::Above}, {"output", Source::Output})
-RBP_ENUM_TABLE(Distribution, {"gaussian", Distribution::Gaussian}, {"uniform", Distribution::Uniform},
-               {"sign", Distribution::Sign}, {"bernoulli", Distribution::Bernoulli}, {"ones", Distribution::Ones})
-RBP_ENUM_TABLE(FeedbackScale, {"glorot", FeedbackScale::Glorot}, {"unit", FeedbackScale::Unit}, {"value", FeedbackScale::Value})
-RBP_ENUM_TABLE(Resample, {"none", Resample::None}, {"zero_mean", Resample::ZeroMean},
-               {"sign_concordant", Resample::SignConcordant})
-RBP_ENUM_TABLE(Storage, {"auto", Storage::Auto}, {"dense", Storage::Dense}, {"sparse", Storage::Sparse})
-RBP_ENUM_TABLE(Transform, {"none", Transform::None}, {"sign", Transform::Sign}, {"magnitude", Transform::Magnitude})
-RBP_ENUM_TABLE(Quantize, {"none", Quantize::None}, {"signal", Quantize::Signal}, {"update", Quantize::Update})
-#undef RBP_ENUM_TABLE
 }  // namespace
-
-#define RBP_ENUM_FUNCTIONS(Type, parser, what)                                                          \
-    Type parser(const std::string& name) { return parse_enum<Type>(name, what, Type##_table()); }       \
-    std::string to_string(Type value) { return enum_name<Type>(value, Type##_table()); }
-RBP_ENUM_FUNCTIONS(Algorithm, parse_algorithm, "algorithm")
-RBP_ENUM_FUNCTIONS(Source, parse_source, "feedback source")
-RBP_ENUM_FUNCTIONS(Distribution, parse_distribution, "feedback distribution")
-RBP_ENUM_FUNCTIONS(FeedbackScale, parse_feedback_scale, "feedback scale")
-RBP_ENUM_FUNCTIONS(Resample, parse_resample, "resample mode")
-RBP_ENUM_FUNCTIONS(Storage, parse_storage, "feedback storage")
-RBP_ENUM_FUNCTIONS(Transform, parse_transform, "signal transform")
-RBP_ENUM_FUNCTIONS(Quantize, parse_quantize, "quantize mode")
-#undef RBP_ENUM_FUNCTIONS
 
 template <class T>
 Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t seed) : spec_(std::move(spec)) {
     const Index layers = network.num_layers();
     const Index hidden = layers - 1;
     const auto hs = static_cast<std::size_t>(hidden);
-    if (spec_.derivative.empty()) spec_.derivative.assign(hs, true);
-    require(spec_.derivative.size() == hs, "derivative needs one flag per hidden layer (" + std::to_string(hidden) +
-                                               "), got " + std::to_string(spec_.derivative.size()));
     streams_.feedback = Rng(derive_seed(seed, "feedback"));
     streams_.dropout = Rng(derive_seed(seed, "dropout"));
     streams_.quantize = Rng(derive_seed(seed, "quantize"));
@@ -88,44 +38,8 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
 
     const FeedbackSpec& fb = spec_.feedback;
     const bool feedback_algorithm = has_feedback();
-    require(spec_.sources.empty() || feedback_algorithm,
-            "sources apply only to the feedback algorithms (rbp, srbp, arbp, asrbp)");
-    require(spec_.sources.empty() || spec_.sources.size() == hs,
-            "sources needs one entry per hidden layer (" + std::to_string(hidden) + ")");
-    require(fb.density >= 0.0 && fb.density <= 1.0, "feedback density must lie in [0, 1]");
-    require(fb.nonzeros < 0.0 || std::isfinite(fb.nonzeros), "feedback nonzeros must be finite and non-negative");
-    require(std::isfinite(fb.mean), "feedback mean must be finite");
-    require(fb.scale != FeedbackScale::Value || (fb.scale_value > 0 && std::isfinite(fb.scale_value)),
-            "feedback scale must be positive");
-    require(spec_.feedback_lr_scale >= 0 && std::isfinite(spec_.feedback_lr_scale), "feedback_lr_scale must be >= 0");
-    require(spec_.dropout >= 0.0 && spec_.dropout < 1.0, "channel dropout must lie in [0, 1)");
-    require(spec_.quantizer.bits >= 1 && spec_.quantizer.bits <= 64, "quantize bits must lie in [1, 64]");
-    require(spec_.quantizer.alpha > 0 && std::isfinite(spec_.quantizer.alpha), "quantize alpha must be positive");
-    if (!feedback_algorithm) {
-        require(fb.resample == Resample::None && !fb.congruent,
-                "resample and congruent apply only to the feedback algorithms (rbp, srbp, arbp, asrbp)");
-    }
-    if (adaptive()) {
-        require(fb.storage != Storage::Sparse, "adaptive feedback (arbp, asrbp) needs dense feedback storage");
-        require(fb.resample == Resample::None, "adaptive feedback cannot be resampled every batch");
-    }
-    if (spec_.per_synapse) {
-        require(spec_.algorithm == Algorithm::SRBP, "per_synapse is defined for srbp only");
-        require(spec_.dropout == 0.0 && spec_.quantize != Quantize::Signal && spec_.transform == Transform::None &&
-                    fb.resample == Resample::None && fb.density >= 1.0 && fb.nonzeros < 0.0 && !fb.congruent,
-                "per_synapse cannot be combined with dropout, signal quantisation, transforms, resampling, sparsity "
-                "or congruence");
-        for (Index h = 0; h < layers; ++h)
-            require(network.layer(h).kind() == "dense", "per_synapse needs dense layers");
-    }
-    require(!spec_.inject_after_pool || (feedback_algorithm && network.has_pools()),
-            "injection after the pool applies only to output-sourced feedback (srbp) in a network with max-pooling");
     frozen_.assign(static_cast<std::size_t>(layers), 0);
-    for (Index layer : spec_.frozen) {
-        require(layer >= 1 && layer <= layers,
-                "frozen layer " + std::to_string(layer) + " is outside 1.." + std::to_string(layers));
-        frozen_[static_cast<std::size_t>(layer - 1)] = 1;
-    }
+    for (Index layer : spec_.frozen) frozen_[static_cast<std::size_t>(layer - 1)] = 1;
 
     const Source default_source =
         (spec_.algorithm == Algorithm::SRBP || spec_.algorithm == Algorithm::ASRBP) ? Source::Output : Source::Above;
@@ -208,17 +122,6 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
                         std::to_string(h + 1) + "'s feedback does not have through max-pooling (the route depends on "
                         "the input)");
     draw_feedback(network);
-}
-
-template <class T>
-bool Channel<T>::has_feedback() const {
-    switch (spec_.algorithm) {
-        case Algorithm::RBP:
-        case Algorithm::SRBP:
-        case Algorithm::ARBP:
-        case Algorithm::ASRBP: return true;
-        default: return false;
-    }
 }
 
 template <class T>
@@ -360,7 +263,7 @@ double Channel<T>::scale_for(Index rows, Index cols) const {
 
 template <class T>
 double Channel<T>::density_for(Index cols) const {
-    if (spec_.feedback.nonzeros >= 0.0) return std::min(1.0, spec_.feedback.nonzeros / static_cast<double>(cols));
+    if (spec_.feedback.nonzeros) return std::min(1.0, *spec_.feedback.nonzeros / static_cast<double>(cols));
     return spec_.feedback.density;
 }
 

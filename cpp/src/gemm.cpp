@@ -145,7 +145,8 @@ GemmKernel serial_kernel(Index m, Index n, Index k, bool ta, bool tb) {
 template <class T>
 void serial_product(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>& b, bool tb, MatrixRef<T> c,
                     bool accumulate) {
-    const Index m = c.rows(), n = c.cols(), k = ta ? a.rows() : a.cols();
+    // Unused where neither the unpacked nor the direct kernels are compiled in (sse2 without them).
+    [[maybe_unused]] const Index m = c.rows(), n = c.cols(), k = ta ? a.rows() : a.cols();
 #if RBP_UNPACKED_GEMM
     if constexpr (std::is_same_v<T, float>) {
         switch (serial_kernel<T>(m, n, k, ta, tb)) {
@@ -169,7 +170,6 @@ void serial_product(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMat
     if (!accumulate) c.setZero();
     serial_gemm(alpha, a, ta, b, tb, c);
 #else
-    (void)m, (void)n, (void)k;
     expression_gemm(alpha, a, ta, b, tb, c, accumulate);
 #endif
 }
@@ -271,10 +271,11 @@ Index zero_block_words(Index columns) {
 }
 
 template <class T>
-double mark_zero_blocks(const ConstMatrixRef<T>& x, std::uint64_t* masks) {
+double mark_zero_blocks(const ConstMatrixRef<T>& x, [[maybe_unused]] std::uint64_t* masks) {
     const Index width = zero_block_width<T>();
     if (width == 0) throw std::invalid_argument("this build has no products that skip zero blocks");
-    const Index words = zero_block_words<T>(x.cols()), cols = x.cols();
+    [[maybe_unused]] const Index words = zero_block_words<T>(x.cols());  // the unpacked kernels' marks only
+    const Index cols = x.cols();
     Index nonzero = 0;
 #if RBP_UNPACKED_GEMM
     if constexpr (std::is_same_v<T, float>) {

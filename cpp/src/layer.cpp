@@ -6,25 +6,6 @@
 
 namespace rbp {
 
-Init parse_init(const std::string& name) {
-    if (name == "glorot_normal") return Init::GlorotNormal;
-    if (name == "glorot_uniform") return Init::GlorotUniform;
-    if (name == "he_normal") return Init::HeNormal;
-    if (name == "lecun_normal") return Init::LecunNormal;
-    throw std::invalid_argument("unknown init '" + name +
-                                "' (expected glorot_normal, glorot_uniform, he_normal or lecun_normal)");
-}
-
-std::string to_string(Init init) {
-    switch (init) {
-        case Init::GlorotNormal: return "glorot_normal";
-        case Init::GlorotUniform: return "glorot_uniform";
-        case Init::HeNormal: return "he_normal";
-        case Init::LecunNormal: return "lecun_normal";
-    }
-    return "?";
-}
-
 template <class T>
 void fill_normal(Matrix<T>& m, double stddev, Rng& rng) {
     for (Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<T>(stddev * rng.normal());

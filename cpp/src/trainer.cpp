@@ -82,13 +82,9 @@ Index predicted_class(const T* row, Index cols) {
 
 template <class T>
 Trainer<T>::Trainer(std::shared_ptr<Network<T>> network, TrainerSpec spec)
-    : network_(std::move(network)), spec_(std::move(spec)), channel_(*network_, spec_.channel, spec_.seed) {
-    require(spec_.lr > 0 && std::isfinite(spec_.lr), "lr must be a positive finite number");
-    require(spec_.decay >= 0 && std::isfinite(spec_.decay), "decay must be a non-negative finite number");
-    require(spec_.momentum >= 0 && spec_.momentum < 1, "momentum must lie in [0, 1)");
-    require(spec_.batch_size > 0, "batch_size must be positive");
-    require(spec_.threads >= 0, "threads must be non-negative (0 means all cores)");
-    spec_.channel = channel_.spec();
+    : network_(std::move(network)),
+      spec_(resolved_trainer_spec(std::move(spec), *network_)),
+      channel_(*network_, spec_.channel, spec_.seed) {
     shuffle_rng_ = Rng(derive_seed(spec_.seed, "shuffle"));
     auto zeros_like_parameters = [&]() {
         std::vector<std::vector<Matrix<T>>> buffers;
@@ -113,11 +109,6 @@ Trainer<T>::Trainer(std::shared_ptr<Network<T>> network, TrainerSpec spec)
     for (Index h = 0; h < network_->num_layers(); ++h) parameters_.push_back(network_->layer(h).parameters());
     velocities_ = pointers(velocity_);
     gradients_ = pointers(gradient_);
-    require(!(spec_.channel.quantize == Quantize::Update && spec_.channel.transform_update &&
-              spec_.channel.transform != Transform::None),
-            "quantised updates cannot be combined with an update transform");
-    require(!(spec_.channel.quantize == Quantize::Update && spec_.channel.per_synapse),
-            "quantised updates cannot be combined with per_synapse");
 }
 
 template <class T>

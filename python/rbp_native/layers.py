@@ -11,8 +11,11 @@ from __future__ import annotations
 import numbers
 from typing import Any, Sequence, Union
 
-ACTIVATIONS = ("tanh", "logistic", "relu", "linear")
-OUTPUTS = ("softmax", "logistic", "linear")
+from ._native import _core
+
+# The names, from the core's tables (_core.choices()).
+ACTIVATIONS: tuple[str, ...] = _core.choices()["activation"]
+OUTPUTS: tuple[str, ...] = _core.choices()["output"]
 PADDINGS = ("same", "valid")
 
 Size2 = Union[int, Sequence[int]]

@@ -17,7 +17,8 @@ from ._arrays import as_inputs, parse_dtype
 from ._io import atomic_write
 from .layers import ACTIVATIONS, OUTPUTS
 
-INITS = ("glorot_normal", "glorot_uniform", "he_normal", "lecun_normal")
+# The names of the network's options, from the core's tables (_core.choices()), which also check them.
+INITS: tuple[str, ...] = _core.choices()["init"]
 
 Connectivity = Union[float, Sequence[float], None]
 
@@ -373,12 +374,6 @@ class MLP(Sequential):
             raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
         if any(n <= 0 for n in sizes):
             raise ValueError(f"every layer width must be positive, got {sizes}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-        if output not in OUTPUTS:
-            raise ValueError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
-        if init not in INITS:
-            raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
         if int(seed) < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
         densities = _densities(connectivity, len(sizes) - 1)

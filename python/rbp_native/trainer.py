@@ -15,17 +15,19 @@ from ._arrays import as_targets
 from .history import History
 from .network import MLP, Sequential
 
-ALGORITHMS = ("bp", "sbp", "rbp", "srbp", "arbp", "asrbp", "top")
-FEEDBACK_ALGORITHMS = ("rbp", "srbp", "arbp", "asrbp")
-FEEDBACK_SCALES = ("glorot", "unit")
-FEEDBACK_DISTRIBUTIONS = ("gaussian", "uniform", "sign", "bernoulli", "ones")
-FEEDBACK_STORAGES = ("auto", "dense", "sparse")
-SOURCES = ("above", "output")
-RESAMPLE_MODES = ("zero_mean", "sign_concordant")
-SIGNAL_TRANSFORMS = ("none", "sign", "magnitude")
-TRANSFORM_TARGETS = ("signal", "update")
-QUANTIZE_MODES = ("signal", "update")
-ROUNDINGS = ("nearest", "stochastic")
+# The names each option accepts, from the core's tables (_core.choices(), one table per option);
+# the core checks every option (names and values) when the trainer is built.
+_CHOICES: dict[str, tuple[str, ...]] = _core.choices()
+ALGORITHMS = _CHOICES["algorithm"]
+FEEDBACK_SCALES = _CHOICES["feedback_scale"]
+FEEDBACK_DISTRIBUTIONS = _CHOICES["feedback_distribution"]
+FEEDBACK_STORAGES = _CHOICES["feedback_storage"]
+SOURCES = _CHOICES["sources"]
+RESAMPLE_MODES = _CHOICES["resample"]
+SIGNAL_TRANSFORMS = _CHOICES["signal_transform"]
+TRANSFORM_TARGETS = _CHOICES["transform_target"]
+QUANTIZE_MODES = _CHOICES["quantize"]
+ROUNDINGS = _CHOICES["quantize_rounding"]
 INJECTIONS = ("pre_pool", "post_pool")
 
 
@@ -36,11 +38,6 @@ class TrainingDiverged(FloatingPointError):
     def __init__(self, message: str, history: History) -> None:
         super().__init__(message)
         self.history = history
-
-
-def _choice(name: str, value: Any, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
 def _split(data: Any, name: str) -> tuple[Any, Any]:
@@ -134,73 +131,16 @@ class Trainer:
     ) -> None:
         if not isinstance(net, Sequential):
             raise TypeError(f"net must be an rbp_native.MLP or Sequential, got {type(net).__name__}")
-        _choice("algorithm", algorithm, ALGORITHMS)
-        if isinstance(feedback_scale, str):
-            _choice("feedback_scale", feedback_scale, FEEDBACK_SCALES)
-        elif not (np.isfinite(feedback_scale) and feedback_scale > 0):
-            raise ValueError(f"feedback_scale must be 'glorot', 'unit' or a positive number, got {feedback_scale}")
-        _choice("feedback_distribution", feedback_distribution, FEEDBACK_DISTRIBUTIONS)
-        _choice("feedback_storage", feedback_storage, FEEDBACK_STORAGES)
-        _choice("signal_transform", signal_transform, SIGNAL_TRANSFORMS)
-        _choice("transform_target", transform_target, TRANSFORM_TARGETS)
-        _choice("quantize_rounding", quantize_rounding, ROUNDINGS)
-        _choice("injection", injection, INJECTIONS)
-        if resample is not None:
-            _choice("resample", resample, RESAMPLE_MODES)
-        if quantize is not None:
-            _choice("quantize", quantize, QUANTIZE_MODES)
         hidden = net.num_layers - 1
         if isinstance(derivative, (bool, np.bool_)):
             flags = [bool(derivative)] * hidden
         else:
             flags = [bool(d) for d in derivative]
-            if len(flags) != hidden:
-                raise ValueError(f"derivative needs one flag per hidden layer ({hidden}), got {len(flags)}")
-        if sources is not None:
-            if algorithm not in FEEDBACK_ALGORITHMS:
-                raise ValueError(f"sources apply only to {', '.join(FEEDBACK_ALGORITHMS)}, not {algorithm!r}")
-            sources = [sources] * hidden if isinstance(sources, str) else list(sources)
-            for source in sources:
-                _choice("source", source, SOURCES)
-        explicit = {
-            "feedback_distribution": feedback_distribution != "gaussian", "feedback_mean": feedback_mean != 0.0,
-            "feedback_density": feedback_density != 1.0, "feedback_nonzeros": feedback_nonzeros is not None,
-            "congruent": congruent, "resample": resample is not None, "feedback_storage": feedback_storage != "auto",
-        }
-        if algorithm not in FEEDBACK_ALGORITHMS and any(explicit.values()):
-            used = ", ".join(k for k, v in explicit.items() if v)
-            raise ValueError(f"{used} apply only to the feedback algorithms ({', '.join(FEEDBACK_ALGORITHMS)}), "
-                             f"not {algorithm!r}")
-        if feedback_density != 1.0 and feedback_nonzeros is not None:
-            raise ValueError("give feedback_density or feedback_nonzeros, not both")
-        if feedback_nonzeros is not None and not (np.isfinite(feedback_nonzeros) and feedback_nonzeros >= 0):
-            raise ValueError(f"feedback_nonzeros must be a non-negative number, got {feedback_nonzeros}")
-        for name, value in (("lr", lr), ("decay", decay), ("momentum", momentum), ("feedback_mean", feedback_mean),
-                            ("feedback_lr_scale", feedback_lr_scale), ("channel_dropout", channel_dropout)):
-            if not np.isfinite(value):
-                raise ValueError(f"{name} must be finite, got {value}")
-        if lr <= 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        if decay < 0:
-            raise ValueError(f"decay must be non-negative, got {decay}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
-        if not 0 <= channel_dropout < 1:
-            raise ValueError(f"channel_dropout must lie in [0, 1), got {channel_dropout}")
-        if int(batch_size) <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if int(seed) < 0:
-            raise ValueError(f"seed must be non-negative, got {seed}")
-        if threads is not None and int(threads) <= 0:
-            raise ValueError(f"threads must be a positive integer or None, got {threads}")
-        if not 1 <= int(quantize_bits) <= 64:
-            raise ValueError(f"quantize_bits must lie in [1, 64], got {quantize_bits}")
-        if quantize_alpha is not None and not (np.isfinite(quantize_alpha) and quantize_alpha > 0):
-            raise ValueError(f"quantize_alpha must be positive, got {quantize_alpha}")
+        if isinstance(sources, str):
+            sources = [sources] * hidden
+        elif sources is not None:
+            sources = list(sources)
         frozen = [int(layer) for layer in frozen_layers]
-        for layer in frozen:
-            if not 1 <= layer <= net.num_layers:
-                raise ValueError(f"frozen layer {layer} is outside 1..{net.num_layers} (paper numbering)")
         self.net = net
         self._options: dict[str, Any] = {
             "algorithm": algorithm,
@@ -210,7 +150,7 @@ class Trainer:
             "momentum": float(momentum),
             "batch_size": int(batch_size),
             "seed": int(seed),
-            "threads": 0 if threads is None else int(threads),
+            "threads": None if threads is None else int(threads),
             "feedback_scale": feedback_scale if isinstance(feedback_scale, str) else float(feedback_scale),
             "feedback_distribution": feedback_distribution,
             "feedback_mean": float(feedback_mean),
@@ -370,7 +310,7 @@ class Trainer:
 
         Raises :class:`TrainingDiverged` (and makes no update) when the loss is NaN or infinite."""
         with self._exclusive():
-            loss = float(self._core.step(*self._data(x, y)))
+            loss = float(self._core.step(*self._data(x, y), checked=True))
         if not np.isfinite(loss):
             raise TrainingDiverged(f"training loss became {loss} at update {self.updates + 1}; no update was made "
                                    f"(algorithm {self.algorithm}, lr {self.lr}): lower the learning rate",
@@ -386,7 +326,7 @@ class Trainer:
         No random stream advances: the dropout masks and rounding noise are those the next
         :meth:`step` will draw (when the feedback is not resampled)."""
         with self._exclusive():
-            signals: list[Any] = list(self._core.signals(*self._data(x, y)))
+            signals: list[Any] = list(self._core.signals(*self._data(x, y), checked=True))
         if self._options["per_synapse"]:
             signals[:-1] = [None] * (len(signals) - 1)
         return signals
@@ -411,8 +351,8 @@ class Trainer:
             self._bp_probe = core_class(self.net._core, {"algorithm": "bp", "derivative": [True] * hidden,
                                                          "threads": self._options["threads"]})
         record: dict[str, float] = {}
-        channel = self._core.signals(xs, ys)
-        exact = self._bp_probe.signals(xs, ys)
+        channel = self._core.signals(xs, ys, checked=True)
+        exact = self._bp_probe.signals(xs, ys, checked=True)
         if not self._options["per_synapse"]:
             for h in range(self.net.num_layers - 1):
                 record[f"angle_signal_{h + 1}"] = _angle(channel[h], exact[h])
@@ -430,7 +370,7 @@ class Trainer:
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
         """Mean loss and accuracy over the given examples."""
         with self._exclusive():
-            result = self._core.evaluate(*self._data(x, y))
+            result = self._core.evaluate(*self._data(x, y), checked=True)
         return {"loss": float(result["loss"]), "accuracy": float(result["accuracy"])}
 
     def fit(
@@ -530,12 +470,12 @@ class Trainer:
                 raise TrainingDiverged(f"a weight became NaN or infinite in epoch {epoch} "
                                        f"(algorithm {self.algorithm}, lr {self.lr}); lower the learning rate", history)
             if train_metrics == "full":
-                full = self._core.evaluate(x, y)
+                full = self._core.evaluate(x, y, checked=True)
                 record.update(train_loss=full["loss"], train_accuracy=full["accuracy"])
             else:
                 record.update(train_loss=finished["loss"], train_accuracy=finished["accuracy"])
             if eval_data is not None:
-                measured = self._core.evaluate(*eval_data)
+                measured = self._core.evaluate(*eval_data, checked=True)
                 record.update(test_loss=measured["loss"], test_accuracy=measured["accuracy"])
             record.update(lr=lr, updates=self.updates, seconds=time.perf_counter() - started)
             if probe is not None:
@@ -587,7 +527,7 @@ class Trainer:
                 return True
 
         while True:
-            running = self._core.train_epoch(x, y, report, 10, chunk)
+            running = self._core.train_epoch(x, y, report, 10, chunk, checked=True)
             if running["diverged"]:
                 raise TrainingDiverged(
                     f"training loss became {running['loss']} in epoch {epoch}, batch {running['batch'] + 1} of "

@@ -1,21 +1,10 @@
 // Transfer functions of hidden layers and the output/loss pairs whose top error is exactly T - O.
 #pragma once
 
+#include "rbp/options.hpp"
 #include "rbp/types.hpp"
 
-#include <string>
-
 namespace rbp {
-
-enum class Activation { Tanh, Logistic, Relu, Linear };
-// Each output is paired with its matching loss: softmax + cross-entropy, logistic + binary
-// cross-entropy, linear + squared error. For all three, -dLoss/dS^L = T - O.
-enum class Output { Softmax, Logistic, Linear };
-
-Activation parse_activation(const std::string& name);
-Output parse_output(const std::string& name);
-std::string to_string(Activation activation);
-std::string to_string(Output output);
 
 // O = f(S) in place of `values` (which holds S on entry). When `derivative` is non-null it receives
 // f'(S), computed from the same sweep so the forward pass never evaluates f twice.

@@ -18,57 +18,25 @@
 #pragma once
 
 #include "rbp/network.hpp"
+#include "rbp/options.hpp"
 #include "rbp/quantize.hpp"
 
 #include <Eigen/SparseCore>
 
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace rbp {
 
-enum class Algorithm { BP, SBP, RBP, SRBP, ARBP, ASRBP, Top };
-Algorithm parse_algorithm(const std::string& name);
-std::string to_string(Algorithm algorithm);
-
-// Where a hidden layer's feedback comes from: the layer above (rbp-style) or the output (srbp-style).
-enum class Source { Above, Output };
-Source parse_source(const std::string& name);
-std::string to_string(Source source);
-
-enum class Distribution { Gaussian, Uniform, Sign, Bernoulli, Ones };
-Distribution parse_distribution(const std::string& name);
-std::string to_string(Distribution distribution);
-
-// Scale s of the draw F = mean + s * Z: the Glorot-normal standard deviation of the forward
-// counterpart, sqrt(2 / (N_h + N_source)); 1; or a given value.
-enum class FeedbackScale { Glorot, Unit, Value };
-FeedbackScale parse_feedback_scale(const std::string& name);
-std::string to_string(FeedbackScale scale);
-
-enum class Resample { None, ZeroMean, SignConcordant };
-Resample parse_resample(const std::string& name);
-std::string to_string(Resample resample);
-
-enum class Storage { Auto, Dense, Sparse };
-Storage parse_storage(const std::string& name);
-std::string to_string(Storage storage);
-
-enum class Transform { None, Sign, Magnitude };
-Transform parse_transform(const std::string& name);
-std::string to_string(Transform transform);
-
-enum class Quantize { None, Signal, Update };
-Quantize parse_quantize(const std::string& name);
-std::string to_string(Quantize quantize);
-
+// The options of the channel (options.hpp names them; resolved_trainer_spec checks them).
 struct FeedbackSpec {
     Distribution distribution = Distribution::Gaussian;
     FeedbackScale scale = FeedbackScale::Glorot;
     double scale_value = 1.0;   // used when scale == Value
     double mean = 0.0;
     double density = 1.0;       // probability that an entry is non-zero
-    double nonzeros = -1.0;     // when >= 0: expected non-zeros per receiving neuron, density = n / N_source
+    std::optional<double> nonzeros;  // expected non-zeros per receiving neuron: density = n / N_source
     Storage storage = Storage::Auto;
     bool congruent = false;
     Resample resample = Resample::None;
@@ -87,7 +55,8 @@ struct ChannelSpec {
     bool dropout_inverted = false;
     std::vector<Index> frozen;       // paper numbering, 1..L
     Quantize quantize = Quantize::None;
-    Quantizer quantizer;
+    std::optional<double> quantize_alpha;  // unset: default_quantize_alpha(quantize)
+    Quantizer quantizer;                   // its alpha resolved from quantize_alpha
     // Output-sourced feedback of a pooled stage enters at O^h and is routed through the pools'
     // argmax, instead of entering at S^h.
     bool inject_after_pool = false;
@@ -99,6 +68,7 @@ using SparseMatrix = Eigen::SparseMatrix<T, Eigen::RowMajor>;
 template <class T>
 class Channel {
 public:
+    // `spec` as resolved_trainer_spec returns it: checked, with its defaults filled in.
     Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t seed);
 
     const ChannelSpec& spec() const { return spec_; }
@@ -106,7 +76,7 @@ public:
     bool derivative(Index hidden) const { return spec_.derivative.at(static_cast<std::size_t>(hidden)); }
     bool any_derivative() const;
     bool updates_hidden_layers() const { return spec_.algorithm != Algorithm::Top; }
-    bool has_feedback() const;
+    bool has_feedback() const { return rbp::has_feedback(spec_.algorithm); }
     bool adaptive() const { return spec_.algorithm == Algorithm::ARBP || spec_.algorithm == Algorithm::ASRBP; }
     bool frozen(Index layer) const;  // zero-based layer index
     Source source(Index hidden) const { return sources_.at(static_cast<std::size_t>(hidden)); }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "rbp/gemm.hpp"
+#include "rbp/options.hpp"
 #include "rbp/quantize.hpp"
 #include "rbp/random.hpp"
 #include "rbp/types.hpp"
@@ -14,10 +15,6 @@
 #include <vector>
 
 namespace rbp {
-
-enum class Init { GlorotNormal, GlorotUniform, HeNormal, LecunNormal };
-Init parse_init(const std::string& name);
-std::string to_string(Init init);
 
 template <class T>
 class Layer {
@@ -88,7 +85,6 @@ public:
     std::string kind() const override { return "dense"; }
     Index input_size() const override { return weight_.cols(); }
     Index output_size() const override { return weight_.rows(); }
-    bool has_bias() const { return has_bias_; }
 
     void forward(const ConstMatrixRef<T>& x, MatrixRef<T> s) const override;
     void backward(const ConstMatrixRef<T>& g, MatrixRef<T> j) const override;

@@ -2,6 +2,7 @@
 // D = alpha * 2^(1 - bits).
 #pragma once
 
+#include "rbp/options.hpp"
 #include "rbp/random.hpp"
 #include "rbp/types.hpp"
 
@@ -9,11 +10,9 @@
 
 namespace rbp {
 
-enum class Rounding { Nearest, Stochastic };
-
 struct Quantizer {
     int bits = 8;
-    double alpha = 0.125;
+    double alpha = 0.0;  // set by resolved_trainer_spec: quantize_alpha or the mode's default
     Rounding rounding = Rounding::Nearest;
 
     double step() const { return alpha * std::ldexp(1.0, 1 - bits); }

@@ -34,7 +34,6 @@ public:
     std::string kind() const override { return "sparse"; }
     Index input_size() const override { return inputs_; }
     Index output_size() const override { return outputs_; }
-    bool has_bias() const { return has_bias_; }
 
     void forward(const ConstMatrixRef<T>& x, MatrixRef<T> s) const override;
     void backward(const ConstMatrixRef<T>& g, MatrixRef<T> j) const override;

@@ -21,6 +21,12 @@ struct TrainerSpec {
     int threads = 0;            // 0: all cores (OpenMP's default)
 };
 
+// `spec` checked against `network` with the defaults that depend on other options filled in (every
+// hidden layer's derivative on, quantize_alpha by mode): the one check of a trainer's options, in
+// options.cpp. Errors are std::invalid_argument naming each option as rbp_native.Trainer spells it.
+template <class T>
+TrainerSpec resolved_trainer_spec(TrainerSpec spec, const Network<T>& network);
+
 // Training targets: class labels (one-hot built on the fly; for a single output the label itself
 // is the target) or a dense (rows, N_L) target matrix.
 template <class T>

@@ -26,9 +26,6 @@ using MatrixRef = Eigen::Ref<Matrix<T>, 0, Eigen::OuterStride<>>;
 template <class T>
 using ConstMatrixRef = Eigen::Ref<const Matrix<T>, 0, Eigen::OuterStride<>>;
 
-using LabelVector = Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1>;
-using ConstLabelRef = Eigen::Ref<const LabelVector>;
-
 // Errors in user-supplied configuration or data; the bindings turn this into ValueError.
 using std::invalid_argument;
 
