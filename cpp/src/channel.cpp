@@ -71,7 +71,7 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
                 require(fb.storage != Storage::Sparse, "feedback_storage='sparse' does not apply to rbp's feedback "
                                                        "kernels (a convolution above hidden layer " +
                                                            std::to_string(h + 1) + ")");
-                require(fb.nonzeros < 0.0, "feedback_nonzeros does not apply to rbp's feedback kernels (a convolution "
+                require(!fb.nonzeros, "feedback_nonzeros does not apply to rbp's feedback kernels (a convolution "
                                            "above hidden layer " + std::to_string(h + 1) + "); use feedback_density");
                 kernels_[static_cast<std::size_t>(h)] = std::make_unique<ConvLayer<T>>(
                     conv->input_shape(), conv->filters(), conv->kernel_h(), conv->kernel_w(), conv->stride(),

@@ -379,10 +379,11 @@ class MLP(Sequential):
         densities = _densities(connectivity, len(sizes) - 1)
         self.dtype = parse_dtype(dtype)
         self.seed = int(seed)
-        self.layers = [_layers.Dense(n, activation) for n in sizes[1:-1]] + [_layers.Dense(sizes[-1], output)]
         self.input_shape = (sizes[0],)
         core_class = _core.Network32 if self.dtype == np.float32 else _core.Network64
         self._core = core_class(sizes, activation, output, bool(bias), init, self.seed, densities)
+        # After the core, which checks the names (one table, one message).
+        self.layers = [_layers.Dense(n, activation) for n in sizes[1:-1]] + [_layers.Dense(sizes[-1], output)]
         self._describe_weights()
 
     # -- description ---------------------------------------------------------------------------
