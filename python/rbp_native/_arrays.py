@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -11,10 +13,47 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 
 def parse_dtype(dtype: Any) -> np.dtype:
     """Return the numpy dtype for "float32"/"float64" (or the numpy types themselves)."""
-    key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if isinstance(dtype, str):
+        key = dtype
+    else:
+        # np.dtype(None) is float64 by numpy's convention; a missing dtype here is a mistake.
+        try:
+            key = np.dtype(dtype).name if dtype is not None else None
+        except TypeError:
+            key = None
     if key not in DTYPES:
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
     return np.dtype(DTYPES[key])
+
+
+def as_integer(value: Any, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """`value` as an int, refusing what int() would silently truncate or reinterpret (1.5, "3",
+    True) and anything outside [minimum, maximum]."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        low = "" if minimum is None else f"{minimum} <= "
+        high = "" if maximum is None else f" <= {maximum}"
+        raise ValueError(f"{name} must satisfy {low}{name}{high}, got {value}")
+    return value
+
+
+def as_real(value: Any, name: str) -> float:
+    """`value` as a finite float; a bool, a string or None is refused rather than reinterpreted."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def as_flag(value: Any, name: str) -> bool:
+    """`value` as a bool; only True and False (numpy's included): bool("no") would be True."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def as_inputs(x: Any, dtype: np.dtype, features: int, name: str = "x") -> np.ndarray:

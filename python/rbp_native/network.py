@@ -11,7 +11,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from ._native import _core
-from ._arrays import as_inputs, parse_dtype
+from ._arrays import as_flag, as_inputs, as_integer, parse_dtype
 from ._io import atomic_write
 
 ACTIVATIONS = ("tanh", "logistic", "relu", "linear")
@@ -19,6 +19,9 @@ OUTPUTS = ("softmax", "logistic", "linear")
 INITS = ("glorot_normal", "glorot_uniform", "he_normal", "lecun_normal")
 
 Connectivity = Union[float, Sequence[float], None]
+
+# Widths beyond this are a typo, not a network: a 2^31-wide layer would ask for exabytes.
+MAX_WIDTH = 2**31 - 1
 
 
 def _densities(connectivity: Connectivity, layers: int) -> list[float]:
@@ -95,24 +98,26 @@ class MLP:
         init: str = "glorot_normal",
         connectivity: Connectivity = None,
     ) -> None:
-        sizes = [int(n) for n in sizes]
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+            raise TypeError(f"sizes must be a list of layer widths, got {sizes!r}")
+        sizes = [as_integer(n, "sizes (each layer width)") for n in sizes]
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
         if any(n <= 0 for n in sizes):
-            raise ValueError(f"every layer width must be positive, got {sizes}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-        if output not in OUTPUTS:
-            raise ValueError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
-        if init not in INITS:
-            raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
-        if int(seed) < 0:
-            raise ValueError(f"seed must be non-negative, got {seed}")
+            raise ValueError(f"every layer width in sizes must be positive, got {sizes}")
+        if any(n > MAX_WIDTH for n in sizes):
+            raise ValueError(f"a layer width in sizes exceeds {MAX_WIDTH}, got {sizes}")
+        for name, value, choices in (("activation", activation, ACTIVATIONS), ("output", output, OUTPUTS),
+                                     ("init", init, INITS)):
+            if not isinstance(value, str) or value not in choices:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+        seed = as_integer(seed, "seed", 0, 2**64 - 1)
+        bias = as_flag(bias, "bias")
         densities = _densities(connectivity, len(sizes) - 1)
         self.dtype = parse_dtype(dtype)
-        self.seed = int(seed)
+        self.seed = seed
         core_class = _core.Network32 if self.dtype == np.float32 else _core.Network64
-        self._core = core_class(sizes, activation, output, bool(bias), init, self.seed, densities)
+        self._core = core_class(sizes, activation, output, bias, init, self.seed, densities)
 
     # -- description ---------------------------------------------------------------------------
     @property
@@ -202,7 +207,7 @@ class MLP:
         """Replace every weight matrix (shapes must match; values must be finite; a sparse layer's
         matrix must be zero off its connectivity mask)."""
         if len(weights) != self.num_layers:
-            raise ValueError(f"expected {self.num_layers} weight matrices, got {len(weights)}")
+            raise ValueError(f"weights: expected {self.num_layers} weight matrices, got {len(weights)}")
         arrays = [self._parameter(w, f"weights[{h}]") for h, w in enumerate(weights)]
         for h, w in enumerate(arrays):
             expected = (self.sizes[h + 1], self.sizes[h])
@@ -223,9 +228,9 @@ class MLP:
     def set_biases(self, biases: Sequence[Any]) -> None:
         """Replace every bias vector (shapes must match; values must be finite)."""
         if not self.bias:
-            raise ValueError("this network was built with bias=False")
+            raise ValueError("biases: this network was built with bias=False")
         if len(biases) != self.num_layers:
-            raise ValueError(f"expected {self.num_layers} bias vectors, got {len(biases)}")
+            raise ValueError(f"biases: expected {self.num_layers} bias vectors, got {len(biases)}")
         arrays = [self._parameter(b, f"biases[{h}]") for h, b in enumerate(biases)]
         for h, b in enumerate(arrays):
             if b.shape != (self.sizes[h + 1],):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 import threading
 import time
@@ -11,7 +12,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ._native import _core
-from ._arrays import as_inputs, as_targets
+from ._arrays import as_flag, as_inputs, as_integer, as_real, as_targets
 from .history import History
 from .network import MLP
 
@@ -26,6 +27,8 @@ SIGNAL_TRANSFORMS = ("none", "sign", "magnitude")
 TRANSFORM_TARGETS = ("signal", "update")
 QUANTIZE_MODES = ("signal", "update")
 ROUNDINGS = ("nearest", "stochastic")
+# More threads than this is a typo (OpenMP would try to start them all and abort when it cannot).
+MAX_THREADS = 1024
 
 
 class TrainingDiverged(FloatingPointError):
@@ -130,8 +133,9 @@ class Trainer:
         _choice("algorithm", algorithm, ALGORITHMS)
         if isinstance(feedback_scale, str):
             _choice("feedback_scale", feedback_scale, FEEDBACK_SCALES)
-        elif not (np.isfinite(feedback_scale) and feedback_scale > 0):
-            raise ValueError(f"feedback_scale must be 'glorot', 'unit' or a positive number, got {feedback_scale}")
+        elif (isinstance(feedback_scale, (bool, np.bool_)) or not isinstance(feedback_scale, numbers.Real)
+              or not (np.isfinite(feedback_scale) and feedback_scale > 0)):
+            raise ValueError(f"feedback_scale must be 'glorot', 'unit' or a positive number, got {feedback_scale!r}")
         _choice("feedback_distribution", feedback_distribution, FEEDBACK_DISTRIBUTIONS)
         _choice("feedback_storage", feedback_storage, FEEDBACK_STORAGES)
         _choice("signal_transform", signal_transform, SIGNAL_TRANSFORMS)
@@ -145,15 +149,44 @@ class Trainer:
         if isinstance(derivative, (bool, np.bool_)):
             flags = [bool(derivative)] * hidden
         else:
-            flags = [bool(d) for d in derivative]
+            if isinstance(derivative, (str, bytes)) or not hasattr(derivative, "__iter__"):
+                raise TypeError(f"derivative must be True, False or one flag per hidden layer, got {derivative!r}")
+            flags = [as_flag(d, "derivative (each flag)") for d in derivative]
             if len(flags) != hidden:
                 raise ValueError(f"derivative needs one flag per hidden layer ({hidden}), got {len(flags)}")
         if sources is not None:
             if algorithm not in FEEDBACK_ALGORITHMS:
                 raise ValueError(f"sources apply only to {', '.join(FEEDBACK_ALGORITHMS)}, not {algorithm!r}")
+            if not isinstance(sources, str) and (isinstance(sources, bytes) or not hasattr(sources, "__iter__")):
+                raise TypeError(f"sources must be 'above', 'output' or one of them per hidden layer, got {sources!r}")
             sources = [sources] * hidden if isinstance(sources, str) else list(sources)
+            if len(sources) != hidden:
+                raise ValueError(f"sources needs one source per hidden layer ({hidden}), got {len(sources)}")
             for source in sources:
-                _choice("source", source, SOURCES)
+                _choice("source in sources", source, SOURCES)
+        # Numbers are checked for their type before anything compares them: "0.1" or True must not
+        # reach np.isfinite or the core (which would reinterpret them or fail without naming them).
+        lr, decay, momentum, feedback_mean, feedback_lr_scale, channel_dropout, feedback_density = (
+            as_real(value, name) for name, value in (
+                ("lr", lr), ("decay", decay), ("momentum", momentum), ("feedback_mean", feedback_mean),
+                ("feedback_lr_scale", feedback_lr_scale), ("channel_dropout", channel_dropout),
+                ("feedback_density", feedback_density)))
+        if feedback_nonzeros is not None:
+            feedback_nonzeros = as_real(feedback_nonzeros, "feedback_nonzeros")
+        if quantize_alpha is not None:
+            quantize_alpha = as_real(quantize_alpha, "quantize_alpha")
+        congruent, per_synapse, dropout_inverted = (
+            as_flag(value, name) for name, value in (("congruent", congruent), ("per_synapse", per_synapse),
+                                                     ("dropout_inverted", dropout_inverted)))
+        batch_size = as_integer(batch_size, "batch_size", 1, 2**63 - 1)
+        seed = as_integer(seed, "seed", 0, 2**64 - 1)
+        if threads is not None:
+            threads = as_integer(threads, "threads", 1, MAX_THREADS)
+        quantize_bits = as_integer(quantize_bits, "quantize_bits", 1, 64)
+        if isinstance(frozen_layers, (str, bytes)) or not hasattr(frozen_layers, "__iter__"):
+            raise TypeError(f"frozen_layers must be a list of layer numbers (1..{net.num_layers}), "
+                            f"got {frozen_layers!r}")
+        frozen = [as_integer(layer, "frozen_layers (each layer)") for layer in frozen_layers]
         explicit = {
             "feedback_distribution": feedback_distribution != "gaussian", "feedback_mean": feedback_mean != 0.0,
             "feedback_density": feedback_density != 1.0, "feedback_nonzeros": feedback_nonzeros is not None,
@@ -167,10 +200,6 @@ class Trainer:
             raise ValueError("give feedback_density or feedback_nonzeros, not both")
         if feedback_nonzeros is not None and not (np.isfinite(feedback_nonzeros) and feedback_nonzeros >= 0):
             raise ValueError(f"feedback_nonzeros must be a non-negative number, got {feedback_nonzeros}")
-        for name, value in (("lr", lr), ("decay", decay), ("momentum", momentum), ("feedback_mean", feedback_mean),
-                            ("feedback_lr_scale", feedback_lr_scale), ("channel_dropout", channel_dropout)):
-            if not np.isfinite(value):
-                raise ValueError(f"{name} must be finite, got {value}")
         if lr <= 0:
             raise ValueError(f"lr must be positive, got {lr}")
         if decay < 0:
@@ -179,17 +208,8 @@ class Trainer:
             raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
         if not 0 <= channel_dropout < 1:
             raise ValueError(f"channel_dropout must lie in [0, 1), got {channel_dropout}")
-        if int(batch_size) <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if int(seed) < 0:
-            raise ValueError(f"seed must be non-negative, got {seed}")
-        if threads is not None and int(threads) <= 0:
-            raise ValueError(f"threads must be a positive integer or None, got {threads}")
-        if not 1 <= int(quantize_bits) <= 64:
-            raise ValueError(f"quantize_bits must lie in [1, 64], got {quantize_bits}")
-        if quantize_alpha is not None and not (np.isfinite(quantize_alpha) and quantize_alpha > 0):
+        if quantize_alpha is not None and not quantize_alpha > 0:
             raise ValueError(f"quantize_alpha must be positive, got {quantize_alpha}")
-        frozen = [int(layer) for layer in frozen_layers]
         for layer in frozen:
             if not 1 <= layer <= net.num_layers:
                 raise ValueError(f"frozen layer {layer} is outside 1..{net.num_layers} (paper numbering)")
@@ -334,9 +354,9 @@ class Trainer:
         """Replace every feedback matrix (shapes must match; values must be finite)."""
         count = self._core.num_feedback
         if count == 0:
-            raise ValueError(f"algorithm {self.algorithm!r} has no feedback matrices")
+            raise ValueError(f"feedback: algorithm {self.algorithm!r} has no feedback matrices")
         if len(feedback) != count:
-            raise ValueError(f"expected {count} feedback matrices, got {len(feedback)}")
+            raise ValueError(f"feedback: expected {count} feedback matrices, got {len(feedback)}")
         arrays = [self.net._parameter(f, f"feedback[{h}]") for h, f in enumerate(feedback)]
         current = self.feedback
         for h, (new, old) in enumerate(zip(arrays, current)):
@@ -346,9 +366,12 @@ class Trainer:
             self._core.set_feedback(h, f)
 
     # -- training ------------------------------------------------------------------------------
-    def _data(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        xs = as_inputs(x, self.net.dtype, self.net.sizes[0])
-        ys = as_targets(y, self.net.dtype, self.net.sizes[-1], xs.shape[0])
+    def _data(self, x: Any, y: Any, argument: str = "") -> tuple[np.ndarray, np.ndarray]:
+        """Checked copies of inputs and targets; errors name them as ``x``/``y``, or ``train.x`` and so
+        on when they came in as the `argument` of :meth:`fit`."""
+        prefix = f"{argument}." if argument else ""
+        xs = as_inputs(x, self.net.dtype, self.net.sizes[0], f"{prefix}x")
+        ys = as_targets(y, self.net.dtype, self.net.sizes[-1], xs.shape[0], f"{prefix}y")
         return xs, ys
 
     def step(self, x: Any, y: Any) -> float:
@@ -472,8 +495,8 @@ class Trainer:
         if checkpoint_every is not None and checkpoint is None:
             raise ValueError("checkpoint_every needs a checkpoint file")
         with self._exclusive():
-            x, y = self._data(*_split(train, "train"))
-            eval_data = self._data(*_split(eval, "eval")) if eval is not None else None
+            x, y = self._data(*_split(train, "train"), "train")
+            eval_data = self._data(*_split(eval, "eval"), "eval") if eval is not None else None
             if history is not None:
                 self._history = history
             history = self.history
