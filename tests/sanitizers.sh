@@ -52,10 +52,18 @@ python -m pip install --quiet --no-build-isolation --no-deps --force-reinstall .
   -Ccmake.define.RBP_NATIVE_ISAS="$isa"
 echo "sanitizers.sh: built the $isa core with ASan + UBSan in $((SECONDS - start)) s"
 
-export LD_PRELOAD="$asan_runtime"
+# Reports go to files as well as the exit status: pytest captures the test's stderr and loses it
+# when the process dies mid-test, and tests that run the package in subprocesses hide theirs.
+reports="$(cd "$work" && pwd)/reports"
+rm -rf "$reports"
+mkdir -p "$reports"
+# libstdc++ right after it: ASan resolves its __cxa_throw interceptor when it starts, and CPython does
+# not link libstdc++, so without it the first C++ exception (a Python error inside a callback) aborts
+# with "CHECK failed: real___cxa_throw != 0".
+export LD_PRELOAD="$asan_runtime $("$cxx" -print-file-name=libstdc++.so)"
 # CPython leaks by design (interned objects, arenas kept until exit): leak reports would be noise.
-export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=99"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=99"
+export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=99:log_path=$reports/asan"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=99:log_path=$reports/ubsan"
 export RBP_NATIVE_ISA="$isa"
 
 # The installed module, not a stray build elsewhere: it must link the ASan runtime.
@@ -72,4 +80,12 @@ start=$SECONDS
 status=0
 python -m pytest -p no:cacheprovider -q "${tests[@]}" || status=$?
 echo "sanitizers.sh: tests ran in $((SECONDS - start)) s, exit status $status"
+if compgen -G "$reports/*" > /dev/null; then
+  for report in "$reports"/*; do
+    echo "=== $report"
+    cat "$report"
+  done
+  echo "sanitizers.sh: sanitizer reports above (also in $reports/)" >&2
+  [ "$status" -ne 0 ] || status=98
+fi
 exit "$status"

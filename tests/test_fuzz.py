@@ -745,3 +745,71 @@ def test_damaged_experiment_files_load_or_raise_naming_the_file(experiment, data
 
 # ----------------------------------------------------------------------------------------------
 # Regression tests for what the fuzzing found (each also a plain example)
+
+@pytest.mark.parametrize("options,error,message", [
+    ({"sizes": None}, TypeError, "sizes"),
+    ({"sizes": "53"}, TypeError, "sizes"),
+    ({"sizes": [5.7, 3]}, TypeError, "sizes"),  # was truncated to [5, 3]
+    ({"sizes": [5, 2**40]}, ValueError, "sizes"),
+    ({"seed": 1.5}, TypeError, "seed"),  # was truncated to 1
+    ({"seed": None}, TypeError, "seed"),
+    ({"seed": 2**64}, ValueError, "seed"),
+    ({"bias": "no"}, TypeError, "bias"),  # was True
+    ({"dtype": None}, ValueError, "dtype"),  # was float64
+    ({"dtype": object()}, ValueError, "dtype"),
+    ({"activation": ["tanh"]}, ValueError, "activation"),
+])
+def test_mlp_refuses_what_it_used_to_coerce(options, error, message):
+    with pytest.raises(error, match=message):
+        rbp.MLP(**{"sizes": [5, 4, 3], **options})
+
+
+@pytest.mark.parametrize("options,error,message", [
+    ({"lr": "0.1"}, TypeError, "lr"),  # np.isfinite failed without naming it
+    ({"lr": True}, TypeError, "lr"),  # was 1.0
+    ({"decay": None}, TypeError, "decay"),
+    ({"batch_size": 2.5}, TypeError, "batch_size"),  # was 2
+    ({"threads": 2**31}, ValueError, "threads"),  # the core's int cast failed with a RuntimeError
+    ({"threads": 1.0}, TypeError, "threads"),
+    ({"quantize_bits": 8.9}, TypeError, "quantize_bits"),
+    ({"congruent": "no", "algorithm": "rbp"}, TypeError, "congruent"),  # was True
+    ({"derivative": "yes"}, TypeError, "derivative"),
+    ({"derivative": [1]}, TypeError, "derivative"),
+    ({"sources": ["output", "above"], "algorithm": "rbp"}, ValueError, "sources"),
+    ({"sources": 3, "algorithm": "rbp"}, TypeError, "sources"),
+    ({"frozen_layers": 1}, TypeError, "frozen_layers"),
+    ({"feedback_nonzeros": "2", "algorithm": "rbp"}, TypeError, "feedback_nonzeros"),
+    ({"feedback_scale": True, "algorithm": "rbp"}, ValueError, "feedback_scale"),
+])
+def test_trainer_refuses_what_it_used_to_coerce(options, error, message):
+    with pytest.raises(error, match=message):
+        rbp.Trainer(rbp.MLP(SIZES), **options)
+
+
+def test_setter_count_errors_name_the_argument():
+    net = rbp.MLP(SIZES, seed=0)
+    trainer = rbp.Trainer(net, algorithm="rbp")
+    with pytest.raises(ValueError, match="^weights: expected 2"):
+        net.set_weights(net.weights[:1])
+    with pytest.raises(ValueError, match="^biases: expected 2"):
+        net.set_biases(net.biases[:1])
+    with pytest.raises(ValueError, match="^feedback: expected 1"):
+        trainer.set_feedback([])
+
+
+def test_fit_errors_say_whether_train_or_eval_is_wrong():
+    trainer = rbp.Trainer(rbp.MLP(SIZES, seed=0), threads=1)
+    good = batch(4)
+    with pytest.raises(ValueError, match=r"^eval\.x is empty"):
+        trainer.fit(good, eval=(good[0][:0], good[1][:0]), progress=False)
+    with pytest.raises(ValueError, match=r"^train\.y contains label 7"):
+        trainer.fit((good[0], np.full(4, 7)), progress=False)
+    assert trainer.updates == 0
+
+
+def test_an_experiment_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[experiment]\nname = "caf\u00e9"\n'.encode("latin-1"))
+    with pytest.raises(experiment_config.ConfigError, match="not valid TOML") as info:
+        experiment_config.load_experiment(path)
+    assert str(path) in str(info.value)

@@ -19,7 +19,7 @@ def parse_dtype(dtype: Any) -> np.dtype:
         # np.dtype(None) is float64 by numpy's convention; a missing dtype here is a mistake.
         try:
             key = np.dtype(dtype).name if dtype is not None else None
-        except TypeError:
+        except (TypeError, ValueError):  # not a dtype at all (an object, a malformed tuple)
             key = None
     if key not in DTYPES:
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
