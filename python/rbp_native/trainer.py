@@ -206,6 +206,8 @@ class Trainer:
             raise ValueError(f"decay must be non-negative, got {decay}")
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+        if not 0 <= feedback_density <= 1:
+            raise ValueError(f"feedback_density must lie in [0, 1], got {feedback_density}")
         if not 0 <= channel_dropout < 1:
             raise ValueError(f"channel_dropout must lie in [0, 1), got {channel_dropout}")
         if quantize_alpha is not None and not quantize_alpha > 0:
@@ -728,11 +730,15 @@ class Trainer:
                         raise ValueError("its unrecorded epoch does not follow its history")
                 start_weights = ([ckpt.array(path, arrays, f"epoch_start/W{h + 1}") for h in range(layers)]
                                  if state_meta.get("epoch_start_weights") else None)
+                history_config = meta["history"].get("config") or {}
+                if not isinstance(history_config, dict):
+                    raise ValueError("its history's config is not a table")
+                history = History(records, history_config)
             except ckpt.CheckpointError:
                 raise
-            except (KeyError, TypeError, ValueError) as error:
+            except (KeyError, TypeError, ValueError, OverflowError) as error:  # OverflowError: int(inf)
                 raise ckpt.CheckpointError(f"{path}: inconsistent checkpoint: {error}") from error
-            self._history = History(records, meta["history"].get("config") or {})
+            self._history = history
             self._pending_record = pending
             self._epoch_start_weights = start_weights
 
