@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rbp_native as rbp
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+import rbp_native as rbp
+from idx_files import BASES, encode, make_raw, write_set
 from rbp_native import checkpoint as ckpt
 from rbp_native.datasets import DatasetError
 from rbp_native.experiments import config as experiment_config
 from rbp_native.trainer import FEEDBACK_ALGORITHMS, TrainingDiverged
-
-from idx_files import BASES, encode, make_raw, write_set
 
 CLEAR_ERRORS = (ValueError, TypeError, FileNotFoundError)
 SIZES = [5, 4, 3]  # small enough for many examples per second, deep enough for a hidden feedback chain
