@@ -10,9 +10,9 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
+from ._native import _core
 from ._arrays import as_flag, as_inputs, as_integer, parse_dtype
 from ._io import atomic_write
-from ._native import _core
 
 ACTIVATIONS = ("tanh", "logistic", "relu", "linear")
 OUTPUTS = ("softmax", "logistic", "linear")

@@ -11,8 +11,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ._arrays import as_flag, as_inputs, as_integer, as_real, as_targets
 from ._native import _core
+from ._arrays import as_flag, as_inputs, as_integer, as_real, as_targets
 from .history import History
 from .network import MLP
 
