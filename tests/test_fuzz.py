@@ -22,6 +22,7 @@ from hypothesis.extra import numpy as hnp
 
 import rbp_native as rbp
 from idx_files import BASES, encode, make_raw, write_set
+from rbp_native import checkpoint as ckpt
 from rbp_native.datasets import DatasetError
 from rbp_native.experiments import config as experiment_config
 from rbp_native.trainer import FEEDBACK_ALGORITHMS, TrainingDiverged
@@ -29,6 +30,10 @@ from rbp_native.trainer import FEEDBACK_ALGORITHMS, TrainingDiverged
 CLEAR_ERRORS = (ValueError, TypeError, FileNotFoundError)
 SIZES = [5, 4, 3]  # small enough for many examples per second, deep enough for a hidden feedback chain
 FUNCTION_SCOPED = [HealthCheck.function_scoped_fixture]
+
+
+def is_bool(value) -> bool:
+    return isinstance(value, (bool, np.bool_))
 
 
 def assert_names(error: BaseException, *names: str) -> None:
@@ -110,16 +115,17 @@ def batch(rows: int, seed: int = 0, features: int = SIZES[0], classes: int = SIZ
             rng.integers(0, classes, size=rows).astype(np.int64))
 
 
-def check_usable(trainer: rbp.Trainer) -> None:
-    """A trainer that was built must train and evaluate with finite, well-shaped results (or stop
-    with TrainingDiverged, the documented outcome of a loss that is not finite)."""
+def check_usable(trainer: rbp.Trainer, expect_finite: bool = True) -> None:
+    """A trainer that was built must train and evaluate with well-shaped results, finite unless an
+    option was absurdly large (a feedback mean of 1e38 overflows float32 products), or stop with
+    TrainingDiverged, the documented outcome of a loss that is not finite."""
     x, y = batch(6)
     signals = trainer.signals(x, y)
     assert len(signals) == trainer.net.num_layers
     for h, signal in enumerate(signals):
         if signal is not None:
             assert signal.shape == (6, trainer.net.sizes[h + 1])
-            assert np.isfinite(signal).all()
+            assert np.isfinite(signal).all() or not expect_finite
     try:
         trainer.step(x, y)
     except TrainingDiverged:
@@ -137,7 +143,7 @@ def test_mlp_rejects_a_bad_keyword_by_name(key, data):
     value = data.draw(MLP_VALUES[key], label=key)
     options = {"sizes": [5, 4, 3], "seed": 0}
     options[key] = value
-    if key == "sizes" and isinstance(value, list) and all(isinstance(n, int) and n > 0 for n in value):
+    if key == "sizes" and isinstance(value, (list, tuple)) and all(isinstance(n, int) and n > 0 for n in value):
         assume(sum(a * b for a, b in zip(value, value[1:])) < 10**6)  # no multi-gigabyte valid networks
     try:
         net = rbp.MLP(**options)
@@ -154,7 +160,7 @@ def test_mlp_rejects_a_bad_keyword_by_name(key, data):
     elif key == "sizes":
         assert stored == list(value)
     else:
-        assert stored == value and isinstance(value, bool) == isinstance(stored, bool)
+        assert stored == value and is_bool(value) == is_bool(stored)
     x = np.ones((2, net.sizes[0]))
     out = net.forward(x)
     assert out.shape == (2, net.sizes[-1]) and out.dtype == net.dtype and np.isfinite(out).all()
@@ -181,7 +187,7 @@ def test_trainer_rejects_a_bad_keyword_by_name(key, algorithm, data):
     elif key == "quantize_alpha":
         assert value is None or stored == value
     elif key == "derivative":
-        assert stored == ([value] * 1 if isinstance(value, bool) else list(value))
+        assert stored == ([bool(value)] if is_bool(value) else list(value))
     elif key == "sources":
         assert trainer.sources == ([] if algorithm not in FEEDBACK_ALGORITHMS else
                                    ["above" if algorithm in ("rbp", "arbp") else "output"] if value is None else
@@ -189,8 +195,8 @@ def test_trainer_rejects_a_bad_keyword_by_name(key, algorithm, data):
     elif isinstance(value, (list, tuple)):
         assert list(stored) == list(value)
     else:
-        assert stored == value and (isinstance(value, bool) == isinstance(stored, bool)), (stored, value)
-    check_usable(trainer)
+        assert stored == value and is_bool(value) == is_bool(stored), (stored, value)
+    check_usable(trainer, expect_finite=not isinstance(value, float) or abs(value) < 1e6)
 
 
 @given(
@@ -500,6 +506,13 @@ def test_parameter_setters_take_any_layout_or_refuse_by_name(data, dtype, connec
 # ----------------------------------------------------------------------------------------------
 # Checkpoints
 
+class Content(bytes):
+    """File content that hypothesis's failure reports show by name, not as 50 kB of bytes."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} bytes of a good checkpoint>"
+
+
 @pytest.fixture(scope="module")
 def good_checkpoint(tmp_path_factory) -> bytes:
     """A real checkpoint taken mid-epoch (so every member kind is present: feedback, velocities,
@@ -512,7 +525,7 @@ def good_checkpoint(tmp_path_factory) -> bytes:
     trainer._core.train_epoch(x, y, None, 10, 2)  # two batches of the next epoch: an epoch left pending
     trainer._epoch_start_weights = net.weights
     trainer.save(path)
-    return path.read_bytes()
+    return Content(path.read_bytes())
 
 
 def members_of(content: bytes) -> dict[str, np.ndarray]:
@@ -811,4 +824,35 @@ def test_an_experiment_file_that_is_not_utf8_is_a_config_error(tmp_path):
     path.write_bytes('[experiment]\nname = "caf\u00e9"\n'.encode("latin-1"))
     with pytest.raises(experiment_config.ConfigError, match="not valid TOML") as info:
         experiment_config.load_experiment(path)
+    assert str(path) in str(info.value)
+
+
+def _rewritten(good: bytes, tmp_path: Path, damage: tuple) -> Path:
+    path = tmp_path / "bad.npz"
+    path.write_bytes(damaged(good, damage))
+    return path
+
+
+@pytest.mark.parametrize("damage,message", [
+    (("meta", "history", "config", False, True), "history's config is not a table"),  # was a bare TypeError
+    (("meta", "history", "config", False, "0"), "history's config is not a table"),  # was a bare ValueError
+    (("meta", "state", "updates", False, float("inf")), "inconsistent checkpoint"),  # was an OverflowError
+])
+def test_checkpoint_meta_damage_found_by_fuzzing_is_a_checkpoint_error(tmp_path, good_checkpoint, damage, message):
+    path = _rewritten(good_checkpoint, tmp_path, damage)
+    with pytest.raises(ckpt.CheckpointError, match=message) as info:
+        rbp.Trainer.load(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("field,offset", [("compression method", 10), ("flags (encrypted)", 8)])
+def test_a_damaged_zip_header_field_is_a_checkpoint_error(tmp_path, good_checkpoint, field, offset):
+    """zipfile raises NotImplementedError (compression method) or RuntimeError (encrypted member)."""
+    content = bytearray(good_checkpoint)
+    directory = content.rfind(b"PK\x01\x02")  # the central directory's last entry
+    content[directory + offset] ^= 0x01 if "flags" in field else 0x0F
+    path = tmp_path / "bad.npz"
+    path.write_bytes(bytes(content))
+    with pytest.raises(ckpt.CheckpointError, match="not a readable checkpoint") as info:
+        rbp.Trainer.load(path)
     assert str(path) in str(info.value)
