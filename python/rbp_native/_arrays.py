@@ -73,10 +73,20 @@ def as_inputs(x: Any, dtype: np.dtype, features: int, name: str = "x") -> np.nda
         raise ValueError(f"{name} has {array.shape[1]} features per example, the network expects {features}")
     if array.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 examples)")
-    array = np.ascontiguousarray(array, dtype=dtype)
+    return finite_as(array, dtype, name)
+
+
+def finite_as(array: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
+    """A C-contiguous copy (or the array itself) in `dtype`, refusing NaN, infinity and values that
+    overflow `dtype` (1e39 into float32) with a message that says which."""
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinity")
-    return array
+    with np.errstate(over="ignore"):  # reported below, by name, instead of numpy's RuntimeWarning
+        converted = np.ascontiguousarray(array, dtype=dtype)
+    if not np.isfinite(converted).all():
+        raise ValueError(f"{name} has values beyond the range of {np.dtype(dtype).name} "
+                         f"(largest magnitude {np.finfo(dtype).max:.4g})")
+    return converted
 
 
 def as_targets(y: Any, dtype: np.dtype, outputs: int, rows: int, name: str = "y") -> np.ndarray:
@@ -99,8 +109,5 @@ def as_targets(y: Any, dtype: np.dtype, outputs: int, rows: int, name: str = "y"
             raise TypeError(f"{name} targets must be numeric, got dtype {array.dtype}")
         if array.shape != (rows, outputs):
             raise ValueError(f"{name} targets must have shape ({rows}, {outputs}), got {array.shape}")
-        array = np.ascontiguousarray(array, dtype=dtype)
-        if not np.isfinite(array).all():
-            raise ValueError(f"{name} contains NaN or infinity")
-        return array
+        return finite_as(array, dtype, name)
     raise ValueError(f"{name} must be 1-D class labels or 2-D targets of shape (examples, {outputs}), got {array.shape}")

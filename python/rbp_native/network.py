@@ -11,7 +11,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from ._native import _core
-from ._arrays import as_flag, as_inputs, as_integer, parse_dtype
+from ._arrays import as_flag, as_inputs, as_integer, finite_as, parse_dtype
 from ._io import atomic_write
 
 ACTIVATIONS = ("tanh", "logistic", "relu", "linear")
@@ -242,10 +242,7 @@ class MLP:
         array = np.asarray(value)
         if array.dtype.kind not in "fiu":
             raise TypeError(f"{name} must be numeric, got dtype {array.dtype}")
-        array = np.ascontiguousarray(array, dtype=self.dtype)
-        if not np.isfinite(array).all():
-            raise ValueError(f"{name} contains NaN or infinity")
-        return array
+        return finite_as(array, self.dtype, name)
 
     # -- inference -----------------------------------------------------------------------------
     def forward(self, x: Any) -> np.ndarray:
