@@ -160,8 +160,6 @@ class Trainer:
             if not isinstance(sources, str) and (isinstance(sources, bytes) or not hasattr(sources, "__iter__")):
                 raise TypeError(f"sources must be 'above', 'output' or one of them per hidden layer, got {sources!r}")
             sources = [sources] * hidden if isinstance(sources, str) else list(sources)
-            if len(sources) != hidden:
-                raise ValueError(f"sources needs one source per hidden layer ({hidden}), got {len(sources)}")
             for source in sources:
                 _choice("source in sources", source, SOURCES)
         # Numbers are checked for their type before anything compares them: "0.1" or True must not
