@@ -10,8 +10,17 @@ import urllib.request
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from idx_files import write_set
+
+# Hypothesis profiles (tests/test_fuzz.py and the other property tests): "ci", the default, is
+# derandomized (the same examples on every run, so CI cannot fail by luck) and small enough for the
+# fuzz tests to take well under a minute; "long" (HYPOTHESIS_PROFILE=long) tries thousands of fresh
+# random examples per property, before a release or after changing input handling.
+settings.register_profile("ci", derandomize=True, max_examples=25, print_blob=True)
+settings.register_profile("long", max_examples=3000, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)

@@ -220,7 +220,7 @@ template <class T>
 void gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>& b, bool tb, MatrixRef<T> c,
           bool accumulate) {
     const Index m = c.rows(), n = c.cols(), k = ta ? a.rows() : a.cols();
-    eigen_assert((ta ? a.cols() : a.rows()) == m && (tb ? b.cols() : b.rows()) == n && (tb ? b.rows() : b.cols()) == k);
+    eigen_assert((ta ? a.cols() : a.rows()) == m && (tb ? b.cols() : b.rows()) == k && (tb ? b.rows() : b.cols()) == n);
     if (m == 0 || n == 0) return;
     if (k == 0) {
         if (!accumulate) c.setZero();

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,10 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.nda
                 arrays = {name: data[name] for name in names}
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
+    # zipfile raises NotImplementedError for a damaged compression-method field and RuntimeError for
+    # a damaged flag that marks a member encrypted; zlib.error for a damaged deflate stream.
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, NotImplementedError, RuntimeError,
+            zlib.error) as error:
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {error}") from error
     try:
         meta = json.loads(str(arrays.pop("meta")))

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import layers as _layers
 from ._native import _core
-from ._arrays import as_inputs, parse_dtype
+from ._arrays import as_flag, as_inputs, as_integer, finite_as, parse_dtype
 from ._io import atomic_write
 from .layers import ACTIVATIONS, OUTPUTS
 
@@ -21,6 +21,9 @@ from .layers import ACTIVATIONS, OUTPUTS
 INITS: tuple[str, ...] = _core.choices()["init"]
 
 Connectivity = Union[float, Sequence[float], None]
+
+# Widths beyond this are a typo, not a network: a 2^31-wide layer would ask for exabytes.
+MAX_WIDTH = 2**31 - 1
 
 
 def _densities(connectivity: Connectivity, layers: int) -> list[float]:
@@ -238,7 +241,7 @@ class Sequential:
         """Replace every weight (shapes must match; values must be finite; a sparse layer's matrix
         must be zero off its connectivity mask)."""
         if len(weights) != self.num_layers:
-            raise ValueError(f"expected {self.num_layers} weight matrices, got {len(weights)}")
+            raise ValueError(f"weights: expected {self.num_layers} weight matrices, got {len(weights)}")
         arrays = [self._parameter(w, f"weights[{h}]") for h, w in enumerate(weights)]
         for h, w in enumerate(arrays):
             expected = self._weight_shapes[h]
@@ -259,9 +262,9 @@ class Sequential:
     def set_biases(self, biases: Sequence[Any]) -> None:
         """Replace every bias vector (shapes must match; values must be finite)."""
         if not self.bias:
-            raise ValueError("this network was built with bias=False")
+            raise ValueError("biases: this network was built with bias=False")
         if len(biases) != self.num_layers:
-            raise ValueError(f"expected {self.num_layers} bias vectors, got {len(biases)}")
+            raise ValueError(f"biases: expected {self.num_layers} bias vectors, got {len(biases)}")
         arrays = [self._parameter(b, f"biases[{h}]") for h, b in enumerate(biases)]
         for h, b in enumerate(arrays):
             units = self._weight_shapes[h][0]
@@ -274,10 +277,7 @@ class Sequential:
         array = np.asarray(value)
         if array.dtype.kind not in "fiu":
             raise TypeError(f"{name} must be numeric, got dtype {array.dtype}")
-        array = np.ascontiguousarray(array, dtype=self.dtype)
-        if not np.isfinite(array).all():
-            raise ValueError(f"{name} contains NaN or infinity")
-        return array
+        return finite_as(array, self.dtype, name)
 
     def _as_inputs(self, x: Any, name: str = "x") -> np.ndarray:
         """Inputs as a C-contiguous (N, C*H*W) array of the network's dtype; (N, C, H, W) is flattened."""
@@ -369,19 +369,23 @@ class MLP(Sequential):
         init: str = "glorot_normal",
         connectivity: Connectivity = None,
     ) -> None:
-        sizes = [int(n) for n in sizes]
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+            raise TypeError(f"sizes must be a list of layer widths, got {sizes!r}")
+        sizes = [as_integer(n, "sizes (each layer width)") for n in sizes]
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
         if any(n <= 0 for n in sizes):
-            raise ValueError(f"every layer width must be positive, got {sizes}")
-        if int(seed) < 0:
-            raise ValueError(f"seed must be non-negative, got {seed}")
+            raise ValueError(f"every layer width in sizes must be positive, got {sizes}")
+        if any(n > MAX_WIDTH for n in sizes):
+            raise ValueError(f"a layer width in sizes exceeds {MAX_WIDTH}, got {sizes}")
+        seed = as_integer(seed, "seed", 0, 2**64 - 1)
+        bias = as_flag(bias, "bias")
         densities = _densities(connectivity, len(sizes) - 1)
         self.dtype = parse_dtype(dtype)
-        self.seed = int(seed)
+        self.seed = seed
         self.input_shape = (sizes[0],)
         core_class = _core.Network32 if self.dtype == np.float32 else _core.Network64
-        self._core = core_class(sizes, activation, output, bool(bias), init, self.seed, densities)
+        self._core = core_class(sizes, activation, output, bias, init, self.seed, densities)
         # After the core, which checks the names (one table, one message).
         self.layers = [_layers.Dense(n, activation) for n in sizes[1:-1]] + [_layers.Dense(sizes[-1], output)]
         self._describe_weights()

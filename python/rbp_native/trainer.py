@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 import threading
 import time
@@ -11,7 +12,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ._native import _core
-from ._arrays import as_targets
+from ._arrays import as_flag, as_integer, as_real, as_targets
 from .history import History
 from .network import MLP, Sequential
 
@@ -29,6 +30,8 @@ TRANSFORM_TARGETS = _CHOICES["transform_target"]
 QUANTIZE_MODES = _CHOICES["quantize"]
 ROUNDINGS = _CHOICES["quantize_rounding"]
 INJECTIONS = ("pre_pool", "post_pool")
+# More threads than this is a typo (OpenMP would try to start them all and abort when it cannot).
+MAX_THREADS = 1024
 
 
 class TrainingDiverged(FloatingPointError):
@@ -135,12 +138,41 @@ class Trainer:
         if isinstance(derivative, (bool, np.bool_)):
             flags = [bool(derivative)] * hidden
         else:
-            flags = [bool(d) for d in derivative]
+            if isinstance(derivative, (str, bytes)) or not hasattr(derivative, "__iter__"):
+                raise TypeError(f"derivative must be True, False or one flag per hidden layer, got {derivative!r}")
+            flags = [as_flag(d, "derivative (each flag)") for d in derivative]
         if isinstance(sources, str):
             sources = [sources] * hidden
         elif sources is not None:
+            if isinstance(sources, bytes) or not hasattr(sources, "__iter__"):
+                raise TypeError(f"sources must be 'above', 'output' or one of them per hidden layer, got {sources!r}")
             sources = list(sources)
-        frozen = [int(layer) for layer in frozen_layers]
+        # Types are checked here, before any conversion: "0.1" or True must not reach the core as a
+        # number (float() and bool() would reinterpret them). The core checks names, ranges and
+        # combinations, once (resolved_trainer_spec), with messages naming the option.
+        lr, decay, momentum, feedback_mean, feedback_lr_scale, channel_dropout, feedback_density = (
+            as_real(value, name) for name, value in (
+                ("lr", lr), ("decay", decay), ("momentum", momentum), ("feedback_mean", feedback_mean),
+                ("feedback_lr_scale", feedback_lr_scale), ("channel_dropout", channel_dropout),
+                ("feedback_density", feedback_density)))
+        if feedback_nonzeros is not None:
+            feedback_nonzeros = as_real(feedback_nonzeros, "feedback_nonzeros")
+        if quantize_alpha is not None:
+            quantize_alpha = as_real(quantize_alpha, "quantize_alpha")
+        if not isinstance(feedback_scale, str):
+            feedback_scale = as_real(feedback_scale, "feedback_scale")
+        congruent, per_synapse, dropout_inverted = (
+            as_flag(value, name) for name, value in (("congruent", congruent), ("per_synapse", per_synapse),
+                                                     ("dropout_inverted", dropout_inverted)))
+        batch_size = as_integer(batch_size, "batch_size", 1, 2**63 - 1)
+        seed = as_integer(seed, "seed", 0, 2**64 - 1)
+        if threads is not None:
+            threads = as_integer(threads, "threads", 1, MAX_THREADS)
+        quantize_bits = as_integer(quantize_bits, "quantize_bits", 1, 64)
+        if isinstance(frozen_layers, (str, bytes)) or not hasattr(frozen_layers, "__iter__"):
+            raise TypeError(f"frozen_layers must be a list of layer numbers (1..{net.num_layers}), "
+                            f"got {frozen_layers!r}")
+        frozen = [as_integer(layer, "frozen_layers (each layer)") for layer in frozen_layers]
         self.net = net
         self._options: dict[str, Any] = {
             "algorithm": algorithm,
@@ -288,9 +320,9 @@ class Trainer:
         """Replace every feedback matrix (shapes must match; values must be finite)."""
         count = self._core.num_feedback
         if count == 0:
-            raise ValueError(f"algorithm {self.algorithm!r} has no feedback matrices")
+            raise ValueError(f"feedback: algorithm {self.algorithm!r} has no feedback matrices")
         if len(feedback) != count:
-            raise ValueError(f"expected {count} feedback matrices, got {len(feedback)}")
+            raise ValueError(f"feedback: expected {count} feedback matrices, got {len(feedback)}")
         arrays = [self.net._parameter(f, f"feedback[{h}]") for h, f in enumerate(feedback)]
         current = self.feedback
         for h, (new, old) in enumerate(zip(arrays, current)):
@@ -300,9 +332,12 @@ class Trainer:
             self._core.set_feedback(h, f.reshape(f.shape[0], -1))
 
     # -- training ------------------------------------------------------------------------------
-    def _data(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        xs = self.net._as_inputs(x)
-        ys = as_targets(y, self.net.dtype, self.net.sizes[-1], xs.shape[0])
+    def _data(self, x: Any, y: Any, argument: str = "") -> tuple[np.ndarray, np.ndarray]:
+        """Checked copies of inputs and targets; errors name them as ``x``/``y``, or ``train.x`` and so
+        on when they came in as the `argument` of :meth:`fit`."""
+        prefix = f"{argument}." if argument else ""
+        xs = self.net._as_inputs(x, f"{prefix}x")
+        ys = as_targets(y, self.net.dtype, self.net.sizes[-1], xs.shape[0], f"{prefix}y")
         return xs, ys
 
     def step(self, x: Any, y: Any) -> float:
@@ -430,8 +465,8 @@ class Trainer:
         if checkpoint_every is not None and checkpoint is None:
             raise ValueError("checkpoint_every needs a checkpoint file")
         with self._exclusive():
-            x, y = self._data(*_split(train, "train"))
-            eval_data = self._data(*_split(eval, "eval")) if eval is not None else None
+            x, y = self._data(*_split(train, "train"), "train")
+            eval_data = self._data(*_split(eval, "eval"), "eval") if eval is not None else None
             if history is not None:
                 self._history = history
             history = self.history
@@ -661,11 +696,15 @@ class Trainer:
                     raise ValueError("its history is not a list of records")
                 start_weights = ([ckpt.array(path, arrays, f"epoch_start/W{h + 1}") for h in range(layers)]
                                  if state_meta.get("epoch_start_weights") else None)
+                history_config = meta["history"].get("config") or {}
+                if not isinstance(history_config, dict):
+                    raise ValueError("its history's config is not a table")
+                history = History(records, history_config)
             except ckpt.CheckpointError:
                 raise
-            except (KeyError, TypeError, ValueError) as error:
+            except (KeyError, TypeError, ValueError, OverflowError) as error:  # OverflowError: int(inf)
                 raise ckpt.CheckpointError(f"{path}: inconsistent checkpoint: {error}") from error
-            self._history = History(records, meta["history"].get("config") or {})
+            self._history = history
             self._epoch_start_weights = start_weights
 
     def discard_epoch(self) -> None:

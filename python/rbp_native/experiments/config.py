@@ -284,7 +284,7 @@ def load_experiment(
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:  # TOML files are UTF-8 by definition
         raise ConfigError(f"{path}: not valid TOML: {error}") from error
     return parse_experiment(data, str(path), epochs=epochs, seeds=seeds, limit=limit, overrides=overrides)
 
