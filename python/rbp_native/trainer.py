@@ -20,6 +20,7 @@ from .network import MLP, Sequential
 # the core checks every option (names and values) when the trainer is built.
 _CHOICES: dict[str, tuple[str, ...]] = _core.choices()
 ALGORITHMS = _CHOICES["algorithm"]
+FEEDBACK_ALGORITHMS = tuple(a for a in ALGORITHMS if a in ("rbp", "srbp", "arbp", "asrbp"))  # those with F^h
 FEEDBACK_SCALES = _CHOICES["feedback_scale"]
 FEEDBACK_DISTRIBUTIONS = _CHOICES["feedback_distribution"]
 FEEDBACK_STORAGES = _CHOICES["feedback_storage"]
@@ -160,15 +161,19 @@ class Trainer:
         if quantize_alpha is not None:
             quantize_alpha = as_real(quantize_alpha, "quantize_alpha")
         if not isinstance(feedback_scale, str):
-            feedback_scale = as_real(feedback_scale, "feedback_scale")
+            if isinstance(feedback_scale, (bool, np.bool_)) or not isinstance(feedback_scale, numbers.Real):
+                raise ValueError(f"feedback_scale must be 'glorot', 'unit' or a positive number, got {feedback_scale!r}")
+            feedback_scale = float(feedback_scale)
         congruent, per_synapse, dropout_inverted = (
             as_flag(value, name) for name, value in (("congruent", congruent), ("per_synapse", per_synapse),
                                                      ("dropout_inverted", dropout_inverted)))
-        batch_size = as_integer(batch_size, "batch_size", 1, 2**63 - 1)
-        seed = as_integer(seed, "seed", 0, 2**64 - 1)
+        # Ranges are the core's to check (and the bindings' for seed and threads, whose Python values
+        # the core's types cannot hold), except where a value would not even fit those types.
+        batch_size = as_integer(batch_size, "batch_size", None, 2**63 - 1)
+        seed = as_integer(seed, "seed", None, 2**64 - 1)
         if threads is not None:
-            threads = as_integer(threads, "threads", 1, MAX_THREADS)
-        quantize_bits = as_integer(quantize_bits, "quantize_bits", 1, 64)
+            threads = as_integer(threads, "threads", None, MAX_THREADS)
+        quantize_bits = as_integer(quantize_bits, "quantize_bits", None, 2**31 - 1)
         if isinstance(frozen_layers, (str, bytes)) or not hasattr(frozen_layers, "__iter__"):
             raise TypeError(f"frozen_layers must be a list of layer numbers (1..{net.num_layers}), "
                             f"got {frozen_layers!r}")
