@@ -253,3 +253,43 @@ def test_augment_apply_uses_the_kernel() -> None:
     np.testing.assert_array_equal(a.apply(x, seed=42), out)
     with pytest.raises(ValueError, match="seed"):
         a.apply(x, seed=-1)
+
+
+def test_trainer_augments_each_epoch_batch_with_its_own_stream(tmp_path):
+    """The trainer's first batch is the Augment of its rows drawn from the "augment" stream of the
+    trainer's seed: a trainer without augmentation stepping on that batch ends with the same weights."""
+    net = lambda: rbp.Sequential([  # noqa: E731
+        rbp.layers.Conv2D(3, 3, padding="same", activation="tanh"),
+        rbp.layers.Flatten(),
+        rbp.layers.Dense(4, activation="softmax"),
+    ], input_shape=(2, 6, 6), dtype="float64", seed=3)
+    rng = np.random.default_rng(0)
+    x = rng.random((20, 2, 6, 6))
+    y = rng.integers(0, 4, 20)
+    augment = rbp.Augment(translate=0.34, flip=True)
+    augmented = rbp.Trainer(net(), algorithm="srbp", batch_size=8, seed=11, augment=augment)
+    augmented._core.train_epoch(x.reshape(20, -1), y, None, 10, 1)  # the first batch only
+    rows = augmented._core.get_state()["epoch_order"][:8]
+    batch = augment.apply(x[rows], seed=11)
+    assert not np.array_equal(batch, x[rows])
+    plain = rbp.Trainer(net(), algorithm="srbp", batch_size=8, seed=11)
+    plain.step(batch, y[rows])
+    for a, b in zip(augmented.net.weights, plain.net.weights):
+        np.testing.assert_array_equal(a, b)
+    # The stream goes on across epochs and checkpoints: resuming gives the uninterrupted run.
+    path = tmp_path / "c.npz"
+    augmented.save(path)
+    resumed = rbp.Trainer.load(path)
+    assert resumed.config()["augment"] == augment.config()
+    straight = rbp.Trainer(net(), algorithm="srbp", batch_size=8, seed=11, augment=augment)
+    straight.fit((x, y), epochs=2, progress=False)
+    resumed.fit((x, y), epochs=2, progress=False)
+    for a, b in zip(straight.net.weights, resumed.net.weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_augment_needs_an_image_network():
+    with pytest.raises(ValueError, match="augment needs a network whose input is an image"):
+        rbp.Trainer(rbp.MLP([12, 4, 2]), augment=rbp.Augment())
+    with pytest.raises(TypeError, match="augment must be an rbp_native.Augment"):
+        rbp.Trainer(rbp.MLP([12, 4, 2]), augment=0.1)

@@ -164,7 +164,7 @@ def test_restore_refuses_other_options_unless_forced(tmp_path):
     path = tmp_path / "c.npz"
     trainer.save(path)
     other = rbp.Trainer(rbp.MLP([20, 16, 12, 4], seed=1), algorithm="srbp", batch_size=10, seed=3, lr=0.1)
-    with pytest.raises(ValueError, match=r"trainer\.lr: 0\.05 in the checkpoint, now 0\.1"):
+    with pytest.raises(ValueError, match=r"trainer\.lr: stored 0\.05, now 0\.1"):
         other.restore(path)
     other.restore(path, force=True)
     np.testing.assert_array_equal(other.net.weights[0], trainer.net.weights[0])

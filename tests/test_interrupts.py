@@ -60,7 +60,7 @@ def test_train_resumes_at_epoch_boundaries_and_refuses_other_options(mnist_like,
     assert "--resume" in capsys.readouterr().err
     # Other options refuse to resume...
     assert main([*TRAIN, "--batch-size", "50", "--epochs", "3", "--lr", "0.05", "--out", str(parts), "--resume"]) == 2
-    assert "trainer.lr: 0.1 in the checkpoint, now 0.05" in capsys.readouterr().err
+    assert "trainer.lr: stored 0.1, now 0.05" in capsys.readouterr().err
     # ...the same options continue exactly.
     assert main([*TRAIN, "--batch-size", "50", "--epochs", "2", "--checkpoint-every", "7", "--out", str(parts),
                  "--resume"]) == 0

@@ -122,6 +122,15 @@ TrainerSpec trainer_spec(const py::dict& options) {
                     "threads must be a positive integer or None, got " + py::repr(value).cast<std::string>());
             spec.threads = value.is_none() ? 0 : value.cast<int>();
         }
+        else if (key == "augment") {
+            if (!value.is_none()) {
+                const auto d = value.cast<py::dict>();
+                AugmentSpec a;
+                a.translate = d["translate"].cast<double>();
+                a.flip = d["flip"].cast<bool>();
+                spec.augment = a;
+            }
+        }
         else throw std::invalid_argument("unknown trainer option '" + key + "'");
     }
     return spec;
@@ -282,6 +291,7 @@ void bind_trainer(py::module_& m, const char* name) {
             d["feedback_stream"] = state_array(state.feedback_stream);
             d["dropout_stream"] = state_array(state.dropout_stream);
             d["quantize_stream"] = state_array(state.quantize_stream);
+            d["augment_stream"] = state_array(state.augment_stream);
             py::list velocity;
             for (const auto& layer : state.velocity) {
                 py::list arrays;
@@ -307,7 +317,7 @@ void bind_trainer(py::module_& m, const char* name) {
         })
         .def("set_state", [](Tr& t, const py::dict& d) {
             for (const char* key : {"updates", "shuffle_stream", "feedback_stream", "dropout_stream", "quantize_stream",
-                                    "velocity", "epoch_order", "epoch_next_batch", "epoch_loss", "epoch_correct",
+                                    "augment_stream", "velocity", "epoch_order", "epoch_next_batch", "epoch_loss", "epoch_correct",
                                     "epoch_seen"})
                 if (!d.contains(key)) throw std::invalid_argument(std::string("state is missing '") + key + "'");
             TrainerState<T> state;
@@ -316,6 +326,7 @@ void bind_trainer(py::module_& m, const char* name) {
             state.feedback_stream = state_from(d, "feedback_stream");
             state.dropout_stream = state_from(d, "dropout_stream");
             state.quantize_stream = state_from(d, "quantize_stream");
+            state.augment_stream = state_from(d, "augment_stream");
             for (const auto& layer : d["velocity"].cast<py::list>()) {
                 state.velocity.emplace_back();
                 for (const auto& v : layer.cast<py::list>()) {

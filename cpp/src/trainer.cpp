@@ -86,6 +86,14 @@ Trainer<T>::Trainer(std::shared_ptr<Network<T>> network, TrainerSpec spec)
       spec_(resolved_trainer_spec(std::move(spec), *network_)),
       channel_(*network_, spec_.channel, spec_.seed) {
     shuffle_rng_ = Rng(derive_seed(spec_.seed, "shuffle"));
+    augment_rng_ = Rng(derive_seed(spec_.seed, "augment"));
+    if (spec_.augment) {
+        validate(*spec_.augment);
+        const Shape3& image = network_->spec().input_shape;
+        require(!network_->spec().stages.empty() && (image.height > 1 || image.width > 1),
+                "augment needs a network whose input is an image (a Sequential with input_shape=(channels, height, "
+                "width))");
+    }
     auto zeros_like_parameters = [&]() {
         std::vector<std::vector<Matrix<T>>> buffers;
         for (Index h = 0; h < network_->num_layers(); ++h) {
@@ -307,6 +315,11 @@ EpochResult Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>
         const Index n = std::min(batch, total - first);
         const Index* rows = epoch.order.data() + first;
         for (Index i = 0; i < n; ++i) ws_.input.row(i) = x.row(rows[i]);
+        if (spec_.augment) {
+            const Shape3& image = network_->spec().input_shape;
+            augment_batch<T>(ws_.input.data(), n, image.channels, image.height, image.width, *spec_.augment,
+                             augment_rng_);
+        }
         targets.gather(rows, n, ws_.targets);
         Index correct = 0;
         const double loss = update_batch(ws_.input.topRows(n), n, targets, rows, &correct);
@@ -420,6 +433,7 @@ TrainerState<T> Trainer<T>::state() const {
     state.feedback_stream = streams.feedback.state();
     state.dropout_stream = streams.dropout.state();
     state.quantize_stream = streams.quantize.state();
+    state.augment_stream = augment_rng_.state();
     state.velocity = velocity_;
     state.epoch = epoch_;
     state.unrecorded = unrecorded_;
@@ -434,6 +448,7 @@ void Trainer<T>::set_state(const TrainerState<T>& state) {
     require_generator_state(state.feedback_stream, "feedback");
     require_generator_state(state.dropout_stream, "dropout");
     require_generator_state(state.quantize_stream, "quantize");
+    require_generator_state(state.augment_stream, "augment");
     require(state.velocity.size() == velocity_.size(),
             velocity_.empty() ? "this trainer has no momentum, so it keeps no velocities"
                               : "expected velocities for " + std::to_string(velocity_.size()) + " layers, got " +
@@ -478,6 +493,7 @@ void Trainer<T>::set_state(const TrainerState<T>& state) {
     updates_ = state.updates;
     unrecorded_ = unrecorded;
     shuffle_rng_.set_state(state.shuffle);
+    augment_rng_.set_state(state.augment_stream);
     typename Channel<T>::Streams streams;
     streams.feedback.set_state(state.feedback_stream);
     streams.dropout.set_state(state.dropout_stream);

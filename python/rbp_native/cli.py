@@ -184,7 +184,7 @@ CHECKPOINT = "checkpoint.npz"
 
 def _check_resumable(out: Path, config: dict, force: bool) -> None:
     """Refuse to resume a run whose stored options differ from these (epochs aside) unless `force`."""
-    from .trainer import _differences
+    from ._compare import describe_differences
 
     try:
         stored = json.loads((out / "config.json").read_text(encoding="utf-8"))
@@ -195,7 +195,7 @@ def _check_resumable(out: Path, config: dict, force: bool) -> None:
             from error
     if not isinstance(stored, dict):
         raise ValueError(f"{out / 'config.json'} is not a table of options")
-    differences = _differences({k: v for k, v in stored.items() if k != "epochs"},
+    differences = describe_differences({k: v for k, v in stored.items() if k != "epochs"},
                                {k: v for k, v in config.items() if k != "epochs"})
     if differences and not force:
         raise ValueError(f"the run in {out} was made with other options ({'; '.join(differences[:6])}); "

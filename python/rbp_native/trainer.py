@@ -13,6 +13,8 @@ import numpy as np
 
 from ._native import _core
 from ._arrays import as_flag, as_integer, as_real, as_targets
+from ._compare import describe_differences
+from .augment import Augment
 from .history import History
 from .network import MLP, Sequential
 
@@ -87,11 +89,17 @@ class Trainer:
         Scale s of the feedback draw ``F = mean + s * Z``: ``"glorot"`` (``sqrt(2 / (n_h + n_source))``,
         the Glorot-normal scale of the forward counterpart; default), ``"unit"`` (1) or a number.
     seed:
-        Run seed; the feedback, shuffling, dropout and quantisation streams are derived from it
-        independently.
+        Run seed; the feedback, shuffling, dropout, quantisation and augmentation streams are derived
+        from it independently.
     threads:
         Threads of the native core; None uses all cores. Results are bit-identical for the same
         seed and thread count.
+    augment:
+        An :class:`Augment` (random translations with zero fill and horizontal flips) applied to
+        every training batch of :meth:`fit`'s epochs, on the trainer's copy of the batch, from the
+        ``"augment"`` stream of the seed; the network's input must be an image
+        (``Sequential(..., input_shape=(C, H, W))``). :meth:`step`, :meth:`signals` and
+        :meth:`evaluate` use their batches as given.
     injection:
         Where output-sourced feedback (srbp) enters a hidden layer followed by max-pooling:
         ``"pre_pool"`` (default; at ``S^h``, the convolution's output, ``feedback[h]`` of shape
@@ -132,6 +140,7 @@ class Trainer:
         quantize_alpha: float | None = None,
         quantize_rounding: str = "nearest",
         injection: str = "pre_pool",
+        augment: Augment | dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(net, Sequential):
             raise TypeError(f"net must be an rbp_native.MLP or Sequential, got {type(net).__name__}")
@@ -211,6 +220,12 @@ class Trainer:
         }
         if injection != "pre_pool":  # only then an option of the core (configs of dense runs stay as they were)
             self._options["injection"] = injection
+        if augment is not None:  # likewise
+            if isinstance(augment, dict):
+                augment = Augment(**augment)
+            if not isinstance(augment, Augment):
+                raise TypeError(f"augment must be an rbp_native.Augment or None, got {augment!r}")
+            self._options["augment"] = augment.config()
         core_class = _core.Trainer32 if net.dtype == np.float32 else _core.Trainer64
         self._core = core_class(net._core, self._options)
         self._options["quantize_alpha"] = self._core.quantize_alpha
@@ -607,7 +622,8 @@ class Trainer:
                 arrays[f"network/b{h + 1}"] = b
             for h, f in enumerate(self.feedback):
                 arrays[f"feedback/{h}"] = f
-            for name in ("shuffle_stream", "feedback_stream", "dropout_stream", "quantize_stream", "epoch_order"):
+            for name in ("shuffle_stream", "feedback_stream", "dropout_stream", "quantize_stream", "augment_stream",
+                         "epoch_order"):
                 arrays[f"state/{name}"] = state[name]
             for h, layer in enumerate(state["velocity"]):
                 for p, v in enumerate(layer):
@@ -661,7 +677,7 @@ class Trainer:
 
         meta, arrays = ckpt.read(path)
         if not force:
-            differences = _differences({"network": meta["network"], "trainer": meta["trainer"]},
+            differences = describe_differences({"network": meta["network"], "trainer": meta["trainer"]},
                                        {"network": self.net.config(), "trainer": self.config()})
             if differences:
                 raise ValueError(f"{path} was written with other options ({'; '.join(differences[:6])}); "
@@ -687,7 +703,7 @@ class Trainer:
                             for h, count in enumerate(state_meta.get("velocity_layers", []))]
                 state = {name: ckpt.array(path, arrays, f"state/{name}")
                          for name in ("shuffle_stream", "feedback_stream", "dropout_stream", "quantize_stream",
-                                      "epoch_order")}
+                                      "augment_stream", "epoch_order")}
                 state.update(
                     updates=int(state_meta["updates"]), velocity=velocity,
                     epoch_next_batch=int(state_meta["epoch_next_batch"]),
@@ -717,26 +733,6 @@ class Trainer:
         with self._exclusive():
             self._core.discard_epoch()
             self._epoch_start_weights = None
-
-
-def _differences(stored: Any, current: Any, prefix: str = "") -> list[str]:
-    """The keys whose values differ between two option tables, as readable lines."""
-    if isinstance(stored, dict) and isinstance(current, dict):
-        lines = []
-        for key in sorted(set(stored) | set(current), key=str):
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if key not in stored:
-                lines.append(f"{path}: not in the checkpoint, now {current[key]!r}")
-            elif key not in current:
-                lines.append(f"{path}: {stored[key]!r} in the checkpoint, now not set")
-            else:
-                lines.extend(_differences(stored[key], current[key], path))
-        return lines
-    if isinstance(stored, (list, tuple)) and isinstance(current, (list, tuple)):
-        stored, current = list(stored), list(current)
-    if stored != current:
-        return [f"{prefix}: {stored!r} in the checkpoint, now {current!r}"]
-    return []
 
 
 def _angle(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,6 +1,7 @@
 // Mini-batch SGD with momentum and Keras-style decay, whole epochs in C++.
 #pragma once
 
+#include "rbp/augment.hpp"
 #include "rbp/channel.hpp"
 
 #include <atomic>
@@ -17,8 +18,11 @@ struct TrainerSpec {
     double decay = 1e-6;        // lr_t = lr / (1 + decay * t), t = updates done so far
     double momentum = 0.0;      // Keras: v = momentum * v + lr_t * g; W += v
     Index batch_size = 100;
-    std::uint64_t seed = 0;     // "feedback", "shuffle", "dropout" and "quantize" streams derive from it
+    std::uint64_t seed = 0;     // "feedback", "shuffle", "dropout", "quantize" and "augment" streams derive from it
     int threads = 0;            // 0: all cores (OpenMP's default)
+    // Random translations and flips of every training batch of an epoch (augment.hpp), on the
+    // trainer's copy of the batch; needs a network whose input is an image (input_shape).
+    std::optional<AugmentSpec> augment;
 };
 
 // `spec` checked against `network` with the defaults that depend on other options filled in (every
@@ -112,7 +116,7 @@ struct EpochResult {
 template <class T>
 struct TrainerState {
     std::int64_t updates = 0;
-    Rng::State shuffle{}, feedback_stream{}, dropout_stream{}, quantize_stream{};
+    Rng::State shuffle{}, feedback_stream{}, dropout_stream{}, quantize_stream{}, augment_stream{};
     std::vector<std::vector<Matrix<T>>> velocity;  // per layer, per parameter; empty without momentum
     EpochCursor epoch;
     UnrecordedEpoch unrecorded;
@@ -188,6 +192,7 @@ private:
     Matrix<T> synapse_weighted_, synapse_product_;  // per-synapse srbp's scratch
     Workspace<T> ws_;
     Rng shuffle_rng_;
+    Rng augment_rng_;
     EpochCursor epoch_;
     UnrecordedEpoch unrecorded_;
     std::int64_t updates_ = 0;

@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from .._compare import describe_differences
 from .._io import atomic_write_text
 from .config import ConfigError, Experiment, Run, comparable, same_settings, validate
 from .data import load_data
@@ -162,9 +163,8 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
     ``data_root`` and ``download``."""
     from .. import __version__
     from ..checkpoint import CheckpointError
-    from ..history import History
     from ..network import MLP
-    from ..trainer import Trainer, TrainingDiverged, _differences
+    from ..trainer import Trainer, TrainingDiverged
 
     started = time.perf_counter()
     run_dir = Path(task["run_dir"])
@@ -193,7 +193,7 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
             # The folder's config.json already matched `resolved` (run_state); the thread count is not
             # part of a run's identity, so a checkpoint from another thread count is continued too.
             current = {"network": net.config(), "trainer": trainer.config()}
-            differences = _differences(_checkpoint_options(checkpoint, trainer.threads), current)
+            differences = describe_differences(_checkpoint_options(checkpoint, trainer.threads), current)
             if differences:
                 raise CheckpointError(f"it was written with other settings ({'; '.join(differences[:3])})")
             trainer.restore(checkpoint, force=True)
@@ -254,24 +254,6 @@ def _checkpoint_options(path: Path, threads: int) -> dict[str, Any]:
 # State of a run folder
 
 
-def describe_difference(stored: Any, current: Any, prefix: str = "") -> list[str]:
-    """Human-readable list of the keys whose values differ between two resolved configs."""
-    if isinstance(stored, dict) and isinstance(current, dict):
-        lines = []
-        for key in sorted(set(stored) | set(current), key=str):
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if key not in stored:
-                lines.append(f"{path}: not stored, now {current[key]!r}")
-            elif key not in current:
-                lines.append(f"{path}: stored {stored[key]!r}, now not set")
-            else:
-                lines.extend(describe_difference(stored[key], current[key], path))
-        return lines
-    if stored != current:
-        return [f"{prefix or 'config'}: stored {stored!r}, now {current!r}"]
-    return []
-
-
 def run_state(run_dir: Path, resolved: dict[str, Any]) -> tuple[str, str]:
     """``(state, detail)`` with state ``missing``, ``incomplete`` (no ``done.json``: to be redone),
     ``complete``, ``mismatch`` (stored options differ) or ``corrupt`` (finished, but its files do not
@@ -293,7 +275,7 @@ def run_state(run_dir: Path, resolved: dict[str, Any]) -> tuple[str, str]:
     if not same_settings(stored_resolved, resolved):
         if not isinstance(stored_resolved, dict):
             return "mismatch", "stored settings are not a table"
-        return "mismatch", "; ".join(describe_difference(comparable(stored_resolved), comparable(resolved))[:6])
+        return "mismatch", "; ".join(describe_differences(comparable(stored_resolved), comparable(resolved))[:6])
     if not (run_dir / DONE).exists():
         return "incomplete", "no done.json"
     try:
