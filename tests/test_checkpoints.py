@@ -491,3 +491,20 @@ def test_conv_resume_is_bit_identical(tmp_path, options):
     assert isinstance(resumed.net, rbp.Sequential) and resumed.net.config() == first.net.config()
     resumed.fit((x, y), epochs=2, progress=False)
     assert_same_training_state(straight, resumed)
+
+
+def test_a_checkpoint_found_inconsistent_half_way_leaves_the_trainer_as_it_was(tmp_path):
+    good = saved(tmp_path)
+    # Valid weights and feedback, then a state the core refuses: restore must undo the first parts.
+    bad = rewrite(good, tmp_path / "bad.npz", lambda m: m.__setitem__("state/epoch_order", np.array([0, 0, 1])))
+    x, y = data()
+    trainer = make(dict(algorithm="srbp", momentum=0.5))
+    trainer.fit((x, y), epochs=2, progress=False)
+    before = (trainer.net.weights, trainer.feedback, trainer._core.get_state(), without_timings(trainer.history))
+    with pytest.raises(ckpt.CheckpointError, match="not a permutation"):
+        trainer.restore(bad)
+    after = (trainer.net.weights, trainer.feedback, trainer._core.get_state(), without_timings(trainer.history))
+    for a, b in zip(before[0] + before[1], after[0] + after[1]):
+        np.testing.assert_array_equal(a, b)
+    assert before[2]["updates"] == after[2]["updates"] and before[3] == after[3]
+    np.testing.assert_array_equal(before[2]["shuffle_stream"], after[2]["shuffle_stream"])

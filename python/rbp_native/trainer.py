@@ -686,47 +686,66 @@ class Trainer:
 
     def _apply_checkpoint(self, path: str | os.PathLike[str], meta: dict[str, Any],
                           arrays: dict[str, np.ndarray]) -> None:
+        """All of the checkpoint or nothing: a checkpoint found inconsistent half-way leaves the
+        trainer as it was."""
+        with self._exclusive():
+            before = (self.net.weights, self.net.biases, self.feedback, self._core.get_state(), self._history,
+                      self._epoch_start_weights)
+            try:
+                self._apply_checkpoint_parts(path, meta, arrays)
+            except BaseException:
+                weights, biases, feedback, state, history, start_weights = before
+                self.net.set_weights(weights)
+                if biases:
+                    self.net.set_biases(biases)
+                if feedback:
+                    self.set_feedback(feedback)
+                self._core.set_state(state)
+                self._history, self._epoch_start_weights = history, start_weights
+                raise
+
+    def _apply_checkpoint_parts(self, path: str | os.PathLike[str], meta: dict[str, Any],
+                                arrays: dict[str, np.ndarray]) -> None:
         from . import checkpoint as ckpt
 
         state_meta = meta["state"]
-        with self._exclusive():
-            try:
-                layers = self.net.num_layers
-                self.net.set_weights([ckpt.array(path, arrays, f"network/W{h + 1}") for h in range(layers)])
-                if self.net.bias:
-                    self.net.set_biases([ckpt.array(path, arrays, f"network/b{h + 1}") for h in range(layers)])
-                if self._core.num_feedback:
-                    self.set_feedback([ckpt.array(path, arrays, f"feedback/{h}")
-                                       for h in range(self._core.num_feedback)])
-                velocity = [[ckpt.array(path, arrays, f"state/velocity/{h}/{p}").astype(self.net.dtype, copy=False)
-                             for p in range(int(count))]
-                            for h, count in enumerate(state_meta.get("velocity_layers", []))]
-                state = {name: ckpt.array(path, arrays, f"state/{name}")
-                         for name in ("shuffle_stream", "feedback_stream", "dropout_stream", "quantize_stream",
-                                      "augment_stream", "epoch_order")}
-                state.update(
-                    updates=int(state_meta["updates"]), velocity=velocity,
-                    epoch_next_batch=int(state_meta["epoch_next_batch"]),
-                    epoch_loss=ckpt.finite_float(path, state_meta["epoch_loss"], "epoch_loss"),
-                    epoch_correct=int(state_meta["epoch_correct"]), epoch_seen=int(state_meta["epoch_seen"]),
-                    unrecorded_epoch=state_meta.get("unrecorded_epoch"),
-                )
-                self._core.set_state(state)
-                records = meta["history"].get("epochs")
-                if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-                    raise ValueError("its history is not a list of records")
-                start_weights = ([ckpt.array(path, arrays, f"epoch_start/W{h + 1}") for h in range(layers)]
-                                 if state_meta.get("epoch_start_weights") else None)
-                history_config = meta["history"].get("config") or {}
-                if not isinstance(history_config, dict):
-                    raise ValueError("its history's config is not a table")
-                history = History(records, history_config)
-            except ckpt.CheckpointError:
-                raise
-            except (KeyError, TypeError, ValueError, OverflowError) as error:  # OverflowError: int(inf)
-                raise ckpt.CheckpointError(f"{path}: inconsistent checkpoint: {error}") from error
-            self._history = history
-            self._epoch_start_weights = start_weights
+        try:
+            layers = self.net.num_layers
+            self.net.set_weights([ckpt.array(path, arrays, f"network/W{h + 1}") for h in range(layers)])
+            if self.net.bias:
+                self.net.set_biases([ckpt.array(path, arrays, f"network/b{h + 1}") for h in range(layers)])
+            if self._core.num_feedback:
+                self.set_feedback([ckpt.array(path, arrays, f"feedback/{h}")
+                                   for h in range(self._core.num_feedback)])
+            velocity = [[ckpt.array(path, arrays, f"state/velocity/{h}/{p}").astype(self.net.dtype, copy=False)
+                         for p in range(int(count))]
+                        for h, count in enumerate(state_meta.get("velocity_layers", []))]
+            state = {name: ckpt.array(path, arrays, f"state/{name}")
+                     for name in ("shuffle_stream", "feedback_stream", "dropout_stream", "quantize_stream",
+                                  "augment_stream", "epoch_order")}
+            state.update(
+                updates=int(state_meta["updates"]), velocity=velocity,
+                epoch_next_batch=int(state_meta["epoch_next_batch"]),
+                epoch_loss=ckpt.finite_float(path, state_meta["epoch_loss"], "epoch_loss"),
+                epoch_correct=int(state_meta["epoch_correct"]), epoch_seen=int(state_meta["epoch_seen"]),
+                unrecorded_epoch=state_meta.get("unrecorded_epoch"),
+            )
+            self._core.set_state(state)
+            records = meta["history"].get("epochs")
+            if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+                raise ValueError("its history is not a list of records")
+            start_weights = ([ckpt.array(path, arrays, f"epoch_start/W{h + 1}") for h in range(layers)]
+                             if state_meta.get("epoch_start_weights") else None)
+            history_config = meta["history"].get("config") or {}
+            if not isinstance(history_config, dict):
+                raise ValueError("its history's config is not a table")
+            history = History(records, history_config)
+        except ckpt.CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, OverflowError) as error:  # OverflowError: int(inf)
+            raise ckpt.CheckpointError(f"{path}: inconsistent checkpoint: {error}") from error
+        self._history = history
+        self._epoch_start_weights = start_weights
 
     def discard_epoch(self) -> None:
         """Forget an epoch left pending (:attr:`epoch_pending`): the next :meth:`fit` starts a new one."""
