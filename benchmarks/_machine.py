@@ -103,10 +103,15 @@ def machine_slug(info: dict[str, Any]) -> str:
 
 def git_describe() -> dict[str, Any]:
     try:
-        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         return {"commit": head, "modified_files": len(dirty.splitlines()) if dirty else 0}
     except (OSError, subprocess.CalledProcessError):
         return {}
@@ -119,11 +124,19 @@ def versions() -> dict[str, Any]:
     out["rbp_native"] = rbp_native.__version__
     out["rbp_native_isa"] = rbp_native.isa
     out["rbp_native_path"] = os.path.dirname(rbp_native.__file__)
-    code = ("import torch, json; print(json.dumps([torch.__version__, torch.__config__.parallel_info(), "
-            "torch.backends.cpu.get_cpu_capability()]))")
+    code = (
+        "import torch, json; print(json.dumps([torch.__version__, torch.__config__.parallel_info(), "
+        "torch.backends.cpu.get_cpu_capability()]))"
+    )
     try:
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False,
-                             env=clean_env(1, "torch"))
+        res = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=clean_env(1, "torch"),
+        )
         v, parallel, capability = json.loads(res.stdout)
         out["torch"] = v
         out["torch_parallel_info"] = parallel.strip().splitlines()[:8]
@@ -134,14 +147,17 @@ def versions() -> dict[str, Any]:
 
 
 def numpy_blas() -> Any:
-    code = ("import json, numpy\n"
-            "try:\n from threadpoolctl import threadpool_info\n info = threadpool_info()\n"
-            "except ImportError:\n info = None\n"
-            "cfg = numpy.show_config(mode='dicts') if hasattr(numpy, 'show_config') else None\n"
-            "try:\n deps = cfg['Build Dependencies']\nexcept Exception:\n deps = None\n"
-            "print(json.dumps({'threadpoolctl': info, 'build_dependencies': deps}, default=str))\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(1, "numpy"),
-                         check=False)
+    code = (
+        "import json, numpy\n"
+        "try:\n from threadpoolctl import threadpool_info\n info = threadpool_info()\n"
+        "except ImportError:\n info = None\n"
+        "cfg = numpy.show_config(mode='dicts') if hasattr(numpy, 'show_config') else None\n"
+        "try:\n deps = cfg['Build Dependencies']\nexcept Exception:\n deps = None\n"
+        "print(json.dumps({'threadpoolctl': info, 'build_dependencies': deps}, default=str))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(1, "numpy"), check=False
+    )
     try:
         return json.loads(res.stdout)
     except json.JSONDecodeError:
@@ -153,8 +169,14 @@ def run_worker(cfg: dict[str, Any], impl: str, threads: int, timeout: float) -> 
         json.dump(cfg, f)
         path = f.name
     try:
-        res = subprocess.run([sys.executable, WORKER, path], capture_output=True, text=True,
-                             env=clean_env(threads, impl), timeout=timeout, check=False)
+        res = subprocess.run(
+            [sys.executable, WORKER, path],
+            capture_output=True,
+            text=True,
+            env=clean_env(threads, impl),
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         log(f"  {impl} threads={threads}: timed out after {timeout:.0f}s")
         return None
@@ -176,8 +198,9 @@ while len(rates) < 3 or time.perf_counter() - start < {seconds}:
 rates.sort(); print(json.dumps({{"n": {n}, "threads": {threads}, "repeats": len(rates), "gflops_best": rates[-1],
                                  "gflops_median": rates[len(rates) // 2]}}))
 """
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=clean_env(threads, "numpy-gemm"), check=False)
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(threads, "numpy-gemm"), check=False
+    )
     try:
         return json.loads(res.stdout)
     except json.JSONDecodeError:
@@ -209,16 +232,21 @@ def build_native_benchmarks(isa: str, build_dir: str) -> dict[str, str]:
         raise RuntimeError("cmake configure failed:\n" + res.stdout[-2000:] + res.stderr[-2000:])
     targets = [f"rbp_gemm_peak_{isa}", f"rbp_phases_{isa}"]
     jobs = str(os.cpu_count() or 2)
-    res = subprocess.run([cmake, "--build", build_dir, "--parallel", jobs, "--target", *targets],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [cmake, "--build", build_dir, "--parallel", jobs, "--target", *targets],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if res.returncode != 0:
         raise RuntimeError("cmake build failed:\n" + res.stdout[-3000:] + res.stderr[-2000:])
     return {"gemm_peak": os.path.join(build_dir, targets[0]), "phases": os.path.join(build_dir, targets[1])}
 
 
 def run_json(args: list[str], threads: int) -> dict[str, Any]:
-    res = subprocess.run(args, capture_output=True, text=True, env=clean_env(threads, "native"), timeout=600,
-                         check=False)
+    res = subprocess.run(
+        args, capture_output=True, text=True, env=clean_env(threads, "native"), timeout=600, check=False
+    )
     if res.returncode != 0:
         return {"error": (res.stderr or res.stdout)[-1000:]}
     return json.loads(res.stdout.strip().splitlines()[-1])

@@ -26,23 +26,33 @@ def markdown(report: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"Command: `{report['command']}`  ")
     v = report["versions"]
-    lines.append(f"rbp-native {v['rbp_native']} (instruction set **{v['rbp_native_isa']}**, "
-                 f"git {report.get('git', {}).get('commit', '?')[:10]}, "
-                 f"{report.get('git', {}).get('modified_files', '?')} modified files), numpy {v['numpy']}, "
-                 f"torch {v.get('torch')} (CPU capability {v.get('torch_cpu_capability', '?')}); "
-                 f"Python {m['python']}; {m['platform']}  ")
+    lines.append(
+        f"rbp-native {v['rbp_native']} (instruction set **{v['rbp_native_isa']}**, "
+        f"git {report.get('git', {}).get('commit', '?')[:10]}, "
+        f"{report.get('git', {}).get('modified_files', '?')} modified files), numpy {v['numpy']}, "
+        f"torch {v.get('torch')} (CPU capability {v.get('torch_cpu_capability', '?')}); "
+        f"Python {m['python']}; {m['platform']}  "
+    )
     if report.get("isa_cap"):
-        lines.append(f"**Every implementation held to {report['isa_cap'].upper()}+FMA** (as on a CPU without "
-                     "AVX-512): " + ", ".join(f"`{k}={v}`" for k, v in AVX2_CAP_ENV.items()) + ".  ")
-    lines.append(f"Data: {report['data']}; times scaled to a {EPOCH}-example epoch; "
-                 f"median of {report['settings']['samples']} epochs (min–max in brackets), "
-                 f"{report['settings']['rounds']} interleaved rounds. Load average at start: "
-                 f"{m.get('load_average_at_start')}.")
+        lines.append(
+            f"**Every implementation held to {report['isa_cap'].upper()}+FMA** (as on a CPU without "
+            "AVX-512): " + ", ".join(f"`{k}={v}`" for k, v in AVX2_CAP_ENV.items()) + ".  "
+        )
+    lines.append(
+        f"Data: {report['data']}; times scaled to a {EPOCH}-example epoch; "
+        f"median of {report['settings']['samples']} epochs (min–max in brackets), "
+        f"{report['settings']['rounds']} interleaved rounds. Load average at start: "
+        f"{m.get('load_average_at_start')}."
+    )
     blas = report.get("numpy_blas", {}).get("threadpoolctl") or []
     if blas:
-        lines.append("numpy BLAS: " + "; ".join(f"{b.get('internal_api')} {b.get('version')} "
-                                                 f"({b.get('architecture')}, {b.get('threading_layer')})"
-                                                 for b in blas))
+        lines.append(
+            "numpy BLAS: "
+            + "; ".join(
+                f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')}, {b.get('threading_layer')})"
+                for b in blas
+            )
+        )
     lines.append("")
     lines.append("## GEMM peak (single precision, n×n, GFLOP/s, best of repeats)")
     lines.append("")
@@ -63,18 +73,23 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {c['key']} | {c['max_abs_weight']:.3f} | {c['max_weight_change']:.2e} | {diffs} |")
         disagree = [f"{key} ({impl})" for key, impl, _, _ in disagreements(report["check"])]
         lines.append("")
-        lines.append("**The implementations disagree** beyond float32 rounding (more than 1e-3 of the weights' "
-                     f"change): {', '.join(disagree)}. Their timings do not compare the same math, so an "
-                     "implementation that disagrees anywhere is left out of every ratio."
-                     if disagree else "All implementations agree to float32 rounding (every difference below 1e-3 "
-                     "of the weights' change).")
+        lines.append(
+            "**The implementations disagree** beyond float32 rounding (more than 1e-3 of the weights' "
+            f"change): {', '.join(disagree)}. Their timings do not compare the same math, so an "
+            "implementation that disagrees anywhere is left out of every ratio."
+            if disagree
+            else "All implementations agree to float32 rounding (every difference below 1e-3 of the weights' change)."
+        )
         lines.append("")
     impls = report["settings"]["impls"]
     for threads in report["settings"]["threads"]:
         lines.append(f"## {threads} thread{'s' if threads > 1 else ''}: seconds per 60000-example epoch")
         lines.append("")
-        head = "| net | batch | alg | " + " | ".join(impls) + \
-               " | rbp samples/s | × numpy | × torch | × best other | rbp GFLOP/s | % of peak |"
+        head = (
+            "| net | batch | alg | "
+            + " | ".join(impls)
+            + " | rbp samples/s | × numpy | × torch | × best other | rbp GFLOP/s | % of peak |"
+        )
         lines.append(head)
         lines.append("|" + "---|" * (head.count("|") - 1))
         for w in report["workloads"]:
@@ -83,19 +98,25 @@ def markdown(report: dict[str, Any]) -> str:
             cells = []
             for impl in impls:
                 r = w["impls"].get(impl)
-                cells.append("—" if not r else
-                             f"{r['epoch_s_median']:.3g} ({r['epoch_s_min']:.3g}–{r['epoch_s_max']:.3g})")
+                cells.append(
+                    "—" if not r else f"{r['epoch_s_median']:.3g} ({r['epoch_s_min']:.3g}–{r['epoch_s_max']:.3g})"
+                )
             rb = w["impls"].get("rbp-native") or {}
             rt = w["ratios"]
-            lines.append(f"| {w['net']} | {w['batch']} | {w['algorithm']} | " + " | ".join(cells) +
-                         f" | {rb.get('samples_per_s', 0):,.0f} | {fmt_x(rt.get('numpy'))} | "
-                         f"{fmt_x(rt.get('torch_best'))} | {fmt_x(rt.get('best_other'))} | "
-                         f"{fmt_s(rb.get('gflops'))} | {fmt_s(rb.get('pct_peak'))} |")
+            lines.append(
+                f"| {w['net']} | {w['batch']} | {w['algorithm']} | "
+                + " | ".join(cells)
+                + f" | {rb.get('samples_per_s', 0):,.0f} | {fmt_x(rt.get('numpy'))} | "
+                f"{fmt_x(rt.get('torch_best'))} | {fmt_x(rt.get('best_other'))} | "
+                f"{fmt_s(rb.get('gflops'))} | {fmt_s(rb.get('pct_peak'))} |"
+            )
         lines.append("")
-    lines.append("× torch uses the faster of eager PyTorch and torch.compile; × best other the fastest of numpy, "
-                 "PyTorch eager and torch.compile. GFLOP/s counts 2 × the multiply-accumulates of the forward "
-                 "pass, the channel and the weight update; % of peak is against the GEMM peak at the same thread "
-                 "count.")
+    lines.append(
+        "× torch uses the faster of eager PyTorch and torch.compile; × best other the fastest of numpy, "
+        "PyTorch eager and torch.compile. GFLOP/s counts 2 × the multiply-accumulates of the forward "
+        "pass, the channel and the weight update; % of peak is against the GEMM peak at the same thread "
+        "count."
+    )
     lines.append("")
     thread_counts = sorted({w["threads"] for w in report["workloads"]})
     lines.append("## Thread scaling (median epoch seconds; in brackets the speed-up over one thread)")
@@ -133,8 +154,10 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("phases"):
         lines.append("## Where rbp-native's step goes (µs per batch, benchmarks/cpp/phases.cpp)")
         lines.append("")
-        lines.append("| net | batch | alg | threads | step | forward | channel | update | rest | epoch (per batch) "
-                     "| GFLOP/s of forward+channel+update | % of peak |")
+        lines.append(
+            "| net | batch | alg | threads | step | forward | channel | update | rest | epoch (per batch) "
+            "| GFLOP/s of forward+channel+update | % of peak |"
+        )
         lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for p in report["phases"]:
             u = p.get("us_per_batch")
@@ -142,17 +165,24 @@ def markdown(report: dict[str, Any]) -> str:
                 continue
             products_us = u["forward"] + u["channel"] + u["update"]
             sizes = report["settings"]["nets"].get(p["net"])
-            gflops = (flops_per_example(sizes, p["algorithm"]) * p["batch"] / products_us / 1e3
-                      if sizes and products_us > 0 else None)
+            gflops = (
+                flops_per_example(sizes, p["algorithm"]) * p["batch"] / products_us / 1e3
+                if sizes and products_us > 0
+                else None
+            )
             peak = report["gemm_peak"].get(str(p["threads"]), {}).get("peak")
-            lines.append(f"| {p['net']} | {p['batch']} | {p['algorithm']} | {p['threads']} | {u['step']:.1f} | "
-                         f"{u['forward']:.1f} | {u['channel']:.1f} | {u['update']:.1f} | {u['rest']:.1f} | "
-                         f"{u['epoch']:.1f} | {fmt_s(gflops)} | "
-                         f"{fmt_s(100 * gflops / peak if gflops and peak else None)} |")
+            lines.append(
+                f"| {p['net']} | {p['batch']} | {p['algorithm']} | {p['threads']} | {u['step']:.1f} | "
+                f"{u['forward']:.1f} | {u['channel']:.1f} | {u['update']:.1f} | {u['rest']:.1f} | "
+                f"{u['epoch']:.1f} | {fmt_s(gflops)} | "
+                f"{fmt_s(100 * gflops / peak if gflops and peak else None)} |"
+            )
         lines.append("")
-        lines.append("The forward, channel and update phases are almost all matrix products (the forward phase also "
-                     "applies the activation): their GFLOP/s is what the step's products reach in place, an upper "
-                     "bound on what the whole step can reach with these kernels.")
+        lines.append(
+            "The forward, channel and update phases are almost all matrix products (the forward phase also "
+            "applies the activation): their GFLOP/s is what the step's products reach in place, an upper "
+            "bound on what the whole step can reach with these kernels."
+        )
         lines.append("")
     if report.get("targets"):
         lines.append("## Targets")
@@ -177,13 +207,21 @@ def evaluate_targets(workloads: list[dict[str, Any]], excluded: set[str]) -> lis
     out = []
 
     def best_threads(net: str, batch: int, alg: str) -> dict[str, Any] | None:
-        cands = [w for w in workloads if w["net"] == net and w["batch"] == batch and w["algorithm"] == alg
-                 and "rbp-native" in w["impls"]]
+        cands = [
+            w
+            for w in workloads
+            if w["net"] == net and w["batch"] == batch and w["algorithm"] == alg and "rbp-native" in w["impls"]
+        ]
         return min(cands, key=lambda w: w["impls"]["rbp-native"]["epoch_s_median"]) if cands else None
 
     def fastest(net: str, batch: int, alg: str, impls: tuple[str, ...]) -> float | None:
-        vals = [w["impls"][i]["epoch_s_median"] for w in workloads if w["net"] == net and w["batch"] == batch
-                and w["algorithm"] == alg for i in impls if i in w["impls"] and i not in excluded]
+        vals = [
+            w["impls"][i]["epoch_s_median"]
+            for w in workloads
+            if w["net"] == net and w["batch"] == batch and w["algorithm"] == alg
+            for i in impls
+            if i in w["impls"] and i not in excluded
+        ]
         return min(vals) if vals else None
 
     def demand(w: dict[str, Any], other: float, bar: float) -> str:
@@ -194,8 +232,10 @@ def evaluate_targets(workloads: list[dict[str, Any]], excluded: set[str]) -> lis
             return ""
         needed = gflops * r["epoch_s_median"] * bar / other
         threads = w["threads"]
-        return (f"; the bar needs {needed:.0f} GFLOP/s = {100 * needed / (100 * gflops / pct):.0f}% of the "
-                f"{threads}-thread peak (rbp-native's best thread count here)")
+        return (
+            f"; the bar needs {needed:.0f} GFLOP/s = {100 * needed / (100 * gflops / pct):.0f}% of the "
+            f"{threads}-thread peak (rbp-native's best thread count here)"
+        )
 
     # Each implementation at its best thread count.
     for alg in ALGORITHMS:
@@ -205,24 +245,36 @@ def evaluate_targets(workloads: list[dict[str, Any]], excluded: set[str]) -> lis
             torch_t = fastest("mnist", 1, alg, ("torch", "torch-compile"))
             np_t = fastest("mnist", 1, alg, ("numpy",))
             if torch_t and np_t:
-                out.append({"target": f"MNIST net batch 1 {alg}: ≥6× PyTorch, ≥10× numpy",
-                            "measured": f"{torch_t / r:.1f}× PyTorch, {np_t / r:.1f}× numpy",
-                            "met": torch_t / r >= 6 and np_t / r >= 10})
+                out.append(
+                    {
+                        "target": f"MNIST net batch 1 {alg}: ≥6× PyTorch, ≥10× numpy",
+                        "measured": f"{torch_t / r:.1f}× PyTorch, {np_t / r:.1f}× numpy",
+                        "met": torch_t / r >= 6 and np_t / r >= 10,
+                    }
+                )
         for batch in (32, 128):
             w = best_threads("mnist", batch, alg)
             other = fastest("mnist", batch, alg, ("numpy", "torch", "torch-compile"))
             if w and other:
                 r = w["impls"]["rbp-native"]["epoch_s_median"]
-                out.append({"target": f"MNIST net batch {batch} {alg}: ≥2× the faster of numpy/PyTorch",
-                            "measured": f"{other / r:.2f}×" + demand(w, other, 2.0), "met": other / r >= 2})
+                out.append(
+                    {
+                        "target": f"MNIST net batch {batch} {alg}: ≥2× the faster of numpy/PyTorch",
+                        "measured": f"{other / r:.2f}×" + demand(w, other, 2.0),
+                        "met": other / r >= 2,
+                    }
+                )
         w = best_threads("wide", 128, alg)
         other = fastest("wide", 128, alg, ("numpy", "torch", "torch-compile"))
         if w and other:
             r = w["impls"]["rbp-native"]
             pct = r.get("pct_peak")
-            out.append({"target": f"wide net batch 128 {alg}: ≥1.5× the faster other, ≥80% of GEMM peak",
-                        "measured": f"{other / r['epoch_s_median']:.2f}×, {pct:.0f}% of peak "
-                                    f"({w['threads']} thread{'s' if w['threads'] > 1 else ''})"
-                                    + demand(w, other, 1.5),
-                        "met": other / r["epoch_s_median"] >= 1.5 and (pct or 0) >= 80})
+            out.append(
+                {
+                    "target": f"wide net batch 128 {alg}: ≥1.5× the faster other, ≥80% of GEMM peak",
+                    "measured": f"{other / r['epoch_s_median']:.2f}×, {pct:.0f}% of peak "
+                    f"({w['threads']} thread{'s' if w['threads'] > 1 else ''})" + demand(w, other, 1.5),
+                    "met": other / r["epoch_s_median"] >= 1.5 and (pct or 0) >= 80,
+                }
+            )
     return out

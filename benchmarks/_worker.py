@@ -46,8 +46,10 @@ def workload_options(spec: str) -> dict[str, Any]:
     rounding, the default alpha 2^-3). Returns {"algorithm", "density", "quantize_bits" (None: off)}."""
     algorithm, *options = spec.split(":")
     out: dict[str, Any] = {"algorithm": algorithm, "density": 1.0, "quantize_bits": None}
-    expected = (f"unknown algorithm {spec!r} (expected bp, rbp or srbp, then :density=P with 0 < P <= 1 "
-                f"(rbp, srbp) or :quantize=BITS with 2 <= BITS <= 24 (srbp))")
+    expected = (
+        f"unknown algorithm {spec!r} (expected bp, rbp or srbp, then :density=P with 0 < P <= 1 "
+        f"(rbp, srbp) or :quantize=BITS with 2 <= BITS <= 24 (srbp))"
+    )
     if algorithm not in ("bp", "rbp", "srbp"):
         raise ValueError(expected)
     for option in options:
@@ -80,8 +82,9 @@ def _init(init: Any, net: str, algorithm: str) -> tuple[list, list, list]:
     return weights, biases, feedback
 
 
-def make_trainer(impl: str, threads: int, weights: list, biases: list, feedback: list, spec: str,
-                 batch: int, lr: float, decay: float) -> Any:
+def make_trainer(
+    impl: str, threads: int, weights: list, biases: list, feedback: list, spec: str, batch: int, lr: float, decay: float
+) -> Any:
     # Sparse feedback: rbp-native is told the density (so that it picks its storage, as a user's run
     # would) and takes the same matrices; the references multiply by them with their zeros, as a
     # numpy or PyTorch user with a masked feedback matrix would.
@@ -94,23 +97,44 @@ def make_trainer(impl: str, threads: int, weights: list, biases: list, feedback:
         net = rbp.MLP(sizes, seed=0)
         net.set_weights(weights)
         net.set_biases(biases)
-        quantize = {} if bits is None else {"quantize": "signal", "quantize_bits": bits,
-                                             "quantize_alpha": QUANTIZE_ALPHA}
-        trainer = rbp.Trainer(net, algorithm=algorithm, lr=lr, decay=decay, batch_size=batch, threads=threads, seed=0,
-                              feedback_density=options["density"], **quantize)
+        quantize = (
+            {} if bits is None else {"quantize": "signal", "quantize_bits": bits, "quantize_alpha": QUANTIZE_ALPHA}
+        )
+        trainer = rbp.Trainer(
+            net,
+            algorithm=algorithm,
+            lr=lr,
+            decay=decay,
+            batch_size=batch,
+            threads=threads,
+            seed=0,
+            feedback_density=options["density"],
+            **quantize,
+        )
         if feedback:
             trainer.set_feedback(feedback)
         return trainer
     if impl == "numpy":
         from references import NumpyTrainer
 
-        return NumpyTrainer(weights, biases, feedback, algorithm, lr, decay, batch, quantize_bits=bits,
-                            quantize_alpha=QUANTIZE_ALPHA)
+        return NumpyTrainer(
+            weights, biases, feedback, algorithm, lr, decay, batch, quantize_bits=bits, quantize_alpha=QUANTIZE_ALPHA
+        )
     if impl in ("torch", "torch-compile"):
         from references import TorchTrainer
 
-        return TorchTrainer(weights, biases, feedback, algorithm, lr, decay, batch, compile=impl == "torch-compile",
-                            quantize_bits=bits, quantize_alpha=QUANTIZE_ALPHA)
+        return TorchTrainer(
+            weights,
+            biases,
+            feedback,
+            algorithm,
+            lr,
+            decay,
+            batch,
+            compile=impl == "torch-compile",
+            quantize_bits=bits,
+            quantize_alpha=QUANTIZE_ALPHA,
+        )
     raise ValueError(impl)
 
 
@@ -140,8 +164,13 @@ def setup_threads(impl: str, threads: int) -> dict[str, Any]:
             from threadpoolctl import threadpool_info, threadpool_limits
 
             threadpool_limits(threads)
-            info["blas"] = [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture",
-                                                     "threading_layer", "filepath")} for p in threadpool_info()]
+            info["blas"] = [
+                {
+                    k: p.get(k)
+                    for k in ("internal_api", "version", "num_threads", "architecture", "threading_layer", "filepath")
+                }
+                for p in threadpool_info()
+            ]
         except ImportError:
             info["blas"] = "threadpoolctl not installed"
     if impl == "rbp-native":
@@ -166,8 +195,9 @@ def run_timing(cfg: dict[str, Any]) -> dict[str, Any]:
         x = np.ascontiguousarray(all_x[:examples])  # leading rows: a view, no copy
         y = np.ascontiguousarray(all_y[:examples])
         weights, biases, feedback = _init(init, wl["net"], wl["algorithm"])
-        trainer = make_trainer(impl, threads, weights, biases, feedback, wl["algorithm"], int(wl["batch"]),
-                               cfg["lr"], cfg["decay"])
+        trainer = make_trainer(
+            impl, threads, weights, biases, feedback, wl["algorithm"], int(wl["batch"]), cfg["lr"], cfg["decay"]
+        )
         run = epoch_fn(impl, trainer, x, y)
         started = time.perf_counter()
         for _ in range(int(cfg["warmup"])):
@@ -191,8 +221,8 @@ def run_check(cfg: dict[str, Any]) -> dict[str, Any]:
     steps = int(cfg.get("steps", 3))
     for wl in cfg["workloads"]:
         batch = int(wl["batch"])
-        x = np.ascontiguousarray(data["x"][:batch * steps])
-        y = np.ascontiguousarray(data["y"][:batch * steps])
+        x = np.ascontiguousarray(data["x"][: batch * steps])
+        y = np.ascontiguousarray(data["y"][: batch * steps])
         weights, biases, feedback = _init(init, wl["net"], wl["algorithm"])
         final: dict[str, list[np.ndarray]] = {}
         losses: dict[str, list[float]] = {}
@@ -200,7 +230,7 @@ def run_check(cfg: dict[str, Any]) -> dict[str, Any]:
             trainer = make_trainer(impl, 1, weights, biases, feedback, wl["algorithm"], batch, cfg["lr"], cfg["decay"])
             losses[impl] = []
             for s in range(steps):
-                xb, yb = x[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch]
+                xb, yb = x[s * batch : (s + 1) * batch], y[s * batch : (s + 1) * batch]
                 if impl == "rbp-native":
                     losses[impl].append(float(trainer.step(xb, yb)) * batch)
                     continue
@@ -215,8 +245,14 @@ def run_check(cfg: dict[str, Any]) -> dict[str, Any]:
         ref = final["rbp-native"]
         scale = max(float(np.max(np.abs(w))) for w in ref)
         change = max(float(np.max(np.abs(a - b))) for a, b in zip(ref, weights))
-        row = {"key": wl["key"], "steps": steps, "max_abs_weight": scale, "max_weight_change": change,
-               "losses": losses, "max_abs_diff": {}}
+        row = {
+            "key": wl["key"],
+            "steps": steps,
+            "max_abs_weight": scale,
+            "max_weight_change": change,
+            "losses": losses,
+            "max_abs_diff": {},
+        }
         for impl, ws in final.items():
             if impl != "rbp-native":
                 row["max_abs_diff"][impl] = max(float(np.max(np.abs(a - b))) for a, b in zip(ref, ws))

@@ -38,9 +38,11 @@ def load_data(kind: str, examples: int) -> tuple[np.ndarray, np.ndarray, str]:
             except Exception as exc:  # noqa: BLE001 - fall through to the next root / synthetic data
                 log(f"MNIST not loaded from {root or 'the default root'}: {exc}")
                 continue
-            return (np.ascontiguousarray(train.x[:examples], dtype=np.float32),
-                    np.ascontiguousarray(train.y[:examples], dtype=np.int64),
-                    f"MNIST training set, first {examples} examples")
+            return (
+                np.ascontiguousarray(train.x[:examples], dtype=np.float32),
+                np.ascontiguousarray(train.y[:examples], dtype=np.int64),
+                f"MNIST training set, first {examples} examples",
+            )
         if kind == "mnist":
             raise SystemExit("MNIST not found (set RBP_NATIVE_DATA)")
     rng = np.random.default_rng(0)
@@ -74,8 +76,12 @@ def disagreements(checks: list[dict[str, Any]] | None) -> list[tuple[str, str, f
     """(workload, implementation, max |dw| vs rbp-native, max weight change) of every implementation
     whose weights differ from rbp-native's beyond float32 rounding (float32 rounding over three steps
     stays far below a thousandth of the weights' change) or are not finite."""
-    return [(c["key"], impl, diff, c["max_weight_change"]) for c in checks or []
-            for impl, diff in c["max_abs_diff"].items() if not diff <= 1e-3 * c["max_weight_change"]]
+    return [
+        (c["key"], impl, diff, c["max_weight_change"])
+        for c in checks or []
+        for impl, diff in c["max_abs_diff"].items()
+        if not diff <= 1e-3 * c["max_weight_change"]
+    ]
 
 
 def flops_per_example(sizes: list[int], spec: str) -> int:

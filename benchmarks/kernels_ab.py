@@ -19,6 +19,7 @@ import statistics
 import time
 
 import numpy as np
+
 import rbp_native as rbp
 from rbp_native import _core
 
@@ -29,8 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", default="32,128")
     p.add_argument("--algorithm", default="bp")
     p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--examples", type=int, default=0,
-                   help="examples per epoch (default: 6000 for nets of up to 100 units, 1200 above)")
+    p.add_argument(
+        "--examples",
+        type=int,
+        default=0,
+        help="examples per epoch (default: 6000 for nets of up to 100 units, 1200 above)",
+    )
     args = p.parse_args(argv)
     if not _core._unpacked_gemm_available():
         raise SystemExit(f"the {rbp.isa} variant has no unpacked kernels")
@@ -41,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         x = rng.random((examples, sizes[0]), dtype=np.float32)
         y = rng.integers(0, sizes[-1], examples).astype(np.int64)
         for batch in (int(b) for b in args.batches.split(",")):
-            trainer = rbp.Trainer(rbp.MLP(sizes, seed=0), algorithm=args.algorithm, lr=0.01, batch_size=batch,
-                                  threads=1, seed=0)
+            trainer = rbp.Trainer(
+                rbp.MLP(sizes, seed=0), algorithm=args.algorithm, lr=0.01, batch_size=batch, threads=1, seed=0
+            )
             core = trainer._core  # the whole epoch in C++, as Trainer.fit runs it
             times: dict[str, list[float]] = {"where-faster": [], "never": []}
             try:
@@ -55,10 +61,21 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 _core._set_unpacked_gemm("where-faster")
             rule, eigen = times["where-faster"][1:], times["never"][1:]
-            print(json.dumps({"isa": rbp.isa, "net": net_text, "batch": batch, "algorithm": args.algorithm,
-                              "examples": examples, "rule_s": statistics.median(rule),
-                              "eigen_only_s": statistics.median(eigen),
-                              "speedup": statistics.median(e / r for e, r in zip(eigen, rule))}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "isa": rbp.isa,
+                        "net": net_text,
+                        "batch": batch,
+                        "algorithm": args.algorithm,
+                        "examples": examples,
+                        "rule_s": statistics.median(rule),
+                        "eigen_only_s": statistics.median(eigen),
+                        "speedup": statistics.median(e / r for e, r in zip(eigen, rule)),
+                    }
+                ),
+                flush=True,
+            )
     return 0
 
 

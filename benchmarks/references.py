@@ -39,9 +39,19 @@ def quantizer(bits: int | None, alpha: float) -> tuple[np.float32, np.float32, n
 
 
 class NumpyTrainer:
-    def __init__(self, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], feedback: Sequence[np.ndarray],
-                 algorithm: str, lr: float, decay: float, batch_size: int, seed: int = 0,
-                 quantize_bits: int | None = None, quantize_alpha: float = 0.125) -> None:
+    def __init__(
+        self,
+        weights: Sequence[np.ndarray],
+        biases: Sequence[np.ndarray],
+        feedback: Sequence[np.ndarray],
+        algorithm: str,
+        lr: float,
+        decay: float,
+        batch_size: int,
+        seed: int = 0,
+        quantize_bits: int | None = None,
+        quantize_alpha: float = 0.125,
+    ) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(algorithm)
         self.quantizer = quantizer(quantize_bits, quantize_alpha)
@@ -140,7 +150,7 @@ class NumpyTrainer:
         loss = 0.0
         correct = 0
         for first in range(0, total, self.batch):
-            idx = order[first:first + self.batch]
+            idx = order[first : first + self.batch]
             n = idx.shape[0]
             xb = self.X[:n]
             yb = self.Y[:n]
@@ -156,9 +166,20 @@ class NumpyTrainer:
 
 
 class TorchTrainer:
-    def __init__(self, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], feedback: Sequence[np.ndarray],
-                 algorithm: str, lr: float, decay: float, batch_size: int, seed: int = 0,
-                 compile: bool = False, quantize_bits: int | None = None, quantize_alpha: float = 0.125) -> None:
+    def __init__(
+        self,
+        weights: Sequence[np.ndarray],
+        biases: Sequence[np.ndarray],
+        feedback: Sequence[np.ndarray],
+        algorithm: str,
+        lr: float,
+        decay: float,
+        batch_size: int,
+        seed: int = 0,
+        compile: bool = False,
+        quantize_bits: int | None = None,
+        quantize_alpha: float = 0.125,
+    ) -> None:
         import torch
 
         if algorithm not in ALGORITHMS:
@@ -301,7 +322,7 @@ class TorchTrainer:
             loss = torch.zeros((), dtype=torch.float64)
             correct = torch.zeros((), dtype=torch.int64)
             for first in range(0, total, self.batch):
-                idx = order[first:first + self.batch]
+                idx = order[first : first + self.batch]
                 n = idx.shape[0]
                 xb = self.X[:n]
                 yb = self.Y[:n]

@@ -20,7 +20,6 @@ records what each library reports), and the GEMM peak measured the same way.
 Writes benchmarks/results/<machine>-<date>[-avx2].json and .md (see --out).
 """
 
-
 from __future__ import annotations
 
 import argparse
@@ -86,16 +85,29 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, Setting
     p.add_argument("--quick", action="store_true", help="a few workloads, one round")
     p.add_argument("--nets", default="mnist,wide")
     p.add_argument("--batches", default=None, help="batch sizes for every net (default: per net)")
-    p.add_argument("--algorithms", default=",".join(ALGORITHMS),
-                   help="at every batch: bp, rbp, srbp, or a variant (see --variants)")
-    p.add_argument("--variants", default=",".join(VARIANTS),
-                   help="channel variants (ALG:density=P sparse feedback, srbp:quantize=BITS quantised signals), "
-                        "run at the batches of --variant-batches only ('' for none)")
-    p.add_argument("--variant-batches", default=None,
-                   help="batch sizes of the variants for every net (default: "
-                        + ", ".join(f"{net} {','.join(map(str, b))}" for net, b in VARIANT_BATCHES.items()) + ")")
-    p.add_argument("--impls", default=None,
-                   help=f"default {','.join(IMPLS)} (without torch-compile under --isa-cap: see the README)")
+    p.add_argument(
+        "--algorithms",
+        default=",".join(ALGORITHMS),
+        help="at every batch: bp, rbp, srbp, or a variant (see --variants)",
+    )
+    p.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="channel variants (ALG:density=P sparse feedback, srbp:quantize=BITS quantised signals), "
+        "run at the batches of --variant-batches only ('' for none)",
+    )
+    p.add_argument(
+        "--variant-batches",
+        default=None,
+        help="batch sizes of the variants for every net (default: "
+        + ", ".join(f"{net} {','.join(map(str, b))}" for net, b in VARIANT_BATCHES.items())
+        + ")",
+    )
+    p.add_argument(
+        "--impls",
+        default=None,
+        help=f"default {','.join(IMPLS)} (without torch-compile under --isa-cap: see the README)",
+    )
     p.add_argument("--threads", default="1,2")
     p.add_argument("--examples", type=int, default=6000, help="examples per timed epoch, MNIST net")
     p.add_argument("--wide-examples", type=int, default=3000, help="examples per timed epoch, wide net")
@@ -109,8 +121,12 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, Setting
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument("--machine", default=None, help="name used in the result file names")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per worker process")
-    p.add_argument("--isa-cap", choices=["avx2"], default=None,
-                   help="hold every implementation to AVX2+FMA (a CPU without AVX-512); results get an -avx2 suffix")
+    p.add_argument(
+        "--isa-cap",
+        choices=["avx2"],
+        default=None,
+        help="hold every implementation to AVX2+FMA (a CPU without AVX-512); results get an -avx2 suffix",
+    )
     args = p.parse_args(argv)
     machine.set_isa_cap(args.isa_cap)
 
@@ -119,12 +135,17 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, Setting
     # torch 2.13's torch.compile miscompiles this training step under ATEN_CPU_CAPABILITY=avx2 (NaN
     # weights after three steps, caught by the agreement check), so a capped run leaves it out
     # unless asked for.
-    impls = [i for i in (args.impls or ",".join(i for i in IMPLS if not (args.isa_cap and i == "torch-compile")))
-             .split(",") if i]
+    impls = [
+        i
+        for i in (args.impls or ",".join(i for i in IMPLS if not (args.isa_cap and i == "torch-compile"))).split(",")
+        if i
+    ]
     batches = {n: ([int(b) for b in args.batches.split(",")] if args.batches else DEFAULT_BATCHES[n]) for n in nets}
     variants = [a for a in args.variants.split(",") if a]
-    variant_batches = {n: ([int(b) for b in args.variant_batches.split(",")] if args.variant_batches
-                           else VARIANT_BATCHES[n]) for n in nets}
+    variant_batches = {
+        n: ([int(b) for b in args.variant_batches.split(",")] if args.variant_batches else VARIANT_BATCHES[n])
+        for n in nets
+    }
     if args.quick:
         batches = {n: ([1, 128] if n == "mnist" else [128]) for n in nets}
         algorithms = [a for a in algorithms if a in ("bp", "srbp")] or algorithms
@@ -135,9 +156,15 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, Setting
             workload_options(spec)
         except ValueError as e:
             p.error(str(e))
-    settings = Settings(nets=nets, algorithms=algorithms, variants=variants, impls=impls,
-                        threads=[int(t) for t in args.threads.split(",") if t], batches=batches,
-                        variant_batches=variant_batches)
+    settings = Settings(
+        nets=nets,
+        algorithms=algorithms,
+        variants=variants,
+        impls=impls,
+        threads=[int(t) for t in args.threads.split(",") if t],
+        batches=batches,
+        variant_batches=variant_batches,
+    )
     return args, settings
 
 
@@ -156,9 +183,11 @@ def start_report(argv: list[str] | None, args: argparse.Namespace, settings: Set
         "notes": [],
     }
     if args.isa_cap and args.impls is None:
-        report["notes"].append("torch.compile is left out under the instruction-set cap: torch 2.13's compiled step "
-                               "gives NaN weights with ATEN_CPU_CAPABILITY=avx2 on this machine (the agreement "
-                               "check catches it when asked for with --impls).")
+        report["notes"].append(
+            "torch.compile is left out under the instruction-set cap: torch 2.13's compiled step "
+            "gives NaN weights with ATEN_CPU_CAPABILITY=avx2 on this machine (the agreement "
+            "check catches it when asked for with --impls)."
+        )
     if report["versions"].get("torch") is None:
         settings.impls = [i for i in settings.impls if not i.startswith("torch")]
         report["notes"].append("PyTorch is not installed: its columns are skipped.")
@@ -169,25 +198,41 @@ def make_workloads(args: argparse.Namespace, settings: Settings) -> list[dict[st
     workloads = []
     for net in settings.nets:
         runs = [(batch, alg) for batch in settings.batches[net] for alg in settings.algorithms]
-        runs += [(batch, alg) for batch in settings.variant_batches[net] for alg in settings.variants
-                 if (batch, alg) not in runs]
+        runs += [
+            (batch, alg)
+            for batch in settings.variant_batches[net]
+            for alg in settings.variants
+            if (batch, alg) not in runs
+        ]
         for batch, alg in sorted(runs, key=lambda r: r[0]):
-            workloads.append({"net": net, "batch": batch, "algorithm": alg,
-                              "examples": args.examples if net == "mnist" else args.wide_examples,
-                              "key": f"{net}/b{batch}/{alg}"})
+            workloads.append(
+                {
+                    "net": net,
+                    "batch": batch,
+                    "algorithm": alg,
+                    "examples": args.examples if net == "mnist" else args.wide_examples,
+                    "key": f"{net}/b{batch}/{alg}",
+                }
+            )
     return workloads
 
 
-def agreement_check(report: dict[str, Any], base_cfg: dict[str, Any], workloads: list[dict[str, Any]],
-                    args: argparse.Namespace, settings: Settings) -> None:
+def agreement_check(
+    report: dict[str, Any],
+    base_cfg: dict[str, Any],
+    workloads: list[dict[str, Any]],
+    args: argparse.Namespace,
+    settings: Settings,
+) -> None:
     """Three SGD steps of every implementation from the same weights, compared with rbp-native's."""
     check_impls = [i for i in ["rbp-native", "numpy", "torch", "torch-compile"] if i in settings.impls]
     if "rbp-native" not in check_impls or len(check_impls) < 2:
         return
     log("numerical check")
     check_wl = [w for w in workloads if w["batch"] == max(settings.batches[w["net"]])]
-    res = machine.run_worker({**base_cfg, "mode": "check", "impls": check_impls, "workloads": check_wl, "steps": 3},
-                             "check", 1, args.timeout)
+    res = machine.run_worker(
+        {**base_cfg, "mode": "check", "impls": check_impls, "workloads": check_wl, "steps": 3}, "check", 1, args.timeout
+    )
     report["check"] = res["check"] if res else None
     for key, impl, diff, change in disagreements(report["check"]):
         log(f"WARNING: {impl} disagrees with rbp-native on {key} by {diff:.1e} (weights changed by {change:.1e})")
@@ -201,14 +246,20 @@ def build_programs(report: dict[str, Any], args: argparse.Namespace, isa: str) -
     try:
         return machine.build_native_benchmarks(isa, args.build_dir)
     except Exception as exc:  # noqa: BLE001
-        report["notes"].append(f"C++ benchmark programs not built ({str(exc).splitlines()[0]}): no Eigen GEMM "
-                               "peak and no phase breakdown.")
+        report["notes"].append(
+            f"C++ benchmark programs not built ({str(exc).splitlines()[0]}): no Eigen GEMM peak and no phase breakdown."
+        )
         log(str(exc))
         return {}
 
 
-def timing_rounds(base_cfg: dict[str, Any], workloads: list[dict[str, Any]], programs: dict[str, str],
-                  args: argparse.Namespace, settings: Settings) -> Timings:
+def timing_rounds(
+    base_cfg: dict[str, Any],
+    workloads: list[dict[str, Any]],
+    programs: dict[str, str],
+    args: argparse.Namespace,
+    settings: Settings,
+) -> Timings:
     """Rounds that interleave the implementations (and the GEMM peak), so that a noisy neighbour
     hurts all of them alike; torch.compile runs once, with every round's epochs."""
     timings = Timings(gemm={t: {"eigen": [], "numpy": []} for t in settings.threads})
@@ -219,7 +270,8 @@ def timing_rounds(base_cfg: dict[str, Any], workloads: list[dict[str, Any]], pro
             timings.gemm[threads]["numpy"].append(machine.numpy_gemm_peak(threads, 2048, 1.0))
             if "gemm_peak" in programs:
                 timings.gemm[threads]["eigen"].append(
-                    machine.run_json([programs["gemm_peak"], "2048", str(threads), "1.0"], threads))
+                    machine.run_json([programs["gemm_peak"], "2048", str(threads), "1.0"], threads)
+                )
             for net in settings.nets:
                 net_wl = [w for w in workloads if w["net"] == net]
                 for impl in settings.impls:
@@ -229,8 +281,14 @@ def timing_rounds(base_cfg: dict[str, Any], workloads: list[dict[str, Any]], pro
                             continue
                         epochs = args.epochs * args.rounds  # compiled once, all samples in one process
                     log(f"round {rnd + 1}/{args.rounds}: {impl} {net} threads={threads}")
-                    cfg = {**base_cfg, "impl": impl, "threads": threads, "workloads": net_wl,
-                           "warmup": 1, "epochs": epochs}
+                    cfg = {
+                        **base_cfg,
+                        "impl": impl,
+                        "threads": threads,
+                        "workloads": net_wl,
+                        "warmup": 1,
+                        "epochs": epochs,
+                    }
                     res = machine.run_worker(cfg, impl, threads, args.timeout)
                     if not res:
                         continue
@@ -240,8 +298,9 @@ def timing_rounds(base_cfg: dict[str, Any], workloads: list[dict[str, Any]], pro
                         if impl == "torch-compile":
                             timings.warmups[f"{r['key']}/t{threads}"] = r["warmup_s"]
                     key = f"{net}/{threads}"
-                    timings.rss.setdefault(key, {})[impl] = max(timings.rss.get(key, {}).get(impl, 0.0),
-                                                                res["maxrss_kb"] / 1024)
+                    timings.rss.setdefault(key, {})[impl] = max(
+                        timings.rss.get(key, {}).get(impl, 0.0), res["maxrss_kb"] / 1024
+                    )
         compile_done = True
     return timings
 
@@ -261,8 +320,13 @@ def gemm_peaks(gemm: dict[int, dict[str, list[dict[str, Any]]]], threads_list: l
     return peaks
 
 
-def summarize_workloads(workloads: list[dict[str, Any]], samples: dict[tuple[str, int, str], list[float]],
-                        peaks: dict[str, Any], wrong_math: set[str], settings: Settings) -> list[dict[str, Any]]:
+def summarize_workloads(
+    workloads: list[dict[str, Any]],
+    samples: dict[tuple[str, int, str], list[float]],
+    peaks: dict[str, Any],
+    wrong_math: set[str],
+    settings: Settings,
+) -> list[dict[str, Any]]:
     """Per workload and thread count: each implementation's epoch times and rbp-native's speed-ups;
     implementations in `wrong_math` take no part in the ratios."""
     out_wl = []
@@ -270,9 +334,17 @@ def summarize_workloads(workloads: list[dict[str, Any]], samples: dict[tuple[str
         for w in workloads:
             sizes = NETS[w["net"]]
             flops = flops_per_example(sizes, w["algorithm"])
-            entry = {"net": w["net"], "sizes": sizes, "batch": w["batch"], "algorithm": w["algorithm"],
-                     "threads": threads, "examples_per_timed_epoch": w["examples"],
-                     "flops_per_example": flops, "impls": {}, "ratios": {}}
+            entry = {
+                "net": w["net"],
+                "sizes": sizes,
+                "batch": w["batch"],
+                "algorithm": w["algorithm"],
+                "threads": threads,
+                "examples_per_timed_epoch": w["examples"],
+                "flops_per_example": flops,
+                "impls": {},
+                "ratios": {},
+            }
             for impl in settings.impls:
                 ts = samples.get((impl, threads, w["key"]))
                 if ts:
@@ -298,17 +370,28 @@ def summarize_workloads(workloads: list[dict[str, Any]], samples: dict[tuple[str
     return out_wl
 
 
-def phase_breakdown(programs: dict[str, str], workloads: list[dict[str, Any]],
-                    threads_list: list[int]) -> list[dict[str, Any]]:
+def phase_breakdown(
+    programs: dict[str, str], workloads: list[dict[str, Any]], threads_list: list[int]
+) -> list[dict[str, Any]]:
     """rbp-native's step split into forward, channel and update (benchmarks/cpp/phases.cpp)."""
     log("phase breakdown")
     phases = []
     for threads in threads_list:
         for w in workloads:
-            res = machine.run_json([programs["phases"], "-".join(map(str, NETS[w["net"]])), str(w["batch"]),
-                                    w["algorithm"], str(threads), "0.3"], threads)
-            phases.append({"net": w["net"], "batch": w["batch"], "algorithm": w["algorithm"],
-                           "threads": threads, **res})
+            res = machine.run_json(
+                [
+                    programs["phases"],
+                    "-".join(map(str, NETS[w["net"]])),
+                    str(w["batch"]),
+                    w["algorithm"],
+                    str(threads),
+                    "0.3",
+                ],
+                threads,
+            )
+            phases.append(
+                {"net": w["net"], "batch": w["batch"], "algorithm": w["algorithm"], "threads": threads, **res}
+            )
     return phases
 
 
@@ -316,8 +399,9 @@ def write_results(report: dict[str, Any], args: argparse.Namespace) -> str:
     """<out>/<machine>-<date>[-<isa cap>].json and .md; returns the common stem."""
     os.makedirs(args.out, exist_ok=True)
     slug = args.machine or machine.machine_slug(report["machine"])
-    stem = os.path.join(args.out, f"{slug}-{_dt.date.today().isoformat()}" +
-                        (f"-{args.isa_cap}" if args.isa_cap else ""))
+    stem = os.path.join(
+        args.out, f"{slug}-{_dt.date.today().isoformat()}" + (f"-{args.isa_cap}" if args.isa_cap else "")
+    )
     with open(stem + ".json", "w") as f:
         json.dump(report, f, indent=1)
     with open(stem + ".md", "w") as f:
@@ -325,20 +409,31 @@ def write_results(report: dict[str, Any], args: argparse.Namespace) -> str:
     return stem
 
 
-def write_inputs(directory: str, report: dict[str, Any], args: argparse.Namespace,
-                 settings: Settings) -> dict[str, Any]:
+def write_inputs(
+    directory: str, report: dict[str, Any], args: argparse.Namespace, settings: Settings
+) -> dict[str, Any]:
     """The data and initial weights every implementation starts from, as files in `directory`;
     returns the part of the workers' configuration that names them."""
     x, y, report["data"] = load_data(args.data, max(args.examples, args.wide_examples))
-    base_cfg = {"data": os.path.join(directory, "data.npz"), "init": os.path.join(directory, "init.npz"),
-                "lr": args.lr, "decay": args.decay}
+    base_cfg = {
+        "data": os.path.join(directory, "data.npz"),
+        "init": os.path.join(directory, "init.npz"),
+        "lr": args.lr,
+        "decay": args.decay,
+    }
     np.savez(base_cfg["data"], x=x, y=y)
     np.savez(base_cfg["init"], **initial_weights(settings.nets, settings.algorithms + settings.variants))
     return base_cfg
 
 
-def add_results(report: dict[str, Any], timings: Timings, workloads: list[dict[str, Any]],
-                programs: dict[str, str], args: argparse.Namespace, settings: Settings) -> None:
+def add_results(
+    report: dict[str, Any],
+    timings: Timings,
+    workloads: list[dict[str, Any]],
+    programs: dict[str, str],
+    args: argparse.Namespace,
+    settings: Settings,
+) -> None:
     """Everything measured, summarised into the report, with the targets checked."""
     report["worker_info"] = timings.worker_info
     ran_isa = timings.worker_info.get("rbp-native", {}).get("isa", args.isa_cap)
@@ -350,13 +445,23 @@ def add_results(report: dict[str, Any], timings: Timings, workloads: list[dict[s
     wrong_math = {impl for _, impl, _, _ in disagreements(report.get("check"))}
     report["workloads"] = summarize_workloads(workloads, timings.samples, report["gemm_peak"], wrong_math, settings)
     report["rss_mib"] = timings.rss
-    report["settings"] = {"impls": settings.impls, "threads": settings.threads, "rounds": args.rounds,
-                          "epochs": args.epochs, "samples": args.rounds * args.epochs, "examples": args.examples,
-                          "wide_examples": args.wide_examples, "lr": args.lr, "decay": args.decay,
-                          "nets": {n: NETS[n] for n in settings.nets}}
+    report["settings"] = {
+        "impls": settings.impls,
+        "threads": settings.threads,
+        "rounds": args.rounds,
+        "epochs": args.epochs,
+        "samples": args.rounds * args.epochs,
+        "examples": args.examples,
+        "wide_examples": args.wide_examples,
+        "lr": args.lr,
+        "decay": args.decay,
+        "nets": {n: NETS[n] for n in settings.nets},
+    }
     if wrong_math:
-        report["notes"].append(f"Left out of every ratio, as their weights disagree with rbp-native's in the "
-                               f"agreement check: {', '.join(sorted(wrong_math))}.")
+        report["notes"].append(
+            f"Left out of every ratio, as their weights disagree with rbp-native's in the "
+            f"agreement check: {', '.join(sorted(wrong_math))}."
+        )
     if "phases" in programs:
         report["phases"] = phase_breakdown(programs, workloads, settings.threads)
     report["targets"] = evaluate_targets(report["workloads"], wrong_math)

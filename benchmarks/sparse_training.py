@@ -30,8 +30,10 @@ def main() -> None:
     x = rng.uniform(0, 1, size=(args.batch, args.sizes[0])).astype(np.float32)
     y = rng.integers(0, args.sizes[-1], size=args.batch)
     layers = len(args.sizes) - 1
-    print(f"rbp_native {rbp.__version__} ({rbp.isa}), sizes {args.sizes}, batch {args.batch}, "
-          f"threads {args.threads}, first layer sparse; best of {args.rounds} rounds, ms per step")
+    print(
+        f"rbp_native {rbp.__version__} ({rbp.isa}), sizes {args.sizes}, batch {args.batch}, "
+        f"threads {args.threads}, first layer sparse; best of {args.rounds} rounds, ms per step"
+    )
     for algorithm in args.algorithms:
         trainers = []
         for p in args.densities:

@@ -43,7 +43,7 @@ def im2col(x, kh, kw, stride, padding):
     cols = np.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
     for dy in range(kh):
         for dx in range(kw):
-            cols[:, :, dy, dx] = xp[:, :, dy:dy + stride * oh:stride, dx:dx + stride * ow:stride]
+            cols[:, :, dy, dx] = xp[:, :, dy : dy + stride * oh : stride, dx : dx + stride * ow : stride]
     return cols.reshape(n, c * kh * kw, oh * ow), oh, ow
 
 
@@ -54,8 +54,8 @@ def col2im(cols, shape, kh, kw, stride, padding):
     cols = cols.reshape(n, c, kh, kw, oh, ow)
     for dy in range(kh):
         for dx in range(kw):
-            xp[:, :, dy:dy + stride * oh:stride, dx:dx + stride * ow:stride] += cols[:, :, dy, dx]
-    return xp[:, :, top:top + h, left:left + w]
+            xp[:, :, dy : dy + stride * oh : stride, dx : dx + stride * ow : stride] += cols[:, :, dy, dx]
+    return xp[:, :, top : top + h, left : left + w]
 
 
 def conv_forward(x, K, b, stride, padding):
@@ -91,7 +91,7 @@ def maxpool_forward(x, kh, kw, stride, padding):
     argmax = np.empty((n, c, oh, ow), dtype=np.int64)
     for i in range(oh):
         for j in range(ow):
-            window = xp[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw].reshape(n, c, -1)
+            window = xp[:, :, i * stride : i * stride + kh, j * stride : j * stride + kw].reshape(n, c, -1)
             k = np.argmax(window, axis=2)  # the first maximum in row-major window order
             y[:, :, i, j] = np.take_along_axis(window, k[..., None], axis=2)[..., 0]
             row = i * stride + k // kw - top
@@ -123,7 +123,7 @@ def forward(stages, x, hidden="tanh", output="softmax"):
         a = activation(output if h == L - 1 else hidden, s)
         pools = []
         cur = a
-        for (kh, kw, stride, padding) in st.get("pools", []):
+        for kh, kw, stride, padding in st.get("pools", []):
             y, am = maxpool_forward(cur, kh, kw, stride, padding)
             pools.append((cur.shape[1:], am))
             cur = y
@@ -149,13 +149,28 @@ def adjoint(stage, rec_input, g):
         o = stage["K"].shape[0]
         n = g.shape[0]
         out_shape = conv_forward(rec_input[:1], stage["K"], None, stage["stride"], stage["padding"]).shape[1:]
-        return _flat(conv_backward_data(g.reshape((n,) + out_shape), stage["K"], rec_input.shape[1:],
-                                        stage["stride"], stage["padding"]))
+        return _flat(
+            conv_backward_data(
+                g.reshape((n,) + out_shape), stage["K"], rec_input.shape[1:], stage["stride"], stage["padding"]
+            )
+        )
     return g @ stage["W"]
 
 
-def signals(stages, x, T, algorithm, feedback=(), derivative=True, hidden="tanh", output="softmax",
-            injection="pre_pool", sources=None, transform="none", quantizer=None):
+def signals(
+    stages,
+    x,
+    T,
+    algorithm,
+    feedback=(),
+    derivative=True,
+    hidden="tanh",
+    output="softmax",
+    injection="pre_pool",
+    sources=None,
+    transform="none",
+    quantizer=None,
+):
     """B^1 .. B^L (flat, at S's size). ``feedback[h]``: a dense (rows, n_source) matrix, or, for rbp
     under a convolution, a kernel of that convolution's shape. ``transform`` ("sign", "magnitude")
     applies to each hidden B^h as it is formed, so the layers below receive the transformed signal;
@@ -181,8 +196,12 @@ def signals(stages, x, T, algorithm, feedback=(), derivative=True, hidden="tanh"
             F = feedback[h]
             source = B[h + 1] if sources[h] == "above" else e
             if F.ndim == 4:
-                j = route(rec[h], adjoint({"kind": "conv", "K": F, "stride": above["stride"],
-                                           "padding": above["padding"]}, inp, source))
+                j = route(
+                    rec[h],
+                    adjoint(
+                        {"kind": "conv", "K": F, "stride": above["stride"], "padding": above["padding"]}, inp, source
+                    ),
+                )
             elif sources[h] == "above" or injection == "post_pool":
                 j = route(rec[h], source @ F.T)
             else:
@@ -203,8 +222,19 @@ def signals(stages, x, T, algorithm, feedback=(), derivative=True, hidden="tanh"
     return B, rec
 
 
-def step(stages, x, T, lr, algorithm, feedback=(), derivative=True, hidden="tanh", output="softmax",
-         injection="pre_pool", sources=None):
+def step(
+    stages,
+    x,
+    T,
+    lr,
+    algorithm,
+    feedback=(),
+    derivative=True,
+    hidden="tanh",
+    output="softmax",
+    injection="pre_pool",
+    sources=None,
+):
     """One SGD step without momentum: the new stages."""
     B, rec = signals(stages, x, T, algorithm, feedback, derivative, hidden, output, injection, sources)
     n = x.shape[0]

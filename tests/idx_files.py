@@ -42,9 +42,7 @@ def make_raw(seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def encode(raw: dict[str, np.ndarray]) -> dict[str, bytes]:
-    return {
-        k: (images_bytes(v) if k.endswith("images") else labels_bytes(v)) for k, v in raw.items()
-    }
+    return {k: (images_bytes(v) if k.endswith("images") else labels_bytes(v)) for k, v in raw.items()}
 
 
 def write_set(

@@ -32,11 +32,13 @@ ALGORITHMS = ("bp", "sbp", "rbp", "srbp", "top")
 # Small helpers
 # ----------------------------------------------------------------------------
 
+
 def _compute_dtype(*arrays):
     """Floating dtype used for a computation: numpy's promotion of the floating
     inputs, float64 if there are none (e.g. integer inputs)."""
-    floating = [np.asarray(a).dtype for a in arrays
-                if a is not None and np.issubdtype(np.asarray(a).dtype, np.floating)]
+    floating = [
+        np.asarray(a).dtype for a in arrays if a is not None and np.issubdtype(np.asarray(a).dtype, np.floating)
+    ]
     if not floating:
         return np.dtype(np.float64)
     return np.result_type(*floating)
@@ -73,7 +75,7 @@ def _as_float_array(s):
 def _logistic(s):
     """sigma(s) = 1 / (1 + exp(-s)), written so that exp never overflows."""
     s = np.asarray(s)
-    z = np.exp(-np.abs(s))                     # in (0, 1]
+    z = np.exp(-np.abs(s))  # in (0, 1]
     return np.where(s >= 0, 1.0 / (1.0 + z), z / (1.0 + z)).astype(s.dtype, copy=False)
 
 
@@ -93,6 +95,7 @@ def _t_log_o(t, o):
 # ----------------------------------------------------------------------------
 # Activations
 # ----------------------------------------------------------------------------
+
 
 def activation(name, s):
     """O = f(S) for a hidden activation or an output function.
@@ -139,6 +142,7 @@ _apply_activation = activation
 # Forward pass, targets, loss, accuracy
 # ----------------------------------------------------------------------------
 
+
 def forward(weights, biases, x, activation="tanh", output="softmax"):
     """Forward pass.
 
@@ -154,7 +158,7 @@ def forward(weights, biases, x, activation="tanh", output="softmax"):
     biases = _bias_list(biases, n_layers)
     dtype = _compute_dtype(x, *weights, *biases)
 
-    o = np.array(x, dtype=dtype)               # copy: O^0
+    o = np.array(x, dtype=dtype)  # copy: O^0
     if o.ndim != 2:
         raise ValueError("x must be (batch, n0)")
     S_list = [None]
@@ -163,8 +167,7 @@ def forward(weights, biases, x, activation="tanh", output="softmax"):
         W = np.asarray(weights[h - 1], dtype=dtype)
         b = biases[h - 1]
         if W.shape[1] != O_list[h - 1].shape[1]:
-            raise ValueError("W^%d has shape %s, input has width %d"
-                             % (h, W.shape, O_list[h - 1].shape[1]))
+            raise ValueError("W^%d has shape %s, input has width %d" % (h, W.shape, O_list[h - 1].shape[1]))
         s = O_list[h - 1] @ W.T
         if b is not None:
             s = s + np.asarray(b, dtype=dtype)
@@ -226,8 +229,8 @@ def accuracy(O_L, y):
 # Learning channel
 # ----------------------------------------------------------------------------
 
-def signals(weights, biases, x, y, algorithm, feedback=(), derivative=True,
-            activation="tanh", output="softmax"):
+
+def signals(weights, biases, x, y, algorithm, feedback=(), derivative=True, activation="tanh", output="softmax"):
     """Postsynaptic learning signals [B^1, ..., B^L], B^h of shape (batch, n_h), of the
     paper's five algorithms: channel_signals without the channel options.
 
@@ -235,8 +238,9 @@ def signals(weights, biases, x, y, algorithm, feedback=(), derivative=True,
     layer h: shape (n_h, n_{h+1}) for rbp, (n_h, n_L) for srbp; empty otherwise.
     derivative: bool, or one bool per hidden layer (multiply J^h by f'(S^h))."""
     _check_algorithm(algorithm)
-    return channel_signals(weights, biases, x, y, algorithm, feedback, derivative=derivative,
-                           activation=activation, output=output)["B"]
+    return channel_signals(
+        weights, biases, x, y, algorithm, feedback, derivative=derivative, activation=activation, output=output
+    )["B"]
 
 
 def _check_algorithm(algorithm):
@@ -247,6 +251,7 @@ def _check_algorithm(algorithm):
 # ----------------------------------------------------------------------------
 # SGD step
 # ----------------------------------------------------------------------------
+
 
 def initial_state(weights, biases):
     """A fresh training state: copies of the parameters, zero velocities, t=0."""
@@ -260,8 +265,19 @@ def initial_state(weights, biases):
     )
 
 
-def sgd_step(state, x, y, algorithm, feedback=(), derivative=True,
-             activation="tanh", output="softmax", lr=0.1, decay=0.0, momentum=0.0):
+def sgd_step(
+    state,
+    x,
+    y,
+    algorithm,
+    feedback=(),
+    derivative=True,
+    activation="tanh",
+    output="softmax",
+    lr=0.1,
+    decay=0.0,
+    momentum=0.0,
+):
     """One Keras-style SGD step on the batch (x, y) of the paper's five algorithms:
     channel_step without the channel options.
 
@@ -273,15 +289,26 @@ def sgd_step(state, x, y, algorithm, feedback=(), derivative=True,
     Returns (new_state, batch_loss), batch_loss being the loss of the forward
     pass before the update. ``state`` is not modified."""
     _check_algorithm(algorithm)
-    new_state, batch_loss, _ = channel_step(state, x, y, algorithm, feedback, derivative=derivative,
-                                            activation=activation, output=output, lr=lr,
-                                            decay=decay, momentum=momentum)
+    new_state, batch_loss, _ = channel_step(
+        state,
+        x,
+        y,
+        algorithm,
+        feedback,
+        derivative=derivative,
+        activation=activation,
+        output=output,
+        lr=lr,
+        decay=decay,
+        momentum=momentum,
+    )
     return new_state, batch_loss
 
 
 # ----------------------------------------------------------------------------
 # Numerical gradient
 # ----------------------------------------------------------------------------
+
 
 def numerical_gradient(weights, biases, x, y, activation, output, eps=1e-6):
     """Central-difference gradient of the mean loss w.r.t. every weight and bias.
@@ -290,8 +317,7 @@ def numerical_gradient(weights, biases, x, y, activation, output, eps=1e-6):
     layer has no bias. This is d loss / d param (descent direction is minus it)."""
     L = len(weights)
     W64 = [np.array(W, dtype=np.float64) for W in weights]
-    b64 = [None if b is None else np.array(b, dtype=np.float64)
-           for b in _bias_list(biases, L)]
+    b64 = [None if b is None else np.array(b, dtype=np.float64) for b in _bias_list(biases, L)]
     x64 = np.array(x, dtype=np.float64)
     n_out = W64[-1].shape[0]
     T = targets_from(y, n_out, dtype=np.float64)
@@ -372,12 +398,13 @@ SIGNAL_TRANSFORMS = ("none", "sign", "magnitude")
 TRANSFORM_TARGETS = ("signal", "update")
 QUANTIZE_MODES = (None, "signal", "update")
 ROUNDINGS = ("nearest", "stochastic")
-DEFAULT_QUANTIZE_ALPHA = {"signal": 2.0 ** -3, "update": 2.0 ** -6}
+DEFAULT_QUANTIZE_ALPHA = {"signal": 2.0**-3, "update": 2.0**-6}
 
 
 # ----------------------------------------------------------------------------
 # Quantiser
 # ----------------------------------------------------------------------------
+
 
 def quantization_step(bits, alpha):
     """Delta = alpha * 2^(1 - bits)."""
@@ -424,6 +451,7 @@ def quantize(x, bits, alpha, rounding="nearest", u=None):
 # ----------------------------------------------------------------------------
 # Feedback construction (from draws made elsewhere)
 # ----------------------------------------------------------------------------
+
 
 def glorot_feedback_scale(n_h, n_source):
     """s = sqrt(2 / (N_h + N_source))."""
@@ -491,8 +519,8 @@ def counterpart(weights, h, source):
     if source == "above":
         return np.asarray(weights[h], dtype=dtype).T.copy()
     if source == "output":
-        P = np.asarray(weights[L - 1], dtype=dtype)              # W^L
-        for k in range(L - 1, h, -1):                            # times W^{L-1} ... W^{h+1}
+        P = np.asarray(weights[L - 1], dtype=dtype)  # W^L
+        for k in range(L - 1, h, -1):  # times W^{L-1} ... W^{h+1}
             P = P @ np.asarray(weights[k - 1], dtype=dtype)
         return P.T.copy()
     raise ValueError("unknown source %r" % (source,))
@@ -535,6 +563,7 @@ def feedback_shapes(sizes, algorithm, sources=None):
 # Channel: signals
 # ----------------------------------------------------------------------------
 
+
 def _check_quantize_config(quantize, bits, alpha, rounding):
     if quantize not in QUANTIZE_MODES:
         raise ValueError("unknown quantize mode %r" % (quantize,))
@@ -562,13 +591,30 @@ def _apply_q(J, q, u):
     return quantize(J, q["bits"], q["alpha"], q["rounding"], u)
 
 
-def _channel_from_forward(weights, S_list, O_list, T, algorithm, feedback, *,
-                          sources=None, derivative=True, activation="tanh",
-                          dropout_masks=None, dropout_p=0.0, dropout_inverted=False,
-                          signal_transform="none", transform_target="signal",
-                          quantize=None, quantize_bits=None, quantize_alpha=None,
-                          quantize_rounding="nearest", quantize_noise=None,
-                          per_synapse_tensors=None, per_synapse_bias=None):
+def _channel_from_forward(
+    weights,
+    S_list,
+    O_list,
+    T,
+    algorithm,
+    feedback,
+    *,
+    sources=None,
+    derivative=True,
+    activation="tanh",
+    dropout_masks=None,
+    dropout_p=0.0,
+    dropout_inverted=False,
+    signal_transform="none",
+    transform_target="signal",
+    quantize=None,
+    quantize_bits=None,
+    quantize_alpha=None,
+    quantize_rounding="nearest",
+    quantize_noise=None,
+    per_synapse_tensors=None,
+    per_synapse_bias=None,
+):
     """The channel on an already computed forward pass. See channel_signals."""
     if algorithm not in CHANNEL_ALGORITHMS:
         raise ValueError("unknown algorithm %r" % (algorithm,))
@@ -599,22 +645,23 @@ def _channel_from_forward(weights, S_list, O_list, T, algorithm, feedback, *,
             raise ValueError("need one per-synapse tensor (and bias entry) per hidden layer")
         for h in range(1, L):
             if np.shape(R_list[h - 1]) != (sizes[h], sizes[h - 1], sizes[L]):
-                raise ValueError("R^%d must be %s, got %s" % (
-                    h, (sizes[h], sizes[h - 1], sizes[L]), np.shape(R_list[h - 1])))
+                raise ValueError(
+                    "R^%d must be %s, got %s" % (h, (sizes[h], sizes[h - 1], sizes[L]), np.shape(R_list[h - 1]))
+                )
             if r_list[h - 1] is not None and np.shape(r_list[h - 1]) != (sizes[h], sizes[L]):
-                raise ValueError("r^%d must be %s, got %s" % (
-                    h, (sizes[h], sizes[L]), np.shape(r_list[h - 1])))
+                raise ValueError("r^%d must be %s, got %s" % (h, (sizes[h], sizes[L]), np.shape(r_list[h - 1])))
     elif per_synapse_bias is not None:
         raise ValueError("per_synapse_bias given without per_synapse_tensors")
     elif algorithm in FEEDBACK_ALGORITHMS:
         if len(feedback) != n_hidden:
-            raise ValueError("%s needs %d feedback matrices, got %d"
-                             % (algorithm, n_hidden, len(feedback)))
+            raise ValueError("%s needs %d feedback matrices, got %d" % (algorithm, n_hidden, len(feedback)))
         for h in range(1, L):
             upper = sizes[h + 1] if srcs[h - 1] == "above" else sizes[L]
             if np.shape(feedback[h - 1]) != (sizes[h], upper):
-                raise ValueError("feedback for hidden layer %d (source %s) must be %s, got %s"
-                                 % (h, srcs[h - 1], (sizes[h], upper), np.shape(feedback[h - 1])))
+                raise ValueError(
+                    "feedback for hidden layer %d (source %s) must be %s, got %s"
+                    % (h, srcs[h - 1], (sizes[h], upper), np.shape(feedback[h - 1]))
+                )
     elif feedback:
         raise ValueError("%s takes no feedback matrices" % (algorithm,))
 
@@ -681,26 +728,26 @@ def _channel_from_forward(weights, S_list, O_list, T, algorithm, feedback, *,
     B[L] = e
     J_out = [None] * (L + 1)
     B_syn = [None] * (L + 1)
-    chain = e                                   # sbp: processed J of the layer above
+    chain = e  # sbp: processed J of the layer above
     for h in range(L - 1, 0, -1):
         if algorithm == "top":
             B[h] = np.zeros_like(O_list[h])
             J_out[h] = np.zeros_like(O_list[h])
             continue
         if per_synapse:
-            R = np.asarray(R_list[h - 1], dtype=dtype)          # (N_h, N_{h-1}, N_L)
-            J_W = np.einsum("bk,ijk->bij", e, R)                # J_bij = e_b . r_ij
+            R = np.asarray(R_list[h - 1], dtype=dtype)  # (N_h, N_{h-1}, N_L)
+            J_W = np.einsum("bk,ijk->bij", e, R)  # J_bij = e_b . r_ij
             J_W = received(J_W, h)
             B_W = postsynaptic(J_W, h)
             B_b = J_b = None
             if r_list[h - 1] is not None:
-                r = np.asarray(r_list[h - 1], dtype=dtype)      # (N_h, N_L)
+                r = np.asarray(r_list[h - 1], dtype=dtype)  # (N_h, N_L)
                 J_b = received(e @ r.T, h, bias_part=True)
                 B_b = postsynaptic(J_b, h)
             J_out[h] = (J_W, J_b)
             B_syn[h] = (B_W, B_b)
             continue
-        W_up = np.asarray(weights[h], dtype=dtype)              # W^{h+1}
+        W_up = np.asarray(weights[h], dtype=dtype)  # W^{h+1}
         if algorithm == "bp":
             J = B[h + 1] @ W_up
         elif algorithm == "sbp":
@@ -717,8 +764,7 @@ def _channel_from_forward(weights, S_list, O_list, T, algorithm, feedback, *,
     return dict(e=e, B=B[1:], J=J_out[1:L], B_synapse=B_syn[1:L], sources=srcs)
 
 
-def channel_signals(weights, biases, x, y, algorithm, feedback=(), *, activation="tanh",
-                    output="softmax", **options):
+def channel_signals(weights, biases, x, y, algorithm, feedback=(), *, activation="tanh", output="softmax", **options):
     """The learning channel of docs/channels.md on one batch.
 
     algorithm: 'bp', 'sbp', 'rbp', 'srbp', 'arbp', 'asrbp' or 'top' (arbp/asrbp
@@ -756,8 +802,7 @@ def channel_signals(weights, biases, x, y, algorithm, feedback=(), *, activation
       sources:    the resolved per-layer sources."""
     S_list, O_list = forward(weights, biases, x, activation, output)
     T = targets_from(y, O_list[-1].shape[1], dtype=O_list[-1].dtype)
-    out = _channel_from_forward(weights, S_list, O_list, T, algorithm, feedback,
-                                activation=activation, **options)
+    out = _channel_from_forward(weights, S_list, O_list, T, algorithm, feedback, activation=activation, **options)
     out.update(S=S_list, O=O_list, T=T)
     return out
 
@@ -765,6 +810,7 @@ def channel_signals(weights, biases, x, y, algorithm, feedback=(), *, activation
 # ----------------------------------------------------------------------------
 # Channel: SGD step
 # ----------------------------------------------------------------------------
+
 
 def _per_example_update(lr_t, B_layer, O_prev):
     """Per-example update tensor (batch, N_h, N_{h-1}): (eta * B_bi) * O_bj, or
@@ -775,9 +821,22 @@ def _per_example_update(lr_t, B_layer, O_prev):
     return scaled * O_prev[:, None, :]
 
 
-def channel_step(state, x, y, algorithm, feedback=(), *, activation="tanh", output="softmax",
-                 lr=0.1, decay=0.0, momentum=0.0, feedback_lr_scale=1.0, frozen_layers=(),
-                 **options):
+def channel_step(
+    state,
+    x,
+    y,
+    algorithm,
+    feedback=(),
+    *,
+    activation="tanh",
+    output="softmax",
+    lr=0.1,
+    decay=0.0,
+    momentum=0.0,
+    feedback_lr_scale=1.0,
+    frozen_layers=(),
+    **options,
+):
     """One Keras-style SGD step of any channel variant (docs/channels.md).
 
     state: as initial_state(); not modified. feedback: as channel_signals.
@@ -822,13 +881,15 @@ def channel_step(state, x, y, algorithm, feedback=(), *, activation="tanh", outp
     dtype = O_list[-1].dtype
     T = targets_from(y, O_list[-1].shape[1], dtype=dtype)
     batch_loss = loss(O_list[-1], T, output)
-    ch = _channel_from_forward(weights, S_list, O_list, T, algorithm, feedback,
-                               activation=activation, **options)
+    ch = _channel_from_forward(weights, S_list, O_list, T, algorithm, feedback, activation=activation, **options)
     ch.update(S=S_list, O=O_list, T=T)
 
-    qcfg = _check_quantize_config(options.get("quantize"), options.get("quantize_bits"),
-                                  options.get("quantize_alpha"),
-                                  options.get("quantize_rounding", "nearest"))
+    qcfg = _check_quantize_config(
+        options.get("quantize"),
+        options.get("quantize_bits"),
+        options.get("quantize_alpha"),
+        options.get("quantize_rounding", "nearest"),
+    )
     q_update = qcfg is not None and options.get("quantize") == "update"
     update_noise = options.get("quantize_noise") if q_update else None
     if q_update and qcfg["rounding"] == "stochastic":
@@ -866,11 +927,11 @@ def channel_step(state, x, y, algorithm, feedback=(), *, activation="tanh", outp
             noise = update_noise[h - 1] if update_noise is not None else None
             if qcfg["rounding"] == "stochastic" and noise is None:
                 raise ValueError("missing update-quantisation noise for layer %d" % h)
-            P_W = _per_example_update(eta, B_W, O_prev)          # (batch, N_h, N_{h-1}), literal
+            P_W = _per_example_update(eta, B_W, O_prev)  # (batch, N_h, N_{h-1}), literal
             U_W = np.mean(_apply_q(P_W, qcfg, None if noise is None else noise[0]), axis=0)
             U_b = None
             if b is not None:
-                P_b = eta * B_b                                    # (batch, N_h)
+                P_b = eta * B_b  # (batch, N_h)
                 u_b = None if noise is None else noise[1]
                 if qcfg["rounding"] == "stochastic" and u_b is None:
                     raise ValueError("missing bias update noise for layer %d" % h)
@@ -879,7 +940,7 @@ def channel_step(state, x, y, algorithm, feedback=(), *, activation="tanh", outp
             U_W = np.mean(_per_example_update(eta, B_W, O_prev), axis=0)
             U_b = None if b is None else eta * np.mean(B_b, axis=0)
         else:
-            U_W = lr_t * ((B_W.T @ O_prev) / batch)               # as sgd_step
+            U_W = lr_t * ((B_W.T @ O_prev) / batch)  # as sgd_step
             U_b = None if b is None else lr_t * np.mean(B_b, axis=0)
 
         if on_update and h < L and transform != "none":
@@ -911,8 +972,8 @@ def channel_step(state, x, y, algorithm, feedback=(), *, activation="tanh", outp
     new_feedback = [np.array(F, dtype=dtype) for F in fb]
     if algorithm in ADAPTIVE_ALGORITHMS:
         for h in range(1, L):
-            src = ch["B"][h] if ch["sources"][h - 1] == "above" else ch["e"]   # B^{h+1} or e
-            G_F = ((src.T @ O_list[h]) / batch).T                              # (N_h, N_source)
+            src = ch["B"][h] if ch["sources"][h - 1] == "above" else ch["e"]  # B^{h+1} or e
+            G_F = ((src.T @ O_list[h]) / batch).T  # (N_h, N_source)
             new_feedback[h - 1] = new_feedback[h - 1] + (rho * lr_t) * G_F
 
     new_state = dict(weights=new_w, biases=new_b, vel_w=new_vw, vel_b=new_vb, t=t + 1)
@@ -923,6 +984,7 @@ def channel_step(state, x, y, algorithm, feedback=(), *, activation="tanh", outp
 # ----------------------------------------------------------------------------
 # Diagnostics
 # ----------------------------------------------------------------------------
+
 
 def angle_degrees(a, b):
     """Angle in degrees between two arrays, both flattened (float64):
@@ -937,8 +999,20 @@ def angle_degrees(a, b):
     return float(np.degrees(np.arccos(np.clip(np.dot(a, b) / (na * nb), -1.0, 1.0))))
 
 
-def diagnostics(weights, biases, x, y, algorithm, feedback=(), *, activation="tanh",
-                output="softmax", bp_derivative=True, last_updates=None, **options):
+def diagnostics(
+    weights,
+    biases,
+    x,
+    y,
+    algorithm,
+    feedback=(),
+    *,
+    activation="tanh",
+    output="softmax",
+    bp_derivative=True,
+    last_updates=None,
+    **options,
+):
     """Per-layer diagnostics of a channel on a probe batch (x, y).
 
     signal_angles[h-1]:   angle between the channel's B^h (channel_signals with the
@@ -953,21 +1027,22 @@ def diagnostics(weights, biases, x, y, algorithm, feedback=(), *, activation="ta
     update_norms:         Frobenius norms of the arrays in last_updates (e.g.
                           info["delta_w"] of channel_step: the increment U before
                           momentum), None when not given."""
-    ch = channel_signals(weights, biases, x, y, algorithm, feedback, activation=activation,
-                         output=output, **options)
+    ch = channel_signals(weights, biases, x, y, algorithm, feedback, activation=activation, output=output, **options)
     L = len(weights)
-    B_bp = _channel_from_forward(weights, ch["S"], ch["O"], ch["T"], "bp", (),
-                                 derivative=bp_derivative, activation=activation)["B"]
-    signal_angles = [None if ch["B"][h - 1] is None else angle_degrees(ch["B"][h - 1], B_bp[h - 1])
-                     for h in range(1, L)]
+    B_bp = _channel_from_forward(
+        weights, ch["S"], ch["O"], ch["T"], "bp", (), derivative=bp_derivative, activation=activation
+    )["B"]
+    signal_angles = [
+        None if ch["B"][h - 1] is None else angle_degrees(ch["B"][h - 1], B_bp[h - 1]) for h in range(1, L)
+    ]
     fb = [] if feedback is None else list(feedback)
-    feedback_angles = [angle_degrees(fb[h - 1], counterpart(weights, h, ch["sources"][h - 1]))
-                       for h in range(1, L)] if fb else []
+    feedback_angles = (
+        [angle_degrees(fb[h - 1], counterpart(weights, h, ch["sources"][h - 1])) for h in range(1, L)] if fb else []
+    )
     return dict(
         signal_angles=signal_angles,
         feedback_angles=feedback_angles,
         weight_norms=[float(np.linalg.norm(np.asarray(W))) for W in weights],
         feedback_norms=[float(np.linalg.norm(np.asarray(F))) for F in fb],
-        update_norms=None if last_updates is None
-        else [float(np.linalg.norm(np.asarray(U))) for U in last_updates],
+        update_norms=None if last_updates is None else [float(np.linalg.norm(np.asarray(U))) for U in last_updates],
     )

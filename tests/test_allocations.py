@@ -69,9 +69,7 @@ CHILD = textwrap.dedent(
     """
 )
 
-CASES = [
-    {"algorithm": a} for a in ("bp", "sbp", "rbp", "srbp", "top", "arbp", "asrbp")
-] + [
+CASES = [{"algorithm": a} for a in ("bp", "sbp", "rbp", "srbp", "top", "arbp", "asrbp")] + [
     {"algorithm": "srbp", "derivative": False},
     {"algorithm": "bp", "momentum": 0.9},
     {"algorithm": "srbp", "feedback_density": 0.1},
@@ -97,9 +95,7 @@ CASES = [
 ]
 SIZES = [784, 100, 100, 10]
 # A small convolutional network on the same inputs (1 x 28 x 28): conv, overlapping pool, conv, pool.
-CONV_CASES = [
-    {"algorithm": a} for a in ("bp", "sbp", "rbp", "srbp", "top")
-] + [
+CONV_CASES = [{"algorithm": a} for a in ("bp", "sbp", "rbp", "srbp", "top")] + [
     {"algorithm": "srbp", "injection": "post_pool"},
     {"algorithm": "srbp", "derivative": False, "momentum": 0.9},
     {"algorithm": "rbp", "resample": "zero_mean"},
@@ -127,8 +123,9 @@ def _counter(tmp_path: Path) -> Path:
 
 def _extra_allocations(library: Path, cases: list[dict]) -> list[int]:
     env = dict(os.environ, LD_PRELOAD=str(library), OMP_NUM_THREADS="2")
-    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cases)], env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(cases)], env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -177,12 +174,20 @@ PARTIAL_CHILD = textwrap.dedent(
 def test_partial_last_batches_allocate_nothing(tmp_path):
     """An epoch whose last batch is smaller (7 of 32 rows) allocates no more than one of full batches:
     buffers sized by the batch (workspaces, dropout masks) are reused, not resized back and forth."""
-    cases = [{"algorithm": "srbp"}, {"algorithm": "srbp", "channel_dropout": 0.5},
-             {"algorithm": "rbp", "channel_dropout": 0.2, "quantize": "signal", "quantize_bits": 4}]
+    cases = [
+        {"algorithm": "srbp"},
+        {"algorithm": "srbp", "channel_dropout": 0.5},
+        {"algorithm": "rbp", "channel_dropout": 0.2, "quantize": "signal", "quantize_bits": 4},
+    ]
     library = _counter(tmp_path)
     env = dict(os.environ, LD_PRELOAD=str(library))
-    done = subprocess.run([sys.executable, "-c", PARTIAL_CHILD, json.dumps([dict(c, sizes=SIZES) for c in cases])],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", PARTIAL_CHILD, json.dumps([dict(c, sizes=SIZES) for c in cases])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     extra = json.loads(done.stdout.strip().splitlines()[-1])
     # 20 epochs: a buffer resized twice per epoch (down for the partial batch, up again) would add 40.
@@ -196,8 +201,13 @@ def test_the_counter_sees_allocations(tmp_path):
     library = _counter(tmp_path)
     child = CHILD.replace("core.train_epoch(inputs, y, None, 0)  # warm-up", "pass  # no warm-up")
     env = dict(os.environ, LD_PRELOAD=str(library))
-    done = subprocess.run([sys.executable, "-c", child, json.dumps([{"algorithm": "srbp", "sizes": SIZES}])],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", child, json.dumps([{"algorithm": "srbp", "sizes": SIZES}])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     # Without the warm-up the first measured epoch allocates the workspaces, the second does not.
     assert json.loads(done.stdout.strip().splitlines()[-1])[0] < -5

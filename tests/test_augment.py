@@ -258,11 +258,16 @@ def test_augment_apply_uses_the_kernel() -> None:
 def test_trainer_augments_each_epoch_batch_with_its_own_stream(tmp_path):
     """The trainer's first batch is the Augment of its rows drawn from the "augment" stream of the
     trainer's seed: a trainer without augmentation stepping on that batch ends with the same weights."""
-    net = lambda: rbp.Sequential([  # noqa: E731
-        rbp.layers.Conv2D(3, 3, padding="same", activation="tanh"),
-        rbp.layers.Flatten(),
-        rbp.layers.Dense(4, activation="softmax"),
-    ], input_shape=(2, 6, 6), dtype="float64", seed=3)
+    net = lambda: rbp.Sequential(
+        [  # noqa: E731
+            rbp.layers.Conv2D(3, 3, padding="same", activation="tanh"),
+            rbp.layers.Flatten(),
+            rbp.layers.Dense(4, activation="softmax"),
+        ],
+        input_shape=(2, 6, 6),
+        dtype="float64",
+        seed=3,
+    )
     rng = np.random.default_rng(0)
     x = rng.random((20, 2, 6, 6))
     y = rng.integers(0, 4, 20)

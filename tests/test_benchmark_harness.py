@@ -49,8 +49,13 @@ def test_disagreements_flag_large_and_non_finite_differences(workloads):
 
 
 def _workload(batch, **medians):
-    return {"net": "mnist", "batch": batch, "algorithm": "bp", "threads": 1,
-            "impls": {impl: {"epoch_s_median": t} for impl, t in medians.items()}}
+    return {
+        "net": "mnist",
+        "batch": batch,
+        "algorithm": "bp",
+        "threads": 1,
+        "impls": {impl: {"epoch_s_median": t} for impl, t in medians.items()},
+    }
 
 
 def test_targets_leave_out_implementations_that_disagree(report):
@@ -76,17 +81,34 @@ def test_flops_per_example_counts_each_channel(workloads):
 
 def test_workload_algorithms_parse(workloads):
     assert workloads.workload_options("bp") == {"algorithm": "bp", "density": 1.0, "quantize_bits": None}
-    assert workloads.workload_options("srbp:density=0.1") == {"algorithm": "srbp", "density": 0.1,
-                                                               "quantize_bits": None}
-    assert workloads.workload_options("srbp:quantize=4:density=0.5") == {"algorithm": "srbp", "density": 0.5,
-                                                                    "quantize_bits": 4}
-    for bad in ("bp:density=0.1", "rbp:density=0", "rbp:density=1.5", "rbp:sparsity=0.1", "rbp:density=x", "sgd",
-                "rbp:quantize=4", "srbp:quantize=1", "srbp:quantize=four"):
+    assert workloads.workload_options("srbp:density=0.1") == {
+        "algorithm": "srbp",
+        "density": 0.1,
+        "quantize_bits": None,
+    }
+    assert workloads.workload_options("srbp:quantize=4:density=0.5") == {
+        "algorithm": "srbp",
+        "density": 0.5,
+        "quantize_bits": 4,
+    }
+    for bad in (
+        "bp:density=0.1",
+        "rbp:density=0",
+        "rbp:density=1.5",
+        "rbp:sparsity=0.1",
+        "rbp:density=x",
+        "sgd",
+        "rbp:quantize=4",
+        "srbp:quantize=1",
+        "srbp:quantize=four",
+    ):
         with pytest.raises(ValueError, match="unknown algorithm"):
             workloads.workload_options(bad)
     # Distinct names in the init file for every workload's feedback.
-    keys = {workloads.feedback_key("mnist", spec, 0) for spec in ("rbp", "srbp", "rbp:density=0.1", "srbp:density=0.1",
-                                                            "srbp:density=0.01")}
+    keys = {
+        workloads.feedback_key("mnist", spec, 0)
+        for spec in ("rbp", "srbp", "rbp:density=0.1", "srbp:density=0.1", "srbp:density=0.01")
+    }
     assert len(keys) == 5
 
 
@@ -105,11 +127,12 @@ def test_numpy_reference_quantises_signals_as_rbp_native_does(references):
         w0, b0 = net.weights, net.biases
         options = {"quantize": "signal", "quantize_bits": bits, "quantize_alpha": 0.125} if quantize_bits else {}
         trainer = rbp.Trainer(net, algorithm="srbp", lr=0.5, decay=0.0, batch_size=batch, seed=0, **options)
-        ref = references.NumpyTrainer(w0, b0, trainer.feedback, "srbp", 0.5, 0.0, batch, quantize_bits=quantize_bits,
-                                      quantize_alpha=0.125)
+        ref = references.NumpyTrainer(
+            w0, b0, trainer.feedback, "srbp", 0.5, 0.0, batch, quantize_bits=quantize_bits, quantize_alpha=0.125
+        )
         for s in range(3):
-            trainer.step(x[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch])
-            ref.step(x[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch])
+            trainer.step(x[s * batch : (s + 1) * batch], y[s * batch : (s + 1) * batch])
+            ref.step(x[s * batch : (s + 1) * batch], y[s * batch : (s + 1) * batch])
         for a, b in zip(net.weights, ref.weights()):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
         weights[quantize_bits] = net.weights

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import reference as ref
 import rbp_native as rbp
+import reference as ref
 
 SIZES = [6, 5, 4, 3]
 FEEDBACK = ("rbp", "srbp", "arbp", "asrbp")
@@ -23,15 +23,28 @@ def trainer_for(algorithm, sizes=SIZES, seed=3, activation="tanh", **options):
     return rbp.Trainer(net, algorithm=algorithm, seed=seed, batch_size=9, **options)
 
 
-ORACLE_KEYS = ("sources", "derivative", "signal_transform", "transform_target", "quantize", "quantize_bits",
-               "quantize_alpha", "quantize_rounding", "feedback_lr_scale", "frozen_layers", "dropout_inverted")
+ORACLE_KEYS = (
+    "sources",
+    "derivative",
+    "signal_transform",
+    "transform_target",
+    "quantize",
+    "quantize_bits",
+    "quantize_alpha",
+    "quantize_rounding",
+    "feedback_lr_scale",
+    "frozen_layers",
+    "dropout_inverted",
+)
 
 
-def compare_steps(algorithm, steps=3, lr=0.2, decay=0.01, momentum=0.0, sizes=SIZES, activation="tanh",
-                  rtol=1e-11, **options):
+def compare_steps(
+    algorithm, steps=3, lr=0.2, decay=0.01, momentum=0.0, sizes=SIZES, activation="tanh", rtol=1e-11, **options
+):
     """Runs `steps` native steps and the oracle side by side; returns the trainer."""
-    trainer = trainer_for(algorithm, sizes=sizes, activation=activation, lr=lr, decay=decay, momentum=momentum,
-                          **options)
+    trainer = trainer_for(
+        algorithm, sizes=sizes, activation=activation, lr=lr, decay=decay, momentum=momentum, **options
+    )
     state = ref.initial_state(trainer.net.weights, trainer.net.biases)
     oracle_options = {k: v for k, v in trainer.config().items() if k in ORACLE_KEYS}
     if oracle_options.get("quantize") is None:
@@ -54,9 +67,19 @@ def compare_steps(algorithm, steps=3, lr=0.2, decay=0.01, momentum=0.0, sizes=SI
             extra["per_synapse_tensors"] = [t[0] for t in tensors]
             extra["per_synapse_bias"] = [t[1] for t in tensors]
             feedback = []
-        state, oracle_loss, info = ref.channel_step(state, x, y, algorithm, feedback, activation=activation,
-                                                    lr=lr, decay=decay, momentum=momentum, **oracle_options,
-                                                    **extra)
+        state, oracle_loss, info = ref.channel_step(
+            state,
+            x,
+            y,
+            algorithm,
+            feedback,
+            activation=activation,
+            lr=lr,
+            decay=decay,
+            momentum=momentum,
+            **oracle_options,
+            **extra,
+        )
         assert native_loss == pytest.approx(oracle_loss, rel=1e-12)
         feedback = info["feedback"]
         for h, (w_native, w_oracle) in enumerate(zip(trainer.net.weights, state["weights"])):
@@ -120,12 +143,15 @@ def test_all_above_sources_is_rbp_and_all_output_is_srbp():
 BIG = [50, 400, 300, 10]
 
 
-@pytest.mark.parametrize("distribution,values", [
-    ("gaussian", None), ("uniform", None), ("sign", {-1.0, 1.0}), ("bernoulli", {0.0, 1.0}), ("ones", {1.0})])
+@pytest.mark.parametrize(
+    "distribution,values",
+    [("gaussian", None), ("uniform", None), ("sign", {-1.0, 1.0}), ("bernoulli", {0.0, 1.0}), ("ones", {1.0})],
+)
 @pytest.mark.parametrize("mean", [0.0, 0.5])
 def test_feedback_distributions(distribution, values, mean):
-    trainer = trainer_for("rbp", sizes=BIG, feedback_distribution=distribution, feedback_scale="unit",
-                          feedback_mean=mean)
+    trainer = trainer_for(
+        "rbp", sizes=BIG, feedback_distribution=distribution, feedback_scale="unit", feedback_mean=mean
+    )
     f = trainer.feedback[0]
     z = f - mean
     if values is not None:
@@ -343,7 +369,7 @@ def test_frozen_layers(frozen):
 @pytest.mark.parametrize("bits", [1, 2, 4, 8])
 def test_quantised_error_signals(algorithm, bits):
     trainer = compare_steps(algorithm, quantize="signal", quantize_bits=bits, derivative=False)
-    alpha = 2.0 ** -3
+    alpha = 2.0**-3
     assert trainer.config()["quantize_alpha"] == alpha
     step = alpha * 2.0 ** (1 - bits)
     for s in trainer.signals(*batch())[:-1]:
@@ -371,8 +397,9 @@ def test_nearest_signal_quantisation_rounds_ties_to_even_and_clips(dtype):
     column = np.resize(ties, hidden) * delta
     net = rbp.MLP([3, hidden, 2], output="linear", dtype=dtype, seed=1)
     net.set_weights([net.weights[0], np.zeros((2, hidden))])
-    trainer = rbp.Trainer(net, algorithm="srbp", derivative=False, quantize="signal", quantize_bits=bits,
-                          quantize_alpha=alpha)
+    trainer = rbp.Trainer(
+        net, algorithm="srbp", derivative=False, quantize="signal", quantize_bits=bits, quantize_alpha=alpha
+    )
     trainer.set_feedback([np.stack([column, -column], axis=1)])
     x = np.zeros((2, 3), dtype=dtype)
     b1 = trainer.signals(x, np.array([0, 1]))[0]
@@ -383,7 +410,7 @@ def test_nearest_signal_quantisation_rounds_ties_to_even_and_clips(dtype):
 def test_update_quantisation_with_stochastic_rounding_is_on_the_grid_and_unbiased():
     # lr 0.01 keeps every per-example update |lr * e * O| < alpha = 2^-6, so nothing is clipped.
     options = dict(quantize="update", quantize_bits=4, quantize_rounding="stochastic", lr=0.01, decay=0.0)
-    step = 2.0 ** -6 * 2.0 ** (1 - 4)
+    step = 2.0**-6 * 2.0 ** (1 - 4)
     x, y = batch()
     plain = trainer_for("srbp", lr=0.01, decay=0.0)
     start = plain.net.weights[-1]
@@ -403,9 +430,8 @@ def test_update_quantisation_with_stochastic_rounding_is_on_the_grid_and_unbiase
 
 
 def test_stochastic_signal_quantisation_is_on_the_grid():
-    trainer = trainer_for("srbp", quantize="signal", quantize_bits=3, quantize_rounding="stochastic",
-                          derivative=False)
-    step = 2.0 ** -3 * 2.0 ** (1 - 3)
+    trainer = trainer_for("srbp", quantize="signal", quantize_bits=3, quantize_rounding="stochastic", derivative=False)
+    step = 2.0**-3 * 2.0 ** (1 - 3)
     for s in trainer.signals(*batch())[:-1]:
         np.testing.assert_allclose(s / step, np.round(s / step), atol=1e-9)
 
@@ -413,7 +439,7 @@ def test_stochastic_signal_quantisation_is_on_the_grid():
 @pytest.mark.parametrize("mode", ["signal", "update"])
 def test_many_bits_reproduce_the_unquantised_run(mode):
     plain = trainer_for("srbp", lr=0.1)
-    quantised = trainer_for("srbp", lr=0.1, quantize=mode, quantize_bits=60, quantize_alpha=2.0 ** 10)
+    quantised = trainer_for("srbp", lr=0.1, quantize=mode, quantize_bits=60, quantize_alpha=2.0**10)
     for k in range(3):
         x, y = batch(k)
         plain.step(x, y)
@@ -431,11 +457,26 @@ def test_determinism_with_every_option_on():
         x = rng.uniform(size=(300, 6)).astype(np.float32)
         y = rng.integers(0, 3, 300)
         net = rbp.MLP(SIZES, seed=seed)
-        trainer = rbp.Trainer(net, algorithm="rbp", seed=seed, batch_size=32, momentum=0.5, sources=["output", "above"],
-                              feedback_distribution="uniform", feedback_density=0.6, congruent=True,
-                              resample="sign_concordant", channel_dropout=0.2, dropout_inverted=True,
-                              signal_transform="sign", quantize="signal", quantize_bits=5,
-                              quantize_rounding="stochastic", frozen_layers=[2], threads=1)
+        trainer = rbp.Trainer(
+            net,
+            algorithm="rbp",
+            seed=seed,
+            batch_size=32,
+            momentum=0.5,
+            sources=["output", "above"],
+            feedback_distribution="uniform",
+            feedback_density=0.6,
+            congruent=True,
+            resample="sign_concordant",
+            channel_dropout=0.2,
+            dropout_inverted=True,
+            signal_transform="sign",
+            quantize="signal",
+            quantize_bits=5,
+            quantize_rounding="stochastic",
+            frozen_layers=[2],
+            threads=1,
+        )
         trainer.fit((x, y), epochs=2, progress=False)
         return net.weights
 
@@ -444,27 +485,32 @@ def test_determinism_with_every_option_on():
     assert not np.array_equal(train(1)[0], train(2)[0])
 
 
-@pytest.mark.parametrize("options,match", [
-    ({"algorithm": "bp", "feedback_density": 0.5}, "feedback algorithms"),
-    ({"algorithm": "bp", "sources": "above"}, "sources apply only"),
-    ({"algorithm": "srbp", "sources": ["above"]}, "one entry per hidden layer"),
-    ({"algorithm": "srbp", "feedback_density": 1.5}, "density"),
-    ({"algorithm": "srbp", "feedback_density": 0.5, "feedback_nonzeros": 3}, "not both"),
-    ({"algorithm": "srbp", "feedback_nonzeros": -1}, "nonzeros"),
-    ({"algorithm": "srbp", "feedback_distribution": "cauchy"}, "feedback_distribution"),
-    ({"algorithm": "srbp", "resample": "always"}, "resample"),
-    ({"algorithm": "arbp", "resample": "zero_mean"}, "adaptive"),
-    ({"algorithm": "arbp", "feedback_storage": "sparse"}, "dense feedback storage"),
-    ({"algorithm": "srbp", "channel_dropout": 1.0}, "channel_dropout"),
-    ({"algorithm": "srbp", "quantize": "weights"}, "quantize"),
-    ({"algorithm": "srbp", "quantize": "signal", "quantize_bits": 0}, "quantize_bits"),
-    ({"algorithm": "srbp", "quantize": "signal", "quantize_alpha": -1.0}, "quantize_alpha"),
-    ({"algorithm": "srbp", "signal_transform": "square"}, "signal_transform"),
-    ({"algorithm": "srbp", "per_synapse": True, "channel_dropout": 0.1}, "per_synapse"),
-    ({"algorithm": "srbp", "quantize": "update", "signal_transform": "sign", "transform_target": "update"},
-     "quantised updates"),
-    ({"algorithm": "srbp", "feedback_scale": -1.0}, "feedback_scale"),
-])
+@pytest.mark.parametrize(
+    "options,match",
+    [
+        ({"algorithm": "bp", "feedback_density": 0.5}, "feedback algorithms"),
+        ({"algorithm": "bp", "sources": "above"}, "sources apply only"),
+        ({"algorithm": "srbp", "sources": ["above"]}, "one entry per hidden layer"),
+        ({"algorithm": "srbp", "feedback_density": 1.5}, "density"),
+        ({"algorithm": "srbp", "feedback_density": 0.5, "feedback_nonzeros": 3}, "not both"),
+        ({"algorithm": "srbp", "feedback_nonzeros": -1}, "nonzeros"),
+        ({"algorithm": "srbp", "feedback_distribution": "cauchy"}, "feedback_distribution"),
+        ({"algorithm": "srbp", "resample": "always"}, "resample"),
+        ({"algorithm": "arbp", "resample": "zero_mean"}, "adaptive"),
+        ({"algorithm": "arbp", "feedback_storage": "sparse"}, "dense feedback storage"),
+        ({"algorithm": "srbp", "channel_dropout": 1.0}, "channel_dropout"),
+        ({"algorithm": "srbp", "quantize": "weights"}, "quantize"),
+        ({"algorithm": "srbp", "quantize": "signal", "quantize_bits": 0}, "quantize_bits"),
+        ({"algorithm": "srbp", "quantize": "signal", "quantize_alpha": -1.0}, "quantize_alpha"),
+        ({"algorithm": "srbp", "signal_transform": "square"}, "signal_transform"),
+        ({"algorithm": "srbp", "per_synapse": True, "channel_dropout": 0.1}, "per_synapse"),
+        (
+            {"algorithm": "srbp", "quantize": "update", "signal_transform": "sign", "transform_target": "update"},
+            "quantised updates",
+        ),
+        ({"algorithm": "srbp", "feedback_scale": -1.0}, "feedback_scale"),
+    ],
+)
 def test_impossible_channel_options(options, match):
     net = rbp.MLP(SIZES)
     with pytest.raises(ValueError, match=match):

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-import reference as ref
 import rbp_native as rbp
+import reference as ref
 
 ACTIVATIONS = ["tanh", "logistic", "relu", "linear"]
 OUTPUTS = ["softmax", "logistic", "linear"]
@@ -44,8 +44,17 @@ def test_signals_match_reference(algorithm, derivative, activation, output):
     net, trainer = make_trainer(algorithm, activation, output, derivative)
     x, y = make_batch(output=output, labels=(output == "softmax"))
     native = trainer.signals(x, y)
-    oracle = ref.channel_signals(net.weights, net.biases, x, y, algorithm, trainer.feedback, derivative=derivative,
-                                 activation=activation, output=output)["B"]
+    oracle = ref.channel_signals(
+        net.weights,
+        net.biases,
+        x,
+        y,
+        algorithm,
+        trainer.feedback,
+        derivative=derivative,
+        activation=activation,
+        output=output,
+    )["B"]
     assert len(native) == len(oracle) == len(SIZES) - 1
     for h, (b_native, b_oracle) in enumerate(zip(native, oracle)):
         assert b_native.shape == (len(x), SIZES[h + 1])
@@ -63,8 +72,9 @@ def test_three_steps_with_momentum_and_decay_match_reference(algorithm, derivati
     for k in range(3):
         x, y = make_batch(seed=10 + k)
         native_loss = trainer.step(x, y)
-        state, oracle_loss, info = ref.channel_step(state, x, y, algorithm, feedback, derivative=derivative,
-                                                    lr=0.3, decay=0.05, momentum=0.8)
+        state, oracle_loss, info = ref.channel_step(
+            state, x, y, algorithm, feedback, derivative=derivative, lr=0.3, decay=0.05, momentum=0.8
+        )
         feedback = info["feedback"]
         assert native_loss == pytest.approx(oracle_loss, rel=1e-12)
     assert trainer.updates == 3
@@ -186,8 +196,9 @@ def test_single_output_takes_binary_labels():
     x, _ = make_batch(sizes=sizes)
     labels = (x[:, 0] > 0).astype(np.int64)
     loss = trainer.step(x, labels)
-    oracle = ref.loss(ref.forward(*_params_before(sizes), x, "tanh", "logistic")[1][-1], labels[:, None].astype(float),
-                      "logistic")
+    oracle = ref.loss(
+        ref.forward(*_params_before(sizes), x, "tanh", "logistic")[1][-1], labels[:, None].astype(float), "logistic"
+    )
     assert loss == pytest.approx(oracle, rel=1e-12)
     assert set(np.unique(net.predict(x))) <= {0, 1}
 

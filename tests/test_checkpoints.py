@@ -47,13 +47,15 @@ CASES = {
     "bp": dict(algorithm="bp"),
     "bp-momentum": dict(algorithm="bp", momentum=0.9),
     "rbp-momentum-dropout": dict(algorithm="rbp", momentum=0.5, channel_dropout=0.3),
-    "srbp-quantize-stochastic": dict(algorithm="srbp", quantize="signal", quantize_bits=4,
-                                     quantize_rounding="stochastic"),
+    "srbp-quantize-stochastic": dict(
+        algorithm="srbp", quantize="signal", quantize_bits=4, quantize_rounding="stochastic"
+    ),
     "srbp-update-quantize": dict(algorithm="srbp", quantize="update", quantize_rounding="stochastic", momentum=0.5),
     "asrbp-momentum": dict(algorithm="asrbp", momentum=0.9),
     "arbp": dict(algorithm="arbp"),
-    "rbp-sparse-resampled": dict(algorithm="rbp", feedback_density=0.2, feedback_storage="sparse",
-                                 resample="zero_mean"),
+    "rbp-sparse-resampled": dict(
+        algorithm="rbp", feedback_density=0.2, feedback_storage="sparse", resample="zero_mean"
+    ),
     "srbp-sign-concordant": dict(algorithm="srbp", resample="sign_concordant"),
     "srbp-per-synapse": dict(algorithm="srbp", per_synapse=True, momentum=0.5),
     "sbp-nof-transform": dict(algorithm="sbp", derivative=False, signal_transform="sign"),
@@ -100,8 +102,9 @@ def test_resume_with_sparse_connectivity_and_diagnostics(tmp_path, dtype):
     straight.fit((x, y), epochs=2, progress=False, diagnostics=True, diagnostics_batch=30)
     first = make(options, dtype=dtype, connectivity=0.5)
     path = tmp_path / "c.npz"
-    first.fit((x, y), epochs=1, progress=False, diagnostics=True, diagnostics_batch=30, checkpoint=path,
-              checkpoint_every=4)
+    first.fit(
+        (x, y), epochs=1, progress=False, diagnostics=True, diagnostics_batch=30, checkpoint=path, checkpoint_every=4
+    )
     resumed = rbp.Trainer.load(path)
     resumed.fit((x, y), epochs=1, progress=False, diagnostics=True, diagnostics_batch=30)
     assert_same_training_state(straight, resumed)
@@ -134,11 +137,16 @@ class InterruptOnce:
         return wrapped
 
 
-@pytest.mark.parametrize("method,at", [
-    ("evaluate", 2), ("train_epoch", 2), ("train_epoch", 3),
-    ("unrecorded_epoch", 4),   # just after the core finished epoch 2, before Python saw it
-    ("acknowledge_epoch", 2),  # epoch 2 recorded in the history, not yet acknowledged to the core
-])
+@pytest.mark.parametrize(
+    "method,at",
+    [
+        ("evaluate", 2),
+        ("train_epoch", 2),
+        ("train_epoch", 3),
+        ("unrecorded_epoch", 4),  # just after the core finished epoch 2, before Python saw it
+        ("acknowledge_epoch", 2),  # epoch 2 recorded in the history, not yet acknowledged to the core
+    ],
+)
 def test_interrupted_fit_checkpoints_and_resumes_exactly(tmp_path, method, at):
     x, y = data()
     test = data(40, seed=1)
@@ -225,6 +233,7 @@ def set_meta(**fields):
             else:
                 meta[key] = value
         members["meta"] = np.array(json.dumps(meta))
+
     return change
 
 
@@ -233,40 +242,58 @@ def set_state(**fields):
         meta = json.loads(str(members["meta"]))
         meta["state"].update(fields)
         members["meta"] = np.array(json.dumps(meta))
+
     return change
 
 
-@pytest.mark.parametrize("make_bad,message", [
-    (lambda p, t: written(t, p.read_bytes()[: len(p.read_bytes()) // 2]), "not a readable checkpoint"),
-    (lambda p, t: written(t, b"not a zip file at all"), "not a readable checkpoint"),
-    (lambda p, t: written(t, b""), "not a readable checkpoint"),
-    (lambda p, t: written(t, flipped(p.read_bytes())), "not a readable checkpoint"),
-    (lambda p, t: rewrite(p, t, lambda m: m.pop("meta")), "not an rbp-native checkpoint"),
-    (lambda p, t: rewrite(p, t, set_meta(format="something-else")), "not an rbp-native checkpoint"),
-    (lambda p, t: rewrite(p, t, set_meta(format_version=99)), "newer rbp-native"),
-    (lambda p, t: rewrite(p, t, set_meta(format_version="1")), "invalid format version"),
-    (lambda p, t: rewrite(p, t, set_meta(state=None)), "'state' section is missing"),
-    (lambda p, t: rewrite(p, t, lambda m: m.__setitem__("meta", np.array("{nope"))), "not valid JSON"),
-    (lambda p, t: rewrite(p, t, lambda m: m.pop("network/W2")), "no 'network/W2' array"),
-    (lambda p, t: rewrite(p, t, lambda m: m.pop("state/velocity/1/0")), "no 'state/velocity/1/0' array"),
-    (lambda p, t: rewrite(p, t, lambda m: m.__setitem__("network/W1", np.zeros((3, 3), np.float32))),
-     "weights\\[0\\] must have shape"),
-    (lambda p, t: rewrite(p, t, lambda m: m.__setitem__("network/W1", np.full((16, 20), np.nan, np.float32))),
-     "NaN or infinity"),
-    (lambda p, t: rewrite(p, t, lambda m: m.__setitem__("state/shuffle_stream", np.zeros(6, np.uint64))),
-     "all zeros"),
-    (lambda p, t: rewrite(p, t, lambda m: m.__setitem__("state/shuffle_stream", np.ones(3, np.uint64))),
-     "6 unsigned 64-bit words"),
-    (lambda p, t: rewrite(p, t, lambda m: m.__setitem__("state/epoch_order", np.array([0, 0, 1]))),
-     "not a permutation"),
-    (lambda p, t: rewrite(p, t, set_state(updates=-4)), "non-negative"),
-    (lambda p, t: rewrite(p, t, set_state(epoch_seen=5)), "without a pending epoch"),
-    (lambda p, t: rewrite(p, t, lambda m: m.__setitem__("state/velocity/0/0", np.zeros((2, 2), np.float32))),
-     "velocity 0 of layer 1 must have shape"),
-    (lambda p, t: rewrite(p, t, lambda m: m.__setitem__("feedback/0", np.array(["x"]))), "feedback"),
-    (lambda p, t: rewrite(p, t, lambda m: m.__setitem__("extra", np.array([object()], dtype=object))),
-     "not a readable checkpoint"),
-])
+@pytest.mark.parametrize(
+    "make_bad,message",
+    [
+        (lambda p, t: written(t, p.read_bytes()[: len(p.read_bytes()) // 2]), "not a readable checkpoint"),
+        (lambda p, t: written(t, b"not a zip file at all"), "not a readable checkpoint"),
+        (lambda p, t: written(t, b""), "not a readable checkpoint"),
+        (lambda p, t: written(t, flipped(p.read_bytes())), "not a readable checkpoint"),
+        (lambda p, t: rewrite(p, t, lambda m: m.pop("meta")), "not an rbp-native checkpoint"),
+        (lambda p, t: rewrite(p, t, set_meta(format="something-else")), "not an rbp-native checkpoint"),
+        (lambda p, t: rewrite(p, t, set_meta(format_version=99)), "newer rbp-native"),
+        (lambda p, t: rewrite(p, t, set_meta(format_version="1")), "invalid format version"),
+        (lambda p, t: rewrite(p, t, set_meta(state=None)), "'state' section is missing"),
+        (lambda p, t: rewrite(p, t, lambda m: m.__setitem__("meta", np.array("{nope"))), "not valid JSON"),
+        (lambda p, t: rewrite(p, t, lambda m: m.pop("network/W2")), "no 'network/W2' array"),
+        (lambda p, t: rewrite(p, t, lambda m: m.pop("state/velocity/1/0")), "no 'state/velocity/1/0' array"),
+        (
+            lambda p, t: rewrite(p, t, lambda m: m.__setitem__("network/W1", np.zeros((3, 3), np.float32))),
+            "weights\\[0\\] must have shape",
+        ),
+        (
+            lambda p, t: rewrite(p, t, lambda m: m.__setitem__("network/W1", np.full((16, 20), np.nan, np.float32))),
+            "NaN or infinity",
+        ),
+        (
+            lambda p, t: rewrite(p, t, lambda m: m.__setitem__("state/shuffle_stream", np.zeros(6, np.uint64))),
+            "all zeros",
+        ),
+        (
+            lambda p, t: rewrite(p, t, lambda m: m.__setitem__("state/shuffle_stream", np.ones(3, np.uint64))),
+            "6 unsigned 64-bit words",
+        ),
+        (
+            lambda p, t: rewrite(p, t, lambda m: m.__setitem__("state/epoch_order", np.array([0, 0, 1]))),
+            "not a permutation",
+        ),
+        (lambda p, t: rewrite(p, t, set_state(updates=-4)), "non-negative"),
+        (lambda p, t: rewrite(p, t, set_state(epoch_seen=5)), "without a pending epoch"),
+        (
+            lambda p, t: rewrite(p, t, lambda m: m.__setitem__("state/velocity/0/0", np.zeros((2, 2), np.float32))),
+            "velocity 0 of layer 1 must have shape",
+        ),
+        (lambda p, t: rewrite(p, t, lambda m: m.__setitem__("feedback/0", np.array(["x"]))), "feedback"),
+        (
+            lambda p, t: rewrite(p, t, lambda m: m.__setitem__("extra", np.array([object()], dtype=object))),
+            "not a readable checkpoint",
+        ),
+    ],
+)
 def test_bad_checkpoints_raise_clear_errors_naming_the_file(tmp_path, make_bad, message):
     good = saved(tmp_path)
     bad = make_bad(good, tmp_path / "bad.npz")
@@ -335,8 +362,11 @@ def test_divergence_names_epoch_and_batch_and_makes_no_update(tmp_path):
     assert all(np.isfinite(w).all() for w in resumed.net.weights)
     # Without checkpoints the loss check stops it at the first non-finite loss.
     trainer, x, targets = diverging()
-    with pytest.raises(rbp.TrainingDiverged, match=r"loss became (nan|inf).* in epoch 1, batch (\d+) of 16 \(update"
-                       r" \2, which was not made"):
+    with pytest.raises(
+        rbp.TrainingDiverged,
+        match=r"loss became (nan|inf).* in epoch 1, batch (\d+) of 16 \(update"
+        r" \2, which was not made",
+    ):
         trainer.fit((x, targets), epochs=3, progress=False)
 
 
@@ -357,15 +387,17 @@ def test_two_trainers_in_two_threads_match_sequential_training():
     x, y = data(2000, features=64)
 
     def trainer(threads):
-        return rbp.Trainer(rbp.MLP([64, 256, 256, 4], seed=2), algorithm="srbp", batch_size=256, threads=threads,
-                           seed=5)
+        return rbp.Trainer(
+            rbp.MLP([64, 256, 256, 4], seed=2), algorithm="srbp", batch_size=256, threads=threads, seed=5
+        )
 
     sequential = [trainer(1), trainer(2)]
     for t in sequential:
         t.fit((x, y), epochs=2, progress=False)
     concurrent = [trainer(1), trainer(2)]
-    workers = [threading.Thread(target=t.fit, args=((x, y),), kwargs=dict(epochs=2, progress=False))
-               for t in concurrent]
+    workers = [
+        threading.Thread(target=t.fit, args=((x, y),), kwargs=dict(epochs=2, progress=False)) for t in concurrent
+    ]
     for w in workers:
         w.start()
     for w in workers:
@@ -407,8 +439,9 @@ def test_one_trainer_used_from_two_threads_raises():
     trainer.fit((x, y), epochs=1, progress=False, callback=record_callback)
     kinds = {kind for kind, _ in errors}
     assert kinds == {"core", "python", "fit"}, errors
-    assert all("already running a call in another thread" in m or "already in use by another thread" in m
-               for _, m in errors), errors
+    assert all(
+        "already running a call in another thread" in m or "already in use by another thread" in m for _, m in errors
+    ), errors
 
 
 def _error(call):
@@ -445,8 +478,12 @@ def test_sigint_stops_fit_within_a_second(tmp_path, batch, threads, mode, sig):
     script = tmp_path / "fit.py"
     script.write_text(SCRIPT)
     path = tmp_path / "c.npz"
-    process = subprocess.Popen([sys.executable, str(script), str(batch), str(threads), mode, str(path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(batch), str(threads), mode, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout.readline().strip() == "ready"
     time.sleep(0.5)  # inside the first epoch (2000 batches of 100) or its evaluation, depending on the load
     sent = time.perf_counter()
@@ -461,22 +498,30 @@ def test_sigint_stops_fit_within_a_second(tmp_path, batch, threads, mode, sig):
 
 
 def conv_net():
-    return rbp.Sequential([
-        rbp.layers.Conv2D(4, 3, padding="same", activation="tanh"),
-        rbp.layers.MaxPool2D(3, stride=2, padding="same"),
-        rbp.layers.Conv2D(4, 3, padding="valid", activation="tanh"),
-        rbp.layers.Flatten(),
-        rbp.layers.Dense(10, activation="tanh"),
-        rbp.layers.Dense(3, activation="softmax"),
-    ], input_shape=(2, 8, 8), dtype="float64", seed=4)
+    return rbp.Sequential(
+        [
+            rbp.layers.Conv2D(4, 3, padding="same", activation="tanh"),
+            rbp.layers.MaxPool2D(3, stride=2, padding="same"),
+            rbp.layers.Conv2D(4, 3, padding="valid", activation="tanh"),
+            rbp.layers.Flatten(),
+            rbp.layers.Dense(10, activation="tanh"),
+            rbp.layers.Dense(3, activation="softmax"),
+        ],
+        input_shape=(2, 8, 8),
+        dtype="float64",
+        seed=4,
+    )
 
 
-@pytest.mark.parametrize("options", [
-    dict(algorithm="bp", momentum=0.9),
-    dict(algorithm="rbp", momentum=0.5, channel_dropout=0.2),  # feedback kernels under the convolutions
-    dict(algorithm="asrbp"),
-    dict(algorithm="srbp", injection="post_pool", quantize="signal", quantize_rounding="stochastic"),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(algorithm="bp", momentum=0.9),
+        dict(algorithm="rbp", momentum=0.5, channel_dropout=0.2),  # feedback kernels under the convolutions
+        dict(algorithm="asrbp"),
+        dict(algorithm="srbp", injection="post_pool", quantize="signal", quantize_rounding="stochastic"),
+    ],
+)
 def test_conv_resume_is_bit_identical(tmp_path, options):
     rng = np.random.default_rng(2)
     x = rng.random((60, 2, 8, 8))

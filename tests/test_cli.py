@@ -14,9 +14,32 @@ from rbp_native.cli import main
 
 def test_train_writes_history_config_and_model(tiny_mnist, capsys):
     out = tiny_mnist / "run"
-    code = main(["train", "--algorithm", "srbp", "--epochs", "2", "--hidden", "16", "8", "--batch-size", "20",
-                 "--channel-dropout", "0.2", "--quantize", "signal", "--quantize-bits", "6", "--diagnostics",
-                 "--threads", "1", "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--algorithm",
+            "srbp",
+            "--epochs",
+            "2",
+            "--hidden",
+            "16",
+            "8",
+            "--batch-size",
+            "20",
+            "--channel-dropout",
+            "0.2",
+            "--quantize",
+            "signal",
+            "--quantize-bits",
+            "6",
+            "--diagnostics",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     with open(out / "history.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -32,8 +55,22 @@ def test_train_writes_history_config_and_model(tiny_mnist, capsys):
 
 
 def test_train_reports_bad_options_without_a_traceback(tiny_mnist, capsys):
-    assert main(["train", "--algorithm", "bp", "--feedback-density", "0.5", "--epochs", "1",
-                 "--out", str(tiny_mnist / "bad")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--algorithm",
+                "bp",
+                "--feedback-density",
+                "0.5",
+                "--epochs",
+                "1",
+                "--out",
+                str(tiny_mnist / "bad"),
+            ]
+        )
+        == 2
+    )
     assert "feedback algorithms" in capsys.readouterr().err
 
 
@@ -65,7 +102,7 @@ def test_train_help_shows_no_default_for_on_off_flags(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for flag in ("--no-derivative", "--no-progress", "--congruent", "--no-download"):
         assert flag in text
-        after = text[text.index(flag + " "):]
+        after = text[text.index(flag + " ") :]
         next_option = after.index(" --", len(flag))
         assert "default: True" not in after[:next_option] and "default: False" not in after[:next_option]
     assert "--hidden N [N ...] hidden layer widths (default: [100, 100, 100, 100])" in text

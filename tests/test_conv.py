@@ -22,8 +22,16 @@ def _stages(net: rbp.Sequential) -> list[dict]:
             h += 1
             b = biases[h].astype(np.float64) if biases else None
             if isinstance(layer, L.Conv2D):
-                stages.append({"kind": "conv", "K": weights[h].astype(np.float64), "b": b, "stride": layer.stride,
-                               "padding": layer.padding, "pools": []})
+                stages.append(
+                    {
+                        "kind": "conv",
+                        "K": weights[h].astype(np.float64),
+                        "b": b,
+                        "stride": layer.stride,
+                        "padding": layer.padding,
+                        "pools": [],
+                    }
+                )
             else:
                 stages.append({"kind": "dense", "W": weights[h].astype(np.float64), "b": b, "pools": []})
         elif isinstance(layer, L.MaxPool2D):
@@ -40,14 +48,38 @@ def _one_hot(y: np.ndarray, classes: int) -> np.ndarray:
 # Small nets that exercise the geometry: overlapping "same" pools, "valid" pools, stride 2, a
 # rectangular kernel, two pools in one stage, and a convolution directly above a convolution.
 ARCHITECTURES = {
-    "paper_like": ([L.Conv2D(4, 3, padding="same"), L.MaxPool2D(3, stride=2, padding="same"),
-                    L.Conv2D(5, 3, padding="same"), L.MaxPool2D(3, stride=2, padding="same"),
-                    L.Flatten(), L.Dense(6), L.Dense(3, activation="softmax")], (2, 9, 9)),
-    "valid_strided": ([L.Conv2D(3, (3, 2), stride=2, padding="valid"), L.MaxPool2D(2, padding="valid"),
-                       L.MaxPool2D(2, stride=1, padding="same"), L.Dense(4), L.Dense(3, activation="softmax")],
-                      (1, 11, 10)),
-    "conv_on_conv": ([L.Conv2D(3, 3, padding="same"), L.Conv2D(4, 2, stride=2, padding="same"),
-                      L.MaxPool2D(2), L.Flatten(), L.Dense(3, activation="softmax")], (2, 7, 7)),
+    "paper_like": (
+        [
+            L.Conv2D(4, 3, padding="same"),
+            L.MaxPool2D(3, stride=2, padding="same"),
+            L.Conv2D(5, 3, padding="same"),
+            L.MaxPool2D(3, stride=2, padding="same"),
+            L.Flatten(),
+            L.Dense(6),
+            L.Dense(3, activation="softmax"),
+        ],
+        (2, 9, 9),
+    ),
+    "valid_strided": (
+        [
+            L.Conv2D(3, (3, 2), stride=2, padding="valid"),
+            L.MaxPool2D(2, padding="valid"),
+            L.MaxPool2D(2, stride=1, padding="same"),
+            L.Dense(4),
+            L.Dense(3, activation="softmax"),
+        ],
+        (1, 11, 10),
+    ),
+    "conv_on_conv": (
+        [
+            L.Conv2D(3, 3, padding="same"),
+            L.Conv2D(4, 2, stride=2, padding="same"),
+            L.MaxPool2D(2),
+            L.Flatten(),
+            L.Dense(3, activation="softmax"),
+        ],
+        (2, 7, 7),
+    ),
 }
 
 
@@ -65,12 +97,17 @@ def _batch(net: rbp.Sequential, n: int = 5, seed: int = 0) -> tuple[np.ndarray, 
 
 # -- layers ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("padding", ["same", "valid"])
 @pytest.mark.parametrize("stride", [1, 2, 3])
 @pytest.mark.parametrize("kernel", [(3, 3), (2, 4), (1, 1)])
 def test_conv_forward_matches_oracle(padding, stride, kernel):
-    net = rbp.Sequential([L.Conv2D(3, kernel, stride=stride, padding=padding, activation="linear")],
-                         input_shape=(2, 7, 8), dtype="float64", seed=1)
+    net = rbp.Sequential(
+        [L.Conv2D(3, kernel, stride=stride, padding=padding, activation="linear")],
+        input_shape=(2, 7, 8),
+        dtype="float64",
+        seed=1,
+    )
     rng = np.random.default_rng(0)
     net.set_biases([rng.normal(size=3)])
     x = rng.normal(size=(4, 2, 7, 8))
@@ -81,8 +118,9 @@ def test_conv_forward_matches_oracle(padding, stride, kernel):
 def test_same_padding_puts_the_odd_row_at_the_bottom_right():
     # 4x4 input, 2x2 kernel of ones, stride 1, "same": output 4x4, padding 1 in total, all of it
     # after the last row/column, so output (0, 0) sums x[0:2, 0:2] and (3, 3) sees x[3, 3] alone.
-    net = rbp.Sequential([L.Conv2D(1, 2, padding="same", activation="linear")], input_shape=(1, 4, 4),
-                         dtype="float64", bias=False)
+    net = rbp.Sequential(
+        [L.Conv2D(1, 2, padding="same", activation="linear")], input_shape=(1, 4, 4), dtype="float64", bias=False
+    )
     net.set_weights([np.ones((1, 1, 2, 2))])
     x = np.arange(16.0).reshape(1, 1, 4, 4)
     out = net.forward(x).reshape(4, 4)
@@ -120,9 +158,17 @@ def test_float32_forward_close_to_float64():
 def test_pool_ties_route_to_the_first_maximum_in_row_major_order():
     # A zero kernel makes every unit of S equal (the bias), so every pool window is a tie; the
     # first position of each window wins and receives all of its signal.
-    net = rbp.Sequential([L.Conv2D(1, 1, activation="linear"), L.MaxPool2D(2, stride=1, padding="valid"),
-                          L.Flatten(), L.Dense(2, activation="softmax")],
-                         input_shape=(1, 3, 3), dtype="float64", seed=0)
+    net = rbp.Sequential(
+        [
+            L.Conv2D(1, 1, activation="linear"),
+            L.MaxPool2D(2, stride=1, padding="valid"),
+            L.Flatten(),
+            L.Dense(2, activation="softmax"),
+        ],
+        input_shape=(1, 3, 3),
+        dtype="float64",
+        seed=0,
+    )
     net.set_weights([np.zeros((1, 1, 1, 1)), net.weights[1]])
     net.set_biases([np.array([0.5]), np.zeros(2)])
     x, y = np.ones((1, 1, 3, 3)), np.array([1])
@@ -141,9 +187,18 @@ def test_pool_ties_route_to_the_first_maximum_in_row_major_order():
 
 def test_overlapping_pool_windows_sum_their_signals_at_a_shared_winner():
     # One large value wins every 3x3 window around it (stride 1): its unit gets the sum of their signals.
-    net = rbp.Sequential([L.Conv2D(1, 1, activation="linear"), L.MaxPool2D(3, stride=1, padding="same"),
-                          L.Flatten(), L.Dense(2, activation="softmax")],
-                         input_shape=(1, 3, 3), dtype="float64", seed=0, bias=False)
+    net = rbp.Sequential(
+        [
+            L.Conv2D(1, 1, activation="linear"),
+            L.MaxPool2D(3, stride=1, padding="same"),
+            L.Flatten(),
+            L.Dense(2, activation="softmax"),
+        ],
+        input_shape=(1, 3, 3),
+        dtype="float64",
+        seed=0,
+        bias=False,
+    )
     net.set_weights([np.ones((1, 1, 1, 1)), net.weights[1]])
     x = np.zeros((1, 1, 3, 3))
     x[0, 0, 1, 1] = 5.0
@@ -156,9 +211,16 @@ def test_overlapping_pool_windows_sum_their_signals_at_a_shared_winner():
 
 # -- channels ---------------------------------------------------------------------------------------
 
-CHANNELS = [("bp", {}), ("sbp", {}), ("rbp", {}), ("srbp", {}), ("top", {}),
-            ("srbp", {"injection": "post_pool"}), ("rbp", {"sources": "output"}),
-            ("srbp", {"sources": "above"})]
+CHANNELS = [
+    ("bp", {}),
+    ("sbp", {}),
+    ("rbp", {}),
+    ("srbp", {}),
+    ("top", {}),
+    ("srbp", {"injection": "post_pool"}),
+    ("rbp", {"sources": "output"}),
+    ("srbp", {"sources": "above"}),
+]
 
 
 @pytest.mark.parametrize("derivative", [True, False])
@@ -168,23 +230,35 @@ def test_signals_and_step_match_oracle(name, algorithm, options, derivative):
     net = _net(name)
     x, y = _batch(net)
     stages = _stages(net)
-    trainer = rbp.Trainer(net, algorithm=algorithm, derivative=derivative, lr=0.05, momentum=0.0, decay=0.0,
-                          seed=7, **options)
+    trainer = rbp.Trainer(
+        net, algorithm=algorithm, derivative=derivative, lr=0.05, momentum=0.0, decay=0.0, seed=7, **options
+    )
     feedback = trainer.feedback
     hidden = net.num_layers - 1
     sources = options.get("sources")
     sources = [sources] * hidden if isinstance(sources, str) else None
     T = _one_hot(y, net.sizes[-1])
-    expected, _ = ref.signals(stages, x, T, algorithm, feedback, derivative,
-                              injection=options.get("injection", "pre_pool"), sources=sources)
+    expected, _ = ref.signals(
+        stages, x, T, algorithm, feedback, derivative, injection=options.get("injection", "pre_pool"), sources=sources
+    )
     for got, want in zip(trainer.signals(x, y), expected):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
     trainer.step(x, y)
-    new = ref.step(stages, x, T, 0.05, algorithm, feedback, derivative,
-                   injection=options.get("injection", "pre_pool"), sources=sources)
+    new = ref.step(
+        stages,
+        x,
+        T,
+        0.05,
+        algorithm,
+        feedback,
+        derivative,
+        injection=options.get("injection", "pre_pool"),
+        sources=sources,
+    )
     for h, (got, want) in enumerate(zip(net.weights, new)):
-        np.testing.assert_allclose(got, want["K"] if want["kind"] == "conv" else want["W"], rtol=1e-10, atol=1e-13,
-                                   err_msg=f"weights[{h}]")
+        np.testing.assert_allclose(
+            got, want["K"] if want["kind"] == "conv" else want["W"], rtol=1e-10, atol=1e-13, err_msg=f"weights[{h}]"
+        )
         np.testing.assert_allclose(net.biases[h], want["b"], rtol=1e-10, atol=1e-13, err_msg=f"biases[{h}]")
 
 
@@ -234,8 +308,9 @@ def test_srbp_with_one_hidden_layer_and_top_weights_transposed_equals_bp(pooled)
     layers = [L.Conv2D(3, 3, padding="same")]
     if pooled:
         layers.append(L.MaxPool2D(3, stride=2, padding="same"))
-    net = rbp.Sequential(layers + [L.Flatten(), L.Dense(4, activation="softmax")], input_shape=(2, 6, 6),
-                         dtype="float64", seed=2)
+    net = rbp.Sequential(
+        layers + [L.Flatten(), L.Dense(4, activation="softmax")], input_shape=(2, 6, 6), dtype="float64", seed=2
+    )
     x, y = _batch(net)
     bp = rbp.Trainer(net, algorithm="bp").signals(x, y)
     # Through a pool the feedback has to enter where bp's signal does: after the pool.
@@ -279,14 +354,17 @@ def test_oracle_loss_is_the_core_loss():
     assert core == pytest.approx(ref.loss(_stages(net), x, _one_hot(y, net.sizes[-1])), rel=1e-12)
 
 
-@pytest.mark.parametrize("options", [
-    {"frozen_layers": [1, 3]},
-    {"signal_transform": "sign"},
-    {"signal_transform": "magnitude", "transform_target": "update"},
-    {"feedback_density": 0.4},
-    {"feedback_distribution": "sign", "feedback_scale": "unit"},
-    {"congruent": True},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"frozen_layers": [1, 3]},
+        {"signal_transform": "sign"},
+        {"signal_transform": "magnitude", "transform_target": "update"},
+        {"feedback_density": 0.4},
+        {"feedback_distribution": "sign", "feedback_scale": "unit"},
+        {"congruent": True},
+    ],
+)
 def test_options_through_conv_layers_match_oracle(options):
     net = _net("paper_like")
     x, y = _batch(net)
@@ -295,8 +373,9 @@ def test_options_through_conv_layers_match_oracle(options):
     trainer = rbp.Trainer(net, algorithm="rbp", lr=0.05, decay=0.0, seed=4, **options)
     feedback = trainer.feedback
     on_signal = options.get("transform_target", "signal") == "signal"
-    B, rec = ref.signals(stages, x, T, "rbp", feedback,
-                         transform=options.get("signal_transform", "none") if on_signal else "none")
+    B, rec = ref.signals(
+        stages, x, T, "rbp", feedback, transform=options.get("signal_transform", "none") if on_signal else "none"
+    )
     for got, want in zip(trainer.signals(x, y), B):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
     if options.get("feedback_density"):
@@ -314,8 +393,9 @@ def test_options_through_conv_layers_match_oracle(options):
             continue
         g = B[h]
         if st["kind"] == "conv":
-            dk, _ = ref.conv_weight_gradient(g.reshape(rec[h]["S"].shape), rec[h]["input"], st["K"].shape,
-                                             st["stride"], st["padding"])
+            dk, _ = ref.conv_weight_gradient(
+                g.reshape(rec[h]["S"].shape), rec[h]["input"], st["K"].shape, st["stride"], st["padding"]
+            )
             old = st["K"]
         else:
             dk, old = g.T @ rec[h]["input"].reshape(n, -1), st["W"]
@@ -351,8 +431,9 @@ def test_same_seed_and_threads_give_identical_epochs(dtype):
     def run(threads):
         net = _net("paper_like", dtype=dtype, seed=1)
         x, y = _batch(net, n=40, seed=2)
-        trainer = rbp.Trainer(net, algorithm="srbp", lr=0.05, momentum=0.9, decay=1e-5, batch_size=16, seed=3,
-                              threads=threads)
+        trainer = rbp.Trainer(
+            net, algorithm="srbp", lr=0.05, momentum=0.9, decay=1e-5, batch_size=16, seed=3, threads=threads
+        )
         trainer.fit((x, y), epochs=2, progress=False, train_metrics="running")
         return net.weights
 
@@ -407,16 +488,23 @@ def test_mlp_is_a_sequential_of_dense_layers():
 
 # -- errors -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("layers,shape,match", [
-    ([L.MaxPool2D(2), L.Dense(3, activation="softmax")], (1, 4, 4), "must follow a Conv2D"),
-    ([L.Dense(4), L.MaxPool2D(2), L.Dense(3, activation="softmax")], (1, 4, 4), "MaxPool2D needs|must follow"),
-    ([L.Dense(4), L.Conv2D(2, 3), L.Dense(3, activation="softmax")], (1, 4, 4), "Conv2D needs"),
-    ([L.Conv2D(2, 3), L.Dense(4, activation="relu"), L.Dense(3, activation="softmax")], (1, 4, 4),
-     "different activations"),
-    ([L.Conv2D(2, 5, padding="valid"), L.Dense(3, activation="softmax")], (1, 4, 4), "does not fit"),
-    ([L.Conv2D(2, 3), L.Dense(3, activation="tanh")], (1, 4, 4), "output layer's activation"),
-    ([L.Conv2D(2, 3), L.MaxPool2D(2)], (1, 4, 4), "last layer"),
-])
+
+@pytest.mark.parametrize(
+    "layers,shape,match",
+    [
+        ([L.MaxPool2D(2), L.Dense(3, activation="softmax")], (1, 4, 4), "must follow a Conv2D"),
+        ([L.Dense(4), L.MaxPool2D(2), L.Dense(3, activation="softmax")], (1, 4, 4), "MaxPool2D needs|must follow"),
+        ([L.Dense(4), L.Conv2D(2, 3), L.Dense(3, activation="softmax")], (1, 4, 4), "Conv2D needs"),
+        (
+            [L.Conv2D(2, 3), L.Dense(4, activation="relu"), L.Dense(3, activation="softmax")],
+            (1, 4, 4),
+            "different activations",
+        ),
+        ([L.Conv2D(2, 5, padding="valid"), L.Dense(3, activation="softmax")], (1, 4, 4), "does not fit"),
+        ([L.Conv2D(2, 3), L.Dense(3, activation="tanh")], (1, 4, 4), "output layer's activation"),
+        ([L.Conv2D(2, 3), L.MaxPool2D(2)], (1, 4, 4), "last layer"),
+    ],
+)
 def test_invalid_architectures_raise(layers, shape, match):
     with pytest.raises(ValueError, match=match):
         rbp.Sequential(layers, input_shape=shape)
@@ -439,8 +527,9 @@ def test_adaptive_feedback_through_conv_layers_matches_oracle(algorithm, options
         source = B[h + 1] if base == "rbp" else B[-1]
         if old.ndim == 4:  # a kernel learns from B^{h+1} and O^h as the forward kernel does
             above = stages[h + 1]
-            dk, _ = ref.conv_weight_gradient(source.reshape(rec[h + 1]["S"].shape), rec[h]["O"], old.shape,
-                                             above["stride"], above["padding"])
+            dk, _ = ref.conv_weight_gradient(
+                source.reshape(rec[h + 1]["S"].shape), rec[h]["O"], old.shape, above["stride"], above["padding"]
+            )
             expected = old + rho * lr * dk / n
         else:
             entering = rec[h]["A"] if base == "srbp" and injection == "pre_pool" else rec[h]["O"]
@@ -454,10 +543,11 @@ def test_quantised_updates_through_conv_layers_match_oracle():
     net = _net("paper_like")
     x, y = _batch(net)
     T = _one_hot(y, net.sizes[-1])
-    n, lr, bits, alpha = len(x), 0.05, 6, 2.0 ** -4
+    n, lr, bits, alpha = len(x), 0.05, 6, 2.0**-4
     stages = _stages(net)
-    trainer = rbp.Trainer(net, algorithm="srbp", lr=lr, decay=0.0, quantize="update", quantize_bits=bits,
-                          quantize_alpha=alpha, seed=1)
+    trainer = rbp.Trainer(
+        net, algorithm="srbp", lr=lr, decay=0.0, quantize="update", quantize_bits=bits, quantize_alpha=alpha, seed=1
+    )
     feedback = trainer.feedback
     B, rec = ref.signals(stages, x, T, "srbp", feedback)
     trainer.step(x, y)
@@ -470,8 +560,13 @@ def test_quantised_updates_through_conv_layers_match_oracle():
         change, bias_change = np.zeros_like(old), np.zeros_like(st["b"])
         for i in range(n):  # each example's whole update quantised, then averaged
             if st["kind"] == "conv":
-                dk, db = ref.conv_weight_gradient(B[h][i:i + 1].reshape((1,) + rec[h]["S"].shape[1:]),
-                                                  rec[h]["input"][i:i + 1], old.shape, st["stride"], st["padding"])
+                dk, db = ref.conv_weight_gradient(
+                    B[h][i : i + 1].reshape((1,) + rec[h]["S"].shape[1:]),
+                    rec[h]["input"][i : i + 1],
+                    old.shape,
+                    st["stride"],
+                    st["padding"],
+                )
             else:
                 dk, db = np.outer(B[h][i], ref._flat(rec[h]["input"])[i]), B[h][i]
             change += q(lr * dk) / n
@@ -481,16 +576,19 @@ def test_quantised_updates_through_conv_layers_match_oracle():
         np.testing.assert_allclose(net.biases[h], st["b"] + bias_change, rtol=1e-10, atol=1e-13)
 
 
-@pytest.mark.parametrize("options,match", [
-    ({"algorithm": "srbp", "per_synapse": True}, "dense layers"),
-    ({"algorithm": "srbp", "congruent": True}, "counterpart"),
-    ({"algorithm": "srbp", "resample": "sign_concordant"}, "counterpart"),
-    ({"algorithm": "rbp", "feedback_storage": "sparse"}, "feedback kernels"),
-    ({"algorithm": "rbp", "feedback_nonzeros": 2}, "feedback kernels"),
-    ({"algorithm": "rbp", "injection": "post_pool"}, "output-sourced"),
-    ({"algorithm": "bp", "injection": "post_pool"}, "output-sourced"),
-    ({"algorithm": "srbp", "injection": "middle"}, "injection"),
-])
+@pytest.mark.parametrize(
+    "options,match",
+    [
+        ({"algorithm": "srbp", "per_synapse": True}, "dense layers"),
+        ({"algorithm": "srbp", "congruent": True}, "counterpart"),
+        ({"algorithm": "srbp", "resample": "sign_concordant"}, "counterpart"),
+        ({"algorithm": "rbp", "feedback_storage": "sparse"}, "feedback kernels"),
+        ({"algorithm": "rbp", "feedback_nonzeros": 2}, "feedback kernels"),
+        ({"algorithm": "rbp", "injection": "post_pool"}, "output-sourced"),
+        ({"algorithm": "bp", "injection": "post_pool"}, "output-sourced"),
+        ({"algorithm": "srbp", "injection": "middle"}, "injection"),
+    ],
+)
 def test_unsupported_options_raise_at_construction(options, match):
     with pytest.raises(ValueError, match=match):
         rbp.Trainer(_net("paper_like"), **options)
@@ -519,15 +617,20 @@ def test_resampled_feedback_kernels_are_used_by_the_step_that_draws_them(resampl
             np.testing.assert_array_equal(np.sign(f), np.where(c < 0, -1, 1))
     new = ref.step(stages, x, T, 0.05, "rbp", used)
     for h, (got, want) in enumerate(zip(net.weights, new)):
-        np.testing.assert_allclose(got, want["K"] if want["kind"] == "conv" else want["W"], rtol=1e-10, atol=1e-13,
-                                   err_msg=f"weights[{h}]")
+        np.testing.assert_allclose(
+            got, want["K"] if want["kind"] == "conv" else want["W"], rtol=1e-10, atol=1e-13, err_msg=f"weights[{h}]"
+        )
 
 
 def test_inference_in_chunks_of_a_large_network_matches_oracle():
     # 12 x 64 x 64 activities before pooling and 12 x 32 x 32 after: ~61k values per example, so
     # predict and evaluate cap their chunks (2^24 values: 273 rows) below the 300 rows given.
-    net = rbp.Sequential([L.Conv2D(12, 3), L.MaxPool2D(2), L.Dense(3, activation="softmax")],
-                         input_shape=(1, 64, 64), dtype="float64", seed=0)
+    net = rbp.Sequential(
+        [L.Conv2D(12, 3), L.MaxPool2D(2), L.Dense(3, activation="softmax")],
+        input_shape=(1, 64, 64),
+        dtype="float64",
+        seed=0,
+    )
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 1, 64, 64))
     y = rng.integers(0, 3, size=300)
@@ -555,16 +658,19 @@ def test_alignment_diagnostics_through_conv_layers():
     assert all(0 < direct[f"angle_signal_{h}"] < 180 for h in (1, 2, 3))
 
 
-@pytest.mark.parametrize("make,match", [
-    (lambda: L.Conv2D(0, 3), "filters"),
-    (lambda: L.Conv2D(4, (3, 0)), "kernel_size"),
-    (lambda: L.Conv2D(4, 3, stride=0), "stride"),
-    (lambda: L.Conv2D(4, 3, padding="full"), "padding"),
-    (lambda: L.Conv2D(4, 3, activation="swish"), "activation"),
-    (lambda: L.MaxPool2D(2, stride=-1), "stride"),
-    (lambda: L.Dense(2.5), "units"),
-    (lambda: L.from_config({"type": "Dropout"}), "layer type"),
-])
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: L.Conv2D(0, 3), "filters"),
+        (lambda: L.Conv2D(4, (3, 0)), "kernel_size"),
+        (lambda: L.Conv2D(4, 3, stride=0), "stride"),
+        (lambda: L.Conv2D(4, 3, padding="full"), "padding"),
+        (lambda: L.Conv2D(4, 3, activation="swish"), "activation"),
+        (lambda: L.MaxPool2D(2, stride=-1), "stride"),
+        (lambda: L.Dense(2.5), "units"),
+        (lambda: L.from_config({"type": "Dropout"}), "layer type"),
+    ],
+)
 def test_layer_arguments_are_validated(make, match):
     with pytest.raises(ValueError, match=match):
         make()

@@ -320,9 +320,7 @@ def test_corrupt_deflate_stream(tmp_path: Path) -> None:
 
 def test_count_mismatch(tmp_path: Path) -> None:
     raw = make_raw()
-    paths = write_set(
-        tmp_path / "mnist", raw, overrides={"train-labels": labels_bytes(raw["train-labels"][:5])}
-    )
+    paths = write_set(tmp_path / "mnist", raw, overrides={"train-labels": labels_bytes(raw["train-labels"][:5])})
     with pytest.raises(DatasetError, match="7 images") as info:
         load("mnist", root=tmp_path)
     msg = str(info.value)
@@ -382,9 +380,7 @@ def test_download_success(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert server.requested == []
 
 
-def test_download_falls_back_to_next_mirror(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_download_falls_back_to_next_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     raw = make_raw(12)
     payloads = _gz_payloads(raw)
     _patch_md5(monkeypatch, "mnist", payloads)
@@ -399,9 +395,7 @@ def test_download_falls_back_to_next_mirror(
     assert server.requested[:2] == [first + fn0, second + fn0]
 
 
-def test_download_bad_checksum_on_first_mirror_tries_next(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_download_bad_checksum_on_first_mirror_tries_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     raw = make_raw(16)
     payloads = _gz_payloads(raw)
     _patch_md5(monkeypatch, "mnist", payloads)
@@ -475,9 +469,7 @@ def test_download_network_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert list((tmp_path / "mnist").iterdir()) == []
 
 
-def test_download_connection_dropped_mid_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_download_connection_dropped_mid_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     class Dropping(io.BytesIO):
         def read(self, n: int = -1) -> bytes:
             if self.tell() > 0:
@@ -566,8 +558,9 @@ def _partial_files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name not in _GZ)
 
 
-def test_download_over_http_checks_the_official_checksums(tmp_path: Path, local_mirror: _LocalMirror,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_over_http_checks_the_official_checksums(
+    tmp_path: Path, local_mirror: _LocalMirror, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import tqdm
 
     bars = []
@@ -644,14 +637,34 @@ def test_download_into_an_unwritable_folder_says_so_before_any_network_access(tm
         load("mnist", root=blocker, download=True)  # the autouse fixture fails any network access
 
 
-def test_cli_train_downloads_into_the_data_folder(tmp_path: Path, local_mirror: _LocalMirror,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_train_downloads_into_the_data_folder(
+    tmp_path: Path, local_mirror: _LocalMirror, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rbp_native.cli import main
 
     monkeypatch.setenv("RBP_NATIVE_DATA", str(tmp_path / "data"))
     out = tmp_path / "run"
-    assert main(["train", "--epochs", "1", "--hidden", "8", "--batch-size", "500", "--threads", "1",
-                 "--train-metrics", "running", "--no-progress", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--epochs",
+                "1",
+                "--hidden",
+                "8",
+                "--batch-size",
+                "500",
+                "--threads",
+                "1",
+                "--train-metrics",
+                "running",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (tmp_path / "data" / "mnist").iterdir()) == sorted(_GZ)
     assert (out / "model.npz").is_file()
 
@@ -674,9 +687,7 @@ def test_no_download_when_data_present(tmp_path: Path, monkeypatch: pytest.Monke
     assert len(load("mnist", root=tmp_path, download=True)[0]) == N_TRAIN
 
 
-def test_torchvision_failure_falls_back_to_urllib(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_torchvision_failure_falls_back_to_urllib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken_tv(name: str, base: Path) -> None:
         raise RuntimeError("torchvision mirrors unreachable")
 
@@ -690,9 +701,7 @@ def test_torchvision_failure_falls_back_to_urllib(
     assert any("torchvision mirrors unreachable" in n for n in info.value.__notes__)
 
 
-def test_torchvision_branch_used_when_available(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_torchvision_branch_used_when_available(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
     def fake_tv(name: str, base: Path) -> None:
@@ -726,9 +735,7 @@ def test_dataset_basics() -> None:
 
 
 def test_dataset_converts_and_validates() -> None:
-    ds = Dataset(
-        x=np.zeros((3, 2), dtype=np.float64, order="F"), y=[1, 2, 3], name="t", classes=("a",)
-    )
+    ds = Dataset(x=np.zeros((3, 2), dtype=np.float64, order="F"), y=[1, 2, 3], name="t", classes=("a",))
     assert ds.x.dtype == np.float32 and ds.x.flags.c_contiguous and ds.y.dtype == np.int64
     with pytest.raises(ValueError, match="rows"):
         Dataset(x=np.zeros((3, 2)), y=np.zeros(4), name="t", classes=())

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from rbp_native import cli
 from rbp_native import experiments as ex
 from rbp_native.experiments import aggregate, complexity, config, report, runner
@@ -21,30 +22,89 @@ SHIPPED = {
     "fig3": ["srbp"] + [f"sparse-srbp-p{p}" for p in ("0", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1")],
     "fig4": ["rbp"] + [f"sparse-rbp-p{p}" for p in ("0", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1")],
     "controls": [
-        "rbp", "srbp", "top", "rbp-resample-zero-mean", "rbp-resample-sign", "srbp-mean-gaussian",
-        "srbp-mean-uniform", "srbp-freeze-2", "srbp-freeze-1to2", "srbp-freeze-3", "srbp-freeze-1to3",
-        "srbp-sign", "srbp-magnitude", "srbp-per-synapse", "srbp-linear", "top-linear", "srbp-logistic",
-        "top-logistic", "srbp-relu", "top-relu", "srbp-relu-lr0.01", "top-relu-lr0.01",
+        "rbp",
+        "srbp",
+        "top",
+        "rbp-resample-zero-mean",
+        "rbp-resample-sign",
+        "srbp-mean-gaussian",
+        "srbp-mean-uniform",
+        "srbp-freeze-2",
+        "srbp-freeze-1to2",
+        "srbp-freeze-3",
+        "srbp-freeze-1to3",
+        "srbp-sign",
+        "srbp-magnitude",
+        "srbp-per-synapse",
+        "srbp-linear",
+        "top-linear",
+        "srbp-logistic",
+        "top-logistic",
+        "srbp-relu",
+        "top-relu",
+        "srbp-relu-lr0.01",
+        "top-relu-lr0.01",
     ],
-    "fig7": ["bp", "rbp", "srbp"] + [f"{a}-q-bits{b}" for a in ("bp", "rbp", "srbp") for b in (1, 2, 3, 4, 6, 8, 10, 12, 16)]
+    "fig7": ["bp", "rbp", "srbp"]
+    + [f"{a}-q-bits{b}" for a in ("bp", "rbp", "srbp") for b in (1, 2, 3, 4, 6, 8, 10, 12, 16)]
     + [f"{a}-qm-bits{b}" for a in ("bp", "rbp", "srbp") for b in (2, 4, 6, 8, 10)],
     "fig8": ["bp", "rbp", "srbp"] + [f"{a}-q-bits{b}" for a in ("bp", "rbp", "srbp") for b in (1, 2, 3, 4, 6, 8, 12)],
-    "fig9": ["bp", "rbp", "srbp"] + [f"{a}-drop-drop{p}" for a in ("bp", "rbp", "srbp") for p in (0.1, 0.25, 0.5, 0.75, 0.9)],
+    "fig9": ["bp", "rbp", "srbp"]
+    + [f"{a}-drop-drop{p}" for a in ("bp", "rbp", "srbp") for p in (0.1, 0.25, 0.5, 0.75, 0.9)],
     "deep": ["bp", "rbp", "srbp", "top"],
     "complexity": ["bp", "sbp", "rbp", "srbp", "arbp", "asrbp", "top", "sparse-rbp-n10", "sparse-srbp-n2"],
-    "scale": ["bp", "top", "rbp", "rbp-unit", "srbp", "srbp-unit", "rbp-nof", "rbp-nof-unit", "srbp-nof", "srbp-nof-unit",
-              "rbp-resample-zero-mean", "rbp-resample-zero-mean-unit", "top-relu", "srbp-relu", "srbp-relu-unit"]
+    "scale": [
+        "bp",
+        "top",
+        "rbp",
+        "rbp-unit",
+        "srbp",
+        "srbp-unit",
+        "rbp-nof",
+        "rbp-nof-unit",
+        "srbp-nof",
+        "srbp-nof-unit",
+        "rbp-resample-zero-mean",
+        "rbp-resample-zero-mean-unit",
+        "top-relu",
+        "srbp-relu",
+        "srbp-relu-unit",
+    ]
     + [f"{a}-q-unit-bits{b}" for a in ("rbp", "srbp") for b in (1, 2, 4, 8, 10, 16)]
     + [f"sparse-rbp-glorot-p{p}" for p in ("0.01", "0.02", "0.05", "0.1", "0.2", "0.5")],
-    "variants": ["rbp", "srbp", "top", "rbp-unit", "srbp-unit", "rbp-congruent", "srbp-congruent", "rbp-sign", "srbp-sign",
-                 "rbp-bernoulli", "srbp-bernoulli", "rbp-mean-gaussian", "rbp-mean-uniform"]
-    + [f"{a}-sparse-{d}{r}-p{p}" for a in ("rbp", "srbp") for d in ("sign", "gaussian") for p in ("0.1", "0.5")
-       for r in ("", "-rescaled")]
+    "variants": [
+        "rbp",
+        "srbp",
+        "top",
+        "rbp-unit",
+        "srbp-unit",
+        "rbp-congruent",
+        "srbp-congruent",
+        "rbp-sign",
+        "srbp-sign",
+        "rbp-bernoulli",
+        "srbp-bernoulli",
+        "rbp-mean-gaussian",
+        "rbp-mean-uniform",
+    ]
+    + [
+        f"{a}-sparse-{d}{r}-p{p}"
+        for a in ("rbp", "srbp")
+        for d in ("sign", "gaussian")
+        for p in ("0.1", "0.5")
+        for r in ("", "-rescaled")
+    ]
     + [f"{a}-{u}" for u in ("linear", "logistic", "relu", "relu-lr0.01") for a in ("rbp", "top")]
     + [f"srbp-freeze-{h}" for h in ("1", "2", "3", "4", "1to2", "1to3", "1to4")],
 }
-PAPER = {"hidden": [100, 100, 100, 100], "activation": "tanh", "output": "softmax", "lr": 0.1, "momentum": 0.0,
-         "batch_size": 100}
+PAPER = {
+    "hidden": [100, 100, 100, 100],
+    "activation": "tanh",
+    "output": "softmax",
+    "lr": 0.1,
+    "momentum": 0.0,
+    "batch_size": 100,
+}
 
 
 def tiny(name: str, **extra):
@@ -52,8 +112,9 @@ def tiny(name: str, **extra):
     depth = 10 if name == "deep" else 4
     overrides = {"dataset": "synthetic", "synthetic.train": 200, "synthetic.test": 50, "hidden": [8] * depth}
     overrides.update(extra.pop("overrides", {}))
-    return ex.load_experiment(name, epochs=extra.pop("epochs", 1), seeds=extra.pop("seeds", 1), overrides=overrides,
-                              **extra)
+    return ex.load_experiment(
+        name, epochs=extra.pop("epochs", 1), seeds=extra.pop("seeds", 1), overrides=overrides, **extra
+    )
 
 
 def read_csv(path):
@@ -96,8 +157,9 @@ def test_shipped_config_parses_and_expands_to_the_intended_runs(name):
         else:
             assert options["hidden"] == PAPER["hidden"]
         for key in ("activation", "output", "lr", "momentum", "batch_size"):
-            off_paper = ((key == "activation" and name in ("controls", "scale", "variants"))
-                         or (key == "lr" and variant.name.endswith("-lr0.01")))
+            off_paper = (key == "activation" and name in ("controls", "scale", "variants")) or (
+                key == "lr" and variant.name.endswith("-lr0.01")
+            )
             if experiment.kind == "train" and not off_paper:
                 assert options[key] == PAPER[key], (name, variant.name, key)
         if experiment.kind == "train":
@@ -137,8 +199,14 @@ def test_sweeps_carry_the_papers_settings():
     run = fig1.runs()[7]
     resolved = run.resolved()
     assert resolved["network"]["sizes"] == [784, 100, 100, 100, 100, 10]
-    assert resolved["trainer"] == {"lr": 0.1, "decay": 1e-6, "momentum": 0.0, "batch_size": 100,
-                                   "algorithm": "srbp", "derivative": False}
+    assert resolved["trainer"] == {
+        "lr": 0.1,
+        "decay": 1e-6,
+        "momentum": 0.0,
+        "batch_size": 100,
+        "algorithm": "srbp",
+        "derivative": False,
+    }
 
 
 def write_config(path: Path, body: str) -> Path:
@@ -161,7 +229,10 @@ batch_size = 20
 
 
 def test_sweep_expansion_names_labels_and_products(tmp_path):
-    path = write_config(tmp_path / "mine.toml", BASE + """
+    path = write_config(
+        tmp_path / "mine.toml",
+        BASE
+        + """
     [[variant]]
     name = "srbp"
     algorithm = "srbp"
@@ -173,7 +244,8 @@ def test_sweep_expansion_names_labels_and_products(tmp_path):
     algorithm = "bp"
     quantize = "signal"
     sweep = { quantize_bits = [2, 4], quantize_alpha = [0.5, 1.0] }
-    """)
+    """,
+    )
     experiment = ex.load_experiment(path)
     names = [v.name for v in experiment.variants]
     assert names == ["srbp-drop0", "srbp-drop0.5", "q-2-0.5", "q-2-1", "q-4-0.5", "q-4-1"]
@@ -184,20 +256,35 @@ def test_sweep_expansion_names_labels_and_products(tmp_path):
     assert len(experiment.runs()) == 12
 
 
-@pytest.mark.parametrize("body,message", [
-    (BASE + '[[variant]]\nname = "a"\nalgoritm = "bp"\n', "unknown key 'algoritm' in [[variant]] #1 ('a')"),
-    (BASE.replace("epochs = 1", "epochs = 1\nepoch = 3") + '[[variant]]\nname = "a"\n', "unknown key 'epoch' in [experiment]"),
-    (BASE.replace("batch_size", "batchsize") + '[[variant]]\nname = "a"\n', "unknown key 'batchsize' in [defaults]"),
-    (BASE + '[[variant]]\nname = "a"\n[[check]]\nclaim = "x"\nkind = "ge"\na = "a"\nc = "a"\n', "unknown key 'c' in [[check]] #1"),
-    (BASE + '[[variant]]\nname = "a"\n[[check]]\nclaim = "x"\nkind = "ge"\na = "a"\n', "needs a, b"),
-    (BASE + '[[variant]]\nname = "a"\nsweep = { lr = 0.1 }\n', "must be a non-empty list"),
-    (BASE + '[[variant]]\nname = "a"\n[[variant]]\nname = "a"\n', "two variants are called 'a'"),
-    (BASE + '[[variant]]\nname = "a b"\n', "may hold only"),
-    (BASE.replace("hidden = [6, 5]", "sizes = [10, 6, 3]") + '[[variant]]\nname = "a"\n', "do not fit the data set"),
-    (BASE + "[[variant]]\nname = 'a'\nreference = 'b'\n", "reference 'b'"),
-    (BASE + "[[variant]]\nname = 'a'\nlr = -1.0\n", "variant 'a': lr must be positive"),
-    ("[experiment\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        (BASE + '[[variant]]\nname = "a"\nalgoritm = "bp"\n', "unknown key 'algoritm' in [[variant]] #1 ('a')"),
+        (
+            BASE.replace("epochs = 1", "epochs = 1\nepoch = 3") + '[[variant]]\nname = "a"\n',
+            "unknown key 'epoch' in [experiment]",
+        ),
+        (
+            BASE.replace("batch_size", "batchsize") + '[[variant]]\nname = "a"\n',
+            "unknown key 'batchsize' in [defaults]",
+        ),
+        (
+            BASE + '[[variant]]\nname = "a"\n[[check]]\nclaim = "x"\nkind = "ge"\na = "a"\nc = "a"\n',
+            "unknown key 'c' in [[check]] #1",
+        ),
+        (BASE + '[[variant]]\nname = "a"\n[[check]]\nclaim = "x"\nkind = "ge"\na = "a"\n', "needs a, b"),
+        (BASE + '[[variant]]\nname = "a"\nsweep = { lr = 0.1 }\n', "must be a non-empty list"),
+        (BASE + '[[variant]]\nname = "a"\n[[variant]]\nname = "a"\n', "two variants are called 'a'"),
+        (BASE + '[[variant]]\nname = "a b"\n', "may hold only"),
+        (
+            BASE.replace("hidden = [6, 5]", "sizes = [10, 6, 3]") + '[[variant]]\nname = "a"\n',
+            "do not fit the data set",
+        ),
+        (BASE + "[[variant]]\nname = 'a'\nreference = 'b'\n", "reference 'b'"),
+        (BASE + "[[variant]]\nname = 'a'\nlr = -1.0\n", "variant 'a': lr must be positive"),
+        ("[experiment\n", "not valid TOML"),
+    ],
+)
 def test_bad_configs_give_clear_errors_naming_the_file(tmp_path, body, message):
     path = write_config(tmp_path / "bad.toml", body)
     with pytest.raises(ex.ConfigError) as error:
@@ -209,7 +296,11 @@ def test_bad_configs_give_clear_errors_naming_the_file(tmp_path, body, message):
 
 def test_overrides_set_experiment_keys_and_force_run_options():
     assert ex.parse_overrides(["lr=0.05", "hidden=[3, 4]", "activation=relu", 'dataset="synthetic"']) == {
-        "lr": 0.05, "hidden": [3, 4], "activation": "relu", "dataset": "synthetic"}
+        "lr": 0.05,
+        "hidden": [3, 4],
+        "activation": "relu",
+        "dataset": "synthetic",
+    }
     experiment = tiny("fig1", overrides={"lr": 0.05, "test_limit": 20})
     assert {v.options["lr"] for v in experiment.variants} == {0.05}
     assert experiment.test_limit == 20 and experiment.dataset == "synthetic"
@@ -263,8 +354,16 @@ def test_tiny_version_of_every_experiment_runs_end_to_end(tmp_path, name):
 def test_complexity_formulas_for_the_papers_network():
     sizes = [784, 100, 100, 100, 100, 10]
     assert complexity.analytic(sizes, {"algorithm": "bp"})["channel_macs"] == 31000
-    assert complexity.analytic(sizes, {"algorithm": "rbp"}) == {"channel_macs": 31000, "storage": 31000, "update_macs": 0}
-    assert complexity.analytic(sizes, {"algorithm": "srbp"}) == {"channel_macs": 4000, "storage": 4000, "update_macs": 0}
+    assert complexity.analytic(sizes, {"algorithm": "rbp"}) == {
+        "channel_macs": 31000,
+        "storage": 31000,
+        "update_macs": 0,
+    }
+    assert complexity.analytic(sizes, {"algorithm": "srbp"}) == {
+        "channel_macs": 4000,
+        "storage": 4000,
+        "update_macs": 0,
+    }
     assert complexity.analytic(sizes, {"algorithm": "asrbp"})["update_macs"] == 4000
     assert complexity.analytic(sizes, {"algorithm": "top"})["channel_macs"] == 0
     assert complexity.analytic(sizes, {"algorithm": "srbp", "feedback_density": 0.25})["channel_macs"] == 1000
@@ -278,7 +377,10 @@ def test_complexity_formulas_for_the_papers_network():
 
 
 def small(tmp_path, **overrides) -> ex.Experiment:
-    path = write_config(tmp_path / "small.toml", BASE + """
+    path = write_config(
+        tmp_path / "small.toml",
+        BASE
+        + """
     [[variant]]
     name = "bp"
     algorithm = "bp"
@@ -293,7 +395,8 @@ def small(tmp_path, **overrides) -> ex.Experiment:
     a = "srbp"
     b = "bp"
     tolerance = 1.0
-    """)
+    """,
+    )
     return ex.load_experiment(path, epochs=overrides.pop("epochs", 2), overrides=overrides)
 
 
@@ -347,14 +450,17 @@ def test_changed_settings_are_refused_unless_forced(tmp_path):
     assert stored["resolved"]["trainer"]["lr"] == 0.05
 
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda text: text.replace("\n2,", "\nabc,", 1), "epoch = 'abc' is not a number"),
-    (lambda text: text[:-5], "truncated"),
-    (lambda text: "".join(text.splitlines(keepends=True)[:2]), "1 epoch row(s), expected 2"),
-    (lambda text: text.replace("train_accuracy", "train_acc", 1), "train_accuracy missing"),
-    (lambda text: "", "empty"),
-    (lambda text: text + "3,1,2\n", "3 fields, the header has"),
-])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda text: text.replace("\n2,", "\nabc,", 1), "epoch = 'abc' is not a number"),
+        (lambda text: text[:-5], "truncated"),
+        (lambda text: "".join(text.splitlines(keepends=True)[:2]), "1 epoch row(s), expected 2"),
+        (lambda text: text.replace("train_accuracy", "train_acc", 1), "train_accuracy missing"),
+        (lambda text: "", "empty"),
+        (lambda text: text + "3,1,2\n", "3 fields, the header has"),
+    ],
+)
 def test_corrupt_histories_give_a_clear_error_never_a_merge(tmp_path, damage, message):
     experiment = small(tmp_path)
     out = tmp_path / "out"
@@ -385,8 +491,10 @@ def test_a_corrupt_done_marker_is_reported(tmp_path):
 
 def test_summary_statistics_on_hand_made_histories():
     def rows(*accs):
-        return [{"epoch": i + 1, "train_accuracy": a, "test_accuracy": a / 2, "train_loss": 1 - a, "test_loss": 2 * a}
-                for i, a in enumerate(accs)]
+        return [
+            {"epoch": i + 1, "train_accuracy": a, "test_accuracy": a / 2, "train_loss": 1 - a, "test_loss": 2 * a}
+            for i, a in enumerate(accs)
+        ]
 
     summary = ex.summarize({"x": [rows(0.5, 0.6), rows(0.7, 0.8), rows(0.9)], "y": [rows(0.25)]})
     first, second, only = summary
@@ -414,7 +522,8 @@ def test_aggregation_reads_the_run_folders(tmp_path):
         a = accuracy[(run.variant.name, run.seed)]
         (run_dir / "history.csv").write_text(
             "epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr\n"
-            f"1,1.0,{a - 0.1},1.5,{a - 0.2},0.1\n2,0.5,{a},0.75,{a - 0.1},0.1\n")
+            f"1,1.0,{a - 0.1},1.5,{a - 0.2},0.1\n2,0.5,{a},0.75,{a - 0.1},0.1\n"
+        )
         (run_dir / "done.json").write_text(json.dumps({"status": "complete", "epochs": 2}))
     result = aggregate.collect(experiment, directory)
     final = {row["variant"]: row for row in result.final}
@@ -428,7 +537,11 @@ def test_aggregation_reads_the_run_folders(tmp_path):
     assert "| `bp` | bp | 2 | 60.00 ± 14.14 | 40.00 | 70.00 ± 14.14 |" in (directory / "final.md").read_text()
     summary = read_csv(directory / "summary.csv")
     assert [(r["variant"], r["epoch"], r["n"]) for r in summary] == [
-        ("bp", "1", "2"), ("bp", "2", "2"), ("srbp", "1", "2"), ("srbp", "2", "2")]
+        ("bp", "1", "2"),
+        ("bp", "2", "2"),
+        ("srbp", "1", "2"),
+        ("srbp", "2", "2"),
+    ]
     assert float(summary[0]["test_accuracy_mean"]) == pytest.approx(0.5)
 
 
@@ -471,12 +584,21 @@ def test_a_near_tie_is_shown_with_the_digits_that_decide_it():
 
 def test_flattened_history_columns():
     record = {"epoch": 1, "angle": [10.0, 20.0], "norms": {"W": [1.0, 2.0]}, "lr": 0.1}
-    assert runner.flatten(record) == {"epoch": 1, "angle_1": 10.0, "angle_2": 20.0, "norms.W_1": 1.0,
-                                      "norms.W_2": 2.0, "lr": 0.1}
+    assert runner.flatten(record) == {
+        "epoch": 1,
+        "angle_1": 10.0,
+        "angle_2": 20.0,
+        "norms.W_1": 1.0,
+        "norms.W_2": 2.0,
+        "lr": 0.1,
+    }
 
 
 def test_a_diverging_run_is_recorded_and_reported(tmp_path):
-    path = write_config(tmp_path / "boom.toml", BASE.replace('name = "mine"', 'name = "boom"') + """
+    path = write_config(
+        tmp_path / "boom.toml",
+        BASE.replace('name = "mine"', 'name = "boom"')
+        + """
     output = "linear"
     lr = 1e30
 
@@ -494,7 +616,8 @@ def test_a_diverging_run_is_recorded_and_reported(tmp_path):
     claim = "bp is lowest"
     kind = "lowest"
     variant = "bp"
-    """)
+    """,
+    )
     experiment = ex.load_experiment(path, seeds=1)
     outcome = go(experiment, tmp_path, figures=True)  # a panel with nothing to draw: no legend, no warning
     assert (tmp_path / "boom" / "final.png").is_file()
@@ -528,7 +651,9 @@ def test_jobs_2_gives_the_same_numbers_as_jobs_1(tmp_path):
     assert len(two.trained) == 4 and not two.failed
     one_h, two_h = histories(tmp_path / "one"), histories(tmp_path / "two")
     assert len(one_h) == 4 and one_h == two_h
-    assert (tmp_path / "one" / "mine" / "summary.csv").read_text() == (tmp_path / "two" / "mine" / "summary.csv").read_text()
+    assert (tmp_path / "one" / "mine" / "summary.csv").read_text() == (
+        tmp_path / "two" / "mine" / "summary.csv"
+    ).read_text()
 
 
 def test_threads_follow_the_number_of_jobs():
@@ -540,9 +665,25 @@ def test_threads_follow_the_number_of_jobs():
 
 
 def test_command_line(tmp_path, capsys):
-    common = ["--out", str(tmp_path), "--seeds", "1", "--epochs", "1", "--threads", "1", "--no-progress",
-              "--set", "dataset=synthetic", "--set", "synthetic.train=100", "--set", "synthetic.test=30",
-              "--set", "hidden=[6,6,6,6]"]
+    common = [
+        "--out",
+        str(tmp_path),
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--set",
+        "dataset=synthetic",
+        "--set",
+        "synthetic.train=100",
+        "--set",
+        "synthetic.test=30",
+        "--set",
+        "hidden=[6,6,6,6]",
+    ]
     assert cli.main(["reproduce", "fig2", *common, "--dry-run"]) == 0
     assert "4 runs: 4 missing" in capsys.readouterr().out
     assert cli.main(["reproduce", "fig2", *common]) == 0
@@ -558,8 +699,10 @@ def test_command_line(tmp_path, capsys):
     assert cli.main(["reproduce", "complexity", "--out", str(tmp_path)]) == 0
     assert "31,000" in capsys.readouterr().out
     config_file = write_config(tmp_path / "mine.toml", BASE + '[[variant]]\nname = "bp"\nalgorithm = "bp"\n')
-    assert cli.main(["run", str(config_file), "--out", str(tmp_path), "--threads", "1", "--no-progress",
-                     "--limit", "50"]) == 0
+    assert (
+        cli.main(["run", str(config_file), "--out", str(tmp_path), "--threads", "1", "--no-progress", "--limit", "50"])
+        == 0
+    )
     stored = json.loads((tmp_path / "mine" / "runs" / "bp" / "seed1" / "config.json").read_text())
     assert stored["train_examples"] == 50 and stored["resolved"]["dataset"]["limit"] == 50
     assert cli.main(["run", str(tmp_path / "missing.toml")]) == 2
@@ -610,15 +753,35 @@ PINNED_VARIANTS = {
     "fig3": ["srbp"] + [f"sparse-srbp-p{p}" for p in ("0", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1")],
     "fig4": ["rbp"] + [f"sparse-rbp-p{p}" for p in ("0", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1")],
     "controls": [
-        "rbp", "srbp", "top", "rbp-resample-zero-mean", "rbp-resample-sign", "srbp-mean-gaussian",
-        "srbp-mean-uniform", "srbp-freeze-2", "srbp-freeze-1to2", "srbp-freeze-3", "srbp-freeze-1to3",
-        "srbp-sign", "srbp-magnitude", "srbp-per-synapse", "srbp-linear", "top-linear", "srbp-logistic",
-        "top-logistic", "srbp-relu", "top-relu", "srbp-relu-lr0.01", "top-relu-lr0.01",
+        "rbp",
+        "srbp",
+        "top",
+        "rbp-resample-zero-mean",
+        "rbp-resample-sign",
+        "srbp-mean-gaussian",
+        "srbp-mean-uniform",
+        "srbp-freeze-2",
+        "srbp-freeze-1to2",
+        "srbp-freeze-3",
+        "srbp-freeze-1to3",
+        "srbp-sign",
+        "srbp-magnitude",
+        "srbp-per-synapse",
+        "srbp-linear",
+        "top-linear",
+        "srbp-logistic",
+        "top-logistic",
+        "srbp-relu",
+        "top-relu",
+        "srbp-relu-lr0.01",
+        "top-relu-lr0.01",
     ],
-    "fig7": ["bp", "rbp", "srbp"] + [f"{a}-q-bits{b}" for a in ("bp", "rbp", "srbp") for b in (1, 2, 3, 4, 6, 8, 10, 12, 16)]
+    "fig7": ["bp", "rbp", "srbp"]
+    + [f"{a}-q-bits{b}" for a in ("bp", "rbp", "srbp") for b in (1, 2, 3, 4, 6, 8, 10, 12, 16)]
     + [f"{a}-qm-bits{b}" for a in ("bp", "rbp", "srbp") for b in (2, 4, 6, 8, 10)],
     "fig8": ["bp", "rbp", "srbp"] + [f"{a}-q-bits{b}" for a in ("bp", "rbp", "srbp") for b in (1, 2, 3, 4, 6, 8, 12)],
-    "fig9": ["bp", "rbp", "srbp"] + [f"{a}-drop-drop{p}" for a in ("bp", "rbp", "srbp") for p in (0.1, 0.25, 0.5, 0.75, 0.9)],
+    "fig9": ["bp", "rbp", "srbp"]
+    + [f"{a}-drop-drop{p}" for a in ("bp", "rbp", "srbp") for p in (0.1, 0.25, 0.5, 0.75, 0.9)],
     "deep": ["bp", "rbp", "srbp", "top"],
 }
 
@@ -641,10 +804,12 @@ def test_the_runs_of_the_full_sweeps_keep_their_settings(name):
 
 def _stats(values):
     """A `value` function over Stats; a bare float means one seed (no spread)."""
+
     def value(name):
         if name not in values:
             raise report.NotMeasured(f"variant {name!r} is not in this experiment")
         return values[name]
+
     return value
 
 
@@ -655,17 +820,23 @@ def test_graceful_flags_accuracy_lost_as_bits_are_removed():
     # A fig7-like curve, 82.9 -> 96.8 from 2 to 10 bits: removing bits 8 -> 6 loses 6.85 points.
     curve = dict(zip(BITS, (0.8289, 0.8289, 0.8956, 0.9641, 0.9678)))
     groups = {"q": list(reversed(BITS))}  # listed out of order: the check sorts by the swept value
-    verdict, evidence = report.evaluate_check({"kind": "graceful", "group": "q", "tolerance": 0.01},
-                                              _stats(curve), groups, list(curve), swept=BITS)
+    verdict, evidence = report.evaluate_check(
+        {"kind": "graceful", "group": "q", "tolerance": 0.01}, _stats(curve), groups, list(curve), swept=BITS
+    )
     assert verdict == "false"
     assert "largest loss 6.85 points, from bits 8 to bits 6" in evidence
     assert evidence.index("bits 10: 96.78%") < evidence.index("bits 2: 82.89%")  # from the most precise down
     # The old reading (falls as bits are *added*) saw nothing wrong with the same curve.
-    assert report.evaluate_check({"kind": "monotone", "group": "q", "tolerance": 0.01}, _stats(curve), groups,
-                                 list(curve), swept=BITS)[0] == "true"
+    assert (
+        report.evaluate_check(
+            {"kind": "monotone", "group": "q", "tolerance": 0.01}, _stats(curve), groups, list(curve), swept=BITS
+        )[0]
+        == "true"
+    )
     flat = dict(zip(BITS, (0.960, 0.962, 0.965, 0.964, 0.966)))
-    verdict, evidence = report.evaluate_check({"kind": "graceful", "group": "q", "tolerance": 0.01},
-                                              _stats(flat), groups, list(flat), swept=BITS)
+    verdict, evidence = report.evaluate_check(
+        {"kind": "graceful", "group": "q", "tolerance": 0.01}, _stats(flat), groups, list(flat), swept=BITS
+    )
     assert verdict == "true" and "largest loss 0.30 points, from bits 6 to bits 4" in evidence
 
 
@@ -678,29 +849,44 @@ def test_a_difference_within_one_standard_error_is_a_tie():
     assert "within one standard error, 0.06 points: tie" in evidence
     # The same means with no spread known (one seed) are decided strictly, as is a gap beyond the error.
     one_seed = {"sbp": S(0.97966), "bp": S(0.97974)}
-    assert report.evaluate_check({"kind": "ge", "a": "sbp", "b": "bp"}, _stats(one_seed), {}, ["sbp", "bp"])[0] == "false"
+    assert (
+        report.evaluate_check({"kind": "ge", "a": "sbp", "b": "bp"}, _stats(one_seed), {}, ["sbp", "bp"])[0] == "false"
+    )
     apart = {"sbp": S(0.9770, 0.0008, 5), "bp": S(0.9797, 0.0012, 5)}
     assert report.evaluate_check({"kind": "ge", "a": "sbp", "b": "bp"}, _stats(apart), {}, ["sbp", "bp"])[0] == "false"
     assert report.evaluate_check({"kind": "ge", "a": "bp", "b": "sbp"}, _stats(apart), {}, ["sbp", "bp"])[0] == "true"
     # A margin moves the bar the tie is judged against.
-    assert report.evaluate_check({"kind": "ge", "a": "sbp", "b": "bp", "margin": -0.0027}, _stats(apart), {},
-                                 ["sbp", "bp"])[0] == "tie"
+    assert (
+        report.evaluate_check(
+            {"kind": "ge", "a": "sbp", "b": "bp", "margin": -0.0027}, _stats(apart), {}, ["sbp", "bp"]
+        )[0]
+        == "tie"
+    )
     # Thresholds, extremes and betweenness tie the same way; one false among pairs makes the check false.
     near = {"a": S(0.8995, 0.002, 4), "b": S(0.95, 0.001, 4), "c": S(0.9004, 0.002, 4)}
     value = _stats(near)
     assert report.evaluate_check({"kind": "above", "a": "a", "value": 0.90}, value, {}, list(near))[0] == "tie"
     assert report.evaluate_check({"kind": "lowest", "variant": "a"}, value, {}, list(near))[0] == "tie"
-    assert report.evaluate_check({"kind": "between", "a": "c", "low": "a", "high": "b"}, value, {}, list(near))[0] == "tie"
+    assert (
+        report.evaluate_check({"kind": "between", "a": "c", "low": "a", "high": "b"}, value, {}, list(near))[0] == "tie"
+    )
     assert report.evaluate_check({"kind": "ge", "a": ["b", "a"], "b": ["a", "b"]}, value, {}, list(near))[0] == "false"
     # A tolerance is the claim's own bar: close is never a tie.
-    assert report.evaluate_check({"kind": "close", "a": "a", "b": "c", "tolerance": 0.0001}, value, {},
-                                 list(near))[0] == "false"
+    assert (
+        report.evaluate_check({"kind": "close", "a": "a", "b": "c", "tolerance": 0.0001}, value, {}, list(near))[0]
+        == "false"
+    )
 
 
 def test_a_claim_that_holds_by_construction_is_not_counted_as_agreement():
     values = {"srbp-mean": 0.9692, "srbp": 0.9692, "top": 0.8289}
-    check = {"kind": "close", "a": "srbp-mean", "b": "srbp", "tolerance": 0.005,
-             "construction": "the mean times the error sum is zero"}
+    check = {
+        "kind": "close",
+        "a": "srbp-mean",
+        "b": "srbp",
+        "tolerance": 0.005,
+        "construction": "the mean times the error sum is zero",
+    }
     verdict, evidence = report.evaluate_check(check, _stats(values), {}, list(values))
     assert verdict == "holds by construction"
     assert evidence.endswith("By construction: the mean times the error sum is zero")
@@ -713,8 +899,14 @@ def test_alike_compares_each_groups_loss_against_its_own_float_run():
     swept = {f"{g}-bits{b}": {"quantize_bits": b} for g in ("bp", "rbp") for b in (1, 4)}
     groups = {"bp": ["bp-bits1", "bp-bits4"], "rbp": ["rbp-bits1", "rbp-bits4"]}
     # Absolute accuracies differ by 2.7 points at 4 bits, but each loses about the same against its float run.
-    values = {"bp-float": 0.9740, "rbp-float": 0.9700, "bp-bits4": 0.9696, "rbp-bits4": 0.9429,
-              "bp-bits1": 0.9690, "rbp-bits1": 0.8160}
+    values = {
+        "bp-float": 0.9740,
+        "rbp-float": 0.9700,
+        "bp-bits4": 0.9696,
+        "rbp-bits4": 0.9429,
+        "bp-bits1": 0.9690,
+        "rbp-bits1": 0.8160,
+    }
     values["rbp-float"] = 0.9429 + (0.9740 - 0.9696) + 0.001  # rbp loses 0.54 points at 4 bits, bp 0.44
     check = {"kind": "alike", "group": ["bp", "rbp"], "tolerance": 0.02}
     refs = {"bp": "bp-float", "rbp": "rbp-float"}
@@ -743,7 +935,9 @@ def test_reaches_names_where_a_threshold_holds_and_first_fails():
 
 
 def test_new_check_kinds_are_validated_when_parsed(tmp_path):
-    body = BASE + """
+    body = (
+        BASE
+        + """
     [[variant]]
     name = "q"
     algorithm = "bp"
@@ -755,6 +949,7 @@ def test_new_check_kinds_are_validated_when_parsed(tmp_path):
     group = "q"
     value = 0.5
     """
+    )
     with pytest.raises(ex.ConfigError, match="kind 'reaches' needs group, value, at; 'at' is missing"):
         ex.load_experiment(write_config(tmp_path / "a.toml", body))
     with pytest.raises(ex.ConfigError, match="construction must be the one-line reason"):
@@ -771,8 +966,12 @@ def test_source_revision_is_the_checkouts_commit_or_none():
 
     source = runner.source_revision()
     package = Path(runner.__file__).resolve().parent.parent
-    tracked = subprocess.run(["git", "-C", str(package), "ls-files", "--error-unmatch", "__init__.py"],
-                             capture_output=True).returncode == 0
+    tracked = (
+        subprocess.run(
+            ["git", "-C", str(package), "ls-files", "--error-unmatch", "__init__.py"], capture_output=True
+        ).returncode
+        == 0
+    )
     if not tracked:  # an installed wheel: no commit to claim
         assert source is None
         return

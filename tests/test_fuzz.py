@@ -44,11 +44,16 @@ def assert_names(error: BaseException, *names: str) -> None:
 # ----------------------------------------------------------------------------------------------
 # Strategies
 
+
 def any_value():
     """Python values of every kind a keyword argument might wrongly receive."""
     scalars = st.one_of(
-        st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-        st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12), st.binary(max_size=4),
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=12),
+        st.binary(max_size=4),
         st.sampled_from([np.float16(1.5), np.int8(-3), np.uint64(2**63), np.bool_(True), 1 + 2j, object()]),
     )
     return st.one_of(scalars, st.lists(scalars, max_size=4), st.tuples(scalars, scalars))
@@ -63,17 +68,20 @@ def probably_valid(valid: list, extra=None):
 
 
 MLP_VALUES = {
-    "sizes": probably_valid([[5, 4, 3], [5, 3], [5, 2, 2, 3]],
-                            st.lists(st.integers(min_value=-2, max_value=6), max_size=5)),
+    "sizes": probably_valid(
+        [[5, 4, 3], [5, 3], [5, 2, 2, 3]], st.lists(st.integers(min_value=-2, max_value=6), max_size=5)
+    ),
     "activation": probably_valid(list(rbp.network.ACTIVATIONS)),
     "output": probably_valid(list(rbp.network.OUTPUTS)),
-    "dtype": probably_valid(["float32", "float64", np.float32, np.float64, "float16", "int32", "complex64",
-                             np.dtype("float64"), "f8"]),
+    "dtype": probably_valid(
+        ["float32", "float64", np.float32, np.float64, "float16", "int32", "complex64", np.dtype("float64"), "f8"]
+    ),
     "seed": probably_valid([0, 1, 2**63], st.integers(min_value=-5, max_value=2**65)),
     "bias": probably_valid([True, False]),
     "init": probably_valid(list(rbp.network.INITS)),
-    "connectivity": probably_valid([None, 1.0, 0.5, [1.0, 0.5]],
-                                   st.lists(st.floats(min_value=-0.5, max_value=1.5), max_size=3)),
+    "connectivity": probably_valid(
+        [None, 1.0, 0.5, [1.0, 0.5]], st.lists(st.floats(min_value=-0.5, max_value=1.5), max_size=3)
+    ),
 }
 
 TRAINER_VALUES = {
@@ -100,8 +108,9 @@ TRAINER_VALUES = {
     "transform_target": probably_valid(list(rbp.trainer.TRANSFORM_TARGETS)),
     "channel_dropout": probably_valid([0.0, 0.5], st.floats(min_value=-0.5, max_value=1.5)),
     "dropout_inverted": probably_valid([False, True]),
-    "frozen_layers": probably_valid([(), [1], [2], [1, 2]], st.lists(st.integers(min_value=-1, max_value=4),
-                                                                    max_size=3)),
+    "frozen_layers": probably_valid(
+        [(), [1], [2], [1, 2]], st.lists(st.integers(min_value=-1, max_value=4), max_size=3)
+    ),
     "quantize": probably_valid([None, *rbp.trainer.QUANTIZE_MODES]),
     "quantize_bits": probably_valid([8, 1, 4, 64], st.integers(min_value=-1, max_value=70)),
     "quantize_alpha": probably_valid([None, 0.125], st.floats(min_value=-1, max_value=2)),
@@ -111,8 +120,10 @@ TRAINER_VALUES = {
 
 def batch(rows: int, seed: int = 0, features: int = SIZES[0], classes: int = SIZES[-1]):
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((rows, features)).astype(np.float32),
-            rng.integers(0, classes, size=rows).astype(np.int64))
+    return (
+        rng.standard_normal((rows, features)).astype(np.float32),
+        rng.integers(0, classes, size=rows).astype(np.int64),
+    )
 
 
 def check_usable(trainer: rbp.Trainer, expect_finite: bool = True) -> None:
@@ -136,6 +147,7 @@ def check_usable(trainer: rbp.Trainer, expect_finite: bool = True) -> None:
 
 # ----------------------------------------------------------------------------------------------
 # Options of MLP and Trainer
+
 
 @given(key=st.sampled_from(sorted(MLP_VALUES)), data=st.data())
 @settings(deadline=None)
@@ -177,8 +189,12 @@ def test_trainer_rejects_a_bad_keyword_by_name(key, algorithm, data):
         trainer = rbp.Trainer(net, **options)
     except CLEAR_ERRORS as error:
         # An option that applies only to some algorithms is rejected naming either.
-        assert_names(error, key, *(["algorithm"] if algorithm not in FEEDBACK_ALGORITHMS else []),
-                     *({"sources": ["source"], "frozen_layers": ["frozen layer"]}.get(key, [])))
+        assert_names(
+            error,
+            key,
+            *(["algorithm"] if algorithm not in FEEDBACK_ALGORITHMS else []),
+            *({"sources": ["source"], "frozen_layers": ["frozen layer"]}.get(key, [])),
+        )
         return
     # Accepted: the trainer holds exactly the value given (no silent coercion).
     stored = trainer.config()[key]
@@ -189,9 +205,15 @@ def test_trainer_rejects_a_bad_keyword_by_name(key, algorithm, data):
     elif key == "derivative":
         assert stored == ([bool(value)] if is_bool(value) else list(value))
     elif key == "sources":
-        assert trainer.sources == ([] if algorithm not in FEEDBACK_ALGORITHMS else
-                                   ["above" if algorithm in ("rbp", "arbp") else "output"] if value is None else
-                                   [value] if isinstance(value, str) else list(value))
+        assert trainer.sources == (
+            []
+            if algorithm not in FEEDBACK_ALGORITHMS
+            else ["above" if algorithm in ("rbp", "arbp") else "output"]
+            if value is None
+            else [value]
+            if isinstance(value, str)
+            else list(value)
+        )
     elif isinstance(value, (list, tuple)):
         assert list(stored) == list(value)
     else:
@@ -203,29 +225,33 @@ def test_trainer_rejects_a_bad_keyword_by_name(key, algorithm, data):
     algorithm=st.sampled_from(rbp.ALGORITHMS),
     dtype=st.sampled_from(["float32", "float64"]),
     output=st.sampled_from(rbp.network.OUTPUTS),
-    options=st.fixed_dictionaries({}, optional={
-        key: st.sampled_from(values) for key, values in {
-            "derivative": [True, False, [True, False]],
-            "momentum": [0.0, 0.5],
-            "feedback_distribution": list(rbp.trainer.FEEDBACK_DISTRIBUTIONS),
-            "feedback_density": [1.0, 0.5],
-            "feedback_nonzeros": [1, 2.5],
-            "feedback_storage": list(rbp.trainer.FEEDBACK_STORAGES),
-            "congruent": [True],
-            "resample": list(rbp.trainer.RESAMPLE_MODES),
-            "sources": ["above", "output"],
-            "feedback_lr_scale": [0.0, 0.5],
-            "per_synapse": [True],
-            "signal_transform": list(rbp.trainer.SIGNAL_TRANSFORMS),
-            "transform_target": list(rbp.trainer.TRANSFORM_TARGETS),
-            "channel_dropout": [0.25],
-            "dropout_inverted": [True],
-            "frozen_layers": [[1], [2]],
-            "quantize": list(rbp.trainer.QUANTIZE_MODES),
-            "quantize_bits": [1, 3, 16],
-            "quantize_rounding": list(rbp.trainer.ROUNDINGS),
-        }.items()
-    }),
+    options=st.fixed_dictionaries(
+        {},
+        optional={
+            key: st.sampled_from(values)
+            for key, values in {
+                "derivative": [True, False, [True, False]],
+                "momentum": [0.0, 0.5],
+                "feedback_distribution": list(rbp.trainer.FEEDBACK_DISTRIBUTIONS),
+                "feedback_density": [1.0, 0.5],
+                "feedback_nonzeros": [1, 2.5],
+                "feedback_storage": list(rbp.trainer.FEEDBACK_STORAGES),
+                "congruent": [True],
+                "resample": list(rbp.trainer.RESAMPLE_MODES),
+                "sources": ["above", "output"],
+                "feedback_lr_scale": [0.0, 0.5],
+                "per_synapse": [True],
+                "signal_transform": list(rbp.trainer.SIGNAL_TRANSFORMS),
+                "transform_target": list(rbp.trainer.TRANSFORM_TARGETS),
+                "channel_dropout": [0.25],
+                "dropout_inverted": [True],
+                "frozen_layers": [[1], [2]],
+                "quantize": list(rbp.trainer.QUANTIZE_MODES),
+                "quantize_bits": [1, 3, 16],
+                "quantize_rounding": list(rbp.trainer.ROUNDINGS),
+            }.items()
+        },
+    ),
 )
 @settings(deadline=None)
 def test_any_combination_of_valid_options_trains_or_is_refused(algorithm, dtype, output, options):
@@ -255,8 +281,10 @@ def arrays(draw, shape, *, numeric_only: bool = False):
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
         huge = float(np.finfo(dtype).max)  # 65504 in float16, 3.4e38 in float32
-        elements = st.one_of(st.floats(-3, 3, width=min(dtype.itemsize * 8, 64)),
-                             st.sampled_from([np.nan, np.inf, -np.inf, huge, -huge, min(1e38, huge), 0.0]))
+        elements = st.one_of(
+            st.floats(-3, 3, width=min(dtype.itemsize * 8, 64)),
+            st.sampled_from([np.nan, np.inf, -np.inf, huge, -huge, min(1e38, huge), 0.0]),
+        )
         base = draw(hnp.arrays(dtype, shape, elements=elements))
     elif dtype.kind in "iu":
         base = draw(hnp.arrays(dtype, shape, elements=st.integers(0 if dtype.kind == "u" else -3, 3)))
@@ -322,8 +350,20 @@ def test_forward_and_predict_accept_any_layout_or_refuse_by_name(data, dtype):
 
 def label_arrays(rows: int, classes: int):
     return st.one_of(
-        arrays(st.sampled_from([(rows,), (rows + 1,), (max(rows - 1, 0),), (rows, classes), (rows, classes + 1),
-                                (rows, 1), (rows, classes, 1), ()])),
+        arrays(
+            st.sampled_from(
+                [
+                    (rows,),
+                    (rows + 1,),
+                    (max(rows - 1, 0),),
+                    (rows, classes),
+                    (rows, classes + 1),
+                    (rows, 1),
+                    (rows, classes, 1),
+                    (),
+                ]
+            )
+        ),
         hnp.arrays(np.int64, rows, elements=st.integers(-2, classes + 1)),
         hnp.arrays(np.int64, rows, elements=st.integers(0, classes - 1)),
         hnp.arrays(np.float64, rows, elements=st.integers(0, classes - 1).map(float)),
@@ -348,9 +388,11 @@ def canonical_targets(y, dtype, outputs, rows):
 
 def twin_trainers(dtype, algorithm, output="softmax", **options):
     """Two trainers with the same seeds: one gets odd arrays, the other their canonical copies."""
+
     def make():
         net = rbp.MLP(SIZES, dtype=dtype, output=output, seed=4)
         return rbp.Trainer(net, algorithm=algorithm, threads=1, seed=5, batch_size=3, **options)
+
     return make(), make()
 
 
@@ -378,16 +420,24 @@ def run_or_refuse(call, expected_valid: bool, names=("x", "y")):
     return result
 
 
-@given(data=st.data(), dtype=st.sampled_from([np.float32, np.float64]),
-       algorithm=st.sampled_from(["bp", "srbp", "rbp"]), output=st.sampled_from(rbp.network.OUTPUTS),
-       method=st.sampled_from(["step", "signals", "evaluate", "alignment"]))
+@given(
+    data=st.data(),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    algorithm=st.sampled_from(["bp", "srbp", "rbp"]),
+    output=st.sampled_from(rbp.network.OUTPUTS),
+    method=st.sampled_from(["step", "signals", "evaluate", "alignment"]),
+)
 @settings(deadline=None)
 def test_batch_methods_accept_any_layout_or_refuse_by_name(data, dtype, algorithm, output, method):
     odd, plain = twin_trainers(dtype, algorithm, output)
     outputs = SIZES[-1]
-    x = data.draw(st.one_of(arrays(input_shapes(SIZES[0])),
-                            arrays((data.draw(st.integers(1, 6), label="rows"), SIZES[0]), numeric_only=True)),
-                  label="x")
+    x = data.draw(
+        st.one_of(
+            arrays(input_shapes(SIZES[0])),
+            arrays((data.draw(st.integers(1, 6), label="rows"), SIZES[0]), numeric_only=True),
+        ),
+        label="x",
+    )
     rows = x.shape[0] if x.ndim == 2 else 1
     y = data.draw(label_arrays(rows, outputs), label="y")
     xs, ys = canonical_inputs(x, dtype, SIZES[0]), canonical_targets(y, dtype, outputs, rows)
@@ -437,8 +487,11 @@ def test_fit_on_any_layout_is_bit_identical_to_fit_on_the_canonical_copy(data, d
         assert_same_parameters(odd, plain)
 
 
-@given(data=st.data(), which=st.sampled_from(["train", "eval"]),
-       form=st.sampled_from(["pair", "triple", "number", "string", "x only"]))
+@given(
+    data=st.data(),
+    which=st.sampled_from(["train", "eval"]),
+    form=st.sampled_from(["pair", "triple", "number", "string", "x only"]),
+)
 @settings(deadline=None)
 def test_fit_refuses_bad_train_and_eval_arguments_by_name(data, which, form):
     trainer = rbp.Trainer(rbp.MLP(SIZES, seed=0), threads=1)
@@ -446,8 +499,13 @@ def test_fit_refuses_bad_train_and_eval_arguments_by_name(data, which, form):
     bad_x = data.draw(arrays(input_shapes(SIZES[0])), label="bad x")
     assume(canonical_inputs(bad_x, np.float32, SIZES[0]) is None)
     rows = bad_x.shape[0] if bad_x.ndim else 1
-    argument = {"pair": (bad_x, np.zeros(rows, np.int64)), "triple": (good[0], good[1], good[1]), "number": 42,
-                "string": "mnist", "x only": good[0]}[form]
+    argument = {
+        "pair": (bad_x, np.zeros(rows, np.int64)),
+        "triple": (good[0], good[1], good[1]),
+        "number": 42,
+        "string": "mnist",
+        "x only": good[0],
+    }[form]
     with pytest.raises(CLEAR_ERRORS) as info:
         if which == "train":
             trainer.fit(argument, progress=False)
@@ -460,8 +518,13 @@ def test_fit_refuses_bad_train_and_eval_arguments_by_name(data, which, form):
 # ----------------------------------------------------------------------------------------------
 # Parameter setters
 
-@given(data=st.data(), dtype=st.sampled_from([np.float32, np.float64]),
-       connectivity=st.sampled_from([None, [0.5, 1.0]]), target=st.sampled_from(["weights", "biases", "feedback"]))
+
+@given(
+    data=st.data(),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    connectivity=st.sampled_from([None, [0.5, 1.0]]),
+    target=st.sampled_from(["weights", "biases", "feedback"]),
+)
 @settings(deadline=None)
 def test_parameter_setters_take_any_layout_or_refuse_by_name(data, dtype, connectivity, target):
     net = rbp.MLP(SIZES, dtype=dtype, seed=6, connectivity=connectivity)
@@ -471,13 +534,19 @@ def test_parameter_setters_take_any_layout_or_refuse_by_name(data, dtype, connec
     new = []
     for h in range(count):
         shape = current[h].shape if h < len(current) else (2, 2)
-        shape = data.draw(st.one_of(st.just(shape), st.just(shape), st.just(shape[::-1]),
-                                    hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)))
+        shape = data.draw(
+            st.one_of(
+                st.just(shape),
+                st.just(shape),
+                st.just(shape[::-1]),
+                hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
+            )
+        )
         new.append(data.draw(arrays(shape), label=f"{target}[{h}]"))
     masks = net.masks
     valid = count == len(current)
     with np.errstate(over="ignore", invalid="ignore"):
-        for h, array in enumerate(new[:len(current)] if valid else []):
+        for h, array in enumerate(new[: len(current)] if valid else []):
             a = np.asarray(array)
             valid = valid and a.dtype.kind in "fiu" and a.shape == current[h].shape
             valid = valid and np.isfinite(a.astype(dtype)).all()
@@ -502,6 +571,7 @@ def test_parameter_setters_take_any_layout_or_refuse_by_name(data, dtype, connec
 
 # ----------------------------------------------------------------------------------------------
 # Checkpoints
+
 
 class Content(bytes):
     """File content that hypothesis's failure reports show by name, not as 50 kB of bytes."""
@@ -549,12 +619,20 @@ def damages():
         st.tuples(st.just("truncate"), fraction),
         st.tuples(st.just("flip"), st.lists(st.tuples(fraction, st.integers(1, 255)), min_size=1, max_size=3)),
         st.tuples(st.just("drop"), st.integers(0, 63)),
-        st.tuples(st.just("replace"), st.integers(0, 63),
-                  st.one_of(st.none(), hnp.array_shapes(min_dims=0, max_dims=3, max_side=4)),
-                  st.sampled_from([None, np.float32, np.float64, np.int64, np.uint64, np.uint8, np.bool_, "U4"]),
-                  st.integers(0, 2**32 - 1)),
-        st.tuples(st.just("meta"), st.sampled_from(["network", "trainer", "state", "history", None]),
-                  st.one_of(st.integers(0, 63), st.text(max_size=5)), st.booleans(), json_values()),
+        st.tuples(
+            st.just("replace"),
+            st.integers(0, 63),
+            st.one_of(st.none(), hnp.array_shapes(min_dims=0, max_dims=3, max_side=4)),
+            st.sampled_from([None, np.float32, np.float64, np.int64, np.uint64, np.uint8, np.bool_, "U4"]),
+            st.integers(0, 2**32 - 1),
+        ),
+        st.tuples(
+            st.just("meta"),
+            st.sampled_from(["network", "trainer", "state", "history", None]),
+            st.one_of(st.integers(0, 63), st.text(max_size=5)),
+            st.booleans(),
+            json_values(),
+        ),
     )
 
 
@@ -622,6 +700,7 @@ def test_damaged_checkpoints_load_or_raise_naming_the_file(damage, good_checkpoi
 # ----------------------------------------------------------------------------------------------
 # IDX files
 
+
 @st.composite
 def damaged_idx(draw):
     """The four files of a small MNIST-format set, one of them damaged; (key, bytes, gzipped)."""
@@ -639,7 +718,7 @@ def damaged_idx(draw):
         offset = {"magic": 0, "count": 4, "dims": 8}[kind]
         if kind == "dims" and key.endswith("labels"):
             offset = 4
-        data[offset:offset + 4] = draw(st.integers(0, 2**32 - 1)).to_bytes(4, "big")
+        data[offset : offset + 4] = draw(st.integers(0, 2**32 - 1)).to_bytes(4, "big")
     elif kind == "append":
         data += draw(st.binary(min_size=1, max_size=8))
     blob = gzip.compress(bytes(data), mtime=0)
@@ -690,15 +769,25 @@ def test_damaged_idx_files_load_correctly_or_raise_naming_the_file(damage):
 # ----------------------------------------------------------------------------------------------
 # Experiment configs
 
+
 def toml_values():
     scalars = st.one_of(st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(), st.text(max_size=8))
-    return st.recursive(scalars, lambda inner: st.one_of(
-        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)), max_leaves=5)
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+        max_leaves=5,
+    )
 
 
-CONFIG_KEYS = sorted({*experiment_config.EXPERIMENT_KEYS, *experiment_config.NETWORK_KEYS,
-                      *experiment_config.trainer_keys(), *experiment_config.VARIANT_META_KEYS,
-                      *experiment_config.CHECK_KEYS})
+CONFIG_KEYS = sorted(
+    {
+        *experiment_config.EXPERIMENT_KEYS,
+        *experiment_config.NETWORK_KEYS,
+        *experiment_config.trainer_keys(),
+        *experiment_config.VARIANT_META_KEYS,
+        *experiment_config.CHECK_KEYS,
+    }
+)
 
 
 @given(experiment=st.sampled_from(experiment_config.list_experiments()), data=st.data())
@@ -707,8 +796,10 @@ def test_mutated_experiment_configs_parse_or_raise_naming_the_file(experiment, d
     path = experiment_config.config_path(experiment)
     document = experiment_config.tomllib.loads(path.read_text())
     for _ in range(data.draw(st.integers(1, 3), label="edits")):
-        tables = [("experiment", document.setdefault("experiment", {})),
-                  ("defaults", document.setdefault("defaults", {}))]
+        tables = [
+            ("experiment", document.setdefault("experiment", {})),
+            ("defaults", document.setdefault("defaults", {})),
+        ]
         tables += [(f"variant {i}", v) for i, v in enumerate(document.get("variant", [])) if isinstance(v, dict)]
         tables += [(f"check {i}", c) for i, c in enumerate(document.get("check", [])) if isinstance(c, dict)]
         _, table = data.draw(st.sampled_from(tables), label="table")
@@ -755,41 +846,48 @@ def test_damaged_experiment_files_load_or_raise_naming_the_file(experiment, data
 # ----------------------------------------------------------------------------------------------
 # Regression tests for what the fuzzing found (each also a plain example)
 
-@pytest.mark.parametrize("options,error,message", [
-    ({"sizes": None}, TypeError, "sizes"),
-    ({"sizes": "53"}, TypeError, "sizes"),
-    ({"sizes": [5.7, 3]}, TypeError, "sizes"),  # was truncated to [5, 3]
-    ({"sizes": [5, 2**40]}, ValueError, "sizes"),
-    ({"seed": 1.5}, TypeError, "seed"),  # was truncated to 1
-    ({"seed": None}, TypeError, "seed"),
-    ({"seed": 2**64}, ValueError, "seed"),
-    ({"bias": "no"}, TypeError, "bias"),  # was True
-    ({"dtype": None}, ValueError, "dtype"),  # was float64
-    ({"dtype": object()}, ValueError, "dtype"),
-    ({"activation": ["tanh"]}, ValueError, "activation"),
-])
+
+@pytest.mark.parametrize(
+    "options,error,message",
+    [
+        ({"sizes": None}, TypeError, "sizes"),
+        ({"sizes": "53"}, TypeError, "sizes"),
+        ({"sizes": [5.7, 3]}, TypeError, "sizes"),  # was truncated to [5, 3]
+        ({"sizes": [5, 2**40]}, ValueError, "sizes"),
+        ({"seed": 1.5}, TypeError, "seed"),  # was truncated to 1
+        ({"seed": None}, TypeError, "seed"),
+        ({"seed": 2**64}, ValueError, "seed"),
+        ({"bias": "no"}, TypeError, "bias"),  # was True
+        ({"dtype": None}, ValueError, "dtype"),  # was float64
+        ({"dtype": object()}, ValueError, "dtype"),
+        ({"activation": ["tanh"]}, ValueError, "activation"),
+    ],
+)
 def test_mlp_refuses_what_it_used_to_coerce(options, error, message):
     with pytest.raises(error, match=message):
         rbp.MLP(**{"sizes": [5, 4, 3], **options})
 
 
-@pytest.mark.parametrize("options,error,message", [
-    ({"lr": "0.1"}, TypeError, "lr"),  # np.isfinite failed without naming it
-    ({"lr": True}, TypeError, "lr"),  # was 1.0
-    ({"decay": None}, TypeError, "decay"),
-    ({"batch_size": 2.5}, TypeError, "batch_size"),  # was 2
-    ({"threads": 2**31}, ValueError, "threads"),  # the core's int cast failed with a RuntimeError
-    ({"threads": 1.0}, TypeError, "threads"),
-    ({"quantize_bits": 8.9}, TypeError, "quantize_bits"),
-    ({"congruent": "no", "algorithm": "rbp"}, TypeError, "congruent"),  # was True
-    ({"derivative": "yes"}, TypeError, "derivative"),
-    ({"derivative": [1]}, TypeError, "derivative"),
-    ({"sources": ["output", "above"], "algorithm": "rbp"}, ValueError, "sources"),
-    ({"sources": 3, "algorithm": "rbp"}, TypeError, "sources"),
-    ({"frozen_layers": 1}, TypeError, "frozen_layers"),
-    ({"feedback_nonzeros": "2", "algorithm": "rbp"}, TypeError, "feedback_nonzeros"),
-    ({"feedback_scale": True, "algorithm": "rbp"}, ValueError, "feedback_scale"),
-])
+@pytest.mark.parametrize(
+    "options,error,message",
+    [
+        ({"lr": "0.1"}, TypeError, "lr"),  # np.isfinite failed without naming it
+        ({"lr": True}, TypeError, "lr"),  # was 1.0
+        ({"decay": None}, TypeError, "decay"),
+        ({"batch_size": 2.5}, TypeError, "batch_size"),  # was 2
+        ({"threads": 2**31}, ValueError, "threads"),  # the core's int cast failed with a RuntimeError
+        ({"threads": 1.0}, TypeError, "threads"),
+        ({"quantize_bits": 8.9}, TypeError, "quantize_bits"),
+        ({"congruent": "no", "algorithm": "rbp"}, TypeError, "congruent"),  # was True
+        ({"derivative": "yes"}, TypeError, "derivative"),
+        ({"derivative": [1]}, TypeError, "derivative"),
+        ({"sources": ["output", "above"], "algorithm": "rbp"}, ValueError, "sources"),
+        ({"sources": 3, "algorithm": "rbp"}, TypeError, "sources"),
+        ({"frozen_layers": 1}, TypeError, "frozen_layers"),
+        ({"feedback_nonzeros": "2", "algorithm": "rbp"}, TypeError, "feedback_nonzeros"),
+        ({"feedback_scale": True, "algorithm": "rbp"}, ValueError, "feedback_scale"),
+    ],
+)
 def test_trainer_refuses_what_it_used_to_coerce(options, error, message):
     with pytest.raises(error, match=message):
         rbp.Trainer(rbp.MLP(SIZES), **options)
@@ -830,11 +928,14 @@ def _rewritten(good: bytes, tmp_path: Path, damage: tuple) -> Path:
     return path
 
 
-@pytest.mark.parametrize("damage,message", [
-    (("meta", "history", "config", False, True), "history's config is not a table"),  # was a bare TypeError
-    (("meta", "history", "config", False, "0"), "history's config is not a table"),  # was a bare ValueError
-    (("meta", "state", "updates", False, float("inf")), "inconsistent checkpoint"),  # was an OverflowError
-])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (("meta", "history", "config", False, True), "history's config is not a table"),  # was a bare TypeError
+        (("meta", "history", "config", False, "0"), "history's config is not a table"),  # was a bare ValueError
+        (("meta", "state", "updates", False, float("inf")), "inconsistent checkpoint"),  # was an OverflowError
+    ],
+)
 def test_checkpoint_meta_damage_found_by_fuzzing_is_a_checkpoint_error(tmp_path, good_checkpoint, damage, message):
     path = _rewritten(good_checkpoint, tmp_path, damage)
     with pytest.raises(ckpt.CheckpointError, match=message) as info:

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import rbp_native as rbp
-from rbp_native.cli import main
 from idx_files import write_set
+from rbp_native.cli import main
 
 
 @pytest.fixture()
@@ -47,8 +47,21 @@ def assert_same_run(a: Path, b: Path) -> None:
             np.testing.assert_array_equal(x[name], y[name])
 
 
-TRAIN = ["train", "--algorithm", "srbp", "--hidden", "32", "16", "--momentum", "0.5", "--channel-dropout", "0.1",
-         "--threads", "1", "--no-progress"]
+TRAIN = [
+    "train",
+    "--algorithm",
+    "srbp",
+    "--hidden",
+    "32",
+    "16",
+    "--momentum",
+    "0.5",
+    "--channel-dropout",
+    "0.1",
+    "--threads",
+    "1",
+    "--no-progress",
+]
 
 
 def test_train_resumes_at_epoch_boundaries_and_refuses_other_options(mnist_like, capsys):
@@ -62,8 +75,12 @@ def test_train_resumes_at_epoch_boundaries_and_refuses_other_options(mnist_like,
     assert main([*TRAIN, "--batch-size", "50", "--epochs", "3", "--lr", "0.05", "--out", str(parts), "--resume"]) == 2
     assert "trainer.lr: stored 0.1, now 0.05" in capsys.readouterr().err
     # ...the same options continue exactly.
-    assert main([*TRAIN, "--batch-size", "50", "--epochs", "2", "--checkpoint-every", "7", "--out", str(parts),
-                 "--resume"]) == 0
+    assert (
+        main(
+            [*TRAIN, "--batch-size", "50", "--epochs", "2", "--checkpoint-every", "7", "--out", str(parts), "--resume"]
+        )
+        == 0
+    )
     assert main([*TRAIN, "--batch-size", "50", "--epochs", "3", "--out", str(parts), "--resume"]) == 0
     assert "1 of 3 epochs to train" in capsys.readouterr().out
     assert_same_run(straight, parts)
@@ -73,8 +90,9 @@ def test_train_resumes_at_epoch_boundaries_and_refuses_other_options(mnist_like,
 
 
 def run_cli(args, env):
-    return subprocess.Popen([sys.executable, "-m", "rbp_native", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "rbp_native", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -151,11 +169,21 @@ def test_reproduce_stops_promptly_and_continues_runs_from_their_checkpoints(tmp_
     assert elapsed < 2.0, f"stopped {elapsed:.2f} s after the signal"
     checkpoints = list(runs.rglob("checkpoint.npz"))
     assert checkpoints and len(list(runs.rglob("done.json"))) < 2
-    finished = subprocess.run([sys.executable, "-m", "rbp_native", *common, "--out", str(tmp_path / "parts")],
-                              capture_output=True, text=True, env=env, timeout=300)
+    finished = subprocess.run(
+        [sys.executable, "-m", "rbp_native", *common, "--out", str(tmp_path / "parts")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert finished.returncode == 0, finished.stderr
-    straight = subprocess.run([sys.executable, "-m", "rbp_native", *common, "--out", str(tmp_path / "straight")],
-                              capture_output=True, text=True, env=env, timeout=300)
+    straight = subprocess.run(
+        [sys.executable, "-m", "rbp_native", *common, "--out", str(tmp_path / "straight")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert straight.returncode == 0, straight.stderr
     a = finished_histories(tmp_path / "straight" / "long" / "runs")
     b = finished_histories(tmp_path / "parts" / "long" / "runs")

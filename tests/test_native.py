@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+
 import rbp_native as rbp
 from rbp_native import _native
 
@@ -16,8 +17,9 @@ from rbp_native import _native
 def _run(code: str, **env: str) -> subprocess.CompletedProcess:
     full = dict(os.environ)
     full.update(env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full, timeout=120,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=full, timeout=120, check=False
+    )
 
 
 def test_isa_names_the_loaded_variant():

@@ -109,43 +109,58 @@ def test_bad_entry_of_a_sources_list_names_the_option():
 
 
 def test_the_removed_aliases_are_rejected():
-    for option, alias in (("activation", "sigmoid"), ("activation", "identity"), ("output", "sigmoid"),
-                          ("output", "identity")):
+    for option, alias in (
+        ("activation", "sigmoid"),
+        ("activation", "identity"),
+        ("output", "sigmoid"),
+        ("output", "identity"),
+    ):
         with pytest.raises(ValueError, match=f"unknown {option} '{alias}'"):
             rbp.MLP([4, 3, 2], **{option: alias})
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"lr": 0}, "lr must be positive, got 0"),
-    ({"lr": float("nan")}, "lr must be finite, got nan"),
-    ({"decay": -1}, "decay must be non-negative, got -1"),
-    ({"momentum": 1.0}, "momentum must lie in [0, 1), got 1"),
-    ({"batch_size": 0}, "batch_size must be positive, got 0"),
-    ({"seed": -1}, "seed must be non-negative, got -1"),
-    ({"threads": 0}, "threads must be a positive integer or None, got 0"),
-    ({"derivative": [True]}, "derivative needs one flag per hidden layer (2), got 1"),
-    ({"algorithm": "srbp", "sources": ["above"]}, "sources needs one entry per hidden layer (2), got 1"),
-    ({"sources": "above"}, "sources apply only to rbp, srbp, arbp, asrbp, not 'bp'"),
-    ({"feedback_density": 0.5, "congruent": True},
-     "feedback_density, congruent apply only to the feedback algorithms (rbp, srbp, arbp, asrbp), not 'bp'"),
-    ({"algorithm": "srbp", "feedback_scale": 0.0},
-     "feedback_scale must be 'glorot', 'unit' or a positive number, got 0"),
-    ({"algorithm": "srbp", "feedback_nonzeros": -2}, "feedback_nonzeros must be a non-negative number, got -2"),
-    ({"algorithm": "srbp", "feedback_density": 0.5, "feedback_nonzeros": 1},
-     "give feedback_density or feedback_nonzeros, not both"),
-    ({"algorithm": "arbp", "feedback_lr_scale": -0.5}, "feedback_lr_scale must be non-negative, got -0.5"),
-    ({"algorithm": "srbp", "quantize": "signal", "quantize_bits": 65}, "quantize_bits must lie in [1, 64], got 65"),
-    ({"algorithm": "srbp", "quantize": "signal", "quantize_alpha": 0.0}, "quantize_alpha must be positive, got 0"),
-    ({"frozen_layers": [0]}, "frozen layer 0 is outside 1..3 (paper numbering)"),
-    ({"algorithm": "srbp", "quantize": "update", "per_synapse": True},
-     "quantised updates cannot be combined with per_synapse"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"lr": 0}, "lr must be positive, got 0"),
+        ({"lr": float("nan")}, "lr must be finite, got nan"),
+        ({"decay": -1}, "decay must be non-negative, got -1"),
+        ({"momentum": 1.0}, "momentum must lie in [0, 1), got 1"),
+        ({"batch_size": 0}, "batch_size must be positive, got 0"),
+        ({"seed": -1}, "seed must be non-negative, got -1"),
+        ({"threads": 0}, "threads must be a positive integer or None, got 0"),
+        ({"derivative": [True]}, "derivative needs one flag per hidden layer (2), got 1"),
+        ({"algorithm": "srbp", "sources": ["above"]}, "sources needs one entry per hidden layer (2), got 1"),
+        ({"sources": "above"}, "sources apply only to rbp, srbp, arbp, asrbp, not 'bp'"),
+        (
+            {"feedback_density": 0.5, "congruent": True},
+            "feedback_density, congruent apply only to the feedback algorithms (rbp, srbp, arbp, asrbp), not 'bp'",
+        ),
+        (
+            {"algorithm": "srbp", "feedback_scale": 0.0},
+            "feedback_scale must be 'glorot', 'unit' or a positive number, got 0",
+        ),
+        ({"algorithm": "srbp", "feedback_nonzeros": -2}, "feedback_nonzeros must be a non-negative number, got -2"),
+        (
+            {"algorithm": "srbp", "feedback_density": 0.5, "feedback_nonzeros": 1},
+            "give feedback_density or feedback_nonzeros, not both",
+        ),
+        ({"algorithm": "arbp", "feedback_lr_scale": -0.5}, "feedback_lr_scale must be non-negative, got -0.5"),
+        ({"algorithm": "srbp", "quantize": "signal", "quantize_bits": 65}, "quantize_bits must lie in [1, 64], got 65"),
+        ({"algorithm": "srbp", "quantize": "signal", "quantize_alpha": 0.0}, "quantize_alpha must be positive, got 0"),
+        ({"frozen_layers": [0]}, "frozen layer 0 is outside 1..3 (paper numbering)"),
+        (
+            {"algorithm": "srbp", "quantize": "update", "per_synapse": True},
+            "quantised updates cannot be combined with per_synapse",
+        ),
+    ],
+)
 def test_bad_values_are_reported_once_with_the_option_named(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         rbp.Trainer(rbp.MLP([4, 3, 3, 2]), **kwargs)
 
 
-@pytest.mark.parametrize("quantize,alpha", [("signal", 2.0 ** -3), ("update", 2.0 ** -6)])
+@pytest.mark.parametrize("quantize,alpha", [("signal", 2.0**-3), ("update", 2.0**-6)])
 def test_quantize_alpha_defaults_by_mode_and_a_given_value_wins(quantize, alpha):
     net = rbp.MLP([4, 3, 3, 2])
     assert rbp.Trainer(net, algorithm="srbp", quantize=quantize).config()["quantize_alpha"] == alpha

@@ -11,12 +11,12 @@ with unpacked kernels that this machine can run.
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-
 import os
 import subprocess
 import sys
+
+import numpy as np
+import pytest
 
 from rbp_native import _native
 from rbp_native._native import _core
@@ -30,7 +30,7 @@ def _operands(rng, m, n, k, ta, tb, dtype, pad):
 
     def make(rows, cols):
         full = rng.standard_normal((rows, cols + 2 * pad)).astype(dtype)
-        return full, full[:, pad:pad + cols]
+        return full, full[:, pad : pad + cols]
 
     _, a = make(k, m) if ta else make(m, k)
     _, b = make(n, k) if tb else make(k, n)
@@ -58,7 +58,7 @@ def _check(m, n, k, ta, tb, *, accumulate, dtype=np.float32, pad=0, alpha=0.75, 
     assert np.all(error <= tolerance), f"max error {error.max():.3g}, allowed {tolerance.max():.3g}"
     if pad:  # columns outside the slice are untouched
         mask = np.ones(c_full.shape, bool)
-        mask[:, pad:pad + n] = False
+        mask[:, pad : pad + n] = False
         np.testing.assert_array_equal(c_full[mask], before_full[mask])
 
 
@@ -281,19 +281,28 @@ def _blocky(rng, rows, cols, zero_fraction=0.5):
     for i in range(rows):
         for g in range(0, cols, ZERO_WIDTH):
             if rng.random() < zero_fraction:
-                x[i, g:g + ZERO_WIDTH] = 0.0
+                x[i, g : g + ZERO_WIDTH] = 0.0
     return x
 
 
 def _zero_fraction(x):
-    blocks = [(x[:, g:g + ZERO_WIDTH] != 0).any(axis=1) for g in range(0, x.shape[1], ZERO_WIDTH)]
+    blocks = [(x[:, g : g + ZERO_WIDTH] != 0).any(axis=1) for g in range(0, x.shape[1], ZERO_WIDTH)]
     return 1.0 - np.mean(blocks)
 
 
 # (rows of x, units, columns of x): block and vector remainders, several depth passes (dot form: 1024
 # columns; update: 128 rows), a row with no non-zero at all
-ZERO_SKIP_SHAPES = [(32, 100, 784), (33, 101, 787), (7, 6, 300), (5, 3, 17), (6, 9, 2100), (130, 17, 65),
-                    (1, 100, 784), (128, 100, 784), (40, 120, 203)]
+ZERO_SKIP_SHAPES = [
+    (32, 100, 784),
+    (33, 101, 787),
+    (7, 6, 300),
+    (5, 3, 17),
+    (6, 9, 2100),
+    (130, 17, 65),
+    (1, 100, 784),
+    (128, 100, 784),
+    (40, 120, 203),
+]
 
 
 @needs_zero_skipping
@@ -360,8 +369,9 @@ def test_skipping_zeros_bad_arguments_raise():
     with pytest.raises(ValueError, match="shapes do not match"):
         _core._skipping_zeros_update(1.0, np.zeros((4, 3), np.float32), x, np.zeros((3, 6), np.float32))
     with pytest.raises(TypeError, match="float32"):
-        _core._skipping_zeros_forward(x.astype(np.float64), np.zeros((3, 5), np.float32),
-                                      np.zeros((4, 3), np.float32), False)
+        _core._skipping_zeros_forward(
+            x.astype(np.float64), np.zeros((3, 5), np.float32), np.zeros((4, 3), np.float32), False
+        )
 
 
 OTHER_VARIANTS = [isa for isa in ("avx2", "avx512") if isa != _core.isa]
@@ -375,7 +385,12 @@ def test_other_variants(isa):
     if isa not in _native.available() or not _native.supported(isa):
         pytest.skip(f"{isa} variant not usable here")
     env = dict(os.environ, RBP_NATIVE_ISA=isa)
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__], env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " passed" in done.stdout

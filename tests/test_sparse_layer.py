@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-import reference as ref
 import rbp_native as rbp
+import reference as ref
 
 SIZES = [12, 10, 8, 5]
 
@@ -33,8 +33,7 @@ def make_net(connectivity, sizes=SIZES, seed=3, dtype="float64", **kwargs):
 
 
 def oracle_signals(net, trainer, x, y, algorithm, derivative=True):
-    return ref.channel_signals(net.weights, net.biases, x, y, algorithm, trainer.feedback,
-                               derivative=derivative)["B"]
+    return ref.channel_signals(net.weights, net.biases, x, y, algorithm, trainer.feedback, derivative=derivative)["B"]
 
 
 def masked_step(state, masks, x, y, algorithm, feedback=(), derivative=True, **options):
@@ -49,6 +48,7 @@ def masked_step(state, masks, x, y, algorithm, feedback=(), derivative=True, **o
 
 
 # -- density 1 is the dense network ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("connectivity", [1.0, 1, [1.0, 1.0, 1.0]])
 @pytest.mark.parametrize("algorithm", rbp.ALGORITHMS)
@@ -71,6 +71,7 @@ def test_density_one_is_the_dense_network_bit_for_bit(connectivity, algorithm):
 
 
 # -- p < 1 against numpy -----------------------------------------------------------------------
+
 
 def test_masks_shapes_and_initial_weights_are_the_masked_dense_ones():
     sparse, dense = make_net(0.4, bias=False), make_net(None, bias=False)
@@ -110,8 +111,9 @@ def test_forward_matches_numpy(dtype, tol, activation, output):
     for w, m in zip(net.weights, masks):
         assert not (w[~m]).any()
     s1 = x @ (net.weights[0].astype(np.float64) * masks[0]).T + net.biases[0]
-    pre, outs = ref.forward([w.astype(np.float64) for w in net.weights], [b.astype(np.float64) for b in net.biases],
-                            x, activation, output)
+    pre, outs = ref.forward(
+        [w.astype(np.float64) for w in net.weights], [b.astype(np.float64) for b in net.biases], x, activation, output
+    )
     np.testing.assert_allclose(pre[1], s1, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(net.forward(x.astype(dtype)), outs[-1], rtol=tol, atol=tol)
 
@@ -143,8 +145,9 @@ def test_steps_with_momentum_match_the_masked_reference_and_stay_on_the_mask(alg
     for k in range(3):
         x, y = make_batch(seed=10 + k)
         loss = trainer.step(x, y)
-        state, oracle_loss, feedback = masked_step(state, masks, x, y, algorithm, feedback,
-                                                   lr=0.3, decay=0.05, momentum=0.8)
+        state, oracle_loss, feedback = masked_step(
+            state, masks, x, y, algorithm, feedback, lr=0.3, decay=0.05, momentum=0.8
+        )
         assert loss == pytest.approx(oracle_loss, rel=1e-12)
     for a, b in zip(trainer.feedback, feedback):  # adaptive feedback (arbp, asrbp) sees the sparse W too
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
@@ -189,11 +192,11 @@ def test_large_sparse_layers_in_float32_match_numpy_with_any_thread_count(algori
 @pytest.mark.parametrize(
     "options",
     [
-        dict(quantize="update", quantize_bits=6, quantize_alpha=2.0 ** -6),
-        dict(quantize="update", quantize_bits=2, quantize_alpha=2.0 ** -6),
+        dict(quantize="update", quantize_bits=6, quantize_alpha=2.0**-6),
+        dict(quantize="update", quantize_bits=2, quantize_alpha=2.0**-6),
         dict(signal_transform="sign", transform_target="update"),
         dict(signal_transform="magnitude", transform_target="update"),
-        dict(quantize="signal", quantize_bits=4, quantize_alpha=2.0 ** -3),
+        dict(quantize="signal", quantize_bits=4, quantize_alpha=2.0**-3),
     ],
 )
 @pytest.mark.parametrize("algorithm", ["bp", "srbp"])
@@ -217,10 +220,18 @@ def test_quantised_and_transformed_updates_match_the_masked_reference(algorithm,
 def test_stochastic_update_quantisation_stays_on_the_mask_and_the_grid():
     net = make_net(0.5)
     start = net.weights
-    trainer = rbp.Trainer(net, algorithm="srbp", lr=0.01, decay=0.0, batch_size=9, quantize="update",
-                          quantize_bits=4, quantize_rounding="stochastic")
+    trainer = rbp.Trainer(
+        net,
+        algorithm="srbp",
+        lr=0.01,
+        decay=0.0,
+        batch_size=9,
+        quantize="update",
+        quantize_bits=4,
+        quantize_rounding="stochastic",
+    )
     trainer.step(*make_batch())
-    step = 2.0 ** -6 * 2.0 ** (1 - 4)
+    step = 2.0**-6 * 2.0 ** (1 - 4)
     for w0, w1, m in zip(start, net.weights, net.masks):
         assert not w1[~m].any()
         k = (w1 - w0) * 9 / step
@@ -242,6 +253,7 @@ def test_empty_rows_and_an_empty_layer():
 
 
 # -- the mask ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("p", [0.01, 0.1, 0.5, 0.9])
 def test_mask_statistics(p):
@@ -310,6 +322,7 @@ def test_sparse_networks_learn_with_random_channels(algorithm):
 
 # -- persistence -------------------------------------------------------------------------------
 
+
 def test_save_and_load_round_trip(tmp_path):
     net = make_net([0.3, 1.0, 0.6])
     trainer = rbp.Trainer(net, algorithm="srbp", seed=1)
@@ -337,6 +350,7 @@ def test_save_and_load_round_trip(tmp_path):
 
 # -- bad input ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), float("inf"), [0.5, 2.0, 0.5]])
 def test_densities_outside_the_unit_interval_are_rejected(bad):
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
@@ -350,8 +364,16 @@ def test_zero_density_has_a_clear_message():
         rbp.MLP(SIZES, connectivity=[0.5, 0.0, 0.5])
 
 
-@pytest.mark.parametrize("bad,error", [([0.5, 0.5], ValueError), ("0.5", TypeError), (True, TypeError),
-                                       ([0.5, "x", 0.5], TypeError), ([0.5, None, 0.5], TypeError)])
+@pytest.mark.parametrize(
+    "bad,error",
+    [
+        ([0.5, 0.5], ValueError),
+        ("0.5", TypeError),
+        (True, TypeError),
+        ([0.5, "x", 0.5], TypeError),
+        ([0.5, None, 0.5], TypeError),
+    ],
+)
 def test_malformed_connectivity_is_rejected(bad, error):
     with pytest.raises(error, match="connectivity"):
         rbp.MLP(SIZES, connectivity=bad)

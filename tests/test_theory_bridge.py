@@ -54,7 +54,7 @@ def test_datasets_have_the_statistics():
 def test_native_follows_ode(name, make, algorithm):
     system = make()
     result = compare(system, LR, T_END, algorithm)
-    assert result.euler_gap < 1e-12          # one native step == one Euler step
+    assert result.euler_gap < 1e-12  # one native step == one Euler step
     assert result.max_error < TOLERANCE, result.max_error
     errs, slope = convergence_order(system, [0.02, 0.01, 0.005], T_END, algorithm)
     assert np.all(errs[1:] / errs[:-1] > 0.4) and np.all(errs[1:] / errs[:-1] < 0.6), errs
@@ -62,9 +62,13 @@ def test_native_follows_ode(name, make, algorithm):
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(alpha=st.floats(0.3, 1.5), beta=st.floats(0.5, 1.5),
-       c1=st.floats(0.3, 1.5) | st.floats(-1.5, -0.3),
-       a1=st.floats(-1, 1), a2=st.floats(-1, 1))
+@given(
+    alpha=st.floats(0.3, 1.5),
+    beta=st.floats(0.5, 1.5),
+    c1=st.floats(0.3, 1.5) | st.floats(-1.5, -0.3),
+    a1=st.floats(-1, 1),
+    a2=st.floats(-1, 1),
+)
 def test_native_a111_random_parameters(alpha, beta, c1, a1, a2):
     system = A111(alpha=alpha, beta=beta, c1=c1, a1=a1, a2=a2)
     small, half = compare(system, 0.01, 2.0), compare(system, 0.005, 2.0)
@@ -83,6 +87,6 @@ def test_native_srbp_training_reaches_theorem1_limit():
             setup.step()
         errors.append(np.max(np.abs(setup.state() - pred.state)))
     assert errors[1] < 0.02
-    assert errors[1] < 0.7 * errors[0]                 # shrinks with lr
+    assert errors[1] < 0.7 * errors[0]  # shrinks with lr
     w = setup.state()
     assert w[0] * w[1] == pytest.approx(1.0, abs=1e-9)  # on the hyperbola alpha = beta P

@@ -330,8 +330,9 @@ def test_skipping_zero_input_blocks_changes_no_weight(algorithm, batch, momentum
         for on in (True, False):
             _core._set_zero_skipping(on)
             net = rbp.MLP([144, 20, 10, 3], seed=1)
-            trainer = rbp.Trainer(net, algorithm=algorithm, batch_size=batch, lr=0.05, momentum=momentum, seed=2,
-                                  threads=1)
+            trainer = rbp.Trainer(
+                net, algorithm=algorithm, batch_size=batch, lr=0.05, momentum=momentum, seed=2, threads=1
+            )
             trainer.fit((x, y), epochs=2, progress=False)
             weights.append(net.weights)
             skipped.append(trainer._core._skipped_input_zeros)

@@ -10,9 +10,10 @@ namespace rbp_bench {
 
 // The forward pass of the first `batch` rows of x (derivatives included) and the output error
 // e = T - O of their targets, in a workspace sized for `batch`.
-inline rbp::Workspace<float> workspace_before_channel(const rbp::Network<float>& net, const std::vector<rbp::Index>& /*sizes*/,
-                                                     const rbp::ConstMatrixRef<float>& x,
-                                                     const rbp::Targets<float>& targets, rbp::Index batch) {
+inline rbp::Workspace<float> workspace_before_channel(const rbp::Network<float>& net,
+                                                      const std::vector<rbp::Index>& /*sizes*/,
+                                                      const rbp::ConstMatrixRef<float>& x,
+                                                      const rbp::Targets<float>& targets, rbp::Index batch) {
     rbp::Workspace<float> ws;
     net.reserve(ws, batch, true);
     const auto top = static_cast<std::size_t>(net.num_layers() - 1);

@@ -36,9 +36,10 @@ int main(int argc, char** argv) {
         rates.push_back(2.0 * double(n) * double(n) * double(n) / dt / 1e9);
     }
     std::sort(rates.begin(), rates.end());
-    std::printf("{\"n\": %ld, \"threads\": %d, \"eigen_threads\": %d, \"repeats\": %zu, \"gflops_best\": %.2f, "
-                "\"gflops_median\": %.2f, \"checksum\": %.6g, \"simd\": \"%s\"}\n",
-                static_cast<long>(n), threads, Eigen::nbThreads(), rates.size(), rates.back(), rates[rates.size() / 2],
-                static_cast<double>(c(0, 0)), Eigen::SimdInstructionSetsInUse());
+    std::printf(
+        "{\"n\": %ld, \"threads\": %d, \"eigen_threads\": %d, \"repeats\": %zu, \"gflops_best\": %.2f, "
+        "\"gflops_median\": %.2f, \"checksum\": %.6g, \"simd\": \"%s\"}\n",
+        static_cast<long>(n), threads, Eigen::nbThreads(), rates.size(), rates.back(), rates[rates.size() / 2],
+        static_cast<double>(c(0, 0)), Eigen::SimdInstructionSetsInUse());
     return 0;
 }

@@ -46,10 +46,11 @@ void run(const Shape& s, double seconds) {
     set_unpacked_gemm(UnpackedGemm::WhereFaster);
     const double flop = 2.0 * static_cast<double>(s.m) * static_cast<double>(s.n) * static_cast<double>(s.k);
     const double te = t.a_us, tu = t.b_us;
-    std::printf("{\"orient\": \"%s\", \"m\": %ld, \"n\": %ld, \"k\": %ld, \"selected\": \"%s\", \"eigen_us\": %.3f, "
-                "\"unpacked_us\": %.3f, \"eigen_gflops\": %.1f, \"unpacked_gflops\": %.1f, \"speedup\": %.3f}\n",
-                s.orient.c_str(), static_cast<long>(s.m), static_cast<long>(s.n), static_cast<long>(s.k),
-                kernel.c_str(), te, tu, flop / te / 1e3, flop / tu / 1e3, t.a_over_b);
+    std::printf(
+        "{\"orient\": \"%s\", \"m\": %ld, \"n\": %ld, \"k\": %ld, \"selected\": \"%s\", \"eigen_us\": %.3f, "
+        "\"unpacked_us\": %.3f, \"eigen_gflops\": %.1f, \"unpacked_gflops\": %.1f, \"speedup\": %.3f}\n",
+        s.orient.c_str(), static_cast<long>(s.m), static_cast<long>(s.n), static_cast<long>(s.k), kernel.c_str(), te,
+        tu, flop / te / 1e3, flop / tu / 1e3, t.a_over_b);
     std::fflush(stdout);
 }
 
@@ -57,9 +58,9 @@ void run(const Shape& s, double seconds) {
 void add_step(std::vector<Shape>& shapes, const std::vector<Index>& sizes, Index batch) {
     for (std::size_t h = 1; h < sizes.size(); ++h) {
         const Index in = sizes[h - 1], out = sizes[h];
-        shapes.push_back({"NT", batch, out, in});                  // forward S = X W^T
-        if (h > 1) shapes.push_back({"NN", batch, in, out});      // backward J = G W
-        shapes.push_back({"TN", out, in, batch});                  // update W += s B^T X
+        shapes.push_back({"NT", batch, out, in});             // forward S = X W^T
+        if (h > 1) shapes.push_back({"NN", batch, in, out});  // backward J = G W
+        shapes.push_back({"TN", out, in, batch});             // update W += s B^T X
     }
 }
 

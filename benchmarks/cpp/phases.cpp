@@ -71,10 +71,11 @@ std::vector<Index> parse_sizes(const std::string& text) {
 
 int main(int argc, char** argv) {
     if (argc < 4) {
-        std::fprintf(stderr,
-                     "usage: %s SIZES BATCH ALGORITHM[:density=P][:storage=S][:quantize=BITS] [threads=1] [seconds=0.3] "
-                     "[kernels=auto|eigen|unpacked]\n",
-                     argv[0]);
+        std::fprintf(
+            stderr,
+            "usage: %s SIZES BATCH ALGORITHM[:density=P][:storage=S][:quantize=BITS] [threads=1] [seconds=0.3] "
+            "[kernels=auto|eigen|unpacked]\n",
+            argv[0]);
         return 2;
     }
     const std::vector<Index> sizes = parse_sizes(argv[1]);
@@ -134,8 +135,8 @@ int main(int argc, char** argv) {
     const ConstMatrixRef<float> xb = x.topRows(batch);
 
     const double step = time_us([&] { trainer.step(xb, batch_targets); }, seconds);
-    const double epoch = time_us([&] { trainer.train_epoch(x, all_targets); }, seconds) /
-                         static_cast<double>(examples / batch);
+    const double epoch =
+        time_us([&] { trainer.train_epoch(x, all_targets); }, seconds) / static_cast<double>(examples / batch);
 
     // The phases, on a workspace of their own (Eigen's threads as the trainer sets them).
     Eigen::setNbThreads(threads);
@@ -157,13 +158,14 @@ int main(int argc, char** argv) {
         },
         seconds);
 
-    std::printf("{\"sizes\": \"%s\", \"batch\": %ld, \"algorithm\": \"%s\", \"threads\": %d, \"kernels\": \"%s\", "
-                "\"simd\": \"%s\", "
-                "\"us_per_batch\": {\"step\": %.3f, \"forward\": %.3f, \"channel\": %.3f, \"update\": %.3f, "
-                "\"rest\": %.3f, \"epoch\": %.3f}, \"channel_macs_per_example\": %ld}\n",
-                argv[1], static_cast<long>(batch), algorithm.c_str(), threads, kernels.c_str(),
-                Eigen::SimdInstructionSetsInUse(), step,
-                forward, channel, update, std::max(0.0, step - forward - channel - update), epoch,
-                static_cast<long>(trainer.channel().channel_macs(*net)));
+    std::printf(
+        "{\"sizes\": \"%s\", \"batch\": %ld, \"algorithm\": \"%s\", \"threads\": %d, \"kernels\": \"%s\", "
+        "\"simd\": \"%s\", "
+        "\"us_per_batch\": {\"step\": %.3f, \"forward\": %.3f, \"channel\": %.3f, \"update\": %.3f, "
+        "\"rest\": %.3f, \"epoch\": %.3f}, \"channel_macs_per_example\": %ld}\n",
+        argv[1], static_cast<long>(batch), algorithm.c_str(), threads, kernels.c_str(),
+        Eigen::SimdInstructionSetsInUse(), step, forward, channel, update,
+        std::max(0.0, step - forward - channel - update), epoch,
+        static_cast<long>(trainer.channel().channel_macs(*net)));
     return 0;
 }

@@ -83,11 +83,12 @@ int main(int argc, char** argv) {
         std::string auto_storage;
         for (Index h = 0; h < automatic.channel().num_feedback(); ++h)
             auto_storage += std::string(h ? "," : "") + (automatic.channel().feedback_sparse(h) ? "sparse" : "dense");
-        std::printf("{\"sizes\": \"%s\", \"batch\": %ld, \"algorithm\": \"%s\", \"density\": %g, "
-                    "\"us_sparse\": %.2f, \"us_dense\": %.2f, \"dense_over_sparse\": %.3f, "
-                    "\"channel_macs_per_example\": %ld, \"auto\": \"%s\"}\n",
-                    argv[1], static_cast<long>(batch), argv[3], density, t.b_us, t.a_us, t.a_over_b,
-                    static_cast<long>(sparse.channel().channel_macs(*net)), auto_storage.c_str());
+        std::printf(
+            "{\"sizes\": \"%s\", \"batch\": %ld, \"algorithm\": \"%s\", \"density\": %g, "
+            "\"us_sparse\": %.2f, \"us_dense\": %.2f, \"dense_over_sparse\": %.3f, "
+            "\"channel_macs_per_example\": %ld, \"auto\": \"%s\"}\n",
+            argv[1], static_cast<long>(batch), argv[3], density, t.b_us, t.a_us, t.a_over_b,
+            static_cast<long>(sparse.channel().channel_macs(*net)), auto_storage.c_str());
         std::fflush(stdout);
     }
     return 0;

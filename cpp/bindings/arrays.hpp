@@ -38,7 +38,8 @@ ConstMap<T> matrix_view(const py::array& a, const std::string& what, Index cols 
     const Index rows = static_cast<Index>(a.shape(0));
     const Index actual = static_cast<Index>(a.shape(1));
     if (cols >= 0 && actual != cols)
-        throw std::invalid_argument(what + " must have " + std::to_string(cols) + " columns, got " + std::to_string(actual));
+        throw std::invalid_argument(what + " must have " + std::to_string(cols) + " columns, got " +
+                                    std::to_string(actual));
     ConstMap<T> view(static_cast<const T*>(a.data()), rows, actual);
     if (check_finite && !view.allFinite()) throw std::invalid_argument(what + " contains NaN or infinity");
     return view;

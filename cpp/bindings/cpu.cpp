@@ -19,16 +19,11 @@ PyObject* features(PyObject*, PyObject*) {
         int present;
     };
     const Feature table[] = {
-        {"sse2", __builtin_cpu_supports("sse2")},
-        {"avx", __builtin_cpu_supports("avx")},
-        {"avx2", __builtin_cpu_supports("avx2")},
-        {"fma", __builtin_cpu_supports("fma")},
-        {"f16c", __builtin_cpu_supports("f16c")},
-        {"avx512f", __builtin_cpu_supports("avx512f")},
-        {"avx512cd", __builtin_cpu_supports("avx512cd")},
-        {"avx512vl", __builtin_cpu_supports("avx512vl")},
-        {"avx512bw", __builtin_cpu_supports("avx512bw")},
-        {"avx512dq", __builtin_cpu_supports("avx512dq")},
+        {"sse2", __builtin_cpu_supports("sse2")},         {"avx", __builtin_cpu_supports("avx")},
+        {"avx2", __builtin_cpu_supports("avx2")},         {"fma", __builtin_cpu_supports("fma")},
+        {"f16c", __builtin_cpu_supports("f16c")},         {"avx512f", __builtin_cpu_supports("avx512f")},
+        {"avx512cd", __builtin_cpu_supports("avx512cd")}, {"avx512vl", __builtin_cpu_supports("avx512vl")},
+        {"avx512bw", __builtin_cpu_supports("avx512bw")}, {"avx512dq", __builtin_cpu_supports("avx512dq")},
     };
     for (const Feature& f : table) {
         if (!f.present) continue;
@@ -50,8 +45,8 @@ PyMethodDef methods[] = {
     {nullptr, nullptr, 0, nullptr},
 };
 
-PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cpu", "CPU feature probe of rbp-native.", -1, methods,
-                      nullptr, nullptr, nullptr, nullptr};
+PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_cpu", "CPU feature probe of rbp-native.", -1, methods, nullptr, nullptr, nullptr, nullptr};
 
 }  // namespace
 

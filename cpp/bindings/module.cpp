@@ -1,6 +1,6 @@
 // rbp_native._core: the compiled core. Users import rbp_native, which wraps these classes.
-#include <Eigen/Core>
 #include <pybind11/pybind11.h>
+#include <Eigen/Core>
 
 namespace py = pybind11;
 

@@ -44,8 +44,9 @@ void register_data(py::module_& m) {
             const AugmentSpec spec{translate, flip};
             validate(spec);
             if (x.ndim() != 4)
-                throw std::invalid_argument("x must be a 4-dimensional (examples, channels, height, width) batch, got " +
-                                            std::to_string(x.ndim()) + " dimension(s)");
+                throw std::invalid_argument(
+                    "x must be a 4-dimensional (examples, channels, height, width) batch, got " +
+                    std::to_string(x.ndim()) + " dimension(s)");
             if (x.dtype().is(py::dtype::of<float>())) return augment_copy<float>(x, spec, seed);
             if (x.dtype().is(py::dtype::of<double>())) return augment_copy<double>(x, spec, seed);
             throw py::type_error("x must have dtype float32 or float64, got " + bindings::dtype_name(x));

@@ -132,7 +132,8 @@ void register_products(py::module_& m) {
     m.def("_set_zero_skipping", &set_zero_skipping, py::arg("on"),
           "Whether the first layer skips the input's all-zero blocks (for tests and benchmarks).");
     m.def(
-        "_zero_block_width", [](bool single) { return single ? zero_block_width<float>() : zero_block_width<double>(); },
+        "_zero_block_width",
+        [](bool single) { return single ? zero_block_width<float>() : zero_block_width<double>(); },
         py::arg("single") = true, "Columns per block the zero-skipping products mark (0: none in this build).");
     m.def(
         "_set_unpacked_gemm",

@@ -84,8 +84,7 @@ void apply_output(Output output, MatrixRef<T> values) {
             else
                 values.array() = values.array().logistic();
             break;
-        case Output::Linear:
-            break;
+        case Output::Linear: break;
     }
 }
 
@@ -122,10 +121,10 @@ double summed_loss(Output output, const ConstMatrixRef<T>& s, const ConstMatrixR
     return total;
 }
 
-#define RBP_INSTANTIATE(T)                                                                                  \
-    template void apply_activation<T>(Activation, MatrixRef<T>, MatrixRef<T>*);                              \
-    template void apply_output<T>(Output, MatrixRef<T>);                                                     \
-    template double summed_loss<T>(Output, const ConstMatrixRef<T>&, const ConstMatrixRef<T>&,               \
+#define RBP_INSTANTIATE(T)                                                                     \
+    template void apply_activation<T>(Activation, MatrixRef<T>, MatrixRef<T>*);                \
+    template void apply_output<T>(Output, MatrixRef<T>);                                       \
+    template double summed_loss<T>(Output, const ConstMatrixRef<T>&, const ConstMatrixRef<T>&, \
                                    const ConstMatrixRef<T>&);
 RBP_INSTANTIATE(float)
 RBP_INSTANTIATE(double)

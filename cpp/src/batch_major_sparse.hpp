@@ -73,7 +73,8 @@ void transpose_into(T* buffer, Index ld, const ConstMatrixRef<T>& m) {
         const Index rows = std::min(S, n - r);  // the rest of the tile is padding
         for (Index c = 0; c < tiled_cols; c += S) {
             PacketBlock<P, S> tile;
-            for (Index i = 0; i < S; ++i) tile.packet[i] = i < rows ? ploadu<P>(m.data() + (r + i) * lm + c) : pset1<P>(T(0));
+            for (Index i = 0; i < S; ++i)
+                tile.packet[i] = i < rows ? ploadu<P>(m.data() + (r + i) * lm + c) : pset1<P>(T(0));
             ptranspose(tile);
             for (Index i = 0; i < S; ++i) pstore(buffer + (c + i) * ld + r, tile.packet[i]);
         }
@@ -248,15 +249,15 @@ void batch_major_product(const ConstMatrixRef<T>& x, const I* starts, const T* i
     if (n == 0) return;
     const Index ld = padded<T>(n);
     Scratch<T>& buffers = scratch<T>();
-    T* xt = grow(buffers.first, x.cols() * ld);    // X^T (k, ld)
+    T* xt = grow(buffers.first, x.cols() * ld);  // X^T (k, ld)
     T* ot = grow(buffers.second, outputs * ld);  // OUT^T (outputs, ld)
     transpose_into(xt, ld, x);
     const auto entries = make_entries(static_cast<const T*>(xt), ld);
     const int threads = loop_threads(n * nnz, outputs);
 #pragma omp parallel for schedule(dynamic, 16) num_threads(threads) if (threads > 1)
     for (Index i = 0; i < outputs; ++i)
-        axpy_row(ot + i * ld, ld, init ? init[i] : T(0), static_cast<Index>(starts[i]), static_cast<Index>(starts[i + 1]),
-                 entries);
+        axpy_row(ot + i * ld, ld, init ? init[i] : T(0), static_cast<Index>(starts[i]),
+                 static_cast<Index>(starts[i + 1]), entries);
     transpose_from(ot, ld, out);
 }
 
@@ -264,8 +265,8 @@ void batch_major_product(const ConstMatrixRef<T>& x, const I* starts, const T* i
 template <class T, class I>
 void csr_times_transpose(const ConstMatrixRef<T>& x, const I* row_ptr, const I* col, const T* values, const T* bias,
                          Index nnz, MatrixRef<T> s) {
-    batch_major_product<T>(x, row_ptr, bias, nnz, [&](const T* xt, Index ld) { return RowEntries<T, I>{values, col, xt, ld}; },
-                           s);
+    batch_major_product<T>(
+        x, row_ptr, bias, nnz, [&](const T* xt, Index ld) { return RowEntries<T, I>{values, col, xt, ld}; }, s);
 }
 
 }  // namespace sparse_kernels

@@ -68,14 +68,17 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
         if (routes_.back()) all_output_dense = false;
         if (feedback_algorithm && above) {
             if (const auto* conv = dynamic_cast<const ConvLayer<T>*>(&network.layer(h + 1))) {
-                require(fb.storage != Storage::Sparse, "feedback_storage='sparse' does not apply to rbp's feedback "
-                                                       "kernels (a convolution above hidden layer " +
-                                                           std::to_string(h + 1) + ")");
-                require(!fb.nonzeros, "feedback_nonzeros does not apply to rbp's feedback kernels (a convolution "
-                                           "above hidden layer " + std::to_string(h + 1) + "); use feedback_density");
-                kernels_[static_cast<std::size_t>(h)] = std::make_unique<ConvLayer<T>>(
-                    conv->input_shape(), conv->filters(), conv->kernel_h(), conv->kernel_w(), conv->stride(),
-                    conv->padding(), false);
+                require(fb.storage != Storage::Sparse,
+                        "feedback_storage='sparse' does not apply to rbp's feedback "
+                        "kernels (a convolution above hidden layer " +
+                            std::to_string(h + 1) + ")");
+                require(!fb.nonzeros,
+                        "feedback_nonzeros does not apply to rbp's feedback kernels (a convolution "
+                        "above hidden layer " +
+                            std::to_string(h + 1) + "); use feedback_density");
+                kernels_[static_cast<std::size_t>(h)] =
+                    std::make_unique<ConvLayer<T>>(conv->input_shape(), conv->filters(), conv->kernel_h(),
+                                                   conv->kernel_w(), conv->stride(), conv->padding(), false);
                 kernel_targets_[static_cast<std::size_t>(h)] = {&kernels_[static_cast<std::size_t>(h)]->kernel()};
                 sparse_.push_back(0);
                 all_output_dense = false;
@@ -92,10 +95,9 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
         constexpr double kSparseStorageMaxDensity = 0.3;
         constexpr Index kSparseStorageMinSource = 32;
         const bool sparse =
-            feedback_algorithm &&
-            (fb.storage == Storage::Sparse ||
-             (fb.storage == Storage::Auto && !adaptive() && cols >= kSparseStorageMinSource &&
-              density_for(cols) <= kSparseStorageMaxDensity));
+            feedback_algorithm && (fb.storage == Storage::Sparse ||
+                                   (fb.storage == Storage::Auto && !adaptive() && cols >= kSparseStorageMinSource &&
+                                    density_for(cols) <= kSparseStorageMaxDensity));
         sparse_.push_back(sparse ? 1 : 0);
         if (sparse || sources_[static_cast<std::size_t>(h)] != Source::Output) all_output_dense = false;
     }
@@ -119,7 +121,8 @@ Channel<T>::Channel(const Network<T>& network, ChannelSpec spec, std::uint64_t s
         for (Index h = 0; h < num_feedback(); ++h)
             require(has_counterpart(network, h),
                     "congruent and sign_concordant feedback need a forward counterpart, which hidden layer " +
-                        std::to_string(h + 1) + "'s feedback does not have through max-pooling (the route depends on "
+                        std::to_string(h + 1) +
+                        "'s feedback does not have through max-pooling (the route depends on "
                         "the input)");
     draw_feedback(network);
 }
@@ -295,8 +298,10 @@ void Channel<T>::draw_layer(Index hidden, const Matrix<T>* signs, bool magnitude
         kept = p >= 1.0 || rng.uniform() < p;
         if (!kept) return T(0);
         T v = draw_value(rng, scale);
-        if (signs) v = std::abs(v) * ((*signs)(r, c) < T(0) ? T(-1) : T(1));
-        else if (magnitude_only) v = std::abs(v);
+        if (signs)
+            v = std::abs(v) * ((*signs)(r, c) < T(0) ? T(-1) : T(1));
+        else if (magnitude_only)
+            v = std::abs(v);
         return v;
     };
     bool kept = false;
@@ -353,8 +358,7 @@ void Channel<T>::draw_feedback(const Network<T>& network) {
                         tensor[static_cast<std::size_t>(k)](i, j) = draw_value(streams_.feedback, scale);
             synapse_bias_[hs].resize(rows, output_size_);
             for (Index i = 0; i < rows; ++i)
-                for (Index k = 0; k < output_size_; ++k)
-                    synapse_bias_[hs](i, k) = draw_value(streams_.feedback, scale);
+                for (Index k = 0; k < output_size_; ++k) synapse_bias_[hs](i, k) = draw_value(streams_.feedback, scale);
         }
     }
 }

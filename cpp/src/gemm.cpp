@@ -29,8 +29,8 @@ void expression_product(T alpha, const A& a, const B& b, MatrixRef<T>& c, bool a
 }
 
 template <class T>
-void expression_gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>& b, bool tb,
-                     MatrixRef<T>& c, bool accumulate) {
+void expression_gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>& b, bool tb, MatrixRef<T>& c,
+                     bool accumulate) {
     if (ta && tb)
         expression_product(alpha, a.transpose(), b.transpose(), c, accumulate);
     else if (ta)

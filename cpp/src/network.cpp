@@ -70,9 +70,8 @@ Network<T>::Network(const NetworkSpec& spec) : spec_(spec) {
     const std::size_t layers = spec_.stages.size();
     require(layers >= 1, "a network needs at least one layer with weights");
     if (spec_.densities.empty()) spec_.densities.assign(layers, 1.0);
-    require(spec_.densities.size() == layers, "densities needs one value per weight layer (" +
-                                                  std::to_string(layers) + "), got " +
-                                                  std::to_string(spec_.densities.size()));
+    require(spec_.densities.size() == layers, "densities needs one value per weight layer (" + std::to_string(layers) +
+                                                  "), got " + std::to_string(spec_.densities.size()));
     for (double p : spec_.densities)
         require(p > 0.0 && p <= 1.0, "connection densities must lie in (0, 1], got " + std::to_string(p));
     const std::uint64_t connectivity = derive_seed(spec.seed, "connectivity");
@@ -174,7 +173,7 @@ void Network<T>::forward(const ConstMatrixRef<T>& x, Workspace<T>& ws, bool deri
         // A hidden layer's product lands in O^h and f is applied in place: S^h is needed by nothing
         // after f(S^h) and f'(S^h) (both from one sweep), so it costs no buffer and no copy.
         const auto& pools = pools_[hs];
-        MatrixRef<T> s = top            ? MatrixRef<T>(ws.top_pre.topRows(n))
+        MatrixRef<T> s = top             ? MatrixRef<T>(ws.top_pre.topRows(n))
                          : pools.empty() ? MatrixRef<T>(ws.out[hs].topRows(n))
                                          : MatrixRef<T>(ws.activity[hs].topRows(n));
         if (h == 0)
@@ -203,8 +202,8 @@ void Network<T>::forward(const ConstMatrixRef<T>& x, Workspace<T>& ws, bool deri
 template <class T>
 void Network<T>::predict(const ConstMatrixRef<T>& x, MatrixRef<T> result, Index requested_chunk) const {
     const Index chunk = inference_chunk(requested_chunk);
-    require(x.cols() == input_size(), "input has " + std::to_string(x.cols()) + " columns, the network expects " +
-                                          std::to_string(input_size()));
+    require(x.cols() == input_size(),
+            "input has " + std::to_string(x.cols()) + " columns, the network expects " + std::to_string(input_size()));
     Workspace<T> ws;
     reserve(ws, std::min<Index>(chunk, std::max<Index>(x.rows(), 1)), false);
     for (Index first = 0; first < x.rows(); first += chunk) {

@@ -26,10 +26,11 @@ struct OptionTable {
 };
 
 const OptionTable<Activation>& activation_table() {
-    static const OptionTable<Activation> table{
-        "activation",
-        {{"tanh", Activation::Tanh}, {"logistic", Activation::Logistic}, {"relu", Activation::Relu},
-         {"linear", Activation::Linear}}};
+    static const OptionTable<Activation> table{"activation",
+                                               {{"tanh", Activation::Tanh},
+                                                {"logistic", Activation::Logistic},
+                                                {"relu", Activation::Relu},
+                                                {"linear", Activation::Linear}}};
     return table;
 }
 
@@ -40,18 +41,23 @@ const OptionTable<Output>& output_table() {
 }
 
 const OptionTable<Init>& init_table() {
-    static const OptionTable<Init> table{
-        "init",
-        {{"glorot_normal", Init::GlorotNormal}, {"glorot_uniform", Init::GlorotUniform},
-         {"he_normal", Init::HeNormal}, {"lecun_normal", Init::LecunNormal}}};
+    static const OptionTable<Init> table{"init",
+                                         {{"glorot_normal", Init::GlorotNormal},
+                                          {"glorot_uniform", Init::GlorotUniform},
+                                          {"he_normal", Init::HeNormal},
+                                          {"lecun_normal", Init::LecunNormal}}};
     return table;
 }
 
 const OptionTable<Algorithm>& algorithm_table() {
-    static const OptionTable<Algorithm> table{
-        "algorithm",
-        {{"bp", Algorithm::BP}, {"sbp", Algorithm::SBP}, {"rbp", Algorithm::RBP}, {"srbp", Algorithm::SRBP},
-         {"arbp", Algorithm::ARBP}, {"asrbp", Algorithm::ASRBP}, {"top", Algorithm::Top}}};
+    static const OptionTable<Algorithm> table{"algorithm",
+                                              {{"bp", Algorithm::BP},
+                                               {"sbp", Algorithm::SBP},
+                                               {"rbp", Algorithm::RBP},
+                                               {"srbp", Algorithm::SRBP},
+                                               {"arbp", Algorithm::ARBP},
+                                               {"asrbp", Algorithm::ASRBP},
+                                               {"top", Algorithm::Top}}};
     return table;
 }
 
@@ -61,16 +67,18 @@ const OptionTable<Source>& source_table() {
 }
 
 const OptionTable<Distribution>& distribution_table() {
-    static const OptionTable<Distribution> table{
-        "feedback_distribution",
-        {{"gaussian", Distribution::Gaussian}, {"uniform", Distribution::Uniform}, {"sign", Distribution::Sign},
-         {"bernoulli", Distribution::Bernoulli}, {"ones", Distribution::Ones}}};
+    static const OptionTable<Distribution> table{"feedback_distribution",
+                                                 {{"gaussian", Distribution::Gaussian},
+                                                  {"uniform", Distribution::Uniform},
+                                                  {"sign", Distribution::Sign},
+                                                  {"bernoulli", Distribution::Bernoulli},
+                                                  {"ones", Distribution::Ones}}};
     return table;
 }
 
 const OptionTable<FeedbackScale>& feedback_scale_table() {
-    static const OptionTable<FeedbackScale> table{
-        "feedback_scale", {{"glorot", FeedbackScale::Glorot}, {"unit", FeedbackScale::Unit}}};
+    static const OptionTable<FeedbackScale> table{"feedback_scale",
+                                                  {{"glorot", FeedbackScale::Glorot}, {"unit", FeedbackScale::Unit}}};
     return table;
 }
 
@@ -105,8 +113,8 @@ const OptionTable<Quantize>& quantize_table() {
 }
 
 const OptionTable<Rounding>& rounding_table() {
-    static const OptionTable<Rounding> table{
-        "quantize_rounding", {{"nearest", Rounding::Nearest}, {"stochastic", Rounding::Stochastic}}};
+    static const OptionTable<Rounding> table{"quantize_rounding",
+                                             {{"nearest", Rounding::Nearest}, {"stochastic", Rounding::Stochastic}}};
     return table;
 }
 

@@ -10,10 +10,10 @@ template <class T>
 SparseLayer<T>::SparseLayer(Index inputs, Index outputs, bool bias, double density, Rng& mask_rng)
     : inputs_(inputs), outputs_(outputs), density_(density), has_bias_(bias) {
     require(inputs > 0 && outputs > 0, "layer sizes must be positive");
-    require(density > 0.0 && density <= 1.0,
-            "connection density must lie in (0, 1], got " + std::to_string(density));
+    require(density > 0.0 && density <= 1.0, "connection density must lie in (0, 1], got " + std::to_string(density));
     row_ptr_.assign(static_cast<std::size_t>(outputs + 1), 0);
-    col_.reserve(static_cast<std::size_t>(density * static_cast<double>(inputs) * static_cast<double>(outputs) * 1.05) + 16);
+    col_.reserve(static_cast<std::size_t>(density * static_cast<double>(inputs) * static_cast<double>(outputs) * 1.05) +
+                 16);
     for (Index i = 0; i < outputs; ++i) {
         for (Index j = 0; j < inputs; ++j)
             if (mask_rng.uniform() < density) col_.push_back(j);
@@ -31,13 +31,15 @@ void SparseLayer<T>::finish_structure() {
     // CSC index: count entries per column, prefix sums, then fill in row order (rows ascending).
     col_ptr_.assign(static_cast<std::size_t>(inputs_ + 1), 0);
     for (Index j : col_) ++col_ptr_[static_cast<std::size_t>(j + 1)];
-    for (Index j = 0; j < inputs_; ++j) col_ptr_[static_cast<std::size_t>(j + 1)] += col_ptr_[static_cast<std::size_t>(j)];
+    for (Index j = 0; j < inputs_; ++j)
+        col_ptr_[static_cast<std::size_t>(j + 1)] += col_ptr_[static_cast<std::size_t>(j)];
     csc_row_.assign(static_cast<std::size_t>(nnz), 0);
     csc_pos_.assign(static_cast<std::size_t>(nnz), 0);
     std::vector<Index> next(col_ptr_.begin(), col_ptr_.end() - 1);
     for (Index i = 0; i < outputs_; ++i) {
         for (Index k = row_ptr_[static_cast<std::size_t>(i)]; k < row_ptr_[static_cast<std::size_t>(i + 1)]; ++k) {
-            const auto slot = static_cast<std::size_t>(next[static_cast<std::size_t>(col_[static_cast<std::size_t>(k)])]++);
+            const auto slot =
+                static_cast<std::size_t>(next[static_cast<std::size_t>(col_[static_cast<std::size_t>(k)])]++);
             csc_row_[slot] = i;
             csc_pos_[slot] = k;
         }

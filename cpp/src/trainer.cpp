@@ -105,7 +105,8 @@ Trainer<T>::Trainer(std::shared_ptr<Network<T>> network, TrainerSpec spec)
         return buffers;
     };
     if (spec_.momentum > 0) velocity_ = zeros_like_parameters();
-    if (spec_.channel.transform != Transform::None && spec_.channel.transform_update) gradient_ = zeros_like_parameters();
+    if (spec_.channel.transform != Transform::None && spec_.channel.transform_update)
+        gradient_ = zeros_like_parameters();
     auto pointers = [](std::vector<std::vector<Matrix<T>>>& buffers) {
         std::vector<std::vector<Matrix<T>*>> lists;
         for (auto& layer : buffers) {
@@ -284,7 +285,8 @@ double Trainer<T>::step(const ConstMatrixRef<T>& x, const Targets<T>& targets) {
 }
 
 template <class T>
-EpochResult Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>& targets, const EpochControl& control) {
+EpochResult Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>& targets,
+                                    const EpochControl& control) {
     const Index total = x.rows();
     require(total > 0, "cannot train on an empty data set");
     const Exclusive exclusive(*this);

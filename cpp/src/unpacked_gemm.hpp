@@ -44,7 +44,7 @@ struct Simd {
     using Vec = __m512;
     using Mask = __mmask16;
     static constexpr int width = 16;
-    static constexpr int dot_block_rows = 4, dot_block_cols = 4;   // 16 accumulators + 4 + 1 operands
+    static constexpr int dot_block_rows = 4, dot_block_cols = 4;    // 16 accumulators + 4 + 1 operands
     static constexpr int axpy_block_rows = 6, axpy_block_vecs = 4;  // 24 accumulators + 4 + 1 operands
     static Mask full() { return 0xFFFF; }
     static Mask first(Index count) { return static_cast<Mask>((1u << count) - 1u); }
@@ -68,7 +68,8 @@ struct Simd {
     static constexpr int axpy_block_rows = 6, axpy_block_vecs = 2;  // 12 accumulators + 2 + 1 operands
     static Mask full() { return _mm256_set1_epi32(-1); }
     static Mask first(Index count) {
-        return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)),
+                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     }
     static Vec zero() { return _mm256_setzero_ps(); }
     static Vec set1(float x) { return _mm256_set1_ps(x); }
@@ -309,10 +310,12 @@ inline void axpy_block(Index k, const float* a, Index a_row, Index a_depth, cons
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) {
             float* out = row + kWidth * v;
             if (PartialLast && v + 1 == NV) {
-                Simd::store(out, last,
-                            accumulate ? Simd::fma(scale, acc[r][v], Simd::load(out, last)) : Simd::mul(scale, acc[r][v]));
+                Simd::store(
+                    out, last,
+                    accumulate ? Simd::fma(scale, acc[r][v], Simd::load(out, last)) : Simd::mul(scale, acc[r][v]));
             } else {
-                Simd::store(out, accumulate ? Simd::fma(scale, acc[r][v], Simd::load(out)) : Simd::mul(scale, acc[r][v]));
+                Simd::store(out,
+                            accumulate ? Simd::fma(scale, acc[r][v], Simd::load(out)) : Simd::mul(scale, acc[r][v]));
             }
         }
     }
@@ -320,8 +323,8 @@ inline void axpy_block(Index k, const float* a, Index a_row, Index a_depth, cons
 
 // Rows of C in blocks of Simd::axpy_block_rows (then fewer) against one column block of NV vectors.
 template <int NV, bool PartialLast, bool Listed>
-inline void axpy_rows(Index m, Index k, const float* a, Index a_row, Index a_depth, const float* b, Index ldb,
-                      float* c, Index ldc, float alpha, bool accumulate, Mask last, DepthList list) {
+inline void axpy_rows(Index m, Index k, const float* a, Index a_row, Index a_depth, const float* b, Index ldb, float* c,
+                      Index ldc, float alpha, bool accumulate, Mask last, DepthList list) {
     constexpr int MR = Simd::axpy_block_rows;
     Index i = 0;
     for (; i + MR <= m; i += MR)

@@ -21,8 +21,18 @@ from .network import MLP, Sequential
 from .trainer import ALGORITHMS, Trainer, TrainingDiverged
 
 __all__ = [
-    "ALGORITHMS", "MLP", "Augment", "CheckpointError", "History", "Sequential", "Trainer", "TrainingDiverged",
-    "__version__", "datasets", "isa", "layers",
+    "ALGORITHMS",
+    "MLP",
+    "Augment",
+    "CheckpointError",
+    "History",
+    "Sequential",
+    "Trainer",
+    "TrainingDiverged",
+    "__version__",
+    "datasets",
+    "isa",
+    "layers",
 ]
 
 

@@ -84,8 +84,10 @@ def finite_as(array: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
     with np.errstate(over="ignore"):  # reported below, by name, instead of numpy's RuntimeWarning
         converted = np.ascontiguousarray(array, dtype=dtype)
     if not np.isfinite(converted).all():
-        raise ValueError(f"{name} has values beyond the range of {np.dtype(dtype).name} "
-                         f"(largest magnitude {np.finfo(dtype).max:.4g})")
+        raise ValueError(
+            f"{name} has values beyond the range of {np.dtype(dtype).name} "
+            f"(largest magnitude {np.finfo(dtype).max:.4g})"
+        )
     return converted
 
 
@@ -110,4 +112,6 @@ def as_targets(y: Any, dtype: np.dtype, outputs: int, rows: int, name: str = "y"
         if array.shape != (rows, outputs):
             raise ValueError(f"{name} targets must have shape ({rows}, {outputs}), got {array.shape}")
         return finite_as(array, dtype, name)
-    raise ValueError(f"{name} must be 1-D class labels or 2-D targets of shape (examples, {outputs}), got {array.shape}")
+    raise ValueError(
+        f"{name} must be 1-D class labels or 2-D targets of shape (examples, {outputs}), got {array.shape}"
+    )

@@ -114,6 +114,7 @@ CACHE_FORMAT = 1
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 _IMAGE_THREADS = 4
 
+
 @dataclass(frozen=True)
 class Source:
     """A CIFAR-10 copy: its layout (``"python"``, ``"binary"``, ``"folder"`` or ``"tar"``) and path."""
@@ -186,9 +187,7 @@ def locate(base: Path) -> tuple[Source | None, list[str]]:
 
 def _not_found(base: Path, notes: list[str]) -> FileNotFoundError:
     return FileNotFoundError(
-        "cifar10 data not found.\nSearched:\n"
-        + "\n".join(notes)
-        + "\nTo get the data:\n"
+        "cifar10 data not found.\nSearched:\n" + "\n".join(notes) + "\nTo get the data:\n"
         f"  - call load('cifar10', download=True) to fetch the official python version ({URL},\n"
         f"    about 170 MB) into {base / PYTHON_DIR},\n"
         f"  - or put cifar-10-batches-py/ (e.g. from torchvision.datasets.CIFAR10(root, download=True))\n"
@@ -411,9 +410,7 @@ def _image_key(parts: Sequence[str], where: Callable[[], str]) -> tuple[str, int
     return parts[0], CLASSES.index(parts[1]), parts[2]
 
 
-def _assemble(
-    source: Path, entries: list[tuple[tuple[str, int, str], str, bytes]]
-) -> dict[str, np.ndarray]:
+def _assemble(source: Path, entries: list[tuple[tuple[str, int, str], str, bytes]]) -> dict[str, np.ndarray]:
     """Sort (key, where, bytes) entries by split, class and file name; decode; check every class."""
     entries.sort(key=lambda e: e[0])
     arrays: dict[str, np.ndarray] = {}
@@ -724,7 +721,9 @@ def _normalization(normalize: Any) -> tuple[np.ndarray, np.ndarray] | None:
     if mean.shape != (CHANNELS,) or std.shape != (CHANNELS,):
         raise ValueError(f"normalize=(mean, std) needs {CHANNELS} values each, got shapes {mean.shape} and {std.shape}")
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
-        raise ValueError(f"normalize=(mean, std) needs finite means and positive standard deviations, got {normalize!r}")
+        raise ValueError(
+            f"normalize=(mean, std) needs finite means and positive standard deviations, got {normalize!r}"
+        )
     return mean, std
 
 

@@ -19,11 +19,20 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """``--data-root`` and ``--download``/``--no-download`` (dest ``download``, default on)."""
-    parser.add_argument("--data-root", default=None,
-                        help="data folder (default: $RBP_NATIVE_DATA, else ~/.cache/rbp_native)")
+    parser.add_argument(
+        "--data-root", default=None, help="data folder (default: $RBP_NATIVE_DATA, else ~/.cache/rbp_native)"
+    )
     download = parser.add_mutually_exclusive_group()
-    download.add_argument("--download", dest="download", action="store_true", default=True,
-                          help="download a missing data set into the data folder, checksummed (the default)")
-    download.add_argument("--no-download", dest="download", action="store_false",
-                          help="fail instead of downloading when the data set is missing (offline use)")
-
+    download.add_argument(
+        "--download",
+        dest="download",
+        action="store_true",
+        default=True,
+        help="download a missing data set into the data folder, checksummed (the default)",
+    )
+    download.add_argument(
+        "--no-download",
+        dest="download",
+        action="store_false",
+        help="fail instead of downloading when the data set is missing (offline use)",
+    )

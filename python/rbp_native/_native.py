@@ -64,7 +64,7 @@ def available() -> list[str]:
             spec = None
         found = spec is not None and spec.name == name  # not an alias registered after loading
         if found:
-            present.append(stem[len("_core_"):] if stem != "_core" else stem)
+            present.append(stem[len("_core_") :] if stem != "_core" else stem)
     return present
 
 
@@ -73,14 +73,19 @@ def _load() -> tuple[ModuleType, str]:
     present = available()
     if requested not in ("", "auto"):
         if requested not in ISAS:
-            raise ImportError(f"{ENV}={requested!r} is not an instruction set of rbp-native; use one of "
-                              f"{', '.join(ISAS)} or auto")
+            raise ImportError(
+                f"{ENV}={requested!r} is not an instruction set of rbp-native; use one of {', '.join(ISAS)} or auto"
+            )
         if requested not in present:
-            raise ImportError(f"{ENV}={requested}: this installation has no _core_{requested} module "
-                              f"(built: {', '.join(present) or 'none'})")
+            raise ImportError(
+                f"{ENV}={requested}: this installation has no _core_{requested} module "
+                f"(built: {', '.join(present) or 'none'})"
+            )
         if not supported(requested):
-            raise ImportError(f"{ENV}={requested}: this CPU or operating system does not support "
-                              f"{requested} (usable features: {', '.join(sorted(cpu_features())) or 'unknown'})")
+            raise ImportError(
+                f"{ENV}={requested}: this CPU or operating system does not support "
+                f"{requested} (usable features: {', '.join(sorted(cpu_features())) or 'unknown'})"
+            )
         return importlib.import_module(f"._core_{requested}", __package__), requested
     variants = [i for i in ISAS if i in present]
     if variants:
@@ -91,8 +96,10 @@ def _load() -> tuple[ModuleType, str]:
     if "_core" in present or not variants:
         module = importlib.import_module("._core", __package__)
         return module, str(getattr(module, "isa", "unknown"))
-    raise ImportError(f"no compiled core of rbp-native runs on this CPU (built: {', '.join(present)}; "
-                      f"usable features: {', '.join(sorted(cpu_features())) or 'unknown'})")
+    raise ImportError(
+        f"no compiled core of rbp-native runs on this CPU (built: {', '.join(present)}; "
+        f"usable features: {', '.join(sorted(cpu_features())) or 'unknown'})"
+    )
 
 
 if TYPE_CHECKING:

@@ -28,9 +28,7 @@ def _sample_array(image: Any, index: int) -> np.ndarray:
         if hasattr(image, "detach") and hasattr(image, "numpy"):  # a torch tensor
             image = image.detach().cpu().numpy()
         array = np.asarray(image)
-        if array.dtype == np.object_ or not (
-            np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
-        ):
+        if array.dtype == np.object_ or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
             raise TypeError(f"sample {index}: input of type {type(image).__name__} is not an image, tensor or array")
     converted = array.astype(np.float32)
     if array.dtype == np.uint8:

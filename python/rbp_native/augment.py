@@ -76,7 +76,10 @@ class Augment:
         """The largest vertical and horizontal shifts in pixels for images of this size."""
         from ._native import _core
 
-        return (_core.augment_max_shift(self._translate, int(height)), _core.augment_max_shift(self._translate, int(width)))
+        return (
+            _core.augment_max_shift(self._translate, int(height)),
+            _core.augment_max_shift(self._translate, int(width)),
+        )
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments, for saving and reproducing the augmentation."""
@@ -108,4 +111,3 @@ class Augment:
 
     def __repr__(self) -> str:
         return f"Augment(translate={self._translate!r}, flip={self._flip!r})"
-

@@ -67,16 +67,27 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.nda
         raise
     # zipfile raises NotImplementedError for a damaged compression-method field and RuntimeError for
     # a damaged flag that marks a member encrypted; zlib.error for a damaged deflate stream.
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, NotImplementedError, RuntimeError,
-            zlib.error) as error:
+    except (
+        zipfile.BadZipFile,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        NotImplementedError,
+        RuntimeError,
+        zlib.error,
+    ) as error:
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {error}") from error
     try:
         meta = json.loads(str(arrays.pop("meta")))
     except ValueError as error:
         raise CheckpointError(f"{path}: its 'meta' entry is not valid JSON: {error}") from error
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an rbp-native checkpoint (format {meta.get('format')!r})"
-                              if isinstance(meta, dict) else f"{path} is not an rbp-native checkpoint")
+        raise CheckpointError(
+            f"{path} is not an rbp-native checkpoint (format {meta.get('format')!r})"
+            if isinstance(meta, dict)
+            else f"{path} is not an rbp-native checkpoint"
+        )
     version = meta.get("format_version")
     if not isinstance(version, int) or version < 1:
         raise CheckpointError(f"{path}: invalid format version {version!r}")

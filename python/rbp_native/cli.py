@@ -15,16 +15,31 @@ from ._cli_common import DefaultsHelpFormatter, add_data_arguments
 PAPER_HIDDEN = [100, 100, 100, 100]
 # Trainer keyword arguments mirrored one to one by `train` flags (--feedback-density -> feedback_density).
 CHANNEL_OPTIONS = (
-    "feedback_distribution", "feedback_mean", "feedback_density", "feedback_nonzeros", "feedback_storage",
-    "congruent", "resample", "sources", "feedback_lr_scale", "per_synapse", "signal_transform", "transform_target",
-    "channel_dropout", "dropout_inverted", "frozen_layers", "quantize", "quantize_bits", "quantize_alpha",
+    "feedback_distribution",
+    "feedback_mean",
+    "feedback_density",
+    "feedback_nonzeros",
+    "feedback_storage",
+    "congruent",
+    "resample",
+    "sources",
+    "feedback_lr_scale",
+    "per_synapse",
+    "signal_transform",
+    "transform_target",
+    "channel_dropout",
+    "dropout_inverted",
+    "frozen_layers",
+    "quantize",
+    "quantize_bits",
+    "quantize_alpha",
     "quantize_rounding",
 )
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from .trainer import ALGORITHMS, FEEDBACK_SCALES
     from .network import ACTIVATIONS, INITS, OUTPUTS
+    from .trainer import ALGORITHMS, FEEDBACK_SCALES
 
     p = sub.add_parser(
         "train",
@@ -36,16 +51,27 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     add_data_arguments(p)
     p.add_argument("--algorithm", default="bp", choices=ALGORITHMS)
-    p.add_argument("--no-derivative", dest="derivative", action="store_false",
-                   help="drop the local derivative f' in every hidden layer (the paper's 'no f'' variants)")
+    p.add_argument(
+        "--no-derivative",
+        dest="derivative",
+        action="store_false",
+        help="drop the local derivative f' in every hidden layer (the paper's 'no f'' variants)",
+    )
     p.add_argument("--hidden", type=int, nargs="+", default=PAPER_HIDDEN, metavar="N", help="hidden layer widths")
     p.add_argument("--activation", default="tanh", choices=ACTIVATIONS)
     p.add_argument("--output", default="softmax", choices=OUTPUTS)
     p.add_argument("--init", default="glorot_normal", choices=INITS)
-    p.add_argument("--connectivity", type=float, nargs="+", default=None, metavar="P",
-                   help="forward connection density: one value for every layer or one per weight layer")
-    p.add_argument("--feedback-scale", default="glorot", type=_scale,
-                   help=f"{' or '.join(FEEDBACK_SCALES)} or a positive number")
+    p.add_argument(
+        "--connectivity",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="P",
+        help="forward connection density: one value for every layer or one per weight layer",
+    )
+    p.add_argument(
+        "--feedback-scale", default="glorot", type=_scale, help=f"{' or '.join(FEEDBACK_SCALES)} or a positive number"
+    )
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=0.1)
@@ -54,47 +80,95 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="run seed (init, feedback and shuffling streams derive from it)")
     p.add_argument("--threads", type=int, default=None, help="native threads (default: all cores)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    from .trainer import (FEEDBACK_DISTRIBUTIONS, FEEDBACK_STORAGES, QUANTIZE_MODES, RESAMPLE_MODES, ROUNDINGS,
-                          SIGNAL_TRANSFORMS, SOURCES, TRANSFORM_TARGETS)
+    from .trainer import (
+        FEEDBACK_DISTRIBUTIONS,
+        FEEDBACK_STORAGES,
+        QUANTIZE_MODES,
+        RESAMPLE_MODES,
+        ROUNDINGS,
+        SIGNAL_TRANSFORMS,
+        SOURCES,
+        TRANSFORM_TARGETS,
+    )
 
     c = p.add_argument_group("learning channel (docs/channels.md defines each option)")
     c.add_argument("--feedback-distribution", default="gaussian", choices=FEEDBACK_DISTRIBUTIONS)
     c.add_argument("--feedback-mean", type=float, default=0.0)
     c.add_argument("--feedback-density", type=float, default=1.0, help="probability that a feedback entry is non-zero")
-    c.add_argument("--feedback-nonzeros", type=float, default=None,
-                   help="expected non-zeros per receiving neuron (density n / N_source)")
-    c.add_argument("--feedback-storage", default="auto", choices=FEEDBACK_STORAGES,
-                   help="storage of sparse feedback (auto: CSR up to density 0.3 from sources of 32+ units)")
+    c.add_argument(
+        "--feedback-nonzeros",
+        type=float,
+        default=None,
+        help="expected non-zeros per receiving neuron (density n / N_source)",
+    )
+    c.add_argument(
+        "--feedback-storage",
+        default="auto",
+        choices=FEEDBACK_STORAGES,
+        help="storage of sparse feedback (auto: CSR up to density 0.3 from sources of 32+ units)",
+    )
     c.add_argument("--congruent", action="store_true", help="feedback signs matched to the forward counterpart")
     c.add_argument("--resample", default=None, choices=RESAMPLE_MODES, help="redraw the feedback every mini-batch")
-    c.add_argument("--sources", nargs="+", default=None, choices=SOURCES, metavar="SOURCE",
-                   help="per hidden layer: 'above' (rbp-style) or 'output' (srbp-style); one value for all")
+    c.add_argument(
+        "--sources",
+        nargs="+",
+        default=None,
+        choices=SOURCES,
+        metavar="SOURCE",
+        help="per hidden layer: 'above' (rbp-style) or 'output' (srbp-style); one value for all",
+    )
     c.add_argument("--feedback-lr-scale", type=float, default=1.0, help="rho of arbp/asrbp")
     c.add_argument("--per-synapse", action="store_true", help="per-synapse random error (srbp)")
     c.add_argument("--signal-transform", default="none", choices=SIGNAL_TRANSFORMS)
     c.add_argument("--transform-target", default="signal", choices=TRANSFORM_TARGETS)
     c.add_argument("--channel-dropout", type=float, default=0.0, help="dropout rate of learning-channel neurons")
     c.add_argument("--dropout-inverted", action="store_true", help="scale kept channel signals by 1/(1-p)")
-    c.add_argument("--frozen-layers", type=int, nargs="+", default=[], metavar="H",
-                   help="layers (paper numbering 1..L) whose weights never change")
+    c.add_argument(
+        "--frozen-layers",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="H",
+        help="layers (paper numbering 1..L) whose weights never change",
+    )
     c.add_argument("--quantize", default=None, choices=QUANTIZE_MODES, help="low-bit error signals or weight updates")
     c.add_argument("--quantize-bits", type=int, default=8)
     c.add_argument("--quantize-alpha", type=float, default=None, help="default 2^-3 (signal) or 2^-6 (update)")
     c.add_argument("--quantize-rounding", default="nearest", choices=ROUNDINGS)
-    p.add_argument("--diagnostics", action="store_true",
-                   help="record per-epoch alignment angles and norms (see Trainer.alignment)")
-    p.add_argument("--train-metrics", default="full", choices=["full", "running"],
-                   help="full: evaluate the whole training set after each epoch; running: batch means")
-    p.add_argument("--out", default=None, help="output folder (default: runs/<dataset>-<algorithm>-seed<seed>); "
-                   "it gets config.json, history.json/.csv after every epoch, checkpoint.npz and model.npz")
-    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
-                   help="also checkpoint every N batches within an epoch (default: after every epoch only)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from OUT/checkpoint.npz (the same options as the run that wrote it, epochs "
-                   "aside); the final model and history equal an uninterrupted run's, timings aside")
-    p.add_argument("--force", action="store_true",
-                   help="with --resume: continue even if options differ from the checkpoint's; without: overwrite "
-                   "the run already in OUT")
+    p.add_argument(
+        "--diagnostics", action="store_true", help="record per-epoch alignment angles and norms (see Trainer.alignment)"
+    )
+    p.add_argument(
+        "--train-metrics",
+        default="full",
+        choices=["full", "running"],
+        help="full: evaluate the whole training set after each epoch; running: batch means",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: runs/<dataset>-<algorithm>-seed<seed>); "
+        "it gets config.json, history.json/.csv after every epoch, checkpoint.npz and model.npz",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also checkpoint every N batches within an epoch (default: after every epoch only)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoint.npz (the same options as the run that wrote it, epochs "
+        "aside); the final model and history equal an uninterrupted run's, timings aside",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="with --resume: continue even if options differ from the checkpoint's; without: overwrite "
+        "the run already in OUT",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(handler=_train)
 
@@ -117,14 +191,31 @@ def _train(args: argparse.Namespace) -> int:
     train, test = datasets.load(args.dataset, root=args.data_root, download=args.download)
     sizes = [train.x.shape[1], *args.hidden, train.num_classes]
     connectivity = args.connectivity[0] if args.connectivity and len(args.connectivity) == 1 else args.connectivity
-    net = MLP(sizes, activation=args.activation, output=args.output, dtype=args.dtype, seed=args.seed, init=args.init,
-              connectivity=connectivity)
+    net = MLP(
+        sizes,
+        activation=args.activation,
+        output=args.output,
+        dtype=args.dtype,
+        seed=args.seed,
+        init=args.init,
+        connectivity=connectivity,
+    )
     channel = {name: getattr(args, name) for name in CHANNEL_OPTIONS}
     if channel["sources"] is not None and len(channel["sources"]) == 1:
         channel["sources"] = channel["sources"][0]
-    trainer = Trainer(net, algorithm=args.algorithm, derivative=args.derivative, lr=args.lr, decay=args.decay,
-                      momentum=args.momentum, batch_size=args.batch_size, seed=args.seed, threads=args.threads,
-                      feedback_scale=args.feedback_scale, **channel)
+    trainer = Trainer(
+        net,
+        algorithm=args.algorithm,
+        derivative=args.derivative,
+        lr=args.lr,
+        decay=args.decay,
+        momentum=args.momentum,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        threads=args.threads,
+        feedback_scale=args.feedback_scale,
+        **channel,
+    )
     config = {"dataset": args.dataset, "network": net.config(), "trainer": trainer.config(), "epochs": args.epochs}
     checkpoint = out / CHECKPOINT
     if args.checkpoint_every is not None and args.checkpoint_every <= 0:
@@ -133,11 +224,15 @@ def _train(args: argparse.Namespace) -> int:
         _check_resumable(out, config, args.force)
         trainer.restore(checkpoint, force=args.force)
         done = len(trainer.history)
-        print(f"rbp-native: resuming {checkpoint}: {done} epoch(s) done"
-              + (", one in progress" if trainer.epoch_pending else ""))
+        print(
+            f"rbp-native: resuming {checkpoint}: {done} epoch(s) done"
+            + (", one in progress" if trainer.epoch_pending else "")
+        )
     elif checkpoint.exists() and not args.force:
-        raise ValueError(f"{out} holds a checkpoint of an earlier run: pass --resume to continue it, --force to "
-                         "train again from scratch over it, or another --out")
+        raise ValueError(
+            f"{out} holds a checkpoint of an earlier run: pass --resume to continue it, --force to "
+            "train again from scratch over it, or another --out"
+        )
     else:
         if args.resume:
             print(f"rbp-native: no checkpoint in {out}: starting from scratch")
@@ -148,8 +243,10 @@ def _train(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
     remaining = max(0, args.epochs - len(history))
-    print(f"rbp-native: {net!r}, algorithm {variant}, {remaining} of {args.epochs} epochs to train, "
-          f"{trainer.threads} threads -> {out}")
+    print(
+        f"rbp-native: {net!r}, algorithm {variant}, {remaining} of {args.epochs} epochs to train, "
+        f"{trainer.threads} threads -> {out}"
+    )
     if not args.progress:
         print("epoch,train_loss,train_accuracy,test_loss,test_accuracy", flush=True)
 
@@ -157,20 +254,37 @@ def _train(args: argparse.Namespace) -> int:
         history.to_json(out / "history.json")
         history.to_csv(out / "history.csv")
         if not args.progress:
-            print(f"{record['epoch']},{record['train_loss']:.6f},{record['train_accuracy']:.6f},"
-                  f"{record['test_loss']:.6f},{record['test_accuracy']:.6f}", flush=True)
+            print(
+                f"{record['epoch']},{record['train_loss']:.6f},{record['train_accuracy']:.6f},"
+                f"{record['test_loss']:.6f},{record['test_accuracy']:.6f}",
+                flush=True,
+            )
 
     try:
-        trainer.fit(train, epochs=remaining, eval=test, progress=args.progress, callback=save,
-                    train_metrics=args.train_metrics, history=history, diagnostics=args.diagnostics,
-                    checkpoint=checkpoint, checkpoint_every=args.checkpoint_every)
+        trainer.fit(
+            train,
+            epochs=remaining,
+            eval=test,
+            progress=args.progress,
+            callback=save,
+            train_metrics=args.train_metrics,
+            history=history,
+            diagnostics=args.diagnostics,
+            checkpoint=checkpoint,
+            checkpoint_every=args.checkpoint_every,
+        )
     except TrainingDiverged as error:
-        print(f"rbp-native: {error}; the epochs before it are in {out}, the last good checkpoint in {checkpoint}",
-              file=sys.stderr)
+        print(
+            f"rbp-native: {error}; the epochs before it are in {out}, the last good checkpoint in {checkpoint}",
+            file=sys.stderr,
+        )
         return 3
     except KeyboardInterrupt:
-        print(f"rbp-native: interrupted after {len(history)} epoch(s); the state is saved in {checkpoint}: "
-              "continue with the same command and --resume", file=sys.stderr)
+        print(
+            f"rbp-native: interrupted after {len(history)} epoch(s); the state is saved in {checkpoint}: "
+            "continue with the same command and --resume",
+            file=sys.stderr,
+        )
         return 130
     net.save(out / "model.npz")
     if history.records:
@@ -191,15 +305,19 @@ def _check_resumable(out: Path, config: dict, force: bool) -> None:
     except (OSError, ValueError) as error:
         if force:
             return
-        raise ValueError(f"{out / 'config.json'} cannot be read ({error}); --force resumes without comparing") \
-            from error
+        raise ValueError(
+            f"{out / 'config.json'} cannot be read ({error}); --force resumes without comparing"
+        ) from error
     if not isinstance(stored, dict):
         raise ValueError(f"{out / 'config.json'} is not a table of options")
-    differences = describe_differences({k: v for k, v in stored.items() if k != "epochs"},
-                               {k: v for k, v in config.items() if k != "epochs"})
+    differences = describe_differences(
+        {k: v for k, v in stored.items() if k != "epochs"}, {k: v for k, v in config.items() if k != "epochs"}
+    )
     if differences and not force:
-        raise ValueError(f"the run in {out} was made with other options ({'; '.join(differences[:6])}); "
-                         "use the same options, or --force to continue with these")
+        raise ValueError(
+            f"the run in {out} was made with other options ({'; '.join(differences[:6])}); "
+            "use the same options, or --force to continue with these"
+        )
 
 
 def _add_theory(sub: argparse._SubParsersAction) -> None:

@@ -215,9 +215,7 @@ class Dataset:
             idx = np.asarray(indices)
             if idx.dtype == np.bool_:
                 if idx.shape != (len(self),):
-                    raise IndexError(
-                        f"boolean mask must have shape ({len(self)},), got {idx.shape}"
-                    )
+                    raise IndexError(f"boolean mask must have shape ({len(self)},), got {idx.shape}")
             elif idx.size == 0:
                 idx = idx.astype(np.intp)
             elif not np.issubdtype(idx.dtype, np.integer):
@@ -353,15 +351,12 @@ def _header(path: Path, data: bytes, magic: int, ndim: int) -> list[int]:
     what = "images" if magic == IMAGES_MAGIC else "labels"
     size = 4 * (1 + ndim)
     if len(data) < size:
-        raise DatasetError(
-            f"{path}: file too short for an IDX {what} header ({len(data)} bytes, need {size})"
-        )
+        raise DatasetError(f"{path}: file too short for an IDX {what} header ({len(data)} bytes, need {size})")
     fields = [int(v) for v in np.frombuffer(data, dtype=">u4", count=1 + ndim)]
     if fields[0] != magic:
         other = {IMAGES_MAGIC: " (an images file?)", LABELS_MAGIC: " (a labels file?)"}
         raise DatasetError(
-            f"{path}: bad magic number {fields[0]}{other.get(fields[0], '')}, "
-            f"expected {magic} for IDX {what}"
+            f"{path}: bad magic number {fields[0]}{other.get(fields[0], '')}, expected {magic} for IDX {what}"
         )
     return fields[1:]
 
@@ -387,9 +382,7 @@ def _read_images(path: Path) -> np.ndarray:
     if (rows, cols) != (ROWS, COLS):
         raise DatasetError(f"{path}: image size is {rows}x{cols}, expected {ROWS}x{COLS}")
     _check_size(path, data, 16, count * rows * cols, count)
-    return np.frombuffer(data, dtype=np.uint8, count=count * rows * cols, offset=16).reshape(
-        count, rows * cols
-    )
+    return np.frombuffer(data, dtype=np.uint8, count=count * rows * cols, offset=16).reshape(count, rows * cols)
 
 
 def _read_labels(path: Path) -> np.ndarray:
@@ -400,23 +393,16 @@ def _read_labels(path: Path) -> np.ndarray:
     raw = np.frombuffer(data, dtype=np.uint8, count=count, offset=8)
     if count and int(raw.max()) >= NUM_CLASSES:
         bad = int(np.flatnonzero(raw >= NUM_CLASSES)[0])
-        raise DatasetError(
-            f"{path}: label {int(raw[bad])} at index {bad} is outside 0..{NUM_CLASSES - 1}"
-        )
+        raise DatasetError(f"{path}: label {int(raw[bad])} at index {bad} is outside 0..{NUM_CLASSES - 1}")
     return raw.astype(np.int64)
 
 
-def _load_split(
-    canonical: str, split: str, files: dict[tuple[str, str], Path], flatten: bool
-) -> Dataset:
+def _load_split(canonical: str, split: str, files: dict[tuple[str, str], Path], flatten: bool) -> Dataset:
     images_path, labels_path = files[(split, "images")], files[(split, "labels")]
     pixels = _read_images(images_path)
     labels = _read_labels(labels_path)
     if pixels.shape[0] != labels.shape[0]:
-        raise DatasetError(
-            f"{images_path} has {pixels.shape[0]} images but {labels_path} has "
-            f"{labels.shape[0]} labels"
-        )
+        raise DatasetError(f"{images_path} has {pixels.shape[0]} images but {labels_path} has {labels.shape[0]} labels")
     x = pixels.astype(np.float32)
     x /= np.float32(255)  # in place: same values as pixels.astype(float32) / float32(255)
     if not flatten:
@@ -464,8 +450,15 @@ def _fetch(url: str, target: Path, md5: str) -> None:
                 # disable=None: a bar on a terminal, nothing in logs and captured output
                 announced = _content_length(response)
                 received = 0
-                with tqdm(total=announced, unit="B", unit_scale=True, unit_divisor=1024,
-                          desc=f"downloading {target.name}", disable=None, leave=False) as bar:
+                with tqdm(
+                    total=announced,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=f"downloading {target.name}",
+                    disable=None,
+                    leave=False,
+                ) as bar:
                     while True:
                         chunk = response.read(_CHUNK)
                         if not chunk:

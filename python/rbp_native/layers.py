@@ -95,8 +95,9 @@ class Conv2D(Layer):
 
     kind = "conv2d"
 
-    def __init__(self, filters: int, kernel_size: Size2, stride: int = 1, padding: str = "same",
-                 activation: str = "tanh") -> None:
+    def __init__(
+        self, filters: int, kernel_size: Size2, stride: int = 1, padding: str = "same", activation: str = "tanh"
+    ) -> None:
         self.filters = _positive("filters", filters)
         self.kernel_size = _pair("kernel_size", kernel_size)
         self.stride = _positive("stride", stride)
@@ -104,8 +105,14 @@ class Conv2D(Layer):
         self.activation = _activation(activation)
 
     def config(self) -> dict[str, Any]:
-        return {"type": "Conv2D", "filters": self.filters, "kernel_size": list(self.kernel_size),
-                "stride": self.stride, "padding": self.padding, "activation": self.activation}
+        return {
+            "type": "Conv2D",
+            "filters": self.filters,
+            "kernel_size": list(self.kernel_size),
+            "stride": self.stride,
+            "padding": self.padding,
+            "activation": self.activation,
+        }
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3:
@@ -114,8 +121,9 @@ class Conv2D(Layer):
         oh = _window(h, self.kernel_size[0], self.stride, self.padding)
         ow = _window(w, self.kernel_size[1], self.stride, self.padding)
         if oh == 0 or ow == 0:
-            raise ValueError(f"Conv2D kernel {self.kernel_size} does not fit the input {input_shape} "
-                             f"with padding {self.padding!r}")
+            raise ValueError(
+                f"Conv2D kernel {self.kernel_size} does not fit the input {input_shape} with padding {self.padding!r}"
+            )
         return (self.filters, oh, ow)
 
 
@@ -132,8 +140,7 @@ class MaxPool2D(Layer):
         self.padding = _padding(padding)
 
     def config(self) -> dict[str, Any]:
-        return {"type": "MaxPool2D", "pool_size": list(self.pool_size), "stride": self.stride,
-                "padding": self.padding}
+        return {"type": "MaxPool2D", "pool_size": list(self.pool_size), "stride": self.stride, "padding": self.padding}
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3:
@@ -142,8 +149,9 @@ class MaxPool2D(Layer):
         oh = _window(h, self.pool_size[0], self.stride, self.padding)
         ow = _window(w, self.pool_size[1], self.stride, self.padding)
         if oh == 0 or ow == 0:
-            raise ValueError(f"MaxPool2D window {self.pool_size} does not fit the input {input_shape} "
-                             f"with padding {self.padding!r}")
+            raise ValueError(
+                f"MaxPool2D window {self.pool_size} does not fit the input {input_shape} with padding {self.padding!r}"
+            )
         return (c, oh, ow)
 
 

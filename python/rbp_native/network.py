@@ -12,9 +12,9 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from . import layers as _layers
-from ._native import _core
 from ._arrays import as_flag, as_inputs, as_integer, finite_as, parse_dtype
 from ._io import atomic_write
+from ._native import _core
 from .layers import ACTIVATIONS, OUTPUTS
 
 # The names of the network's options, from the core's tables (_core.choices()), which also check them.
@@ -47,8 +47,7 @@ def _densities(connectivity: Connectivity, layers: int) -> list[float]:
         p = float(p)
         if p == 0.0:
             raise ValueError(
-                f"connectivity of W^{h + 1} is 0: a layer with no connections passes no signal; "
-                "use a density in (0, 1]"
+                f"connectivity of W^{h + 1} is 0: a layer with no connections passes no signal; use a density in (0, 1]"
             )
         if not (math.isfinite(p) and 0.0 < p <= 1.0):
             raise ValueError(f"connectivity of W^{h + 1} must lie in (0, 1], got {p}")
@@ -74,15 +73,26 @@ def _stages(layers: Sequence[Any], input_shape: tuple[int, ...]) -> tuple[list[d
             if isinstance(layer, _layers.Dense):
                 stage["units"] = layer.units
             else:
-                stage.update(filters=layer.filters, kernel_h=layer.kernel_size[0], kernel_w=layer.kernel_size[1],
-                             stride=layer.stride, padding=layer.padding)
+                stage.update(
+                    filters=layer.filters,
+                    kernel_h=layer.kernel_size[0],
+                    kernel_w=layer.kernel_size[1],
+                    stride=layer.stride,
+                    padding=layer.padding,
+                )
             stages.append(stage)
             activations.append(layer.activation)
         elif isinstance(layer, _layers.MaxPool2D):
             if not stages or stages[-1]["kind"] != "conv2d" or len(shape) != 3:
                 raise ValueError(f"{where}: max-pooling must follow a Conv2D layer (or another MaxPool2D after one)")
-            stages[-1]["pools"].append({"size_h": layer.pool_size[0], "size_w": layer.pool_size[1],
-                                        "stride": layer.stride, "padding": layer.padding})
+            stages[-1]["pools"].append(
+                {
+                    "size_h": layer.pool_size[0],
+                    "size_w": layer.pool_size[1],
+                    "stride": layer.stride,
+                    "padding": layer.padding,
+                }
+            )
         elif not isinstance(layer, _layers.Flatten):
             raise TypeError(f"{where} is not a layer of rbp_native.layers")
         shape = next_shape
@@ -96,11 +106,14 @@ def _stages(layers: Sequence[Any], input_shape: tuple[int, ...]) -> tuple[list[d
     hidden = set(activations[:-1])
     for h, activation in enumerate(activations[:-1]):
         if activation not in ACTIVATIONS:
-            raise ValueError(f"hidden layer {h + 1}'s activation must be one of {', '.join(ACTIVATIONS)}, "
-                             f"got {activation!r}")
+            raise ValueError(
+                f"hidden layer {h + 1}'s activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}"
+            )
     if len(hidden) > 1:
-        raise ValueError(f"hidden layers with different activations ({', '.join(sorted(hidden))}) are not "
-                         "supported yet: give every hidden layer the same one")
+        raise ValueError(
+            f"hidden layers with different activations ({', '.join(sorted(hidden))}) are not "
+            "supported yet: give every hidden layer the same one"
+        )
     return stages, (activations[0] if len(activations) > 1 else "tanh"), output
 
 
@@ -146,8 +159,10 @@ class Sequential:
         layer_list = [_layers.from_config(layer) if isinstance(layer, dict) else layer for layer in layers]
         shape = tuple(int(n) for n in input_shape)
         if len(shape) not in (1, 3) or any(n <= 0 for n in shape):
-            raise ValueError(f"input_shape must be (channels, height, width) or (features,) with positive sizes, "
-                             f"got {tuple(input_shape)}")
+            raise ValueError(
+                f"input_shape must be (channels, height, width) or (features,) with positive sizes, "
+                f"got {tuple(input_shape)}"
+            )
         stages, activation, output = _stages(layer_list, shape)
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
@@ -284,8 +299,9 @@ class Sequential:
         array = np.asarray(x)
         if len(self.input_shape) == 3 and array.ndim == 4:
             if array.shape[1:] != self.input_shape:
-                raise ValueError(f"{name} has examples of shape {array.shape[1:]}, the network expects "
-                                 f"{self.input_shape}")
+                raise ValueError(
+                    f"{name} has examples of shape {array.shape[1:]}, the network expects {self.input_shape}"
+                )
             array = array.reshape(array.shape[0], -1)
         return as_inputs(array, self.dtype, self.sizes[0], name)
 
@@ -427,6 +443,4 @@ class MLP(Sequential):
     def __repr__(self) -> str:
         arch = "-".join(str(n) for n in self.sizes)
         sparse = "" if self._connectivity_config() is None else f", connectivity={self.connectivity!r}"
-        return (
-            f"MLP({arch}, activation={self.activation!r}, output={self.output!r}, dtype={self.dtype.name!r}{sparse})"
-        )
+        return f"MLP({arch}, activation={self.activation!r}, output={self.output!r}, dtype={self.dtype.name!r}{sparse})"

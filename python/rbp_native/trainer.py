@@ -11,9 +11,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ._native import _core
 from ._arrays import as_flag, as_integer, as_real, as_targets
 from ._compare import describe_differences
+from ._native import _core
 from .augment import Augment
 from .history import History
 from .network import MLP, Sequential
@@ -161,21 +161,35 @@ class Trainer:
         # number (float() and bool() would reinterpret them). The core checks names, ranges and
         # combinations, once (resolved_trainer_spec), with messages naming the option.
         lr, decay, momentum, feedback_mean, feedback_lr_scale, channel_dropout, feedback_density = (
-            as_real(value, name) for name, value in (
-                ("lr", lr), ("decay", decay), ("momentum", momentum), ("feedback_mean", feedback_mean),
-                ("feedback_lr_scale", feedback_lr_scale), ("channel_dropout", channel_dropout),
-                ("feedback_density", feedback_density)))
+            as_real(value, name)
+            for name, value in (
+                ("lr", lr),
+                ("decay", decay),
+                ("momentum", momentum),
+                ("feedback_mean", feedback_mean),
+                ("feedback_lr_scale", feedback_lr_scale),
+                ("channel_dropout", channel_dropout),
+                ("feedback_density", feedback_density),
+            )
+        )
         if feedback_nonzeros is not None:
             feedback_nonzeros = as_real(feedback_nonzeros, "feedback_nonzeros")
         if quantize_alpha is not None:
             quantize_alpha = as_real(quantize_alpha, "quantize_alpha")
         if not isinstance(feedback_scale, str):
             if isinstance(feedback_scale, (bool, np.bool_)) or not isinstance(feedback_scale, numbers.Real):
-                raise ValueError(f"feedback_scale must be 'glorot', 'unit' or a positive number, got {feedback_scale!r}")
+                raise ValueError(
+                    f"feedback_scale must be 'glorot', 'unit' or a positive number, got {feedback_scale!r}"
+                )
             feedback_scale = float(feedback_scale)
         congruent, per_synapse, dropout_inverted = (
-            as_flag(value, name) for name, value in (("congruent", congruent), ("per_synapse", per_synapse),
-                                                     ("dropout_inverted", dropout_inverted)))
+            as_flag(value, name)
+            for name, value in (
+                ("congruent", congruent),
+                ("per_synapse", per_synapse),
+                ("dropout_inverted", dropout_inverted),
+            )
+        )
         # Ranges are the core's to check (and the bindings' for seed and threads, whose Python values
         # the core's types cannot hold), except where a value would not even fit those types.
         batch_size = as_integer(batch_size, "batch_size", None, 2**63 - 1)
@@ -184,8 +198,9 @@ class Trainer:
             threads = as_integer(threads, "threads", None, MAX_THREADS)
         quantize_bits = as_integer(quantize_bits, "quantize_bits", None, 2**31 - 1)
         if isinstance(frozen_layers, (str, bytes)) or not hasattr(frozen_layers, "__iter__"):
-            raise TypeError(f"frozen_layers must be a list of layer numbers (1..{net.num_layers}), "
-                            f"got {frozen_layers!r}")
+            raise TypeError(
+                f"frozen_layers must be a list of layer numbers (1..{net.num_layers}), got {frozen_layers!r}"
+            )
         frozen = [as_integer(layer, "frozen_layers (each layer)") for layer in frozen_layers]
         self.net = net
         self._options: dict[str, Any] = {
@@ -239,8 +254,10 @@ class Trainer:
     def _exclusive(self) -> Iterator[None]:
         """One call at a time: a second thread gets a clear error instead of corrupting the state."""
         if not self._lock.acquire(blocking=False):
-            raise RuntimeError("this Trainer is already in use by another thread; a trainer runs one call at a time "
-                               "(use one trainer per thread)")
+            raise RuntimeError(
+                "this Trainer is already in use by another thread; a trainer runs one call at a time "
+                "(use one trainer per thread)"
+            )
         try:
             yield
         finally:
@@ -367,9 +384,11 @@ class Trainer:
         with self._exclusive():
             loss = float(self._core.step(*self._data(x, y), checked=True))
         if not np.isfinite(loss):
-            raise TrainingDiverged(f"training loss became {loss} at update {self.updates + 1}; no update was made "
-                                   f"(algorithm {self.algorithm}, lr {self.lr}): lower the learning rate",
-                                   self.history)
+            raise TrainingDiverged(
+                f"training loss became {loss} at update {self.updates + 1}; no update was made "
+                f"(algorithm {self.algorithm}, lr {self.lr}): lower the learning rate",
+                self.history,
+            )
         return loss
 
     def signals(self, x: Any, y: Any) -> list[np.ndarray]:
@@ -403,8 +422,9 @@ class Trainer:
         if self._bp_probe is None:
             core_class = _core.Trainer32 if self.net.dtype == np.float32 else _core.Trainer64
             hidden = self.net.num_layers - 1
-            self._bp_probe = core_class(self.net._core, {"algorithm": "bp", "derivative": [True] * hidden,
-                                                         "threads": self._options["threads"]})
+            self._bp_probe = core_class(
+                self.net._core, {"algorithm": "bp", "derivative": [True] * hidden, "threads": self._options["threads"]}
+            )
         record: dict[str, float] = {}
         channel = self._core.signals(xs, ys, checked=True)
         exact = self._bp_probe.signals(xs, ys, checked=True)
@@ -494,8 +514,9 @@ class Trainer:
             chunk = int(checkpoint_every) if checkpoint_every is not None else 0
             bar = _progress_bar(-(-x.shape[0] // self.batch_size)) if progress else None
             try:
-                self._fit_epochs(x, y, int(epochs), eval_data, bar, callback, train_metrics, history, probe,
-                                 checkpoint, chunk)
+                self._fit_epochs(
+                    x, y, int(epochs), eval_data, bar, callback, train_metrics, history, probe, checkpoint, chunk
+                )
             except BaseException as error:
                 # Interrupted (Ctrl-C, SIGTERM turned into an exception, ...): keep what was done,
                 # unless it is no longer finite (then the last good checkpoint stays).
@@ -507,23 +528,38 @@ class Trainer:
                     bar.close()
         return history
 
-    def _fit_epochs(self, x: np.ndarray, y: np.ndarray, epochs: int, eval_data: Any, bar: Any,
-                    callback: Callable[[dict[str, Any]], Any] | None, train_metrics: str, history: History,
-                    probe: Any, checkpoint: str | os.PathLike[str] | None, chunk: int) -> None:
+    def _fit_epochs(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        epochs: int,
+        eval_data: Any,
+        bar: Any,
+        callback: Callable[[dict[str, Any]], Any] | None,
+        train_metrics: str,
+        history: History,
+        probe: Any,
+        checkpoint: str | os.PathLike[str] | None,
+        chunk: int,
+    ) -> None:
         start_epoch = len(history)
         for epoch in range(start_epoch + 1, start_epoch + epochs + 1):
             started = time.perf_counter()
             finished = self._unrecorded_epoch(history)  # an epoch trained but not recorded (interrupted)
             if finished is None:
-                self._train_one_epoch(x, y, epoch, start_epoch + epochs, bar, history, checkpoint, chunk,
-                                      probe is not None)
+                self._train_one_epoch(
+                    x, y, epoch, start_epoch + epochs, bar, history, checkpoint, chunk, probe is not None
+                )
                 finished = self._core.unrecorded_epoch
             record: dict[str, Any] = {"epoch": epoch}
             lr = self._core.learning_rate
             weights = self.net.weights
             if not self._finite():
-                raise TrainingDiverged(f"a weight became NaN or infinite in epoch {epoch} "
-                                       f"(algorithm {self.algorithm}, lr {self.lr}); lower the learning rate", history)
+                raise TrainingDiverged(
+                    f"a weight became NaN or infinite in epoch {epoch} "
+                    f"(algorithm {self.algorithm}, lr {self.lr}); lower the learning rate",
+                    history,
+                )
             if train_metrics == "full":
                 full = self._core.evaluate(x, y, checked=True)
                 record.update(train_loss=full["loss"], train_accuracy=full["accuracy"])
@@ -536,8 +572,10 @@ class Trainer:
             if probe is not None:
                 before = self._epoch_start_weights
                 if before is None:
-                    raise ValueError("diagnostics need the weights from the start of the epoch, which this trainer "
-                                     "did not keep (the epoch began without diagnostics)")
+                    raise ValueError(
+                        "diagnostics need the weights from the start of the epoch, which this trainer "
+                        "did not keep (the epoch began without diagnostics)"
+                    )
                 record.update(self.alignment(*probe))
                 for h, after in enumerate(weights):
                     record[f"norm_dW_{h + 1}"] = float(np.linalg.norm(after - before[h]))
@@ -560,16 +598,27 @@ class Trainer:
             return None
         return finished
 
-    def _train_one_epoch(self, x: np.ndarray, y: np.ndarray, epoch: int, last_epoch: int, bar: Any,
-                         history: History, checkpoint: str | os.PathLike[str] | None, chunk: int,
-                         diagnostics: bool) -> dict[str, Any]:
+    def _train_one_epoch(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        epoch: int,
+        last_epoch: int,
+        bar: Any,
+        history: History,
+        checkpoint: str | os.PathLike[str] | None,
+        chunk: int,
+        diagnostics: bool,
+    ) -> dict[str, Any]:
         """The epoch's batches (continuing a pending epoch), in chunks of `chunk` batches with a
         checkpoint after each; returns the core's running metrics of the whole epoch."""
         if not self.epoch_pending:
             self._epoch_start_weights = self.net.weights if diagnostics else None
         elif diagnostics and self._epoch_start_weights is None:
-            raise ValueError("diagnostics need the weights from the start of the epoch, but this epoch was "
-                             "interrupted part-way without them: continue it without diagnostics, or discard it")
+            raise ValueError(
+                "diagnostics need the weights from the start of the epoch, but this epoch was "
+                "interrupted part-way without them: continue it without diagnostics, or discard it"
+            )
         report = None
         if bar is not None:
             bar.reset(total=-(-x.shape[0] // self.batch_size))
@@ -597,12 +646,14 @@ class Trainer:
                     raise TrainingDiverged(
                         f"a weight became NaN or infinite in epoch {epoch} by batch {running['batch']} of "
                         f"{running['batches']} (algorithm {self.algorithm}, lr {self.lr}); lower the learning rate",
-                        history)
+                        history,
+                    )
                 self.save(checkpoint)
 
     def _finite(self) -> bool:
         return all(np.isfinite(w).all() for w in self.net.weights) and all(
-            np.isfinite(b).all() for b in self.net.biases)
+            np.isfinite(b).all() for b in self.net.biases
+        )
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -622,8 +673,14 @@ class Trainer:
                 arrays[f"network/b{h + 1}"] = b
             for h, f in enumerate(self.feedback):
                 arrays[f"feedback/{h}"] = f
-            for name in ("shuffle_stream", "feedback_stream", "dropout_stream", "quantize_stream", "augment_stream",
-                         "epoch_order"):
+            for name in (
+                "shuffle_stream",
+                "feedback_stream",
+                "dropout_stream",
+                "quantize_stream",
+                "augment_stream",
+                "epoch_order",
+            ):
                 arrays[f"state/{name}"] = state[name]
             for h, layer in enumerate(state["velocity"]):
                 for p, v in enumerate(layer):
@@ -677,20 +734,31 @@ class Trainer:
 
         meta, arrays = ckpt.read(path)
         if not force:
-            differences = describe_differences({"network": meta["network"], "trainer": meta["trainer"]},
-                                       {"network": self.net.config(), "trainer": self.config()})
+            differences = describe_differences(
+                {"network": meta["network"], "trainer": meta["trainer"]},
+                {"network": self.net.config(), "trainer": self.config()},
+            )
             if differences:
-                raise ValueError(f"{path} was written with other options ({'; '.join(differences[:6])}); "
-                                 "use the same options, or force=True")
+                raise ValueError(
+                    f"{path} was written with other options ({'; '.join(differences[:6])}); "
+                    "use the same options, or force=True"
+                )
         self._apply_checkpoint(path, meta, arrays)
 
-    def _apply_checkpoint(self, path: str | os.PathLike[str], meta: dict[str, Any],
-                          arrays: dict[str, np.ndarray]) -> None:
+    def _apply_checkpoint(
+        self, path: str | os.PathLike[str], meta: dict[str, Any], arrays: dict[str, np.ndarray]
+    ) -> None:
         """All of the checkpoint or nothing: a checkpoint found inconsistent half-way leaves the
         trainer as it was."""
         with self._exclusive():
-            before = (self.net.weights, self.net.biases, self.feedback, self._core.get_state(), self._history,
-                      self._epoch_start_weights)
+            before = (
+                self.net.weights,
+                self.net.biases,
+                self.feedback,
+                self._core.get_state(),
+                self._history,
+                self._epoch_start_weights,
+            )
             try:
                 self._apply_checkpoint_parts(path, meta, arrays)
             except BaseException:
@@ -704,8 +772,9 @@ class Trainer:
                 self._history, self._epoch_start_weights = history, start_weights
                 raise
 
-    def _apply_checkpoint_parts(self, path: str | os.PathLike[str], meta: dict[str, Any],
-                                arrays: dict[str, np.ndarray]) -> None:
+    def _apply_checkpoint_parts(
+        self, path: str | os.PathLike[str], meta: dict[str, Any], arrays: dict[str, np.ndarray]
+    ) -> None:
         from . import checkpoint as ckpt
 
         state_meta = meta["state"]
@@ -715,27 +784,43 @@ class Trainer:
             if self.net.bias:
                 self.net.set_biases([ckpt.array(path, arrays, f"network/b{h + 1}") for h in range(layers)])
             if self._core.num_feedback:
-                self.set_feedback([ckpt.array(path, arrays, f"feedback/{h}")
-                                   for h in range(self._core.num_feedback)])
-            velocity = [[ckpt.array(path, arrays, f"state/velocity/{h}/{p}").astype(self.net.dtype, copy=False)
-                         for p in range(int(count))]
-                        for h, count in enumerate(state_meta.get("velocity_layers", []))]
-            state = {name: ckpt.array(path, arrays, f"state/{name}")
-                     for name in ("shuffle_stream", "feedback_stream", "dropout_stream", "quantize_stream",
-                                  "augment_stream", "epoch_order")}
+                self.set_feedback([ckpt.array(path, arrays, f"feedback/{h}") for h in range(self._core.num_feedback)])
+            velocity = [
+                [
+                    ckpt.array(path, arrays, f"state/velocity/{h}/{p}").astype(self.net.dtype, copy=False)
+                    for p in range(int(count))
+                ]
+                for h, count in enumerate(state_meta.get("velocity_layers", []))
+            ]
+            state = {
+                name: ckpt.array(path, arrays, f"state/{name}")
+                for name in (
+                    "shuffle_stream",
+                    "feedback_stream",
+                    "dropout_stream",
+                    "quantize_stream",
+                    "augment_stream",
+                    "epoch_order",
+                )
+            }
             state.update(
-                updates=int(state_meta["updates"]), velocity=velocity,
+                updates=int(state_meta["updates"]),
+                velocity=velocity,
                 epoch_next_batch=int(state_meta["epoch_next_batch"]),
                 epoch_loss=ckpt.finite_float(path, state_meta["epoch_loss"], "epoch_loss"),
-                epoch_correct=int(state_meta["epoch_correct"]), epoch_seen=int(state_meta["epoch_seen"]),
+                epoch_correct=int(state_meta["epoch_correct"]),
+                epoch_seen=int(state_meta["epoch_seen"]),
                 unrecorded_epoch=state_meta.get("unrecorded_epoch"),
             )
             self._core.set_state(state)
             records = meta["history"].get("epochs")
             if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
                 raise ValueError("its history is not a list of records")
-            start_weights = ([ckpt.array(path, arrays, f"epoch_start/W{h + 1}") for h in range(layers)]
-                             if state_meta.get("epoch_start_weights") else None)
+            start_weights = (
+                [ckpt.array(path, arrays, f"epoch_start/W{h + 1}") for h in range(layers)]
+                if state_meta.get("epoch_start_weights")
+                else None
+            )
             history_config = meta["history"].get("config") or {}
             if not isinstance(history_config, dict):
                 raise ValueError("its history's config is not a table")

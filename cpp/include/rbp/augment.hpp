@@ -49,7 +49,6 @@ void augment_batch(T* x, Index n, Index channels, Index height, Index width, con
                    AugmentDraw* draws = nullptr);
 
 extern template void augment_batch<float>(float*, Index, Index, Index, Index, const AugmentSpec&, Rng&, AugmentDraw*);
-extern template void augment_batch<double>(double*, Index, Index, Index, Index, const AugmentSpec&, Rng&,
-                                           AugmentDraw*);
+extern template void augment_batch<double>(double*, Index, Index, Index, Index, const AugmentSpec&, Rng&, AugmentDraw*);
 
 }  // namespace rbp

@@ -33,9 +33,9 @@ namespace rbp {
 struct FeedbackSpec {
     Distribution distribution = Distribution::Gaussian;
     FeedbackScale scale = FeedbackScale::Glorot;
-    double scale_value = 1.0;   // used when scale == Value
+    double scale_value = 1.0;  // used when scale == Value
     double mean = 0.0;
-    double density = 1.0;       // probability that an entry is non-zero
+    double density = 1.0;            // probability that an entry is non-zero
     std::optional<double> nonzeros;  // expected non-zeros per receiving neuron: density = n / N_source
     Storage storage = Storage::Auto;
     bool congruent = false;
@@ -50,10 +50,10 @@ struct ChannelSpec {
     double feedback_lr_scale = 1.0;  // rho of the adaptive algorithms
     bool per_synapse = false;
     Transform transform = Transform::None;
-    bool transform_update = false;   // apply the transform to the batch update instead of the signal
+    bool transform_update = false;  // apply the transform to the batch update instead of the signal
     double dropout = 0.0;
     bool dropout_inverted = false;
-    std::vector<Index> frozen;       // paper numbering, 1..L
+    std::vector<Index> frozen;  // paper numbering, 1..L
     Quantize quantize = Quantize::None;
     std::optional<double> quantize_alpha;  // unset: default_quantize_alpha(quantize)
     Quantizer quantizer;                   // its alpha resolved from quantize_alpha
@@ -102,8 +102,12 @@ public:
     Matrix<T> counterpart(const Network<T>& network, Index hidden) const;
 
     // Per-synapse random error: R^h as N_L matrices of shape (N_h, N_{h-1}), and bias vectors (N_h, N_L).
-    const std::vector<Matrix<T>>& synapse_feedback(Index hidden) const { return synapse_.at(static_cast<std::size_t>(hidden)); }
-    const Matrix<T>& synapse_bias_feedback(Index hidden) const { return synapse_bias_.at(static_cast<std::size_t>(hidden)); }
+    const std::vector<Matrix<T>>& synapse_feedback(Index hidden) const {
+        return synapse_.at(static_cast<std::size_t>(hidden));
+    }
+    const Matrix<T>& synapse_bias_feedback(Index hidden) const {
+        return synapse_bias_.at(static_cast<std::size_t>(hidden));
+    }
 
     // Draws every F^h (and per-synapse tensor) from the feedback stream, respecting congruence.
     void draw_feedback(const Network<T>& network);
@@ -150,16 +154,16 @@ private:
 
     ChannelSpec spec_;
     std::vector<Source> sources_;
-    std::vector<Index> rows_;      // where the signal enters: |O^h| (source Above, or after the pools), else |S^h|
-    std::vector<Index> received_;  // |S^h| of hidden layers (J^h's width)
-    std::vector<char> routes_;     // whether the entering signal is routed through the stage's pools
+    std::vector<Index> rows_;           // where the signal enters: |O^h| (source Above, or after the pools), else |S^h|
+    std::vector<Index> received_;       // |S^h| of hidden layers (J^h's width)
+    std::vector<char> routes_;          // whether the entering signal is routed through the stage's pools
     std::vector<char> network_pooled_;  // whether the stage has pools
-    std::vector<std::unique_ptr<ConvLayer<T>>> kernels_;  // rbp's random kernels (null where W^{h+1} is dense)
-    std::vector<std::vector<Matrix<T>*>> kernel_targets_;   // {&kernel} per kernel, for the adaptive update
-    std::vector<Index> cols_;      // N_source of hidden layers
-    std::vector<Index> offsets_;   // column offsets inside stacked_
-    std::vector<char> sparse_;     // storage of each layer
-    std::vector<char> frozen_;     // per layer (zero-based), L entries
+    std::vector<std::unique_ptr<ConvLayer<T>>> kernels_;   // rbp's random kernels (null where W^{h+1} is dense)
+    std::vector<std::vector<Matrix<T>*>> kernel_targets_;  // {&kernel} per kernel, for the adaptive update
+    std::vector<Index> cols_;                              // N_source of hidden layers
+    std::vector<Index> offsets_;                           // column offsets inside stacked_
+    std::vector<char> sparse_;                             // storage of each layer
+    std::vector<char> frozen_;                             // per layer (zero-based), L entries
     Index output_size_ = 0;
     // When every hidden layer is fed from the output with dense storage, the transposed matrices are
     // stacked side by side, (N_L, sum N_h), so that all hidden signals come from one product.

@@ -40,7 +40,7 @@ struct NetworkSpec {
     Output output = Output::Softmax;
     bool bias = true;
     Init init = Init::GlorotNormal;
-    std::uint64_t seed = 0;             // the "init" stream is derived from it
+    std::uint64_t seed = 0;  // the "init" stream is derived from it
     // Connection density of each weight layer W^1..W^L, in (0, 1]; empty means all dense. A layer
     // with density < 1 is a SparseLayer whose fixed mask comes from the "connectivity" stream of
     // `seed` (one stream per layer); density exactly 1 gives a DenseLayer.
@@ -64,8 +64,8 @@ struct Workspace {
     std::vector<std::vector<ArgmaxMatrix>> argmax;
     std::vector<Matrix<T>> arrived;
     std::vector<std::vector<Matrix<T>>> routed;
-    Matrix<T> input;                    // gathered input rows of the batch (training only)
-    Matrix<T> targets;                  // T of the batch
+    Matrix<T> input;    // gathered input rows of the batch (training only)
+    Matrix<T> targets;  // T of the batch
     // Marks of the input's all-zero blocks (gemm.hpp); input_zeros.masks is null unless the trainer
     // marked this batch and found enough of them for the first layer to skip.
     std::vector<std::uint64_t> input_zero_marks;

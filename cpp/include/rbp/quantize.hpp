@@ -54,7 +54,9 @@ struct Quantizer {
 template <class T>
 struct QuantizerGrid {
     explicit QuantizerGrid(const Quantizer& quantizer)
-        : q(quantizer), step(static_cast<T>(quantizer.step())), inv_step(T(1) / step),
+        : q(quantizer),
+          step(static_cast<T>(quantizer.step())),
+          inv_step(T(1) / step),
           alpha(static_cast<T>(quantizer.alpha)) {}
 
     bool nearest() const { return q.rounding == Rounding::Nearest; }

@@ -15,11 +15,11 @@ namespace rbp {
 struct TrainerSpec {
     ChannelSpec channel;
     double lr = 0.1;
-    double decay = 1e-6;        // lr_t = lr / (1 + decay * t), t = updates done so far
-    double momentum = 0.0;      // Keras: v = momentum * v + lr_t * g; W += v
+    double decay = 1e-6;    // lr_t = lr / (1 + decay * t), t = updates done so far
+    double momentum = 0.0;  // Keras: v = momentum * v + lr_t * g; W += v
     Index batch_size = 100;
-    std::uint64_t seed = 0;     // "feedback", "shuffle", "dropout", "quantize" and "augment" streams derive from it
-    int threads = 0;            // 0: all cores (OpenMP's default)
+    std::uint64_t seed = 0;  // "feedback", "shuffle", "dropout", "quantize" and "augment" streams derive from it
+    int threads = 0;         // 0: all cores (OpenMP's default)
     // Random translations and flips of every training batch of an epoch (augment.hpp), on the
     // trainer's copy of the batch; needs a network whose input is an image (input_shape).
     std::optional<AugmentSpec> augment;
@@ -103,7 +103,7 @@ struct UnrecordedEpoch {
 };
 
 struct EpochResult {
-    Metrics metrics;        // running loss and accuracy over the epoch's batches done so far
+    Metrics metrics;  // running loss and accuracy over the epoch's batches done so far
     bool completed = false;
     bool diverged = false;  // a batch's loss was NaN or infinite: it made no update, the epoch stopped
     Index batch = 0;        // batches of the epoch done (the diverging batch is the next one)

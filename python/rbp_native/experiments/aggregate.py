@@ -154,9 +154,13 @@ class VariantResult:
 
     def final(self) -> dict[str, Any]:
         """Final-epoch statistics over the complete seeds."""
-        entry: dict[str, Any] = {"variant": self.name, "label": self.label, "n": len(self.rows),
-                                 "diverged": len(self.diverged),
-                                 "epochs": len(self.rows[0]) if self.rows else 0}
+        entry: dict[str, Any] = {
+            "variant": self.name,
+            "label": self.label,
+            "n": len(self.rows),
+            "diverged": len(self.diverged),
+            "epochs": len(self.rows[0]) if self.rows else 0,
+        }
         for metric in METRICS:
             entry[f"{metric}_mean"], entry[f"{metric}_std"] = mean_std([r[-1][metric] for r in self.rows if r])
         entry["test_error_mean"] = 100.0 * (1.0 - entry["test_accuracy_mean"])
@@ -247,11 +251,13 @@ def from_tables(experiment: Experiment, directory: str | Path) -> Aggregate:
     summary = _read_table(directory / "summary.csv")
     final_rows = {row["variant"]: row for row in _read_table(directory / "final.csv")}
     names = [v.name for v in experiment.variants]
-    missing = [n for n in names if n not in final_rows or not any(e["variant"] == n for e in summary)
-               and final_rows[n]["n"]]
+    missing = [
+        n for n in names if n not in final_rows or not any(e["variant"] == n for e in summary) and final_rows[n]["n"]
+    ]
     if missing:
-        raise ValueError(f"{directory}: the tables have no rows for variant(s) {', '.join(missing)} of "
-                         f"{experiment.name}")
+        raise ValueError(
+            f"{directory}: the tables have no rows for variant(s) {', '.join(missing)} of {experiment.name}"
+        )
     labels = {v.name: v.label for v in experiment.variants}
     for row in final_rows.values():
         if row["variant"] in labels:
@@ -274,9 +280,23 @@ def _csv(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 SUMMARY_COLUMNS = ["variant", "label", "epoch", "n"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
-FINAL_COLUMNS = ["variant", "label", "n", "diverged", "epochs", "test_accuracy_mean", "test_accuracy_std",
-                 "test_error_mean", "test_error_std", "train_accuracy_mean", "train_accuracy_std",
-                 "test_loss_mean", "test_loss_std", "train_loss_mean", "train_loss_std"]
+FINAL_COLUMNS = [
+    "variant",
+    "label",
+    "n",
+    "diverged",
+    "epochs",
+    "test_accuracy_mean",
+    "test_accuracy_std",
+    "test_error_mean",
+    "test_error_std",
+    "train_accuracy_mean",
+    "train_accuracy_std",
+    "test_loss_mean",
+    "test_loss_std",
+    "train_loss_mean",
+    "train_loss_std",
+]
 
 
 def pct(mean: float, std: float) -> str:
@@ -325,11 +345,17 @@ def sweep_markdown(experiment: Experiment, aggregate: Aggregate) -> str:
                 if value not in values:
                     values.append(value)
                 row = finals[variant.name]
-                cells[(group, value)] = pct(row["test_accuracy_mean"], row["test_accuracy_std"]) if row["n"] else (
-                    "diverged" if row["diverged"] else "–")
-        lines = [f"Final test accuracy (%) by `{key}`:", "",
-                 "| " + key + " | " + " | ".join(f"`{g}`" for g in names) + " |",
-                 "|---:|" + "---:|" * len(names)]
+                cells[(group, value)] = (
+                    pct(row["test_accuracy_mean"], row["test_accuracy_std"])
+                    if row["n"]
+                    else ("diverged" if row["diverged"] else "–")
+                )
+        lines = [
+            f"Final test accuracy (%) by `{key}`:",
+            "",
+            "| " + key + " | " + " | ".join(f"`{g}`" for g in names) + " |",
+            "|---:|" + "---:|" * len(names),
+        ]
         for value in values:
             lines.append(f"| {value} | " + " | ".join(cells.get((g, value), "") for g in names) + " |")
         references = [groups[g][0].reference for g in names]
@@ -337,8 +363,9 @@ def sweep_markdown(experiment: Experiment, aggregate: Aggregate) -> str:
             ref_cells = []
             for ref in references:
                 ref_row = finals.get(ref) if ref else None
-                ref_cells.append(f"{pct(ref_row['test_accuracy_mean'], ref_row['test_accuracy_std'])} (`{ref}`)"
-                                 if ref_row else "")
+                ref_cells.append(
+                    f"{pct(ref_row['test_accuracy_mean'], ref_row['test_accuracy_std'])} (`{ref}`)" if ref_row else ""
+                )
             lines.append("| reference | " + " | ".join(ref_cells) + " |")
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)

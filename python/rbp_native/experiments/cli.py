@@ -17,8 +17,11 @@ def _describe_experiments() -> str:
     for name in list_experiments():
         try:
             exp = load_experiment(name)
-            runs = "no training" if exp.kind != "train" else (
-                f"{len(exp.variants)} variants x {exp.seeds} seeds, {exp.epochs} epochs")
+            runs = (
+                "no training"
+                if exp.kind != "train"
+                else (f"{len(exp.variants)} variants x {exp.seeds} seeds, {exp.epochs} epochs")
+            )
             lines.append(f"  {name:<11} {exp.title} ({runs})")
         except (ConfigError, OSError) as error:  # pragma: no cover - a broken shipped config
             lines.append(f"  {name:<11} (cannot be read: {error})")
@@ -30,27 +33,47 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=None, help="seeds 0 .. K-1 (default: the config's)")
     p.add_argument("--out", default="results", help="output folder; the experiment writes to OUT/<name>/")
     p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel, one process each")
-    p.add_argument("--threads", type=int, default=None,
-                   help="native threads per run (default: max(1, cores // jobs); 1 with --backend ray, where it is "
-                   "also the CPUs each run asks Ray for); results are bit-identical "
-                   "for the same thread count")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="native threads per run (default: max(1, cores // jobs); 1 with --backend ray, where it is "
+        "also the CPUs each run asks Ray for); results are bit-identical "
+        "for the same thread count",
+    )
     p.add_argument("--limit", type=int, default=None, help="use only the first N training examples (quick looks)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting: an [experiment] key (dataset, test_limit, synthetic.train, ...) or "
-                   "a run option forced on every variant (hidden=[50,50], lr=0.05, ...); VALUE is TOML, "
-                   "bare words are strings; repeatable")
-    p.add_argument("--force", action="store_true",
-                   help="retrain runs made with other settings (or whose files are corrupt) instead of refusing")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting: an [experiment] key (dataset, test_limit, synthetic.train, ...) or "
+        "a run option forced on every variant (hidden=[50,50], lr=0.05, ...); VALUE is TOML, "
+        "bare words are strings; repeatable",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="retrain runs made with other settings (or whose files are corrupt) instead of refusing",
+    )
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
     add_data_arguments(p)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    p.add_argument("--backend", choices=("local", "ray"), default="local",
-                   help="where the runs train: 'local' (default) this machine, --jobs processes; 'ray' one Ray task "
-                   "per run with --threads CPUs (default 1), needs pip install 'rbp-native[ray]'")
-    p.add_argument("--address", default=None,
-                   help="with --backend ray: the cluster to use ('auto': the one this machine has joined, or "
-                   "HOST:PORT); without it a Ray instance is started on this machine for the sweep. On several "
-                   "machines --out must be shared storage at the same path on every node")
+    p.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="where the runs train: 'local' (default) this machine, --jobs processes; 'ray' one Ray task "
+        "per run with --threads CPUs (default 1), needs pip install 'rbp-native[ray]'",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="with --backend ray: the cluster to use ('auto': the one this machine has joined, or "
+        "HOST:PORT); without it a Ray instance is started on this machine for the sweep. On several "
+        "machines --out must be shared storage at the same path on every node",
+    )
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
@@ -110,8 +133,9 @@ def _one(name: str, args: argparse.Namespace) -> int:
     from .config import load_experiment, parse_overrides
     from .runner import plan, reproduce
 
-    experiment = load_experiment(name, epochs=args.epochs, seeds=args.seeds, limit=args.limit,
-                                 overrides=parse_overrides(args.overrides))
+    experiment = load_experiment(
+        name, epochs=args.epochs, seeds=args.seeds, limit=args.limit, overrides=parse_overrides(args.overrides)
+    )
     if args.dry_run:
         if experiment.kind != "train":
             print(f"{experiment.name}: {experiment.kind} experiment, no runs to train")
@@ -125,12 +149,25 @@ def _one(name: str, args: argparse.Namespace) -> int:
         print(f"{experiment.name}: {len(states)} runs: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
         return 0
     command = "rbp-native " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
-    outcome = reproduce(experiment, args.out, jobs=args.jobs, threads=args.threads, force=args.force,
-                        progress=args.progress, data_root=args.data_root, download=args.download, command=command,
-                        backend=args.backend, address=args.address)
+    outcome = reproduce(
+        experiment,
+        args.out,
+        jobs=args.jobs,
+        threads=args.threads,
+        force=args.force,
+        progress=args.progress,
+        data_root=args.data_root,
+        download=args.download,
+        command=command,
+        backend=args.backend,
+        address=args.address,
+    )
     if outcome.failed:
-        print(f"rbp-native: {len(outcome.failed)} run(s) of {experiment.name} failed; no report written "
-              "(run the same command again to retry them):", file=sys.stderr)
+        print(
+            f"rbp-native: {len(outcome.failed)} run(s) of {experiment.name} failed; no report written "
+            "(run the same command again to retry them):",
+            file=sys.stderr,
+        )
         for run_id, message in outcome.failed:
             print(f"  {run_id}: {message}", file=sys.stderr)
         return 1
@@ -141,4 +178,3 @@ def _one(name: str, args: argparse.Namespace) -> int:
         print(f"{len(outcome.diverged)} run(s) diverged: {', '.join(outcome.diverged)}")
     print(f"report: {outcome.report} ({outcome.seconds:.0f} s)")
     return 0
-

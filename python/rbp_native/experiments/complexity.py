@@ -64,8 +64,11 @@ def counted(network: dict[str, Any], trainer: dict[str, Any], seed: int = 0) -> 
     net = MLP(**network, seed=seed)
     t = Trainer(net, **trainer, seed=seed, threads=1)
     stored = sum(int(t._core.feedback_nonzeros(h)) for h in range(t._core.num_feedback))
-    return {"channel_macs": int(t.channel_macs), "feedback_entries": stored,
-            "forward_macs": int(net._core.forward_macs)}
+    return {
+        "channel_macs": int(t.channel_macs),
+        "feedback_entries": stored,
+        "forward_macs": int(net._core.forward_macs),
+    }
 
 
 def table(experiment: Experiment) -> list[dict[str, Any]]:
@@ -74,13 +77,20 @@ def table(experiment: Experiment) -> list[dict[str, Any]]:
         network, trainer = split_options(variant.options, experiment.shape(), experiment.source, variant.name)
         theory = analytic(network["sizes"], trainer)
         count = counted(network, trainer)
-        rows.append({
-            "variant": variant.name, "label": variant.label, "algorithm": trainer.get("algorithm", "bp"),
-            "sizes": "-".join(map(str, network["sizes"])),
-            "analytic_macs": theory["channel_macs"], "channel_macs": count["channel_macs"],
-            "analytic_storage": theory["storage"], "feedback_entries": count["feedback_entries"],
-            "update_macs": theory["update_macs"], "forward_macs": count["forward_macs"],
-        })
+        rows.append(
+            {
+                "variant": variant.name,
+                "label": variant.label,
+                "algorithm": trainer.get("algorithm", "bp"),
+                "sizes": "-".join(map(str, network["sizes"])),
+                "analytic_macs": theory["channel_macs"],
+                "channel_macs": count["channel_macs"],
+                "analytic_storage": theory["storage"],
+                "feedback_entries": count["feedback_entries"],
+                "update_macs": theory["update_macs"],
+                "forward_macs": count["forward_macs"],
+            }
+        )
     return rows
 
 
@@ -94,14 +104,18 @@ def _n(value: Any) -> str:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        ("| Variant | Algorithm | Channel MACs / example: §3.1 | counted by the core | Extra storage: §3.1 "
-         "| stored feedback entries (core) | Extra update MACs (§3.1) | Forward MACs |"),
+        (
+            "| Variant | Algorithm | Channel MACs / example: §3.1 | counted by the core | Extra storage: §3.1 "
+            "| stored feedback entries (core) | Extra update MACs (§3.1) | Forward MACs |"
+        ),
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| `{r['variant']}` | {r['label']} | {_n(r['analytic_macs'])} | {_n(r['channel_macs'])} | "
-                     f"{_n(r['analytic_storage'])} | {_n(r['feedback_entries'])} | {_n(r['update_macs'])} | "
-                     f"{_n(r['forward_macs'])} |")
+        lines.append(
+            f"| `{r['variant']}` | {r['label']} | {_n(r['analytic_macs'])} | {_n(r['channel_macs'])} | "
+            f"{_n(r['analytic_storage'])} | {_n(r['feedback_entries'])} | {_n(r['update_macs'])} | "
+            f"{_n(r['forward_macs'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -126,13 +140,32 @@ def write_complexity(experiment: Experiment, directory: Path, info: dict[str, An
             raise NotMeasured(f"{metric} is not defined for {name!r}")
         return float(value)
 
-    settings = [line for line in _settings_lines(experiment, info) if not line.startswith(("- Data", "- 1", "- 0"))
-                and "epoch" not in line]
-    note = ("Sparse variants: §3.1 counts the expected non-zeros, p · N_h · N_source with p = n / N_source; "
-            "the core counts the entries actually drawn (seed 0).")
-    parts = [f"# {experiment.title}", "", experiment.description.strip(), "", "## Settings", "", *settings, "",
-             "## Learning-channel cost per example", "", text, note, "",
-             "## Comparison with the paper", "", checks_markdown(experiment, value_at)]
+    settings = [
+        line
+        for line in _settings_lines(experiment, info)
+        if not line.startswith(("- Data", "- 1", "- 0")) and "epoch" not in line
+    ]
+    note = (
+        "Sparse variants: §3.1 counts the expected non-zeros, p · N_h · N_source with p = n / N_source; "
+        "the core counts the entries actually drawn (seed 0)."
+    )
+    parts = [
+        f"# {experiment.title}",
+        "",
+        experiment.description.strip(),
+        "",
+        "## Settings",
+        "",
+        *settings,
+        "",
+        "## Learning-channel cost per example",
+        "",
+        text,
+        note,
+        "",
+        "## Comparison with the paper",
+        "",
+        checks_markdown(experiment, value_at),
+    ]
     report = "\n".join(parts).replace("\n\n\n", "\n\n")
     return atomic_write_text(directory / "report.md", report)
-

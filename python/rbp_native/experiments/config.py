@@ -53,7 +53,12 @@ EXPERIMENT_KEYS: dict[str, str] = {
     "synthetic": "table: train, test, features, classes, noise, seed of the synthetic data set",
 }
 SYNTHETIC_DEFAULTS: dict[str, Any] = {
-    "train": 1000, "test": 200, "features": 784, "classes": 10, "noise": 0.3, "seed": 0,
+    "train": 1000,
+    "test": 200,
+    "features": 784,
+    "classes": 10,
+    "noise": 0.3,
+    "seed": 0,
 }
 #: Keys handed to :class:`~rbp_native.MLP` (``hidden`` is turned into ``sizes``).
 NETWORK_KEYS = ("sizes", "hidden", "activation", "output", "dtype", "init", "bias", "connectivity")
@@ -62,17 +67,59 @@ NETWORK_KEYS = ("sizes", "hidden", "activation", "output", "dtype", "init", "bia
 #: titles; default its sweep group's panel.)
 VARIANT_META_KEYS = ("name", "label", "sweep", "reference", "description", "panel")
 CHECK_KEYS = (
-    "claim", "kind", "variant", "a", "b", "among", "group", "value", "low", "high", "margin", "tolerance",
-    "metric", "epoch", "source", "values", "at", "construction",
+    "claim",
+    "kind",
+    "variant",
+    "a",
+    "b",
+    "among",
+    "group",
+    "value",
+    "low",
+    "high",
+    "margin",
+    "tolerance",
+    "metric",
+    "epoch",
+    "source",
+    "values",
+    "at",
+    "construction",
 )
-CHECK_KINDS = ("lowest", "highest", "ge", "close", "above", "below", "between", "monotone", "graceful", "alike",
-               "reaches", "equals")
-CHECK_METRICS = ("test_accuracy", "train_accuracy", "test_loss", "train_loss",
-                 "channel_macs", "analytic_macs", "feedback_entries", "analytic_storage")  # the last four: complexity
+CHECK_KINDS = (
+    "lowest",
+    "highest",
+    "ge",
+    "close",
+    "above",
+    "below",
+    "between",
+    "monotone",
+    "graceful",
+    "alike",
+    "reaches",
+    "equals",
+)
+CHECK_METRICS = (
+    "test_accuracy",
+    "train_accuracy",
+    "test_loss",
+    "train_loss",
+    "channel_macs",
+    "analytic_macs",
+    "feedback_entries",
+    "analytic_storage",
+)  # the last four: complexity
 #: Short names used in the names of swept variants (``srbp-n5``, ``bp-bits4``).
 SWEEP_SHORT = {
-    "feedback_nonzeros": "n", "feedback_density": "p", "quantize_bits": "bits", "channel_dropout": "drop",
-    "quantize_alpha": "alpha", "feedback_mean": "mean", "feedback_lr_scale": "rho", "lr": "lr",
+    "feedback_nonzeros": "n",
+    "feedback_density": "p",
+    "quantize_bits": "bits",
+    "channel_dropout": "drop",
+    "quantize_alpha": "alpha",
+    "feedback_mean": "mean",
+    "feedback_lr_scale": "rho",
+    "lr": "lr",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -215,10 +262,17 @@ class Experiment:
 
     def settings(self) -> dict[str, Any]:
         return {
-            "name": self.name, "kind": self.kind, "dataset": self.dataset_spec(), "epochs": self.epochs,
-            "seeds": self.seeds, "train_metrics": self.train_metrics, "diagnostics": self.diagnostics,
-            "diagnostics_batch": self.diagnostics_batch, "defaults": self.defaults,
-            "overrides": self.overrides, "source": self.source,
+            "name": self.name,
+            "kind": self.kind,
+            "dataset": self.dataset_spec(),
+            "epochs": self.epochs,
+            "seeds": self.seeds,
+            "train_metrics": self.train_metrics,
+            "diagnostics": self.diagnostics,
+            "diagnostics_batch": self.diagnostics_batch,
+            "defaults": self.defaults,
+            "overrides": self.overrides,
+            "source": self.source,
         }
 
 
@@ -302,8 +356,11 @@ def parse_experiment(
     _check_keys(data, ("experiment", "defaults", "variant", "check"), source, "the top level")
     exp_table = dict(_table(data.get("experiment", {}), source, "[experiment]"))
     _check_keys(exp_table, tuple(EXPERIMENT_KEYS), source, "[experiment]")
-    nominal = {"epochs": exp_table.get("epochs", 100), "seeds": exp_table.get("seeds", 1),
-               "limit": exp_table.get("limit")}
+    nominal = {
+        "epochs": exp_table.get("epochs", 100),
+        "seeds": exp_table.get("seeds", 1),
+        "limit": exp_table.get("limit"),
+    }
     options = option_keys()
 
     # Split the command-line overrides into experiment settings and forced run options.
@@ -313,8 +370,9 @@ def parse_experiment(
         if key.startswith("synthetic."):
             sub = key.split(".", 1)[1]
             if sub not in SYNTHETIC_DEFAULTS:
-                raise ConfigError(f"--set {key}: unknown synthetic key {sub!r}; "
-                                  f"allowed: {', '.join(SYNTHETIC_DEFAULTS)}")
+                raise ConfigError(
+                    f"--set {key}: unknown synthetic key {sub!r}; allowed: {', '.join(SYNTHETIC_DEFAULTS)}"
+                )
             synthetic_override[sub] = value
         elif key in EXPERIMENT_KEYS and key not in ("name", "synthetic"):
             exp_table[key] = value
@@ -335,8 +393,9 @@ def parse_experiment(
 
     name = exp_table.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(f"{source}: [experiment] needs a name made of letters, digits, '.', '_', '+' or '-', "
-                          f"got {name!r}")
+        raise ConfigError(
+            f"{source}: [experiment] needs a name made of letters, digits, '.', '_', '+' or '-', got {name!r}"
+        )
     kind = exp_table.get("kind", "train")
     if kind not in KINDS:
         raise ConfigError(f"{source}: [experiment] kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -345,8 +404,9 @@ def parse_experiment(
         dataset = "fashion-mnist"
     if dataset not in DATASETS:
         raise ConfigError(f"{source}: [experiment] dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
-    epochs_value = _positive_int(exp_table.get("epochs", 100), source, "[experiment] epochs",
-                                 allow_zero=kind != "train")
+    epochs_value = _positive_int(
+        exp_table.get("epochs", 100), source, "[experiment] epochs", allow_zero=kind != "train"
+    )
     seeds_value = _positive_int(exp_table.get("seeds", 1), source, "[experiment] seeds")
     limit_value = exp_table.get("limit")
     if limit_value is not None:
@@ -356,13 +416,15 @@ def parse_experiment(
         test_limit = _positive_int(test_limit, source, "[experiment] test_limit")
     train_metrics = exp_table.get("train_metrics", "full")
     if train_metrics not in TRAIN_METRICS:
-        raise ConfigError(f"{source}: [experiment] train_metrics must be one of {', '.join(TRAIN_METRICS)}, "
-                          f"got {train_metrics!r}")
+        raise ConfigError(
+            f"{source}: [experiment] train_metrics must be one of {', '.join(TRAIN_METRICS)}, got {train_metrics!r}"
+        )
     diagnostics = exp_table.get("diagnostics", False)
     if not isinstance(diagnostics, bool):
         raise ConfigError(f"{source}: [experiment] diagnostics must be true or false, got {diagnostics!r}")
-    diagnostics_batch = _positive_int(exp_table.get("diagnostics_batch", 1000), source,
-                                      "[experiment] diagnostics_batch")
+    diagnostics_batch = _positive_int(
+        exp_table.get("diagnostics_batch", 1000), source, "[experiment] diagnostics_batch"
+    )
     synthetic = dict(SYNTHETIC_DEFAULTS)
     given = _table(exp_table.get("synthetic", {}), source, "[experiment.synthetic]")
     _check_keys(given, tuple(SYNTHETIC_DEFAULTS), source, "[experiment.synthetic]")
@@ -399,15 +461,19 @@ def parse_experiment(
     seen: set[str] = set()
     for variant in variants:
         if not _NAME.match(variant.name):
-            raise ConfigError(f"{source}: variant name {variant.name!r} may hold only letters, digits, "
-                              "'.', '_', '+' and '-' (it names a folder)")
+            raise ConfigError(
+                f"{source}: variant name {variant.name!r} may hold only letters, digits, "
+                "'.', '_', '+' and '-' (it names a folder)"
+            )
         if variant.name in seen:
             raise ConfigError(f"{source}: two variants are called {variant.name!r}")
         seen.add(variant.name)
     for variant in variants:
         if variant.reference is not None and variant.reference not in seen:
-            raise ConfigError(f"{source}: variant {variant.name!r} has reference {variant.reference!r}, "
-                              "which is not a variant of this experiment")
+            raise ConfigError(
+                f"{source}: variant {variant.name!r} has reference {variant.reference!r}, "
+                "which is not a variant of this experiment"
+            )
 
     checks = []
     raw_checks = data.get("check", [])
@@ -419,20 +485,36 @@ def parse_experiment(
         checks.append(_check_check(raw, source, index))
 
     experiment = Experiment(
-        name=name, title=str(exp_table.get("title", name)), description=str(exp_table.get("description", "")),
-        kind=kind, dataset=dataset, epochs=epochs_value, seeds=seeds_value, defaults=defaults,
-        variants=variants, checks=checks, source=source, paper=str(exp_table.get("paper", "")),
-        limit=limit_value, test_limit=test_limit, train_metrics=train_metrics, diagnostics=diagnostics,
-        diagnostics_batch=diagnostics_batch, synthetic=synthetic,
-        overrides=dict(overrides or {}), nominal=nominal, shared=_merge(defaults, {}, forced),
+        name=name,
+        title=str(exp_table.get("title", name)),
+        description=str(exp_table.get("description", "")),
+        kind=kind,
+        dataset=dataset,
+        epochs=epochs_value,
+        seeds=seeds_value,
+        defaults=defaults,
+        variants=variants,
+        checks=checks,
+        source=source,
+        paper=str(exp_table.get("paper", "")),
+        limit=limit_value,
+        test_limit=test_limit,
+        train_metrics=train_metrics,
+        diagnostics=diagnostics,
+        diagnostics_batch=diagnostics_batch,
+        synthetic=synthetic,
+        overrides=dict(overrides or {}),
+        nominal=nominal,
+        shared=_merge(defaults, {}, forced),
     )
     for variant in variants:  # sizes must resolve against the data set
         split_options(variant.options, experiment.shape(), source, variant.name)
     return experiment
 
 
-def _expand_variant(raw: dict[str, Any], defaults: dict[str, Any], forced: dict[str, Any], source: str,
-                    where: str) -> list[Variant]:
+def _expand_variant(
+    raw: dict[str, Any], defaults: dict[str, Any], forced: dict[str, Any], source: str, where: str
+) -> list[Variant]:
     name: str = raw["name"]
     label = str(raw.get("label", name))
     reference = raw.get("reference")
@@ -446,16 +528,25 @@ def _expand_variant(raw: dict[str, Any], defaults: dict[str, Any], forced: dict[
     sweep = raw.get("sweep")
     if sweep is None:
         options = _merge(defaults, own, forced)
-        return [Variant(name=name, label=label, options=options, reference=reference,
-                        description=str(raw.get("description", "")), panels=list(panels))]
+        return [
+            Variant(
+                name=name,
+                label=label,
+                options=options,
+                reference=reference,
+                description=str(raw.get("description", "")),
+                panels=list(panels),
+            )
+        ]
     sweep = _table(sweep, source, f"{where} sweep")
     allowed = option_keys()
     for key, values in sweep.items():
         if key not in allowed:
             raise ConfigError(f"{source}: {where}: unknown sweep key {key!r}; allowed: {', '.join(allowed)}")
         if key in NETWORK_KEYS:
-            raise ConfigError(f"{source}: {where}: sweeping the network key {key!r} is not supported; "
-                              "write one variant per network")
+            raise ConfigError(
+                f"{source}: {where}: sweeping the network key {key!r} is not supported; write one variant per network"
+            )
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{source}: {where}: sweep {key} must be a non-empty list of values")
         if key in own:
@@ -473,8 +564,18 @@ def _expand_variant(raw: dict[str, Any], defaults: dict[str, Any], forced: dict[
         else:
             vlabel = f"{label} ({', '.join(f'{SWEEP_SHORT.get(k, k)}={_fmt(v)}' for k, v in values.items())})"
         options = _merge(defaults, {**own, **values}, forced)
-        result.append(Variant(name=vname, label=vlabel, options=options, group=_base_name(name), sweep=values,
-                              reference=reference, description=str(raw.get("description", "")), panels=list(panels)))
+        result.append(
+            Variant(
+                name=vname,
+                label=vlabel,
+                options=options,
+                group=_base_name(name),
+                sweep=values,
+                reference=reference,
+                description=str(raw.get("description", "")),
+                panels=list(panels),
+            )
+        )
     return result
 
 
@@ -492,8 +593,9 @@ def _format(template: str, values: dict[str, Any], source: str, where: str) -> s
     try:
         return template.format(**{k: _fmt(v) for k, v in values.items()})
     except (KeyError, IndexError, ValueError) as error:
-        raise ConfigError(f"{source}: {where}: cannot fill {template!r} from the sweep keys "
-                          f"{', '.join(values)}: {error}") from error
+        raise ConfigError(
+            f"{source}: {where}: cannot fill {template!r} from the sweep keys {', '.join(values)}: {error}"
+        ) from error
 
 
 def _merge(defaults: dict[str, Any], own: dict[str, Any], forced: dict[str, Any]) -> dict[str, Any]:
@@ -512,8 +614,9 @@ def _normalise_layers(base: dict[str, Any], layer: Mapping[str, Any]) -> None:
         base.pop("hidden", None)
 
 
-def split_options(options: Mapping[str, Any], shape: tuple[int, int], source: str,
-                  variant: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def split_options(
+    options: Mapping[str, Any], shape: tuple[int, int], source: str, variant: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Network keyword arguments (with ``sizes`` resolved) and trainer keyword arguments."""
     network = {k: v for k, v in options.items() if k in NETWORK_KEYS}
     trainer = {k: v for k, v in options.items() if k not in NETWORK_KEYS}
@@ -521,16 +624,19 @@ def split_options(options: Mapping[str, Any], shape: tuple[int, int], source: st
     hidden = network.pop("hidden", None)
     if hidden is not None:
         if not isinstance(hidden, list) or not all(isinstance(n, int) and n > 0 for n in hidden):
-            raise ConfigError(f"{source}: variant {variant!r}: hidden must be a list of positive widths, "
-                              f"got {hidden!r}")
+            raise ConfigError(
+                f"{source}: variant {variant!r}: hidden must be a list of positive widths, got {hidden!r}"
+            )
         network["sizes"] = [inputs, *hidden, classes]
     elif "sizes" in network:
         sizes = network["sizes"]
         if not isinstance(sizes, list) or len(sizes) < 2:
             raise ConfigError(f"{source}: variant {variant!r}: sizes must be a list of widths, got {sizes!r}")
         if sizes[0] != inputs or sizes[-1] != classes:
-            raise ConfigError(f"{source}: variant {variant!r}: sizes {sizes} do not fit the data set "
-                              f"({inputs} inputs, {classes} classes)")
+            raise ConfigError(
+                f"{source}: variant {variant!r}: sizes {sizes} do not fit the data set "
+                f"({inputs} inputs, {classes} classes)"
+            )
     else:
         raise ConfigError(f"{source}: variant {variant!r} sets neither 'hidden' nor 'sizes'")
     return network, trainer
@@ -547,10 +653,18 @@ def _check_check(raw: dict[str, Any], source: str, index: int) -> dict[str, Any]
     if metric not in CHECK_METRICS:
         raise ConfigError(f"{where}: metric must be one of {', '.join(CHECK_METRICS)}, got {metric!r}")
     needs = {
-        "lowest": ("variant",), "highest": ("variant",), "ge": ("a", "b"), "close": ("a", "b", "tolerance"),
-        "above": ("a", "value"), "below": ("a", "value"), "between": ("a", "low", "high"),
-        "monotone": ("group",), "graceful": ("group",), "alike": ("group", "tolerance"),
-        "reaches": ("group", "value", "at"), "equals": ("a", "value"),
+        "lowest": ("variant",),
+        "highest": ("variant",),
+        "ge": ("a", "b"),
+        "close": ("a", "b", "tolerance"),
+        "above": ("a", "value"),
+        "below": ("a", "value"),
+        "between": ("a", "low", "high"),
+        "monotone": ("group",),
+        "graceful": ("group",),
+        "alike": ("group", "tolerance"),
+        "reaches": ("group", "value", "at"),
+        "equals": ("a", "value"),
     }[kind]
     for key in needs:
         if key not in raw:
@@ -579,8 +693,9 @@ def _check_keys(table: Mapping[str, Any], allowed: Sequence[str], source: str, w
 
 def _positive_int(value: Any, source: str, what: str, allow_zero: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
-        raise ConfigError(f"{source}: {what} must be a {'non-negative' if allow_zero else 'positive'} "
-                          f"integer, got {value!r}")
+        raise ConfigError(
+            f"{source}: {what} must be a {'non-negative' if allow_zero else 'positive'} integer, got {value!r}"
+        )
     return value
 
 

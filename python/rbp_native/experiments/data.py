@@ -13,8 +13,9 @@ from ..datasets import Dataset
 _CACHE: dict[str, tuple[Dataset, Dataset]] = {}
 
 
-def synthetic(train: int = 1000, test: int = 200, features: int = 784, classes: int = 10, noise: float = 0.3,
-              seed: int = 0) -> tuple[Dataset, Dataset]:
+def synthetic(
+    train: int = 1000, test: int = 200, features: int = 784, classes: int = 10, noise: float = 0.3, seed: int = 0
+) -> tuple[Dataset, Dataset]:
     """Gaussian clusters in ``[0, 1]^features``: a centre per class drawn uniformly, examples are the
     centre plus N(0, noise^2) noise, clipped to [0, 1]; labels are balanced-at-random. The same
     arguments give the same arrays."""

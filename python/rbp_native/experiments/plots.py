@@ -45,8 +45,9 @@ def _legend(figure: Any, ax: Any, handles: Sequence[Any], labels: Sequence[str],
     try:
         figure.legend(handles, labels, fontsize=7, loc="outside right upper", ncol=ncol)
     except ValueError:  # matplotlib < 3.7 has no "outside" locations: beside the given axes
-        ax.legend(handles, labels, fontsize=7, ncol=ncol, loc="upper left", bbox_to_anchor=(1.02, 1.0),
-                  borderaxespad=0.0)
+        ax.legend(
+            handles, labels, fontsize=7, ncol=ncol, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0
+        )
 
 
 def _colours(count: int) -> list[Any]:
@@ -67,8 +68,9 @@ def _dashed(variant: Variant) -> bool:
     return derivative is False or (isinstance(derivative, list) and not any(derivative))
 
 
-def plot_accuracy(experiment: Experiment, aggregate: Aggregate, variants: Sequence[Variant], path: Path,
-                  title: str | None = None) -> Path:
+def plot_accuracy(
+    experiment: Experiment, aggregate: Aggregate, variants: Sequence[Variant], path: Path, title: str | None = None
+) -> Path:
     """Two panels, train (upper) and test (lower) accuracy in % against the epoch."""
     from matplotlib.ticker import MaxNLocator
 
@@ -76,8 +78,10 @@ def plot_accuracy(experiment: Experiment, aggregate: Aggregate, variants: Sequen
     axes = figure.subplots(2, 1, sharex=True)
     axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
     # One colour per variant up to the derivative switch: a no-f' variant is its twin, dashed.
-    keys = [json.dumps({k: v for k, v in variant.options.items() if k != "derivative"}, sort_keys=True)
-            for variant in variants]
+    keys = [
+        json.dumps({k: v for k, v in variant.options.items() if k != "derivative"}, sort_keys=True)
+        for variant in variants
+    ]
     palette = _colours(len(dict.fromkeys(keys)))
     index = {key: i for i, key in enumerate(dict.fromkeys(keys))}
     colours = [palette[index[key]] for key in keys]
@@ -92,8 +96,15 @@ def plot_accuracy(experiment: Experiment, aggregate: Aggregate, variants: Sequen
         for ax, split in zip(axes, ("train", "test")):
             mean = [100 * e[f"{split}_accuracy_mean"] for e in entries]
             std = [100 * e[f"{split}_accuracy_std"] for e in entries]
-            ax.plot(epochs, mean, color=colour, linestyle="--" if _dashed(variant) else "-",
-                    marker="o" if len(epochs) <= 3 else None, linewidth=1.4, label=variant.label)
+            ax.plot(
+                epochs,
+                mean,
+                color=colour,
+                linestyle="--" if _dashed(variant) else "-",
+                marker="o" if len(epochs) <= 3 else None,
+                linewidth=1.4,
+                label=variant.label,
+            )
             if not all(math.isnan(s) for s in std):
                 low = [m - (0 if math.isnan(s) else s) for m, s in zip(mean, std)]
                 high = [m + (0 if math.isnan(s) else s) for m, s in zip(mean, std)]
@@ -136,8 +147,13 @@ def plot_sweep(experiment: Experiment, aggregate: Aggregate, path: Path) -> Path
         reference = variants[0].reference
         if reference and reference in finals and finals[reference]["n"] and reference not in drawn:
             drawn.add(reference)
-            ax.axhline(100 * finals[reference]["test_accuracy_mean"], color=colour, linestyle="--", linewidth=1,
-                       label=f"{reference} (reference)")
+            ax.axhline(
+                100 * finals[reference]["test_accuracy_mean"],
+                color=colour,
+                linestyle="--",
+                linewidth=1,
+                label=f"{reference} (reference)",
+            )
     ax.set_xlabel(" / ".join(dict.fromkeys(keys)))
     ax.set_ylabel("final test accuracy (%)")
     ax.grid(True, alpha=0.3)
@@ -194,11 +210,24 @@ def plot_panels(experiment: Experiment, aggregate: Aggregate, path: Path) -> Pat
             epochs = [e["epoch"] for e in entries]
             mean = [100 * e["test_accuracy_mean"] for e in entries]
             std = [0.0 if math.isnan(e["test_accuracy_std"]) else 100 * e["test_accuracy_std"] for e in entries]
-            ax.plot(epochs, mean, color=colour, linestyle="--" if is_reference or _dashed(variant) else "-",
-                    marker="o" if len(epochs) <= 3 else None, linewidth=1.3, label=variant.label)
+            ax.plot(
+                epochs,
+                mean,
+                color=colour,
+                linestyle="--" if is_reference or _dashed(variant) else "-",
+                marker="o" if len(epochs) <= 3 else None,
+                linewidth=1.3,
+                label=variant.label,
+            )
             if any(std):
-                ax.fill_between(epochs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                                color=colour, alpha=0.15, linewidth=0)
+                ax.fill_between(
+                    epochs,
+                    [m - s for m, s in zip(mean, std)],
+                    [m + s for m, s in zip(mean, std)],
+                    color=colour,
+                    alpha=0.15,
+                    linewidth=0,
+                )
         ax.set_title(title, fontsize=8, loc="left")
         ax.set_ylabel("test acc. (%)", fontsize=8)
         ax.grid(True, alpha=0.3)
@@ -209,8 +238,9 @@ def plot_panels(experiment: Experiment, aggregate: Aggregate, path: Path) -> Pat
     axes[-1].set_xlabel("epoch")
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     seeds = f"mean of {experiment.seeds} seed{'s' if experiment.seeds != 1 else ''}"
-    figure.suptitle(textwrap.fill(f"{experiment.title} ({experiment.dataset}, {seeds}, ±1 s.d. shaded)", 100),
-                    fontsize=9)
+    figure.suptitle(
+        textwrap.fill(f"{experiment.title} ({experiment.dataset}, {seeds}, ±1 s.d. shaded)", 100), fontsize=9
+    )
     return _save(figure, path)
 
 
@@ -230,12 +260,24 @@ def plot_final(experiment: Experiment, aggregate: Aggregate, path: Path) -> Path
     for y, variant in zip(positions, variants):
         row = finals[variant.name]
         if not row["n"]:
-            ax.text(0.5, y, "diverged" if row["diverged"] else "no runs", va="center", fontsize=7,
-                    transform=ax.get_yaxis_transform())
+            ax.text(
+                0.5,
+                y,
+                "diverged" if row["diverged"] else "no runs",
+                va="center",
+                fontsize=7,
+                transform=ax.get_yaxis_transform(),
+            )
             continue
         std = 0.0 if math.isnan(row["test_accuracy_std"]) else 100 * row["test_accuracy_std"]
-        ax.barh(y, 100 * row["test_accuracy_mean"], xerr=std, color=colour_of.get(variant.name, "grey"),
-                capsize=2, height=0.7)
+        ax.barh(
+            y,
+            100 * row["test_accuracy_mean"],
+            xerr=std,
+            color=colour_of.get(variant.name, "grey"),
+            capsize=2,
+            height=0.7,
+        )
     ax.set_yticks(positions, [v.label for v in variants], fontsize=7)
     ax.set_xlabel("final test accuracy (%)")
     ax.grid(True, axis="x", alpha=0.3)
@@ -250,8 +292,10 @@ def write_figures(experiment: Experiment, directory: Path, aggregate: Aggregate)
     (the group and its reference, train and test) and ``sweep.png``."""
     crowded = len(experiment.variants) > MAX_CURVES or any(v.panels for v in experiment.variants)
     if crowded:
-        paths = [plot_panels(experiment, aggregate, directory / "accuracy.png"),
-                 plot_final(experiment, aggregate, directory / "final.png")]
+        paths = [
+            plot_panels(experiment, aggregate, directory / "accuracy.png"),
+            plot_final(experiment, aggregate, directory / "final.png"),
+        ]
     else:
         paths = [plot_accuracy(experiment, aggregate, experiment.variants, directory / "accuracy.png")]
     groups = experiment.groups()
@@ -260,8 +304,11 @@ def write_figures(experiment: Experiment, directory: Path, aggregate: Aggregate)
         reference = variants[0].reference
         if reference:
             members.append(experiment.variant(reference))
-        paths.append(plot_accuracy(experiment, aggregate, members, directory / f"accuracy-{group}.png",
-                                   title=f"{experiment.name}: {group}"))
+        paths.append(
+            plot_accuracy(
+                experiment, aggregate, members, directory / f"accuracy-{group}.png", title=f"{experiment.name}: {group}"
+            )
+        )
     if groups:
         paths.append(plot_sweep(experiment, aggregate, directory / "sweep.png"))
     return paths

@@ -172,15 +172,21 @@ def _at(name: str, swept: Mapping[str, Any]) -> str:
     return _key(_swept_value(swept.get(name)))
 
 
-def evaluate_check(check: dict[str, Any], value: Value, groups: Mapping[str, list[str]],
-                   variants: Sequence[str], swept: Mapping[str, Any] | None = None,
-                   references: Mapping[str, str | None] | None = None) -> tuple[str | None, str]:
+def evaluate_check(
+    check: dict[str, Any],
+    value: Value,
+    groups: Mapping[str, list[str]],
+    variants: Sequence[str],
+    swept: Mapping[str, Any] | None = None,
+    references: Mapping[str, str | None] | None = None,
+) -> tuple[str | None, str]:
     """``(verdict, evidence)``: verdict ``"true"``, ``"false"``, ``"tie"`` or ``"holds by construction"``,
     or None when the check cannot be measured. `value` gives a variant's :class:`Stat` (or a plain
     number: no spread); `swept` maps a swept variant to its swept value(s) and `references` a group to
     its reference variant (for ``monotone``, ``graceful``, ``alike`` and ``reaches``)."""
-    verdict, evidence = _evaluate(check, lambda name: _stat(value(name)), groups, variants, swept or {},
-                                  references or {})
+    verdict, evidence = _evaluate(
+        check, lambda name: _stat(value(name)), groups, variants, swept or {}, references or {}
+    )
     reason = check.get("construction")
     if reason and verdict in (TRUE, TIE):
         return CONSTRUCTION, f"{evidence}. By construction: {reason}"
@@ -189,9 +195,14 @@ def evaluate_check(check: dict[str, Any], value: Value, groups: Mapping[str, lis
     return verdict, evidence
 
 
-def _evaluate(check: dict[str, Any], value: Callable[[str], Stat], groups: Mapping[str, list[str]],
-              variants: Sequence[str], swept: Mapping[str, Any],
-              references: Mapping[str, str | None]) -> tuple[str | None, str]:
+def _evaluate(
+    check: dict[str, Any],
+    value: Callable[[str], Stat],
+    groups: Mapping[str, list[str]],
+    variants: Sequence[str],
+    swept: Mapping[str, Any],
+    references: Mapping[str, str | None],
+) -> tuple[str | None, str]:
     metric = check.get("metric", "test_accuracy")
     kind = check["kind"]
     show: Callable[[float], str] = lambda v: _show(metric, v)
@@ -210,8 +221,10 @@ def _evaluate(check: dict[str, Any], value: Callable[[str], Stat], groups: Mappi
             se = _se_diff(mine, others[rival])
             verdict = _compare(diff, se)
             word = "lowest" if kind == "lowest" else "highest"
-            return verdict, (f"`{name}` {show(mine.mean)}; {word} of the others `{rival}` {show(others[rival].mean)}"
-                             + _tie_note(verdict, diff, se, metric))
+            return verdict, (
+                f"`{name}` {show(mine.mean)}; {word} of the others `{rival}` {show(others[rival].mean)}"
+                + _tie_note(verdict, diff, se, metric)
+            )
         if kind in ("ge", "close"):
             parts, verdicts = [], []
             for a, b in _pair(check["a"], check["b"]):
@@ -225,16 +238,20 @@ def _evaluate(check: dict[str, Any], value: Callable[[str], Stat], groups: Mappi
                     shown_a, shown_b = show(va), show(vb)
                     if shown_a == shown_b and metric.endswith("accuracy") and va != vb:
                         shown_a, shown_b = f"{100 * va:.3f}%", f"{100 * vb:.3f}%"  # a near tie: show the gap
-                    parts.append(f"`{a}` {shown_a} {'≥' if diff >= 0 else '<'} `{b}` {shown_b}"
-                                 + (f" {'+' if margin >= 0 else '−'} {_amount(metric, abs(margin))}"
-                                    if margin else "") + _tie_note(verdict, diff, se, metric))
+                    parts.append(
+                        f"`{a}` {shown_a} {'≥' if diff >= 0 else '<'} `{b}` {shown_b}"
+                        + (f" {'+' if margin >= 0 else '−'} {_amount(metric, abs(margin))}" if margin else "")
+                        + _tie_note(verdict, diff, se, metric)
+                    )
                 else:
                     tolerance = float(check["tolerance"])
                     gap = abs(va - vb)
                     verdict = TRUE if gap <= tolerance else FALSE
                     shown = _amount(metric, gap) if math.isfinite(gap) else "∞"
-                    parts.append(f"`{a}` {show(va)} vs `{b}` {show(vb)}: gap {shown}"
-                                 f" {'≤' if verdict == TRUE else '>'} {_amount(metric, tolerance)}")
+                    parts.append(
+                        f"`{a}` {show(va)} vs `{b}` {show(vb)}: gap {shown}"
+                        f" {'≤' if verdict == TRUE else '>'} {_amount(metric, tolerance)}"
+                    )
                 verdicts.append(verdict)
             return _combine(verdicts), "; ".join(parts)
         if kind in ("above", "below", "equals"):
@@ -249,8 +266,9 @@ def _evaluate(check: dict[str, Any], value: Callable[[str], Stat], groups: Mappi
                     diff = sa.mean - target if kind == "above" else target - sa.mean
                     verdict = _compare(diff, sa.se)
                     mark = {"above": ("≥", "<"), "below": ("≤", ">")}[kind][0 if diff >= 0 else 1]
-                    parts.append(f"`{a}` {show(sa.mean)} {mark} {show(target)}"
-                                 + _tie_note(verdict, diff, sa.se, metric))
+                    parts.append(
+                        f"`{a}` {show(sa.mean)} {mark} {show(target)}" + _tie_note(verdict, diff, sa.se, metric)
+                    )
                 verdicts.append(verdict)
             return _combine(verdicts), "; ".join(parts)
         if kind == "between":
@@ -263,9 +281,11 @@ def _evaluate(check: dict[str, Any], value: Callable[[str], Stat], groups: Mappi
                 v_low, v_high = _compare(below, _se_diff(sa, sl)), _compare(above, _se_diff(sa, sh))
                 verdicts += [v_low, v_high]
                 ties = [name for name, v in ((low, v_low), (high, v_high)) if v == TIE]
-                parts.append(f"`{low}` {show(sl.mean)} {'<' if below > 0 else '≥'} `{a}` {show(sa.mean)} "
-                             f"{'<' if above > 0 else '≥'} `{high}` {show(sh.mean)}"
-                             + (f" (within one standard error of `{'` and `'.join(ties)}`: tie)" if ties else ""))
+                parts.append(
+                    f"`{low}` {show(sl.mean)} {'<' if below > 0 else '≥'} `{a}` {show(sa.mean)} "
+                    f"{'<' if above > 0 else '≥'} `{high}` {show(sh.mean)}"
+                    + (f" (within one standard error of `{'` and `'.join(ties)}`: tie)" if ties else "")
+                )
             return _combine(verdicts), "; ".join(parts)
         if kind in ("monotone", "graceful"):
             tolerance = float(check.get("tolerance", 0.0))
@@ -285,12 +305,15 @@ def _evaluate(check: dict[str, Any], value: Callable[[str], Stat], groups: Mappi
                     step = "never worse from one value to the next"
                 else:
                     amount = _amount(metric, worst) if math.isfinite(worst) else "∞"
-                    step = (f"largest loss {amount}, from {_label(members[worst_at], swept)} to "
-                            f"{_label(members[worst_at + 1], swept)}")
+                    step = (
+                        f"largest loss {amount}, from {_label(members[worst_at], swept)} to "
+                        f"{_label(members[worst_at + 1], swept)}"
+                    )
                 order = "from the most precise down" if kind == "graceful" else "in increasing order"
                 parts.append(f"`{group}` ({order}): {path} ({step})")
-            return _combine(verdicts), "; ".join(parts) + (f"; tolerance {_amount(metric, tolerance)} per step"
-                                                            if tolerance else "")
+            return _combine(verdicts), "; ".join(parts) + (
+                f"; tolerance {_amount(metric, tolerance)} per step" if tolerance else ""
+            )
         if kind == "alike":
             tolerance = float(check["tolerance"])
             names = _names(check["group"])
@@ -305,8 +328,9 @@ def _evaluate(check: dict[str, Any], value: Callable[[str], Stat], groups: Mappi
             wanted = [_key(v) for v in _names_any(check.get("values"))]
             keys = [k for k in keys if not wanted or k in wanted]
             if wanted and len(keys) != len(wanted):
-                raise NotMeasured(f"swept values {', '.join(w for w in wanted if w not in keys)} are not in "
-                                  f"`{names[0]}`")
+                raise NotMeasured(
+                    f"swept values {', '.join(w for w in wanted if w not in keys)} are not in `{names[0]}`"
+                )
             parts, failing = [], []
             for key in keys:
                 losses = {}
@@ -321,11 +345,17 @@ def _evaluate(check: dict[str, Any], value: Callable[[str], Stat], groups: Mappi
                 if not spread <= tolerance:
                     failing.append(shown)
                 finite = {g: _amount(metric, x) if math.isfinite(x) else "∞" for g, x in losses.items()}
-                parts.append(f"{shown}: " + ", ".join(f"`{g}` loses {finite[g]}" for g in names)
-                             + f" (spread {_amount(metric, spread) if math.isfinite(spread) else '∞'})")
+                parts.append(
+                    f"{shown}: "
+                    + ", ".join(f"`{g}` loses {finite[g]}" for g in names)
+                    + f" (spread {_amount(metric, spread) if math.isfinite(spread) else '∞'})"
+                )
             verdict = FALSE if failing else TRUE
-            tail = (f"; alike (spread ≤ {_amount(metric, tolerance)}) at every value" if not failing else
-                    f"; spread > {_amount(metric, tolerance)} at {', '.join(failing)}")
+            tail = (
+                f"; alike (spread ≤ {_amount(metric, tolerance)}) at every value"
+                if not failing
+                else f"; spread > {_amount(metric, tolerance)} at {', '.join(failing)}"
+            )
             return verdict, "losses against each group's own reference: " + "; ".join(parts) + tail
         if kind == "reaches":
             target = float(check["value"])
@@ -350,11 +380,14 @@ def _evaluate(check: dict[str, Any], value: Callable[[str], Stat], groups: Mappi
                 elif lowest == len(members):
                     text = f"fails already at {labels[-1]} ({show(values[-1])})"
                 else:
-                    text = (f"holds from {labels[lowest]} upwards; first failure going down at {labels[lowest - 1]} "
-                            f"({show(values[lowest - 1])})")
+                    text = (
+                        f"holds from {labels[lowest]} upwards; first failure going down at {labels[lowest - 1]} "
+                        f"({show(values[lowest - 1])})"
+                    )
                 parts.append(f"`{group}`: {text}")
-            return _combine(verdicts), (f"{'≥' if sign > 0 else '≤'} {show(target)} needed from {at_label} up; "
-                                        + "; ".join(parts))
+            return _combine(verdicts), (
+                f"{'≥' if sign > 0 else '≤'} {show(target)} needed from {at_label} up; " + "; ".join(parts)
+            )
     except NotMeasured as error:
         return None, f"not measured: {error}"
     raise ValueError(f"unknown check kind {kind!r}")  # pragma: no cover - validated when parsed
@@ -366,12 +399,18 @@ def _names_any(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-MARKS = {TRUE: "[x] **true**", FALSE: "[ ] **false**", TIE: "[ ] **tie**",
-         CONSTRUCTION: "[x] **holds by construction**", None: "[ ] **not measured**"}
+MARKS = {
+    TRUE: "[x] **true**",
+    FALSE: "[ ] **false**",
+    TIE: "[ ] **tie**",
+    CONSTRUCTION: "[x] **holds by construction**",
+    None: "[ ] **not measured**",
+}
 
 
-def check_verdicts(experiment: Experiment, value_at: Callable[[str, str, int | None], Stat | float]
-                   ) -> list[tuple[dict[str, Any], str | None, str]]:
+def check_verdicts(
+    experiment: Experiment, value_at: Callable[[str, str, int | None], Stat | float]
+) -> list[tuple[dict[str, Any], str | None, str]]:
     """Every ``[[check]]`` with its verdict and evidence (see :func:`evaluate_check`)."""
     groups = {g: [v.name for v in vs] for g, vs in experiment.groups().items()}
     swept = {v.name: v.sweep for v in experiment.variants if v.sweep}
@@ -409,8 +448,11 @@ def checks_markdown(experiment: Experiment, value_at: Callable[[str, str, int | 
         lines.append(f"- {MARKS[verdict]}: {check['claim']}{where}. Measured ({what}{when}): {evidence}.")
     order = (TRUE, FALSE, TIE, CONSTRUCTION, None)
     tally = ", ".join(f"{counts[v]} {v or NOT_MEASURED}" for v in order if counts.get(v))
-    head = f"Verdicts: {tally}" + (" (by construction: not counted as agreement with the paper)"
-                                   if counts.get(CONSTRUCTION) else "") + "."
+    head = (
+        f"Verdicts: {tally}"
+        + (" (by construction: not counted as agreement with the paper)" if counts.get(CONSTRUCTION) else "")
+        + "."
+    )
     return head + "\n\n" + "\n".join(lines) + "\n"
 
 
@@ -426,35 +468,45 @@ def _settings_lines(experiment: Experiment, info: dict[str, Any]) -> list[str]:
     dataset = experiment.dataset
     if experiment.dataset == "synthetic":
         s = experiment.synthetic
-        dataset += (f" ({s['train']} train / {s['test']} test examples, {s['features']} features, "
-                    f"{s['classes']} classes)")
+        dataset += (
+            f" ({s['train']} train / {s['test']} test examples, {s['features']} features, {s['classes']} classes)"
+        )
     if experiment.limit:
         dataset += f", first {experiment.limit} training examples"
     if experiment.test_limit:
         dataset += f", first {experiment.test_limit} test examples"
     from .runner import describe_source
 
-    where = (describe_source(info["source"]) if "source" in info
-             else "commit not recorded (the invocation predates provenance records)")
+    where = (
+        describe_source(info["source"])
+        if "source" in info
+        else "commit not recorded (the invocation predates provenance records)"
+    )
     lines = [
         f"- Command: `{info.get('command', '(python API)')}`",
-        (f"- rbp-native {info.get('version')}{' (' + str(info['isa']) + ' core)' if info.get('isa') else ''}, "
-         f"{where}, "
-         f"Python {info.get('python', platform.python_version())}, "
-         f"{info.get('cores', '?')} cores; {parallelism(info)}"),
+        (
+            f"- rbp-native {info.get('version')}{' (' + str(info['isa']) + ' core)' if info.get('isa') else ''}, "
+            f"{where}, "
+            f"Python {info.get('python', platform.python_version())}, "
+            f"{info.get('cores', '?')} cores; {parallelism(info)}"
+        ),
         f"- Date: {info.get('date')}",
         f"- Config: {_config_shown(experiment.source)}",
         f"- Data: {dataset}",
-        (f"- {experiment.epochs} epoch(s), {experiment.seeds} seed(s) (0 .. {experiment.seeds - 1}; seed s drives "
-         f"`MLP(seed=s)` and `Trainer(seed=s)`), training metrics: {experiment.train_metrics}"
-         + (f", diagnostics on ({experiment.diagnostics_batch} probe examples)" if experiment.diagnostics else "")),
+        (
+            f"- {experiment.epochs} epoch(s), {experiment.seeds} seed(s) (0 .. {experiment.seeds - 1}; seed s drives "
+            f"`MLP(seed=s)` and `Trainer(seed=s)`), training metrics: {experiment.train_metrics}"
+            + (f", diagnostics on ({experiment.diagnostics_batch} probe examples)" if experiment.diagnostics else "")
+        ),
         f"- Shared options: `{_options(experiment.shared)}`",
     ]
     if experiment.overrides:
         lines.append(f"- Overrides (`--set`): `{_options(experiment.overrides)}`")
     if "seconds" in info:
-        lines.append(f"- This invocation: {info.get('trained', 0)} run(s) trained, {info.get('skipped', 0)} already "
-                     f"complete, {info['seconds']:.0f} s")
+        lines.append(
+            f"- This invocation: {info.get('trained', 0)} run(s) trained, {info.get('skipped', 0)} already "
+            f"complete, {info['seconds']:.0f} s"
+        )
     return lines
 
 
@@ -472,14 +524,20 @@ def _variant_table(experiment: Experiment) -> str:
 
 def _quick_note(experiment: Experiment) -> str:
     nominal = experiment.nominal
-    changed = [f"{k} {getattr(experiment, k)} (config: {nominal[k]})" for k in ("epochs", "seeds", "limit")
-               if nominal.get(k) != getattr(experiment, k)]
+    changed = [
+        f"{k} {getattr(experiment, k)} (config: {nominal[k]})"
+        for k in ("epochs", "seeds", "limit")
+        if nominal.get(k) != getattr(experiment, k)
+    ]
     if experiment.overrides:
         changed.append("overrides " + _options(experiment.overrides))
     if not changed:
         return ""
-    return ("> These results use settings other than the experiment's own: " + "; ".join(changed)
-            + ". The checks below describe these runs, not the full setting.\n\n")
+    return (
+        "> These results use settings other than the experiment's own: "
+        + "; ".join(changed)
+        + ". The checks below describe these runs, not the full setting.\n\n"
+    )
 
 
 def _provenance_lines(aggregate: Aggregate) -> list[str]:
@@ -487,15 +545,19 @@ def _provenance_lines(aggregate: Aggregate) -> list[str]:
     lines = []
     sources = aggregate.sources
     if sources is None:
-        lines.append("- Runs: read back from `summary.csv` and `final.csv` (the run folders, which record each "
-                     "run's commit, are not here); see `experiment.json` for the invocation that trained them")
+        lines.append(
+            "- Runs: read back from `summary.csv` and `final.csv` (the run folders, which record each "
+            "run's commit, are not here); see `experiment.json` for the invocation that trained them"
+        )
     elif len(sources) == 1:
         where = next(iter(sources))
         lines.append(f"- Runs: all {sources[where]} from the same code: {where}")
     elif sources:
-        lines.append("- Runs: **made at different commits** (a mixed folder: compare the code of these commits "
-                     "before comparing the runs): " + "; ".join(f"{where}: {count} run(s)" for where, count in
-                                                              sorted(sources.items(), key=lambda kv: -kv[1])))
+        lines.append(
+            "- Runs: **made at different commits** (a mixed folder: compare the code of these commits "
+            "before comparing the runs): "
+            + "; ".join(f"{where}: {count} run(s)" for where, count in sorted(sources.items(), key=lambda kv: -kv[1]))
+        )
     return lines
 
 
@@ -514,8 +576,15 @@ def _value_at(aggregate: Aggregate) -> Callable[[str, str, int | None], Stat]:
     return value_at
 
 
-def write_report(experiment: Experiment, directory: Path, info: dict[str, Any], aggregate: Aggregate,
-                 figures: Sequence[Path], figure_note: str = "", rebuilt: dict[str, Any] | None = None) -> Path:
+def write_report(
+    experiment: Experiment,
+    directory: Path,
+    info: dict[str, Any],
+    aggregate: Aggregate,
+    figures: Sequence[Path],
+    figure_note: str = "",
+    rebuilt: dict[str, Any] | None = None,
+) -> Path:
     """``report.md``. `rebuilt` (from :func:`rebuild_report`): the date and code of a report rewritten from
     the tables after the runs, said under the settings."""
     from .runner import describe_source
@@ -528,15 +597,23 @@ def write_report(experiment: Experiment, directory: Path, info: dict[str, Any], 
     parts += [_quick_note(experiment)]
     parts += ["## Settings", "", *_settings_lines(experiment, info), *_provenance_lines(aggregate)]
     if rebuilt:
-        parts += [f"- This report: rebuilt on {rebuilt['date']} from the committed tables by rbp-native "
-                  f"{rebuilt['version']}, {describe_source(rebuilt['source'])} (new checks and figures; the "
-                  "numbers are the runs' own)"]
+        parts += [
+            f"- This report: rebuilt on {rebuilt['date']} from the committed tables by rbp-native "
+            f"{rebuilt['version']}, {describe_source(rebuilt['source'])} (new checks and figures; the "
+            "numbers are the runs' own)"
+        ]
     parts += [""]
     parts += ["## Variants", "", _variant_table(experiment)]
-    parts += ["## Final results", "",
-              (f"After {experiment.epochs} epoch(s): mean ± sample standard deviation over the seeds that finished "
-               "(also in `final.csv`; per-epoch means and standard deviations in `summary.csv`)."), "",
-              final_markdown(aggregate.final)]
+    parts += [
+        "## Final results",
+        "",
+        (
+            f"After {experiment.epochs} epoch(s): mean ± sample standard deviation over the seeds that finished "
+            "(also in `final.csv`; per-epoch means and standard deviations in `summary.csv`)."
+        ),
+        "",
+        final_markdown(aggregate.final),
+    ]
     sweep = sweep_markdown(experiment, aggregate)
     if sweep:
         parts += [sweep]
@@ -544,23 +621,35 @@ def write_report(experiment: Experiment, directory: Path, info: dict[str, Any], 
     for row in aggregate.final:
         if row["diverged"]:
             seeds = aggregate.results[row["variant"]].diverged if aggregate.results else None
-            diverged.append(f"`{row['variant']}` " + (f"seed(s) {', '.join(map(str, seeds))}" if seeds else
-                                                      f"{row['diverged']} seed(s)"))
+            diverged.append(
+                f"`{row['variant']}` "
+                + (f"seed(s) {', '.join(map(str, seeds))}" if seeds else f"{row['diverged']} seed(s)")
+            )
     if diverged:
-        parts += ["Diverged runs (the loss became NaN or infinite; left out of the means; in the checks a variant "
-                  "counts as failed only when every seed diverged): " + "; ".join(diverged) + ".", ""]
+        parts += [
+            "Diverged runs (the loss became NaN or infinite; left out of the means; in the checks a variant "
+            "counts as failed only when every seed diverged): " + "; ".join(diverged) + ".",
+            "",
+        ]
     parts += ["## Figures", ""]
     if figures:
         for path in figures:
             parts += [f"![{path.stem}]({path.name})", ""]
     else:
         parts += [figure_note or "No figures.", ""]
-    parts += ["## Comparison with the paper", "",
-              ("Each claim is tested on the mean over seeds: **true** or **false** is what these runs show; "
-               "**tie** where a comparison is decided by less than one standard error of the difference "
-               "(noise, not a result); **holds by construction** where the claim follows from the "
-               "algorithm's definition (it confirms the implementation, not the paper)."), "",
-              _quick_note(experiment), checks_markdown(experiment, _value_at(aggregate))]
+    parts += [
+        "## Comparison with the paper",
+        "",
+        (
+            "Each claim is tested on the mean over seeds: **true** or **false** is what these runs show; "
+            "**tie** where a comparison is decided by less than one standard error of the difference "
+            "(noise, not a result); **holds by construction** where the claim follows from the "
+            "algorithm's definition (it confirms the implementation, not the paper)."
+        ),
+        "",
+        _quick_note(experiment),
+        checks_markdown(experiment, _value_at(aggregate)),
+    ]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(parts)).rstrip("\n") + "\n"
     return atomic_write_text(directory / "report.md", text)
 
@@ -584,8 +673,13 @@ def rebuild_report(directory: str | Path, config: str | Path | None = None, figu
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{directory / 'experiment.json'}: cannot be read: {error}") from error
     dataset = settings.get("dataset") or {}
-    experiment = load_experiment(config or name, epochs=settings.get("epochs"), seeds=settings.get("seeds"),
-                                 limit=dataset.get("limit"), overrides=settings.get("overrides") or None)
+    experiment = load_experiment(
+        config or name,
+        epochs=settings.get("epochs"),
+        seeds=settings.get("seeds"),
+        limit=dataset.get("limit"),
+        overrides=settings.get("overrides") or None,
+    )
     if experiment.kind != "train":
         raise ValueError(f"{directory}: {experiment.name} is a {experiment.kind} experiment; rerun it instead")
     aggregate = from_tables(experiment, directory)
@@ -602,8 +696,7 @@ def rebuild_report(directory: str | Path, config: str | Path | None = None, figu
     return write_report(experiment, directory, info, aggregate, paths, note, rebuilt=rebuilt)
 
 
-def write_outputs(experiment: Experiment, directory: str | Path, info: dict[str, Any],
-                  figures: bool = True) -> Path:
+def write_outputs(experiment: Experiment, directory: str | Path, info: dict[str, Any], figures: bool = True) -> Path:
     """Aggregate the run folders, write the tables, the figures and ``report.md``; returns the report."""
     directory = Path(directory)
     aggregate = collect(experiment, directory)

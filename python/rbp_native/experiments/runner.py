@@ -72,8 +72,9 @@ def source_revision() -> dict[str, Any] | None:
 
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, timeout=30,
-                                  check=False)
+            done = subprocess.run(
+                ["git", "-C", str(package), *args], capture_output=True, text=True, timeout=30, check=False
+            )
         except (OSError, subprocess.SubprocessError):
             return None
         return done.stdout if done.returncode == 0 else None
@@ -222,9 +223,17 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
     if resolved.get("diagnostics"):
         extra = {"diagnostics": True, "diagnostics_batch": int(resolved["diagnostics"])}
     try:
-        trainer.fit(train, epochs=max(0, int(resolved["epochs"]) - len(history)), eval=test, progress=False,
-                    callback=save, train_metrics=resolved["train_metrics"], history=history, checkpoint=checkpoint,
-                    **extra)
+        trainer.fit(
+            train,
+            epochs=max(0, int(resolved["epochs"]) - len(history)),
+            eval=test,
+            progress=False,
+            callback=save,
+            train_metrics=resolved["train_metrics"],
+            history=history,
+            checkpoint=checkpoint,
+            **extra,
+        )
     except TrainingDiverged as error:
         status, message = "diverged", str(error)
     write_history(run_dir, history.records, config)  # also when it diverged in its first epoch
@@ -347,9 +356,15 @@ def reproduce(
     else:  # one CPU per run unless asked: the CPUs of this machine say nothing about the cluster's
         per_run = threads_per_run(1, 1 if threads is None else threads)
     info = {
-        "command": command or "(python API)", "version": _version(), "source": source_revision(), "isa": _isa(),
-        "date": now(), "jobs": jobs,
-        "threads": per_run, "cores": cores(), "python": sys.version.split()[0],
+        "command": command or "(python API)",
+        "version": _version(),
+        "source": source_revision(),
+        "isa": _isa(),
+        "date": now(),
+        "jobs": jobs,
+        "threads": per_run,
+        "cores": cores(),
+        "python": sys.version.split()[0],
     }
     if backend == "ray":
         info.update(backend="ray", address=address or "local instance")
@@ -368,7 +383,8 @@ def reproduce(
         more = f"\n  ... and {len(blocked) - 5} more" if len(blocked) > 5 else ""
         raise ConfigError(
             f"{len(blocked)} run(s) in {directory} were made with other settings, or are finished but cannot be read:\n"
-            + "\n".join(lines) + more
+            + "\n".join(lines)
+            + more
             + "\nUse another --out, delete those folders, or pass --force to train them again."
         )
     for run, _state, _detail in blocked:  # forced: these start from scratch
@@ -382,12 +398,25 @@ def reproduce(
         load_data(experiment.dataset_spec(), data_root, download)  # fail now if the data are missing
     for run in todo:  # no stale "done" marker; an unfinished run continues from its checkpoint (execute)
         (directory / run.relpath / DONE).unlink(missing_ok=True)
-    tasks = [(run, {"run_dir": str(directory / run.relpath), "resolved": run.resolved(), "threads": per_run,
-                    "data_root": data_root, "download": download}) for run in todo]
+    tasks = [
+        (
+            run,
+            {
+                "run_dir": str(directory / run.relpath),
+                "resolved": run.resolved(),
+                "threads": per_run,
+                "data_root": data_root,
+                "download": download,
+            },
+        )
+        for run in todo
+    ]
     say = write or print
-    say(f"{experiment.name}: {len(experiment.variants)} variant(s) x {experiment.seeds} seed(s) = "
+    say(
+        f"{experiment.name}: {len(experiment.variants)} variant(s) x {experiment.seeds} seed(s) = "
         f"{len(states)} runs, {len(outcome.skipped)} already complete, {len(todo)} to train "
-        f"({experiment.dataset}, {experiment.epochs} epochs; {parallelism(info)}) -> {directory}")
+        f"({experiment.dataset}, {experiment.epochs} epochs; {parallelism(info)}) -> {directory}"
+    )
     if tasks:
         _run_all(tasks, experiment, outcome, jobs, progress, say, backend, address)
     outcome.seconds = time.perf_counter() - started
@@ -432,15 +461,30 @@ def _summary_line(run: Run, result: dict[str, Any]) -> str:
     return text + f" ({result['epochs']} epochs, {result['seconds']:.1f} s)"
 
 
-def _run_all(tasks: list[tuple[Run, dict[str, Any]]], experiment: Experiment, outcome: Outcome, jobs: int,
-             progress: bool, say: Callable[[str], Any], backend: str = "local", address: str | None = None) -> None:
+def _run_all(
+    tasks: list[tuple[Run, dict[str, Any]]],
+    experiment: Experiment,
+    outcome: Outcome,
+    jobs: int,
+    progress: bool,
+    say: Callable[[str], Any],
+    backend: str = "local",
+    address: str | None = None,
+) -> None:
     from tqdm.auto import tqdm
 
     from . import backends
 
     total = len(tasks) + len(outcome.skipped)
-    bar = tqdm(total=total, initial=len(outcome.skipped), unit="run", desc=experiment.name,
-               disable=None if progress else True, dynamic_ncols=True, file=sys.stderr)  # None: off without a tty
+    bar = tqdm(
+        total=total,
+        initial=len(outcome.skipped),
+        unit="run",
+        desc=experiment.name,
+        disable=None if progress else True,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )  # None: off without a tty
     line = bar.write if progress else say
 
     def finished(run: Run, result: dict[str, Any] | None, error: str | None) -> None:

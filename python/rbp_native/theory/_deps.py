@@ -12,8 +12,7 @@ def require_scipy():
         import scipy.integrate
         import scipy.optimize
     except ImportError as exc:  # pragma: no cover - exercised only without scipy
-        raise ImportError(
-            "rbp_native.theory needs scipy to integrate the ODE systems; " + _HINT) from exc
+        raise ImportError("rbp_native.theory needs scipy to integrate the ODE systems; " + _HINT) from exc
     return scipy
 
 
@@ -27,6 +26,5 @@ def require_matplotlib():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - exercised only without matplotlib
-        raise ImportError(
-            "rbp_native.theory needs matplotlib to draw figures; " + _HINT) from exc
+        raise ImportError("rbp_native.theory needs matplotlib to draw figures; " + _HINT) from exc
     return Figure, FigureCanvasAgg

@@ -39,8 +39,7 @@ __all__ = [
 ]
 
 
-def scalar_dataset(alpha: float, beta: float, noise: float = 0.3) -> tuple[np.ndarray,
-                                                                           np.ndarray]:
+def scalar_dataset(alpha: float, beta: float, noise: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
     """Four scalar examples with ``E(I^2) = beta`` and ``E(IT) = alpha`` exactly.
 
     ``I = sqrt(beta) (1, -1, 1, -1)``, ``T = (alpha/beta) I + noise (1, 1, -1, -1)``: the
@@ -65,7 +64,7 @@ def matrix_dataset(Sigma_II, Sigma_TI) -> tuple[np.ndarray, np.ndarray]:
     STI = np.atleast_2d(np.asarray(Sigma_TI, dtype=float))
     n0 = S.shape[0]
     Lc = np.linalg.cholesky(S)
-    cols = math.sqrt(n0) * Lc.T                  # row k = sqrt(N0) (L e_k)^T
+    cols = math.sqrt(n0) * Lc.T  # row k = sqrt(N0) (L e_k)^T
     x = np.concatenate([cols, -cols], axis=0)
     M = STI @ np.linalg.inv(S)
     return x, x @ M.T
@@ -156,12 +155,10 @@ def native_setup(system: System, lr: float, algorithm: str | None = None) -> Nat
         raise ValueError("ChainGD is trained with algorithm 'bp'")
     net = rbp.MLP(sizes, activation="linear", output="linear", bias=False, dtype="float64")
     net.set_weights([np.ascontiguousarray(w, dtype=np.float64) for w in weights])
-    trainer = rbp.Trainer(net, algorithm=algorithm, lr=lr, decay=0.0, momentum=0.0,
-                          batch_size=x.shape[0])
+    trainer = rbp.Trainer(net, algorithm=algorithm, lr=lr, decay=0.0, momentum=0.0, batch_size=x.shape[0])
     if feedback:
         trainer.set_feedback([np.ascontiguousarray(f, dtype=np.float64) for f in feedback])
-    return NativeSetup(system, algorithm, net, trainer, np.ascontiguousarray(x),
-                       np.ascontiguousarray(t))
+    return NativeSetup(system, algorithm, net, trainer, np.ascontiguousarray(x), np.ascontiguousarray(t))
 
 
 def euler(system: System, lr: float, steps: int) -> np.ndarray:
@@ -196,8 +193,7 @@ class BridgeResult:
         return float(np.max(np.abs(self.native - self.euler)))
 
 
-def compare(system: System, lr: float, t_end: float, algorithm: str | None = None
-            ) -> BridgeResult:
+def compare(system: System, lr: float, t_end: float, algorithm: str | None = None) -> BridgeResult:
     """Run the native trainer for ``round(t_end / lr)`` full-batch steps and compare."""
     steps = round(t_end / lr)
     setup = native_setup(system, lr, algorithm)
@@ -210,12 +206,18 @@ def compare(system: System, lr: float, t_end: float, algorithm: str | None = Non
     integ = system.integrate(t_eval=times, rtol=1e-11, atol=1e-13)
     if integ.y.shape != native.shape:
         raise RuntimeError(f"ODE integration stopped early: {integ.message}")
-    return BridgeResult(system=system.label, algorithm=setup.algorithm, lr=lr, times=times,
-                        native=native, ode=integ.y, euler=euler(system, lr, steps))
+    return BridgeResult(
+        system=system.label,
+        algorithm=setup.algorithm,
+        lr=lr,
+        times=times,
+        native=native,
+        ode=integ.y,
+        euler=euler(system, lr, steps),
+    )
 
 
-def convergence_order(system: System, lrs, t_end: float, algorithm: str | None = None
-                      ) -> tuple[np.ndarray, float]:
+def convergence_order(system: System, lrs, t_end: float, algorithm: str | None = None) -> tuple[np.ndarray, float]:
     """Errors ``max_error`` for each learning rate and the fitted log-log slope (~1)."""
     lrs = np.asarray(lrs, dtype=float)
     errs = np.array([compare(system, lr, t_end, algorithm).max_error for lr in lrs])

@@ -21,20 +21,25 @@ __all__ = ["add_arguments", "format_table", "run", "run_checks"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``theory`` command's arguments to ``parser``."""
-    parser.add_argument("system", nargs="?", default=None, metavar="SYSTEM",
-                        help="system to check (default: all); see --list")
+    parser.add_argument(
+        "system", nargs="?", default=None, metavar="SYSTEM", help="system to check (default: all); see --list"
+    )
     parser.add_argument("--list", action="store_true", help="list the systems and exit")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="draw random parameters and initial states from this seed "
-                             "(default: the fixed default parameters)")
-    parser.add_argument("--plot", metavar="DIR", default=None,
-                        help="also write the figures (PNG) into DIR (needs matplotlib)")
-    parser.add_argument("--params", action="store_true",
-                        help="print each system's parameters before its rows")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="draw random parameters and initial states from this seed (default: the fixed default parameters)",
+    )
+    parser.add_argument(
+        "--plot", metavar="DIR", default=None, help="also write the figures (PNG) into DIR (needs matplotlib)"
+    )
+    parser.add_argument("--params", action="store_true", help="print each system's parameters before its rows")
 
 
-def run_checks(names: list[str] | None = None, seed: int | None = None,
-               params_out: TextIO | None = None) -> list[Check]:
+def run_checks(
+    names: list[str] | None = None, seed: int | None = None, params_out: TextIO | None = None
+) -> list[Check]:
     """All check rows for the given catalogue entries (default: all)."""
     names = list(REGISTRY) if names is None else names
     rows: list[Check] = []
@@ -66,15 +71,22 @@ def _fmt(v: Any, width: int = 44) -> str:
 
 def format_table(rows: list[Check]) -> str:
     header = ("system", "theorem", "prediction", "integrated", "difference", "verdict")
-    body = [(r.system, r.name, _fmt(r.prediction), _fmt(r.integrated),
-             f"{r.difference:.2e}" if math.isfinite(r.difference) else str(r.difference),
-             r.verdict) for r in rows]
-    widths = [max(len(header[j]), *(len(b[j]) for b in body)) if body else len(header[j])
-              for j in range(len(header))]
+    body = [
+        (
+            r.system,
+            r.name,
+            _fmt(r.prediction),
+            _fmt(r.integrated),
+            f"{r.difference:.2e}" if math.isfinite(r.difference) else str(r.difference),
+            r.verdict,
+        )
+        for r in rows
+    ]
+    widths = [max(len(header[j]), *(len(b[j]) for b in body)) if body else len(header[j]) for j in range(len(header))]
     widths[1] = min(widths[1], 60)
 
     def line(cells) -> str:
-        return " | ".join(str(c)[: w].ljust(w) for c, w in zip(cells, widths)).rstrip()
+        return " | ".join(str(c)[:w].ljust(w) for c, w in zip(cells, widths)).rstrip()
 
     out = [line(header), "-+-".join("-" * w for w in widths)]
     out.extend(line(b) for b in body)
@@ -98,8 +110,10 @@ def run(args: argparse.Namespace) -> int:
     rows = run_checks(names, seed, params_out=out if getattr(args, "params", False) else None)
     print(format_table(rows), file=out)
     n_bad = sum(not r.ok for r in rows)
-    print(f"\n{len(rows) - n_bad}/{len(rows)} checks OK"
-          + ("" if seed is None else f" (random parameters, seed {seed})"), file=out)
+    print(
+        f"\n{len(rows) - n_bad}/{len(rows)} checks OK" + ("" if seed is None else f" (random parameters, seed {seed})"),
+        file=out,
+    )
     plot_dir = getattr(args, "plot", None)
     if plot_dir:
         from .plots import plot_all
@@ -110,7 +124,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rbp_native.theory",
-                                     description=__doc__.split("\n\n")[1])
+    parser = argparse.ArgumentParser(prog="python -m rbp_native.theory", description=__doc__.split("\n\n")[1])
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -41,7 +41,7 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fig.savefig(fh, format="png", dpi=dpi)
-        os.chmod(tmp, 0o666 & ~_umask())      # mkstemp creates 0600; use the usual mode
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; use the usual mode
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -52,9 +52,15 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     return path
 
 
-def plot_phase_portrait(path: str | os.PathLike, alpha: float = 1.0, beta: float = 1.0,
-                        c1: float = 1.0, lim: float = 3.0, starts=None,
-                        t_max: float = 30.0) -> Path:
+def plot_phase_portrait(
+    path: str | os.PathLike,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    c1: float = 1.0,
+    lim: float = 3.0,
+    starts=None,
+    t_max: float = 30.0,
+) -> Path:
     """The A[1,1,1] RBP phase plane (the paper's Fig. 11).
 
     Stream lines of ``(da1/dt, da2/dt)``; the hyperbolas ``a1 a2 = alpha/beta`` (fixed points:
@@ -71,21 +77,21 @@ def plot_phase_portrait(path: str | os.PathLike, alpha: float = 1.0, beta: float
     U, V = proto.rhs(0.0, np.stack([A1.ravel(), A2.ravel()]))
     U, V = U.reshape(A1.shape), V.reshape(A1.shape)
     speed = np.log1p(np.hypot(U, V))
-    ax.streamplot(A1, A2, U, V, color=speed, cmap="Greys", density=1.3, linewidth=0.6,
-                  arrowsize=0.7)
+    ax.streamplot(A1, A2, U, V, color=speed, cmap="Greys", density=1.3, linewidth=0.6, arrowsize=0.7)
 
     x = np.linspace(-lim, lim, 2001)
     x = x[np.abs(x) > 1e-3]
     h = alpha / (beta * x)
     stable = a111_stability(x, h, c1, beta) > 0
     inside = np.abs(h) <= lim
-    for mask, style, lab in ((stable & inside, "-", "fixed points, attracting"),
-                             (~stable & inside, "--", "fixed points, unstable")):
+    for mask, style, lab in (
+        (stable & inside, "-", "fixed points, attracting"),
+        (~stable & inside, "--", "fixed points, unstable"),
+    ):
         yy = np.where(mask, h, np.nan)
         ax.plot(x, yy, style, color="tab:red", lw=2.0, label=lab)
-    par = -x ** 2 / c1
-    ax.plot(x, np.where(np.abs(par) <= lim, par, np.nan), color="tab:blue", lw=1.5,
-            label=r"$a_1^2 + c_1 a_2 = 0$")
+    par = -(x**2) / c1
+    ax.plot(x, np.where(np.abs(par) <= lim, par, np.nan), color="tab:blue", lw=1.5, label=r"$a_1^2 + c_1 a_2 = 0$")
     p1, p2 = a111_parabola_hyperbola_intersection(alpha, beta, c1)
     if abs(p1) <= lim and abs(p2) <= lim:
         ax.plot([p1], [p2], "s", color="tab:purple", ms=6, label="parabola meets hyperbola")
@@ -99,13 +105,11 @@ def plot_phase_portrait(path: str | os.PathLike, alpha: float = 1.0, beta: float
         integ = sys_k.integrate(t_max=t_max)
         a1, a2 = integ.y
         keep = (np.abs(a1) <= 1.5 * lim) & (np.abs(a2) <= 1.5 * lim)
-        ax.plot(a1[keep], a2[keep], color="tab:green", lw=1.1,
-                label="trajectories" if k == 0 else None)
+        ax.plot(a1[keep], a2[keep], color="tab:green", lw=1.1, label="trajectories" if k == 0 else None)
         ax.plot([s1], [s2], "o", color="tab:green", ms=4)
         pred = sys_k.predict()
         if pred.state is not None and np.all(np.abs(pred.state) <= lim):
-            ax.plot([pred.state[0]], [pred.state[1]], "*", color="k", ms=9,
-                    label="Theorem 1 limit" if k == 0 else None)
+            ax.plot([pred.state[0]], [pred.state[1]], "*", color="k", ms=9, label="Theorem 1 limit" if k == 0 else None)
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_xlabel(r"$a_1$")
@@ -116,16 +120,17 @@ def plot_phase_portrait(path: str | os.PathLike, alpha: float = 1.0, beta: float
     return save_figure(fig, path)
 
 
-def plot_chains(path: str | os.PathLike, systems: list[Chain] | None = None,
-                t_max: float = 40.0) -> Path:
+def plot_chains(path: str | os.PathLike, systems: list[Chain] | None = None, t_max: float = 40.0) -> Path:
     """Trajectories ``a_i(t)`` of A[1,...,1] chains (SRBP) with the predicted limits
     (Theorem 1 on the degree ``2^L - 1`` polynomial) as dashed lines."""
     Figure, _ = require_matplotlib()
     if systems is None:
-        systems = [Chain(c=(1.0,), a0=(0.5, -1.0)),
-                   Chain(c=(1.0, 0.5), a0=(0.5, 0.5, 0.5)),
-                   Chain(c=(1.0, 0.8, 0.6), a0=(0.5, 0.4, 0.3, 0.2)),
-                   Chain(c=(0.9, -0.7, 0.8, 0.5), a0=(0.3, 0.2, 0.4, -0.3, 0.5))]
+        systems = [
+            Chain(c=(1.0,), a0=(0.5, -1.0)),
+            Chain(c=(1.0, 0.5), a0=(0.5, 0.5, 0.5)),
+            Chain(c=(1.0, 0.8, 0.6), a0=(0.5, 0.4, 0.3, 0.2)),
+            Chain(c=(0.9, -0.7, 0.8, 0.5), a0=(0.3, 0.2, 0.4, -0.3, 0.5)),
+        ]
     n = len(systems)
     cols = 2 if n > 1 else 1
     rows = (n + cols - 1) // cols
@@ -136,18 +141,17 @@ def plot_chains(path: str | os.PathLike, systems: list[Chain] | None = None,
         integ = s.integrate(t_eval=t_eval)
         pred = s.predict()
         for i in range(s.L):
-            line, = ax.plot(integ.t, integ.y[i], lw=1.4, label=f"$a_{i + 1}$")
+            (line,) = ax.plot(integ.t, integ.y[i], lw=1.4, label=f"$a_{i + 1}$")
             if pred.state is not None:
                 ax.axhline(pred.state[i], ls="--", lw=0.9, color=line.get_color())
-        ax.set_title(f"{s.label}: deg Q = {2 ** s.L - 1}", fontsize=9)
+        ax.set_title(f"{s.label}: deg Q = {2**s.L - 1}", fontsize=9)
         ax.set_xlabel("t")
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return save_figure(fig, path)
 
 
-def plot_theorem1(path: str | os.PathLike, coefficients=None, x0s=None,
-                  t_max: float = 6.0) -> Path:
+def plot_theorem1(path: str | os.PathLike, coefficients=None, x0s=None, t_max: float = 6.0) -> Path:
     """Theorem 1: ``Q(x)`` with its roots (left) and ``x(t)`` from several starts with the
     predicted limits (right; diverging runs end at their blow-up)."""
     Figure, _ = require_matplotlib()
@@ -175,7 +179,7 @@ def plot_theorem1(path: str | os.PathLike, coefficients=None, x0s=None,
         s = PolynomialODE(tuple(poly.coef), float(x0))
         integ = s.integrate(t_max=t_max, t_cap=t_max)
         keep = np.abs(integ.y[0]) <= 2 * max(abs(lo), abs(hi))
-        line, = ax2.plot(integ.t[keep], integ.y[0][keep], lw=1.3)
+        (line,) = ax2.plot(integ.t[keep], integ.y[0][keep], lw=1.3)
         p = s.predict()
         if not p.diverges:
             ax2.axhline(p.limit, ls="--", lw=0.8, color=line.get_color())
@@ -197,9 +201,13 @@ _FIGURES: dict[str, tuple[str, Callable[[Path], Path]]] = {
 def plot_all(directory: str | os.PathLike, names: list[str] | None = None) -> list[Path]:
     """Write the figures relevant to the catalogue entries ``names`` (default: all three)."""
     directory = Path(directory)
-    wanted = {"a111": "a111", "a111-bp": "a111", "a1111": "chain", "chain": "chain",
-              "chain-gd": "chain", "theorem1": "theorem1"}
-    keys = list(_FIGURES) if names is None else sorted({wanted[n] for n in names
-                                                        if n in wanted})
-    return [func(directory / fname) for key in keys
-            for fname, func in [_FIGURES[key]]]
+    wanted = {
+        "a111": "a111",
+        "a111-bp": "a111",
+        "a1111": "chain",
+        "chain": "chain",
+        "chain-gd": "chain",
+        "theorem1": "theorem1",
+    }
+    keys = list(_FIGURES) if names is None else sorted({wanted[n] for n in names if n in wanted})
+    return [func(directory / fname) for key in keys for fname, func in [_FIGURES[key]]]

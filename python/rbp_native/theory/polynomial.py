@@ -77,8 +77,11 @@ class Prediction:
 def as_polynomial(q: Any) -> Polynomial:
     """A :class:`Polynomial` (default domain/window, exact zero top coefficients trimmed)."""
     if isinstance(q, Polynomial):
-        p = q.convert(domain=[-1, 1], window=[-1, 1]) if not (
-            np.array_equal(q.domain, [-1, 1]) and np.array_equal(q.window, [-1, 1])) else q
+        p = (
+            q.convert(domain=[-1, 1], window=[-1, 1])
+            if not (np.array_equal(q.domain, [-1, 1]) and np.array_equal(q.window, [-1, 1]))
+            else q
+        )
         coef = np.asarray(p.coef, dtype=float)
     else:
         coef = np.atleast_1d(np.asarray(q, dtype=float))
@@ -110,8 +113,7 @@ def _polish(p: Polynomial, r: float, iterations: int = 8) -> float:
     return float(best)
 
 
-def real_roots(q: Any, *, cluster_tol: float = 1e-5, imag_tol: float = 1e-7
-               ) -> tuple[np.ndarray, tuple[int, ...]]:
+def real_roots(q: Any, *, cluster_tol: float = 1e-5, imag_tol: float = 1e-7) -> tuple[np.ndarray, tuple[int, ...]]:
     """Distinct real roots (ascending) of ``q`` and their multiplicities.
 
     The roots of the companion matrix are grouped (single linkage, relative distance
@@ -168,8 +170,8 @@ def root_kind(q: Any, root: float, roots: np.ndarray | None = None) -> str:
         roots, _ = real_roots(p)
     roots = np.asarray(roots)
     i = int(np.argmin(np.abs(roots - root)))
-    left = _sign_between(p, roots, i)        # sign of Q just left of roots[i]
-    right = _sign_between(p, roots, i + 1)   # sign of Q just right of roots[i]
+    left = _sign_between(p, roots, i)  # sign of Q just left of roots[i]
+    right = _sign_between(p, roots, i + 1)  # sign of Q just right of roots[i]
     if left > 0 and right < 0:
         return "attracting"
     if left < 0 and right > 0:
@@ -183,7 +185,7 @@ def _sign_between(p: Polynomial, roots: np.ndarray, i: int) -> float:
     n = p.degree()
     lead = np.sign(p.coef[-1])
     if k == 0:
-        return float(lead)          # no real root: even degree, sign of the leading term
+        return float(lead)  # no real root: even degree, sign of the leading term
     if i >= k:
         return float(lead)
     if i <= 0:
@@ -208,12 +210,14 @@ def blowup_time(q: Any, x0: float, direction: int) -> float | None:
     except ImportError:  # pragma: no cover
         return None
     d = 1.0 if direction > 0 else -1.0
+
     # substitute x = x0 + d * u / (1 - u), u in [0, 1)
     def f(u: float) -> float:
         if u >= 1.0:
             return 0.0
         x = x0 + d * u / (1.0 - u)
         return d / (p(x) * (1.0 - u) ** 2)
+
     val, _ = quad(f, 0.0, 1.0, limit=200, epsabs=1e-13, epsrel=1e-10)
     return float(val)
 
@@ -224,7 +228,7 @@ def time_to_reach(q: Any, x0: float, x1: float) -> float:
     from scipy.integrate import quad
 
     p = as_polynomial(q)
-    if p.degree() <= 1:          # closed forms: linear drift / exponential
+    if p.degree() <= 1:  # closed forms: linear drift / exponential
         k0, k1 = np.append(p.coef, 0.0)[:2]
         if k1 == 0:
             return (x1 - x0) / k0
@@ -232,15 +236,18 @@ def time_to_reach(q: Any, x0: float, x1: float) -> float:
         return math.log((x1 - r) / (x0 - r)) / k1
     d = 1.0 if x1 >= x0 else -1.0
     s = abs(x1 - x0)
+
     # x = x0 + d u/(1-u), u in [0, s/(1+s)]: smooth even when |x1 - x0| is huge
     def f(u: float) -> float:
         return d / (p(x0 + d * u / (1.0 - u)) * (1.0 - u) ** 2)
+
     val, _ = quad(f, 0.0, s / (1.0 + s), limit=400, epsabs=1e-13, epsrel=1e-11)
     return float(val)
 
 
-def theorem1(q: Any, x0: float, *, root_tol: float = 1e-9, cluster_tol: float = 1e-5,
-             with_blowup_time: bool = True) -> Prediction:
+def theorem1(
+    q: Any, x0: float, *, root_tol: float = 1e-9, cluster_tol: float = 1e-5, with_blowup_time: bool = True
+) -> Prediction:
     """Predict the fate of ``dx/dt = Q(x)``, ``x(0) = x0`` (Theorem 1).
 
     ``q``: coefficients ``(k0, ..., kn)`` (ascending) or a :class:`Polynomial`.
@@ -258,12 +265,26 @@ def theorem1(q: Any, x0: float, *, root_tol: float = 1e-9, cluster_tol: float = 
     lead = float(p.coef[-1])
     if n == 0:
         if lead == 0.0:
-            return Prediction(limit=x0, diverges=False, polynomial=p, x0=x0, on_root=True,
-                              kind="fixed", note="Q = 0: every point is fixed")
+            return Prediction(
+                limit=x0,
+                diverges=False,
+                polynomial=p,
+                x0=x0,
+                on_root=True,
+                kind="fixed",
+                note="Q = 0: every point is fixed",
+            )
         d = 1 if lead > 0 else -1
-        return Prediction(limit=d * math.inf, diverges=True, polynomial=p, x0=x0,
-                          finite_time=False, blowup_time=math.inf,
-                          kind="diverges", note="constant Q: linear drift")
+        return Prediction(
+            limit=d * math.inf,
+            diverges=True,
+            polynomial=p,
+            x0=x0,
+            finite_time=False,
+            blowup_time=math.inf,
+            kind="diverges",
+            note="constant Q: linear drift",
+        )
     roots, mults = real_roots(p, cluster_tol=cluster_tol)
     common: dict[str, Any] = {"polynomial": p, "x0": x0, "roots": roots, "multiplicities": mults}
 
@@ -271,10 +292,9 @@ def theorem1(q: Any, x0: float, *, root_tol: float = 1e-9, cluster_tol: float = 
         j = int(np.argmin(np.abs(roots - x0)))
         r = float(roots[j])
         if p(x0) == 0.0 or abs(x0 - r) <= root_tol * (1.0 + abs(r)):
-            return Prediction(limit=r, diverges=False, on_root=True,
-                              kind=root_kind(p, r, roots), **common)
+            return Prediction(limit=r, diverges=False, on_root=True, kind=root_kind(p, r, roots), **common)
 
-    i = int(np.searchsorted(roots, x0))     # roots[i-1] < x0 < roots[i]
+    i = int(np.searchsorted(roots, x0))  # roots[i-1] < x0 < roots[i]
     s = _sign_between(p, roots, i)
     target: float | None = None
     if s > 0 and i < roots.size:
@@ -282,11 +302,10 @@ def theorem1(q: Any, x0: float, *, root_tol: float = 1e-9, cluster_tol: float = 
     elif s < 0 and i > 0:
         target = float(roots[i - 1])
     if target is not None:
-        return Prediction(limit=target, diverges=False, kind=root_kind(p, target, roots),
-                          **common)
+        return Prediction(limit=target, diverges=False, kind=root_kind(p, target, roots), **common)
     d = 1 if s > 0 else -1
     finite = n >= 2
-    t_star = blowup_time(p, x0, d) if (finite and with_blowup_time) else (
-        math.inf if not finite else None)
-    return Prediction(limit=d * math.inf, diverges=True, finite_time=finite,
-                      blowup_time=t_star, kind="diverges", **common)
+    t_star = blowup_time(p, x0, d) if (finite and with_blowup_time) else (math.inf if not finite else None)
+    return Prediction(
+        limit=d * math.inf, diverges=True, finite_time=finite, blowup_time=t_star, kind="diverges", **common
+    )

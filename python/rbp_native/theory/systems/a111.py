@@ -24,8 +24,7 @@ def a111_is_attractor(a1, a2, c1, beta) -> bool:
     return bool(a111_stability(a1, a2, c1, beta) > 0)
 
 
-def a111_parabola_hyperbola_intersection(alpha: float, beta: float, c1: float
-                                         ) -> tuple[float, float]:
+def a111_parabola_hyperbola_intersection(alpha: float, beta: float, c1: float) -> tuple[float, float]:
     """Where the parabola ``a1^2 + c1 a2 = 0`` meets the hyperbola ``a1 a2 = alpha/beta``:
     ``a1 = (-c1 alpha/beta)^(1/3)`` (real cube root), ``a2 = -a1^2/c1``."""
     a1 = float(np.cbrt(-c1 * alpha / beta))
@@ -64,18 +63,18 @@ class A111(System):
         a1, a2 = np.asarray(y)[0], np.asarray(y)[1]
         if self.c1 == 0:
             return {"a1": a1}
-        return {"K = a2 - a1^2/(2c1)": a2 - a1 ** 2 / (2 * self.c1)}
+        return {"K = a2 - a1^2/(2c1)": a2 - a1**2 / (2 * self.c1)}
 
     @property
     def K(self) -> float:
-        return self.a2 - self.a1 ** 2 / (2 * self.c1)
+        return self.a2 - self.a1**2 / (2 * self.c1)
 
     def reduced_polynomial(self) -> Polynomial:
         """``Q(a1) = c1 (alpha - beta a1 (a1^2/(2c1) + K))``; for ``c1 = 0`` the linear
         ``da2/dt = a1 (alpha - beta a1 a2)`` in the variable a2."""
         if self.c1 == 0:
             return self.a1 * (self.alpha - self.beta * self.a1 * _X)
-        a2x = _X ** 2 / (2 * self.c1) + self.K
+        a2x = _X**2 / (2 * self.c1) + self.K
         return self.c1 * (self.alpha - self.beta * _X * a2x)
 
     def predict(self) -> Prediction:
@@ -83,14 +82,17 @@ class A111(System):
         if self.c1 == 0:
             p = theorem1(Q, self.a2)
             state = np.array([self.a1, p.limit])
-            return replace(p, state=state, quantities={"P": self.a1 * p.limit},
-                           note="c1 = 0: a1 frozen, a2 does gradient descent")
+            return replace(
+                p, state=state, quantities={"P": self.a1 * p.limit}, note="c1 = 0: a1 frozen, a2 does gradient descent"
+            )
         p = theorem1(Q, self.a1)
         a1 = p.limit
-        a2 = a1 ** 2 / (2 * self.c1) + self.K
-        return replace(p, state=np.array([a1, a2]),
-                       quantities={"P": a1 * a2, "stability": a111_stability(a1, a2, self.c1,
-                                                                              self.beta)})
+        a2 = a1**2 / (2 * self.c1) + self.K
+        return replace(
+            p,
+            state=np.array([a1, a2]),
+            quantities={"P": a1 * a2, "stability": a111_stability(a1, a2, self.c1, self.beta)},
+        )
 
     def checks(self, integration: Integration | None = None) -> list[Check]:
         integ = integration or self.integrate()
@@ -99,26 +101,47 @@ class A111(System):
         rows.append(self._invariant_check(integ))
         a1, a2 = integ.limit
         s = float(a111_stability(a1, a2, self.c1, self.beta))
-        rows.append(make_check(self.label, "limit is an attractor: beta(c1 a2 + a1^2) > 0",
-                               "> 0", s, max(0.0, -s), 0.0, ok=s > 0))
+        rows.append(
+            make_check(
+                self.label, "limit is an attractor: beta(c1 a2 + a1^2) > 0", "> 0", s, max(0.0, -s), 0.0, ok=s > 0
+            )
+        )
         P = a1 * a2
-        rows.append(make_check(self.label, "limit on hyperbola a1 a2 = alpha/beta",
-                               self.alpha / self.beta, P,
-                               abs(P - self.alpha / self.beta), self.limit_tol))
+        rows.append(
+            make_check(
+                self.label,
+                "limit on hyperbola a1 a2 = alpha/beta",
+                self.alpha / self.beta,
+                P,
+                abs(P - self.alpha / self.beta),
+                self.limit_tol,
+            )
+        )
         Q = self.reduced_polynomial()
         if self.c1 != 0:
             lead = -self.beta / 2
-            rows.append(make_check(self.label, "deg Q = 3, lead = -beta/2", (3, lead),
-                                   (Q.degree(), float(Q.coef[-1])),
-                                   abs(Q.coef[-1] - lead) + abs(Q.degree() - 3), 1e-12))
+            rows.append(
+                make_check(
+                    self.label,
+                    "deg Q = 3, lead = -beta/2",
+                    (3, lead),
+                    (Q.degree(), float(Q.coef[-1])),
+                    abs(Q.coef[-1] - lead) + abs(Q.degree() - 3),
+                    1e-12,
+                )
+            )
         return rows
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> A111:
         for _ in range(200):
-            s = cls(alpha=_signed_uniform(rng, 0.3, 2.0), beta=rng.uniform(0.3, 2.0),
-                    c1=_signed_uniform(rng, 0.2, 2.0), a1=rng.uniform(-2, 2),
-                    a2=rng.uniform(-2, 2))
+            s = cls(
+                alpha=_signed_uniform(rng, 0.3, 2.0),
+                beta=rng.uniform(0.3, 2.0),
+                c1=_signed_uniform(rng, 0.2, 2.0),
+                a1=rng.uniform(-2, 2),
+                a2=rng.uniform(-2, 2),
+            )
             p = s.predict()
             if _well_conditioned(p.polynomial, p.limit, 0.05):
                 return s

@@ -16,7 +16,7 @@ from .results import Check, Integration, make_check
 def a1n1_leading_coefficient(beta: float, c) -> float:
     """The paper's leading coefficient of the A[1,N,1] cubic: ``-beta sum c_i^2/(2 c1^2)``."""
     c = np.asarray(c, dtype=float)
-    return float(-beta * np.sum(c ** 2) / (2 * c[0] ** 2))
+    return float(-beta * np.sum(c**2) / (2 * c[0] ** 2))
 
 
 @dataclass
@@ -59,15 +59,15 @@ class A1N1(System):
 
     def rhs(self, t, y):
         y = np.asarray(y)
-        a, b = y[: self.N], y[self.N:]
+        a, b = y[: self.N], y[self.N :]
         e = self.alpha - self.beta * np.sum(a * b, axis=0)
         return np.concatenate([_bc(self.c, a) * e, a * e], axis=0)
 
     def invariants(self, y) -> dict[str, np.ndarray]:
         y = np.asarray(y)
-        a, b = y[: self.N], y[self.N:]
+        a, b = y[: self.N], y[self.N :]
         c = _bc(self.c, a)
-        out = {"b_i - a_i^2/(2c_i)": b - a ** 2 / (2 * c)}
+        out = {"b_i - a_i^2/(2c_i)": b - a**2 / (2 * c)}
         if self.N > 1:
             out["a_i - (c_i/c_1) a_1"] = a[1:] - c[1:] / c[0] * a[0]
         return out
@@ -75,7 +75,7 @@ class A1N1(System):
     def couplings(self) -> tuple[list[Polynomial], list[Polynomial]]:
         c, a0, b0 = np.array(self.c), np.array(self.a0), np.array(self.b0)
         a_polys = [c[i] / c[0] * (_X - a0[0]) + a0[i] for i in range(self.N)]
-        K = b0 - a0 ** 2 / (2 * c)
+        K = b0 - a0**2 / (2 * c)
         b_polys = [a_polys[i] ** 2 / (2 * c[i]) + K[i] for i in range(self.N)]
         return a_polys, b_polys
 
@@ -90,32 +90,50 @@ class A1N1(System):
         p = theorem1(self.reduced_polynomial(), self.a0[0])
         a_polys, b_polys = self.couplings()
         state = np.array([float(q(p.limit)) for q in a_polys + b_polys])
-        P = float(np.dot(state[: self.N], state[self.N:]))
+        P = float(np.dot(state[: self.N], state[self.N :]))
         return replace(p, state=state, quantities={"P": P})
 
     def checks(self, integration: Integration | None = None) -> list[Check]:
         integ = integration or self.integrate()
-        rows = [self._limit_check(f"{self.theorem}: limit (Thm 1 on cubic Q)", self.predict(),
-                                  integ)]
+        rows = [self._limit_check(f"{self.theorem}: limit (Thm 1 on cubic Q)", self.predict(), integ)]
         rows.append(self._invariant_check(integ))
         Q = self.reduced_polynomial()
         lead = a1n1_leading_coefficient(self.beta, self.c)
         diff = abs(Q.degree() - 3) + abs(Q.coef[-1] - lead) / abs(lead)
-        rows.append(make_check(self.label, "deg Q = 3, lead = -beta sum c_i^2/(2c1^2)",
-                               (3, lead), (Q.degree(), float(Q.coef[-1])), diff, 1e-12))
+        rows.append(
+            make_check(
+                self.label,
+                "deg Q = 3, lead = -beta sum c_i^2/(2c1^2)",
+                (3, lead),
+                (Q.degree(), float(Q.coef[-1])),
+                diff,
+                1e-12,
+            )
+        )
         y = integ.limit
-        P = float(np.dot(y[: self.N], y[self.N:]))
-        rows.append(make_check(self.label, "limit on alpha - beta P = 0",
-                               self.alpha / self.beta, P, abs(P - self.alpha / self.beta),
-                               self.limit_tol))
+        P = float(np.dot(y[: self.N], y[self.N :]))
+        rows.append(
+            make_check(
+                self.label,
+                "limit on alpha - beta P = 0",
+                self.alpha / self.beta,
+                P,
+                abs(P - self.alpha / self.beta),
+                self.limit_tol,
+            )
+        )
         return rows
 
     @classmethod
     def random(cls, rng: np.random.Generator, N: int = 3) -> A1N1:
         for _ in range(200):
-            s = cls(alpha=_signed_uniform(rng, 0.3, 1.5), beta=rng.uniform(0.5, 1.5),
-                    c=tuple(_signed_uniform(rng, 0.2, 1.5, N)),
-                    a0=tuple(rng.uniform(-1, 1, N)), b0=tuple(rng.uniform(-1, 1, N)))
+            s = cls(
+                alpha=_signed_uniform(rng, 0.3, 1.5),
+                beta=rng.uniform(0.5, 1.5),
+                c=tuple(_signed_uniform(rng, 0.2, 1.5, N)),
+                a0=tuple(rng.uniform(-1, 1, N)),
+                b0=tuple(rng.uniform(-1, 1, N)),
+            )
             p = s.predict()
             if _well_conditioned(p.polynomial, p.limit, 0.05):
                 return s

@@ -70,19 +70,18 @@ class AN1N(System):
         N = self.N
         A, B = y[:N], y[N:]
         C = _bc(self.C, A)
-        AS = np.einsum("i...,ij->j...", A, self.Sigma_II)         # (A S_II)_j
+        AS = np.einsum("i...,ij->j...", A, self.Sigma_II)  # (A S_II)_j
         CB = np.sum(C * B, axis=0)
-        CS = _bc(np.asarray(self.C) @ self.Sigma_TI, A)            # (C S_TI)_j
+        CS = _bc(np.asarray(self.C) @ self.Sigma_TI, A)  # (C S_TI)_j
         dA = CS - CB * AS
-        STA = np.einsum("ij,j...->i...", self.Sigma_TI, A)         # (S_TI A^T)_i
+        STA = np.einsum("ij,j...->i...", self.Sigma_TI, A)  # (S_TI A^T)_i
         dB = STA - B * np.sum(AS * A, axis=0)
         return np.concatenate([dA, dB], axis=0)
 
     def invariants(self, y) -> dict[str, np.ndarray]:
         y = np.asarray(y)
-        A, B = y[: self.N], y[self.N:]
-        return {"|A|^2/2 - CB": 0.5 * np.sum(A * A, axis=0) - np.sum(_bc(self.C, A) * B,
-                                                                        axis=0)}
+        A, B = y[: self.N], y[self.N :]
+        return {"|A|^2/2 - CB": 0.5 * np.sum(A * A, axis=0) - np.sum(_bc(self.C, A) * B, axis=0)}
 
     @property
     def K(self) -> float:
@@ -96,8 +95,7 @@ class AN1N(System):
 
     def predict(self) -> Prediction:
         if not self.identity_data:
-            return Prediction(limit=math.nan, diverges=False,
-                              note="Theorem 6 needs Sigma_II = Sigma_TI = I")
+            return Prediction(limit=math.nan, diverges=False, note="Theorem 6 needs Sigma_II = Sigma_TI = I")
         C = np.array(self.C)
         c2 = float(C @ C)
         A0 = np.array(self.A0)
@@ -105,17 +103,23 @@ class AN1N(System):
         g0 = float(np.linalg.norm(A0 - f0 * C))
         Q = self.reduced_polynomial()
         if g0 <= 1e-14 * (1 + np.linalg.norm(A0)):
-            p = theorem1(Q, f0)          # A stays parallel to C: exact 1-D dynamics
+            p = theorem1(Q, f0)  # A stays parallel to C: exact 1-D dynamics
         else:
             roots, mults = real_roots(Q)
             lam = float(roots[roots > 0].max())
-            p = Prediction(limit=lam, diverges=False, polynomial=Q, x0=f0, roots=roots,
-                           multiplicities=mults, kind="attracting",
-                           note="Theorem 6: positive root of |C|^2 l^3/2 - K l - 1")
+            p = Prediction(
+                limit=lam,
+                diverges=False,
+                polynomial=Q,
+                x0=f0,
+                roots=roots,
+                multiplicities=mults,
+                kind="attracting",
+                note="Theorem 6: positive root of |C|^2 l^3/2 - K l - 1",
+            )
         lam = p.limit
         state = np.concatenate([lam * C, C / (lam * c2)])
-        return replace(p, state=state, quantities={"BA": np.outer(C, C) / c2,
-                                                   "lambda": lam})
+        return replace(p, state=state, quantities={"BA": np.outer(C, C) / c2, "lambda": lam})
 
     def checks(self, integration: Integration | None = None) -> list[Check]:
         integ = integration or self.integrate()
@@ -123,17 +127,22 @@ class AN1N(System):
         rows[0] = replace(rows[0], name="Lemma 1: " + rows[0].name)
         if self.identity_data:
             pred = self.predict()
-            rows.append(self._limit_check(f"{self.theorem}: A -> lC, B -> C^T/(l|C|^2)",
-                                          pred, integ))
+            rows.append(self._limit_check(f"{self.theorem}: A -> lC, B -> C^T/(l|C|^2)", pred, integ))
             N = self.N
             BA = np.outer(integ.limit[N:], integ.limit[:N])
-            d = float(np.max(np.abs(BA - pred.quantities["BA"]))) if integ.converged \
-                else math.inf
-            rows.append(make_check(self.label, f"{self.theorem}: BA -> C^T C/|C|^2",
-                                   "C^T C/|C|^2", f"max err {d:.1e}", d, self.limit_tol))
+            d = float(np.max(np.abs(BA - pred.quantities["BA"]))) if integ.converged else math.inf
+            rows.append(
+                make_check(
+                    self.label,
+                    f"{self.theorem}: BA -> C^T C/|C|^2",
+                    "C^T C/|C|^2",
+                    f"max err {d:.1e}",
+                    d,
+                    self.limit_tol,
+                )
+            )
         return rows
 
     @classmethod
     def random(cls, rng: np.random.Generator, N: int = 3) -> AN1N:
-        return cls(C=tuple(rng.normal(size=N)), A0=tuple(0.5 * rng.normal(size=N)),
-                   B0=tuple(0.5 * rng.normal(size=N)))
+        return cls(C=tuple(rng.normal(size=N)), A0=tuple(0.5 * rng.normal(size=N)), B0=tuple(0.5 * rng.normal(size=N)))

@@ -7,8 +7,8 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-from numpy.typing import ArrayLike
 from numpy.polynomial import Polynomial
+from numpy.typing import ArrayLike
 
 from ..polynomial import Prediction
 from .integration import integrate
@@ -89,19 +89,20 @@ class System:
         names = ", ".join(inv0)
         vals = np.concatenate([np.ravel(v) for v in inv0.values()]) if inv0 else np.empty(0)
         drift = self.invariant_drift(integ)
-        return make_check(self.label, f"invariant {names}", _short(vals),
-                          f"drift {drift:.1e}", drift, self.invariant_tol)
+        return make_check(
+            self.label, f"invariant {names}", _short(vals), f"drift {drift:.1e}", drift, self.invariant_tol
+        )
 
     def _limit_check(self, name: str, pred: Prediction | None, integ: Integration) -> Check:
         if pred is None or pred.state is None:
             return make_check(self.label, name, "n/a", "n/a", math.nan, 0, ok=False)
         if pred.diverges:
-            return make_check(self.label, name, "diverges", _short(integ.limit),
-                              0.0 if integ.blew_up else math.inf, 0.0)
+            return make_check(
+                self.label, name, "diverges", _short(integ.limit), 0.0 if integ.blew_up else math.inf, 0.0
+            )
         ok_run = integ.converged and not integ.blew_up
         d = _state_difference(pred.state, integ.limit) if ok_run else math.inf
-        return make_check(self.label, name, _short(pred.state), _short(integ.limit), d,
-                          self.limit_tol)
+        return make_check(self.label, name, _short(pred.state), _short(integ.limit), d, self.limit_tol)
 
 
 def _short(v: Any) -> Any:

@@ -35,7 +35,7 @@ def chain_leading_coefficient(beta: float, c) -> float:
     lead_a = 1.0
     prod = 1.0
     for i in range(len(cc) - 1):
-        lead_a = cc[i + 1] / (2 * cc[i]) * lead_a ** 2
+        lead_a = cc[i + 1] / (2 * cc[i]) * lead_a**2
         prod *= lead_a
     return -cc[0] * beta * prod
 
@@ -100,8 +100,7 @@ class Chain(System):
     def invariants(self, y) -> dict[str, np.ndarray]:
         y = np.asarray(y)
         c = self.c_full
-        return {f"K{i + 1}": y[i + 1] - c[i + 1] / (2 * c[i]) * y[i] ** 2
-                for i in range(self.L - 1)}
+        return {f"K{i + 1}": y[i + 1] - c[i + 1] / (2 * c[i]) * y[i] ** 2 for i in range(self.L - 1)}
 
     def couplings(self) -> list[Polynomial]:
         """``a_i`` as polynomials in ``a_1`` (degree ``2^(i-1)``)."""
@@ -128,31 +127,48 @@ class Chain(System):
         integ = integration or self.integrate()
         pred = self.predict()
         th = self.theorem_label
-        rows = [self._limit_check(f"{th}: limit (Thm 1 on Q, deg {2 ** self.L - 1})",
-                                  pred, integ)]
+        rows = [self._limit_check(f"{th}: limit (Thm 1 on Q, deg {2**self.L - 1})", pred, integ)]
         rows.append(self._invariant_check(integ))
         P = float(np.prod(integ.limit))
-        rows.append(make_check(self.label, "limit on alpha - beta P = 0",
-                               self.alpha / self.beta, P, abs(P - self.alpha / self.beta),
-                               self.limit_tol))
+        rows.append(
+            make_check(
+                self.label,
+                "limit on alpha - beta P = 0",
+                self.alpha / self.beta,
+                P,
+                abs(P - self.alpha / self.beta),
+                self.limit_tol,
+            )
+        )
         Q = self.reduced_polynomial()
-        deg = 2 ** self.L - 1
+        deg = 2**self.L - 1
         lead = chain_leading_coefficient(self.beta, self.c)
-        name = f"deg Q = {deg}, lead = " + ("-beta c2^2/(16c1^2)" if self.L == 3 else
-                                             "-c1 beta prod l_i < 0")
+        name = f"deg Q = {deg}, lead = " + ("-beta c2^2/(16c1^2)" if self.L == 3 else "-c1 beta prod l_i < 0")
         if self.L == 3:
             lead = -self.beta * self.c[1] ** 2 / (16 * self.c[0] ** 2)
         diff = abs(Q.degree() - deg) + abs(Q.coef[-1] - lead) / abs(lead)
-        rows.append(make_check(self.label, name, (deg, lead), (Q.degree(), float(Q.coef[-1])),
-                               diff, 1e-10, ok=diff <= 1e-10 and Q.coef[-1] < 0))
+        rows.append(
+            make_check(
+                self.label,
+                name,
+                (deg, lead),
+                (Q.degree(), float(Q.coef[-1])),
+                diff,
+                1e-10,
+                ok=diff <= 1e-10 and Q.coef[-1] < 0,
+            )
+        )
         return rows
 
     @classmethod
     def random(cls, rng: np.random.Generator, L: int = 3) -> Chain:
         for _ in range(200):
-            s = cls(alpha=rng.uniform(0.3, 1.5), beta=rng.uniform(0.5, 1.5),
-                    c=tuple(_signed_uniform(rng, 0.3, 1.5, L - 1)),
-                    a0=tuple(rng.uniform(-1.2, 1.2, L)))
+            s = cls(
+                alpha=rng.uniform(0.3, 1.5),
+                beta=rng.uniform(0.5, 1.5),
+                c=tuple(_signed_uniform(rng, 0.3, 1.5, L - 1)),
+                a0=tuple(rng.uniform(-1.2, 1.2, L)),
+            )
             p = s.predict()
             if _well_conditioned(p.polynomial, p.limit, 0.05):
                 return s
@@ -222,7 +238,7 @@ class ChainGD(System):
 
     def limit_polynomial(self) -> tuple[Polynomial, int]:
         a = np.array(self.a0)
-        m = int(np.argmin(a ** 2))
+        m = int(np.argmin(a**2))
         R = _X
         for j in range(self.L):
             if j != m:
@@ -235,15 +251,21 @@ class ChainGD(System):
         roots, _ = real_roots(R)
         pos = roots[roots >= 0]
         x = float(pos.max()) if pos.size else 0.0
-        mags = np.sqrt(np.maximum(x + a ** 2 - a[m] ** 2, 0.0))
+        mags = np.sqrt(np.maximum(x + a**2 - a[m] ** 2, 0.0))
         signs = np.where(a >= 0, 1.0, -1.0)
         others = np.prod(np.delete(signs, m))
         signs[m] = np.sign(self.alpha / self.beta) * others if self.alpha != 0 else signs[m]
         state = signs * mags
-        return Prediction(limit=x, diverges=False, polynomial=R, x0=float(a[m] ** 2),
-                          roots=roots, state=state, quantities={"P": float(np.prod(state))},
-                          note=f"x = a{m + 1}^2: positive root of x prod(x + D_j) - "
-                               "(alpha/beta)^2")
+        return Prediction(
+            limit=x,
+            diverges=False,
+            polynomial=R,
+            x0=float(a[m] ** 2),
+            roots=roots,
+            state=state,
+            quantities={"P": float(np.prod(state))},
+            note=f"x = a{m + 1}^2: positive root of x prod(x + D_j) - (alpha/beta)^2",
+        )
 
     def predict(self) -> Prediction:
         if self.L != 2:
@@ -261,31 +283,42 @@ class ChainGD(System):
             v = math.copysign(math.sqrt(max(p.limit, 0.0)), v0)
             u = 0.0
         state = np.array([(u + v) / 2, (u - v) / 2])
-        return replace(p, state=state, quantities={"P": float(state[0] * state[1])},
-                       note="Theorem 1 on s = (a1 + a2)^2")
+        return replace(
+            p, state=state, quantities={"P": float(state[0] * state[1])}, note="Theorem 1 on s = (a1 + a2)^2"
+        )
 
     def checks(self, integration: Integration | None = None) -> list[Check]:
         integ = integration or self.integrate()
         pred = self.predict()
-        name = ("BP: limit (Thm 1 on quadratic Q(s), s = (a1+a2)^2)" if self.L == 2 else
-                "GD: limit from invariants a_i^2 - a_j^2")
+        name = (
+            "BP: limit (Thm 1 on quadratic Q(s), s = (a1+a2)^2)"
+            if self.L == 2
+            else "GD: limit from invariants a_i^2 - a_j^2"
+        )
         rows = [self._limit_check(name, pred, integ)]
         if self.L == 2:
-            rows.append(self._limit_check("GD: limit from invariants a_i^2 - a_j^2",
-                                          self._predict_by_invariants(), integ))
+            rows.append(
+                self._limit_check("GD: limit from invariants a_i^2 - a_j^2", self._predict_by_invariants(), integ)
+            )
         rows.append(self._invariant_check(integ))
         P = float(np.prod(integ.limit))
-        rows.append(make_check(self.label, "limit on alpha - beta P = 0",
-                               self.alpha / self.beta, P, abs(P - self.alpha / self.beta),
-                               self.limit_tol))
+        rows.append(
+            make_check(
+                self.label,
+                "limit on alpha - beta P = 0",
+                self.alpha / self.beta,
+                P,
+                abs(P - self.alpha / self.beta),
+                self.limit_tol,
+            )
+        )
         return rows
 
     @classmethod
     def random(cls, rng: np.random.Generator, L: int = 2) -> ChainGD:
         for _ in range(200):
             a0 = rng.uniform(-1.5, 1.5, L)
-            srt = np.sort(a0 ** 2)
+            srt = np.sort(a0**2)
             if srt[1] - srt[0] > 0.05 and np.prod(np.abs(a0)) > 0.02 or L == 2:
                 break
-        return cls(alpha=_signed_uniform(rng, 0.3, 1.5), beta=rng.uniform(0.5, 1.5),
-                   a0=tuple(a0))
+        return cls(alpha=_signed_uniform(rng, 0.3, 1.5), beta=rng.uniform(0.5, 1.5), a0=tuple(a0))

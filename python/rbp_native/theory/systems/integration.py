@@ -12,8 +12,19 @@ from .._deps import require_scipy
 from .results import Integration
 
 
-def _solve(rhs, t0: float, t1: float, y0: np.ndarray, *, method: str, rtol: float,
-           atol: float, bound: float, vectorized: bool, t_eval: np.ndarray | None):
+def _solve(
+    rhs,
+    t0: float,
+    t1: float,
+    y0: np.ndarray,
+    *,
+    method: str,
+    rtol: float,
+    atol: float,
+    bound: float,
+    vectorized: bool,
+    t_eval: np.ndarray | None,
+):
     """Step an ODE solver from t0 to t1, stopping when ``max|y| >= bound``.
 
     Returns ``(t, y, status, t_hit, message)``; status 0 finished, 1 bound reached, -1 failed.
@@ -22,9 +33,13 @@ def _solve(rhs, t0: float, t1: float, y0: np.ndarray, *, method: str, rtol: floa
     spacing of floating-point times, which is reported as reaching the bound.
     """
     sp = require_scipy()
-    methods = {"LSODA": sp.integrate.LSODA, "Radau": sp.integrate.Radau,
-               "BDF": sp.integrate.BDF, "RK45": sp.integrate.RK45,
-               "DOP853": sp.integrate.DOP853}
+    methods = {
+        "LSODA": sp.integrate.LSODA,
+        "Radau": sp.integrate.Radau,
+        "BDF": sp.integrate.BDF,
+        "RK45": sp.integrate.RK45,
+        "DOP853": sp.integrate.DOP853,
+    }
     kwargs: dict[str, Any] = {"rtol": rtol, "atol": atol}
     if method != "LSODA":
         kwargs["vectorized"] = vectorized
@@ -50,10 +65,10 @@ def _solve(rhs, t0: float, t1: float, y0: np.ndarray, *, method: str, rtol: floa
 
             def g(t, dense=dense):
                 return bound - np.max(np.abs(dense(t)))
+
             try:
                 if g(t_old) > 0 and g(t_new) < 0:
-                    t_hit = float(sp.optimize.brentq(g, t_old, t_new, xtol=1e-300,
-                                                     rtol=4 * np.finfo(float).eps))
+                    t_hit = float(sp.optimize.brentq(g, t_old, t_new, xtol=1e-300, rtol=4 * np.finfo(float).eps))
             except (ValueError, RuntimeError):  # pragma: no cover - keep the step end
                 pass
         if t_eval is not None:
@@ -67,24 +82,32 @@ def _solve(rhs, t0: float, t1: float, y0: np.ndarray, *, method: str, rtol: floa
         elif hit:
             assert t_hit is not None  # set above whenever hit
             ts.append(t_hit)
-            ys.append(np.asarray(solver.dense_output()(t_hit)) if t_hit != t_new
-                      else y_new.copy())
+            ys.append(np.asarray(solver.dense_output()(t_hit)) if t_hit != t_new else y_new.copy())
         else:
             ts.append(t_new)
             ys.append(y_new.copy())
         if hit:
             return np.array(ts), np.array(ys).T, 1, t_hit, "bound reached"
-        if stalled >= 50:   # |dy/dt| beyond what float times resolve: a singularity
-            return (np.array(ts), np.array(ys).T, 1, t_new,
-                    "step size below time resolution (singularity)")
+        if stalled >= 50:  # |dy/dt| beyond what float times resolve: a singularity
+            return (np.array(ts), np.array(ys).T, 1, t_new, "step size below time resolution (singularity)")
     y_arr = np.array(ys).T if ys else np.empty((y0.size, 0))
     return np.array(ts), y_arr, 0, None, "ok"
 
 
-def integrate(rhs, y0, *, t_max: float = 200.0, t_cap: float | None = None,
-              t_eval: np.ndarray | None = None, method: str = "LSODA", rtol: float = 1e-10,
-              atol: float = 1e-12, bound: float = 1e8, ftol: float = 1e-10,
-              vectorized: bool = True) -> Integration:
+def integrate(
+    rhs,
+    y0,
+    *,
+    t_max: float = 200.0,
+    t_cap: float | None = None,
+    t_eval: np.ndarray | None = None,
+    method: str = "LSODA",
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    bound: float = 1e8,
+    ftol: float = 1e-10,
+    vectorized: bool = True,
+) -> Integration:
     """Integrate ``dy/dt = rhs(t, y)`` from ``y0`` (scipy's LSODA by default; also "Radau",
     "BDF", "RK45", "DOP853").
 
@@ -95,8 +118,7 @@ def integrate(rhs, y0, *, t_max: float = 200.0, t_cap: float | None = None,
     reported at exactly those times (from the solver's dense output), without extension.
     """
     y0 = np.asarray(y0, dtype=float).ravel()
-    opts: dict[str, Any] = {"method": method, "rtol": rtol, "atol": atol, "bound": bound,
-            "vectorized": vectorized}
+    opts: dict[str, Any] = {"method": method, "rtol": rtol, "atol": atol, "bound": bound, "vectorized": vectorized}
 
     def residual(y) -> float:
         return float(np.max(np.abs(np.asarray(rhs(0.0, y), dtype=float)))) if y.size else 0.0
@@ -109,8 +131,7 @@ def integrate(rhs, y0, *, t_max: float = 200.0, t_cap: float | None = None,
     blew_up, blow_t, message = False, None, ""
     if t_eval is not None:
         t_eval = np.asarray(t_eval, dtype=float)
-        t, y, status, t_hit, message = _solve(rhs, 0.0, float(t_eval[-1]), y0,
-                                              t_eval=t_eval, **opts)
+        t, y, status, t_hit, message = _solve(rhs, 0.0, float(t_eval[-1]), y0, t_eval=t_eval, **opts)
         ts.append(t)
         ys.append(y)
         blew_up, blow_t = status == 1, t_hit
@@ -121,8 +142,7 @@ def integrate(rhs, y0, *, t_max: float = 200.0, t_cap: float | None = None,
         t_cap = 64.0 * t_max if t_cap is None else t_cap
         t0, horizon, y_start = 0.0, float(t_max), y0
         while True:
-            t, y, status, t_hit, message = _solve(rhs, t0, horizon, y_start, t_eval=None,
-                                                  **opts)
+            t, y, status, t_hit, message = _solve(rhs, t0, horizon, y_start, t_eval=None, **opts)
             ts.append(t if not ts else t[1:])
             ys.append(y if not ys else y[:, 1:])
             y_start = y[:, -1]
@@ -142,8 +162,16 @@ def integrate(rhs, y0, *, t_max: float = 200.0, t_cap: float | None = None,
         limit[big] = np.sign(end[big]) * math.inf
     res = residual(end) if np.all(np.isfinite(end)) else math.inf
     converged = (not blew_up) and res <= ftol * max(1.0, float(np.max(np.abs(end))))
-    return Integration(t=t, y=yy, limit=limit, blew_up=blew_up, converged=converged,
-                       residual=res, blowup_time=blow_t, message=str(message))
+    return Integration(
+        t=t,
+        y=yy,
+        limit=limit,
+        blew_up=blew_up,
+        converged=converged,
+        residual=res,
+        blowup_time=blow_t,
+        message=str(message),
+    )
 
 
 def jacobian(rhs, y: np.ndarray, eps: float = 1e-6) -> np.ndarray:

@@ -46,10 +46,13 @@ class Linear3(System):
         self.A1 = np.atleast_2d(np.asarray(self.A1, dtype=float))
         self.A2 = np.atleast_2d(np.asarray(self.A2, dtype=float))
         n0, n1, n2 = self.sizes
-        if (self.Sigma_II.shape != (n0, n0) or self.Sigma_TI.shape != (n2, n0)
-                or self.C1.shape != (n1, n2) or self.A2.shape != (n2, n1)):
-            raise ValueError("inconsistent shapes: A1 N1xN0, A2 N2xN1, C1 N1xN2, "
-                             "Sigma_II N0xN0, Sigma_TI N2xN0")
+        if (
+            self.Sigma_II.shape != (n0, n0)
+            or self.Sigma_TI.shape != (n2, n0)
+            or self.C1.shape != (n1, n2)
+            or self.A2.shape != (n2, n1)
+        ):
+            raise ValueError("inconsistent shapes: A1 N1xN0, A2 N2xN1, C1 N1xN2, Sigma_II N0xN0, Sigma_TI N2xN0")
 
     @property
     def sizes(self) -> tuple[int, int, int]:
@@ -70,7 +73,7 @@ class Linear3(System):
         n0, n1, n2 = self.sizes
         rest = y.shape[1:]
         A1 = y[: n1 * n0].reshape((n1, n0) + rest)
-        A2 = y[n1 * n0:].reshape((n2, n1) + rest)
+        A2 = y[n1 * n0 :].reshape((n2, n1) + rest)
         return A1, A2
 
     def rhs(self, t, y):
@@ -79,12 +82,12 @@ class Linear3(System):
         rest = y.shape[1:]
         P = np.einsum("ij...,jk...->ik...", A2, A1)
         M = self.Sigma_TI.reshape(self.Sigma_TI.shape + (1,) * len(rest)) - np.einsum(
-            "ij...,jk->ik...", P, self.Sigma_II)
+            "ij...,jk->ik...", P, self.Sigma_II
+        )
         dA1 = np.einsum("ij,jk...->ik...", self.C1, M)
         dA2 = np.einsum("ij...,kj...->ik...", M, A1)
         n0, n1, n2 = self.sizes
-        return np.concatenate([dA1.reshape((n1 * n0,) + rest),
-                               dA2.reshape((n2 * n1,) + rest)], axis=0)
+        return np.concatenate([dA1.reshape((n1 * n0,) + rest), dA2.reshape((n2 * n1,) + rest)], axis=0)
 
     def invariant_matrix(self, y) -> np.ndarray:
         A1, A2 = self.unpack(y)
@@ -109,9 +112,12 @@ class Linear3(System):
         return bool(np.all(sv[: min(self.sizes)] >= min_singular))
 
     def predict(self) -> Prediction:
-        return Prediction(limit=math.nan, diverges=False,
-                          quantities={"C1A2A1": self.target()},
-                          note="Theorem 8: partial convergence C1 A2 A1 -> C1 S_TI S_II^-1")
+        return Prediction(
+            limit=math.nan,
+            diverges=False,
+            quantities={"C1A2A1": self.target()},
+            note="Theorem 8: partial convergence C1 A2 A1 -> C1 S_TI S_II^-1",
+        )
 
     def checks(self, integration: Integration | None = None) -> list[Check]:
         integ = integration or self.integrate()
@@ -119,31 +125,41 @@ class Linear3(System):
         target = self.target()
         A1, A2 = self.unpack(integ.limit)
         got = self.C1 @ A2 @ A1
-        d = float(np.max(np.abs(got - target)) / (1 + np.max(np.abs(target)))) \
-            if np.all(np.isfinite(got)) else math.inf
-        rows.append(make_check(self.label, f"{self.theorem}: C1A2A1 -> C1 S_TI S_II^-1",
-                               _short(target), _short(got), d, 1e-6))
+        d = float(np.max(np.abs(got - target)) / (1 + np.max(np.abs(target)))) if np.all(np.isfinite(got)) else math.inf
+        rows.append(
+            make_check(self.label, f"{self.theorem}: C1A2A1 -> C1 S_TI S_II^-1", _short(target), _short(got), d, 1e-6)
+        )
         A1s, A2s = self.unpack(integ.y)
-        nA1 = float(np.max(np.sqrt(np.sum(A1s ** 2, axis=(0, 1)))))
+        nA1 = float(np.max(np.sqrt(np.sum(A1s**2, axis=(0, 1)))))
         CA2 = np.einsum("ij,jk...->ik...", self.C1, A2s)
-        nCA2 = float(np.max(np.sqrt(np.sum(CA2 ** 2, axis=(0, 1)))))
-        rows.append(make_check(self.label, "Thm 7/8: no blow-up, |A1|, |C1A2| bounded",
-                               "bounded", f"max |A1| {nA1:.3g}, |C1A2| {nCA2:.3g}",
-                               0.0 if not integ.blew_up else math.inf, 0.0,
-                               ok=not integ.blew_up))
+        nCA2 = float(np.max(np.sqrt(np.sum(CA2**2, axis=(0, 1)))))
+        rows.append(
+            make_check(
+                self.label,
+                "Thm 7/8: no blow-up, |A1|, |C1A2| bounded",
+                "bounded",
+                f"max |A1| {nA1:.3g}, |C1A2| {nCA2:.3g}",
+                0.0 if not integ.blew_up else math.inf,
+                0.0,
+                ok=not integ.blew_up,
+            )
+        )
         return rows
 
     @classmethod
-    def random(cls, rng: np.random.Generator, sizes: tuple[int, int, int] | None = None
-               ) -> Linear3:
-        n0, n1, n2 = sizes if sizes is not None else tuple(int(v) for v in
-                                                            rng.integers(1, 4, size=3))
+    def random(cls, rng: np.random.Generator, sizes: tuple[int, int, int] | None = None) -> Linear3:
+        n0, n1, n2 = sizes if sizes is not None else tuple(int(v) for v in rng.integers(1, 4, size=3))
         M = rng.normal(size=(n0, n0))
         S = M @ M.T / n0 + 0.5 * np.eye(n0)
-        for _ in range(200):   # no very slow modes: see well_conditioned()
+        for _ in range(200):  # no very slow modes: see well_conditioned()
             C1 = rng.normal(size=(n1, n2))
-            s = cls(Sigma_II=S, Sigma_TI=rng.normal(size=(n2, n0)), C1=C1,
-                    A1=0.3 * rng.normal(size=(n1, n0)), A2=0.3 * rng.normal(size=(n2, n1)))
+            s = cls(
+                Sigma_II=S,
+                Sigma_TI=rng.normal(size=(n2, n0)),
+                C1=C1,
+                A1=0.3 * rng.normal(size=(n1, n0)),
+                A2=0.3 * rng.normal(size=(n2, n1)),
+            )
             if np.linalg.svd(C1, compute_uv=False).min() >= 0.4 and s.well_conditioned():
                 break
         return s
@@ -170,9 +186,17 @@ class A222(Linear3):
         integ = integration or self.integrate()
         rows = super().checks(integ)
         rows[1] = replace(rows[1], name=f"{self.theorem}: BA -> I")
-        rows.append(make_check(self.label, f"{self.theorem}: (A, B) converges",
-                               "stationary", f"|rhs| {integ.residual:.1e}",
-                               integ.residual, 1e-8, ok=integ.converged))
+        rows.append(
+            make_check(
+                self.label,
+                f"{self.theorem}: (A, B) converges",
+                "stationary",
+                f"|rhs| {integ.residual:.1e}",
+                integ.residual,
+                1e-8,
+                ok=integ.converged,
+            )
+        )
         return rows
 
     @classmethod

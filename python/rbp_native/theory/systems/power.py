@@ -58,9 +58,14 @@ class PowerUnit(System):
         """Statistics from samples of inputs ``I`` and targets ``T``."""
         I = np.asarray(I, dtype=float)
         T = np.asarray(T, dtype=float)
-        return cls(mu=mu, alpha=float(np.mean(T * _pow(I, mu))),
-                   beta=float(np.mean(_pow(I, mu) ** 2)), gamma=float(np.mean(T * I)),
-                   delta=float(np.mean(I * _pow(I, mu))), **kwargs)
+        return cls(
+            mu=mu,
+            alpha=float(np.mean(T * _pow(I, mu))),
+            beta=float(np.mean(_pow(I, mu) ** 2)),
+            gamma=float(np.mean(T * I)),
+            delta=float(np.mean(I * _pow(I, mu))),
+            **kwargs,
+        )
 
     @property
     def label(self) -> str:
@@ -85,11 +90,11 @@ class PowerUnit(System):
         if not self.derivative:
             return {}
         a1, a2 = np.asarray(y)[0], np.asarray(y)[1]
-        return {"a2 - a1^2/(2 mu c1)": a2 - a1 ** 2 / (2 * self.mu * self.c1)}
+        return {"a2 - a1^2/(2 mu c1)": a2 - a1**2 / (2 * self.mu * self.c1)}
 
     @property
     def K(self) -> float:
-        return self.a2 - self.a1 ** 2 / (2 * self.mu * self.c1)
+        return self.a2 - self.a1**2 / (2 * self.mu * self.c1)
 
     def has_fixed_point(self) -> bool:
         """Existence of a fixed point.  With f': ``a2 a1^mu = alpha/beta`` on the coupling
@@ -105,8 +110,8 @@ class PowerUnit(System):
         if not self.derivative or not float(self.mu).is_integer():
             return None
         m = int(self.mu)
-        a2x = _X ** 2 / (2 * m * self.c1) + self.K
-        return m * self.c1 * _X ** (m - 1) * (self.alpha - self.beta * _X ** m * a2x)
+        a2x = _X**2 / (2 * m * self.c1) + self.K
+        return m * self.c1 * _X ** (m - 1) * (self.alpha - self.beta * _X**m * a2x)
 
     def eq117_root(self) -> float:
         """Positive root ``t`` of ``beta t^mu (t^2/(2 mu c1) + K) = alpha`` (eq. 117)."""
@@ -115,7 +120,7 @@ class PowerUnit(System):
         sp = require_scipy()
 
         def g(t):
-            return self.beta * t ** self.mu * (t * t / (2 * self.mu * self.c1) + self.K) - self.alpha
+            return self.beta * t**self.mu * (t * t / (2 * self.mu * self.c1) + self.K) - self.alpha
 
         hi = 1.0
         while g(hi) < 0:
@@ -124,18 +129,24 @@ class PowerUnit(System):
 
     def predict(self) -> Prediction:
         if not self.derivative:
-            return Prediction(limit=math.nan, diverges=not self.has_fixed_point(),
-                              note="eq. 113: no fixed point unless alpha delta = beta gamma")
+            return Prediction(
+                limit=math.nan,
+                diverges=not self.has_fixed_point(),
+                note="eq. 113: no fixed point unless alpha delta = beta gamma",
+            )
         Q = self.reduced_polynomial()
         if Q is not None:
             p = theorem1(Q, self.a1)
         else:
-            p = Prediction(limit=self.eq117_root(), diverges=False, x0=self.a1,
-                           note="non-integer mu: positive root of eq. 117 (brentq)")
+            p = Prediction(
+                limit=self.eq117_root(),
+                diverges=False,
+                x0=self.a1,
+                note="non-integer mu: positive root of eq. 117 (brentq)",
+            )
         a1 = p.limit
         a2 = a1 * a1 / (2 * self.mu * self.c1) + self.K
-        return replace(p, state=np.array([a1, a2]),
-                       quantities={"P": a2 * float(_pow(a1, self.mu))})
+        return replace(p, state=np.array([a1, a2]), quantities={"P": a2 * float(_pow(a1, self.mu))})
 
     def loss_excess(self, y) -> np.ndarray:
         """``E - E_min`` up to the factor ``beta/2``: ``(P - alpha/beta)^2`` (the loss is
@@ -148,22 +159,34 @@ class PowerUnit(System):
         if self.derivative:
             integ = integration or self.integrate()
             pred = self.predict()
-            rows = [self._limit_check(f"{self.theorem}: a1 -> positive root of eq. 117",
-                                      pred, integ)]
+            rows = [self._limit_check(f"{self.theorem}: a1 -> positive root of eq. 117", pred, integ)]
             if self.alpha > 0 and self.c1 > 0 and self.a1 > 0:
                 r = self.eq117_root()
                 got = float(integ.limit[0])
-                rows.append(make_check(self.label, "eq. 117 root (brentq) = integrated a1",
-                                       r, got, abs(r - got) / (1 + abs(r)), self.limit_tol))
+                rows.append(
+                    make_check(
+                        self.label,
+                        "eq. 117 root (brentq) = integrated a1",
+                        r,
+                        got,
+                        abs(r - got) / (1 + abs(r)),
+                        self.limit_tol,
+                    )
+                )
             rows.append(self._invariant_check(integ))
             Q = self.reduced_polynomial()
             if Q is not None:
                 m = int(self.mu)
-                rows.append(make_check(self.label, f"deg Q = {2 * m + 1}, lead = -beta/2",
-                                       (2 * m + 1, -self.beta / 2),
-                                       (Q.degree(), float(Q.coef[-1])),
-                                       abs(Q.degree() - 2 * m - 1)
-                                       + abs(Q.coef[-1] + self.beta / 2), 1e-12))
+                rows.append(
+                    make_check(
+                        self.label,
+                        f"deg Q = {2 * m + 1}, lead = -beta/2",
+                        (2 * m + 1, -self.beta / 2),
+                        (Q.degree(), float(Q.coef[-1])),
+                        abs(Q.degree() - 2 * m - 1) + abs(Q.coef[-1] + self.beta / 2),
+                        1e-12,
+                    )
+                )
             return rows
         return self._checks_no_derivative(integration)
 
@@ -178,59 +201,108 @@ class PowerUnit(System):
           ``r = 2 (gamma/delta)(alpha - beta gamma/delta)``, ``P -> gamma/delta`` (the loss
           stays above its minimum by ``beta/2 (gamma/delta - alpha/beta)^2``).
         """
-        if self.derivative or not (min(self.alpha, self.beta, self.gamma, self.delta,
-                                       self.c1, self.a1) > 0):
+        if self.derivative or not (min(self.alpha, self.beta, self.gamma, self.delta, self.c1, self.a1) > 0):
             return None
         p_top, p_bottom = self.alpha / self.beta, self.gamma / self.delta
         if p_bottom == p_top:
             return None
         if p_bottom > p_top:
-            return {"regime": "a1 -> inf", "P": p_top, "index": 0, "power": 1,
-                    "rate": self.c1 * (self.gamma - self.delta * p_top), "excess": 0.0}
-        return {"regime": "a1 -> 0, a2 -> inf", "P": p_bottom, "index": 1, "power": 2,
-                "rate": 2 * p_bottom * (self.alpha - self.beta * p_bottom),
-                "excess": (p_bottom - p_top) ** 2}
+            return {
+                "regime": "a1 -> inf",
+                "P": p_top,
+                "index": 0,
+                "power": 1,
+                "rate": self.c1 * (self.gamma - self.delta * p_top),
+                "excess": 0.0,
+            }
+        return {
+            "regime": "a1 -> 0, a2 -> inf",
+            "P": p_bottom,
+            "index": 1,
+            "power": 2,
+            "rate": 2 * p_bottom * (self.alpha - self.beta * p_bottom),
+            "excess": (p_bottom - p_top) ** 2,
+        }
 
     def _checks_no_derivative(self, integration: Integration | None) -> list[Check]:
         T = 400.0
         integ = integration or self.integrate(t_max=T, t_cap=T, rtol=1e-9, atol=1e-11)
         fixed = self.has_fixed_point()
-        rows = [make_check(self.label, "eq. 113: no fixed point (alpha delta != beta gamma)",
-                           "none", "exists" if fixed else "none", 0.0 if not fixed else 1.0,
-                           0.0)]
+        rows = [
+            make_check(
+                self.label,
+                "eq. 113: no fixed point (alpha delta != beta gamma)",
+                "none",
+                "exists" if fixed else "none",
+                0.0 if not fixed else 1.0,
+                0.0,
+            )
+        ]
         res = integ.residual
-        rows.append(make_check(self.label, "trajectory does not converge", "no limit",
-                               "blows up" if integ.blew_up else f"|rhs| {res:.2g}",
-                               0.0 if (integ.blew_up or not integ.converged) else 1.0, 0.0))
+        rows.append(
+            make_check(
+                self.label,
+                "trajectory does not converge",
+                "no limit",
+                "blows up" if integ.blew_up else f"|rhs| {res:.2g}",
+                0.0 if (integ.blew_up or not integ.converged) else 1.0,
+                0.0,
+            )
+        )
         asym = self.no_derivative_asymptotics()
         if asym is None or integ.blew_up:
             return rows
         t_end = integ.t_end
         a1, a2 = integ.y_end
         P = float(a2 * _pow(a1, self.mu))
-        rows.append(make_check(self.label, f"{asym['regime']}: P(t) -> {asym['P']:.4g}",
-                               asym["P"], P, abs(P - asym["P"]) / (1 + abs(asym["P"])), 5e-3))
+        rows.append(
+            make_check(
+                self.label,
+                f"{asym['regime']}: P(t) -> {asym['P']:.4g}",
+                asym["P"],
+                P,
+                abs(P - asym["P"]) / (1 + abs(asym["P"])),
+                5e-3,
+            )
+        )
         # slope over the second half of the run removes the O(1) offset of the transient
         w = integ.y[asym["index"]] ** asym["power"]
         w_half = float(np.interp(t_end / 2, integ.t, w))
         rate = float((w[-1] - w_half) / (t_end / 2))
         which = "d(a1)/dt" if asym["index"] == 0 else "d(a2^2)/dt"
-        rows.append(make_check(self.label, f"growth {which} -> {asym['rate']:.4g}",
-                               asym["rate"], rate, abs(rate - asym["rate"]) / asym["rate"],
-                               0.02))
+        rows.append(
+            make_check(
+                self.label,
+                f"growth {which} -> {asym['rate']:.4g}",
+                asym["rate"],
+                rate,
+                abs(rate - asym["rate"]) / asym["rate"],
+                0.02,
+            )
+        )
         exc = float(self.loss_excess(integ.y_end))
-        rows.append(make_check(self.label, "excess loss (P - alpha/beta)^2", asym["excess"],
-                               exc, abs(exc - asym["excess"]), 5e-3))
+        rows.append(
+            make_check(
+                self.label, "excess loss (P - alpha/beta)^2", asym["excess"], exc, abs(exc - asym["excess"]), 5e-3
+            )
+        )
         return rows
 
     @classmethod
     def random(cls, rng: np.random.Generator, derivative: bool = True) -> PowerUnit:
         mu = float(rng.integers(1, 4)) if rng.random() < 0.7 else float(rng.uniform(1.0, 3.0))
         while True:
-            s = cls(mu=mu, derivative=derivative, alpha=rng.uniform(0.3, 1.5),
-                    beta=rng.uniform(0.5, 1.5), gamma=rng.uniform(0.2, 1.5),
-                    delta=rng.uniform(0.5, 1.5), c1=rng.uniform(0.3, 1.5),
-                    a1=rng.uniform(0.2, 1.5), a2=rng.uniform(-1, 1))
+            s = cls(
+                mu=mu,
+                derivative=derivative,
+                alpha=rng.uniform(0.3, 1.5),
+                beta=rng.uniform(0.5, 1.5),
+                gamma=rng.uniform(0.2, 1.5),
+                delta=rng.uniform(0.5, 1.5),
+                c1=rng.uniform(0.3, 1.5),
+                a1=rng.uniform(0.2, 1.5),
+                a2=rng.uniform(-1, 1),
+            )
             # without f': keep the two critical products apart (clean asymptotics)
             if derivative or abs(s.gamma / s.delta - s.alpha / s.beta) >= 0.2:
                 return s

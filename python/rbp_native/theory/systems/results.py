@@ -50,13 +50,19 @@ class Check:
         return self.verdict == "OK"
 
 
-def make_check(system: str, name: str, prediction: Any, integrated: Any, difference: float,
-               tolerance: float, ok: bool | None = None) -> Check:
+def make_check(
+    system: str,
+    name: str,
+    prediction: Any,
+    integrated: Any,
+    difference: float,
+    tolerance: float,
+    ok: bool | None = None,
+) -> Check:
     difference = float(difference)
     if ok is None:
         ok = math.isfinite(difference) and difference <= tolerance
-    return Check(system, name, prediction, integrated, difference, float(tolerance),
-                 "OK" if ok else "FAIL")
+    return Check(system, name, prediction, integrated, difference, float(tolerance), "OK" if ok else "FAIL")
 
 
 def _state_difference(pred: np.ndarray, got: np.ndarray) -> float:

@@ -18,7 +18,7 @@ from .results import Check, Integration, make_check
 class PolynomialODE(System):
     """``dx/dt = Q(x)`` for a given polynomial (coefficients ascending)."""
 
-    coefficients: tuple = (0.0, 3.0, 0.0, -1.0)   # 3x - x^3: roots -sqrt3, 0, sqrt3
+    coefficients: tuple = (0.0, 3.0, 0.0, -1.0)  # 3x - x^3: roots -sqrt3, 0, sqrt3
     x0: float = 0.5
 
     name: ClassVar[str] = "theorem1"
@@ -77,16 +77,34 @@ class PolynomialODE(System):
             t_got = integ.blowup_time if integ.blew_up and integ.blowup_time is not None else math.inf
             same_side = integ.blew_up and np.sign(integ.y_end[0]) == np.sign(pred.limit)
             d = abs(t_pred - t_got) / max(1.0, t_pred) if same_side else math.inf
-            esc = (f", escape t*={pred.blowup_time:.6g}" if pred.finite_time and
-                   pred.blowup_time is not None else ", infinite time")
-            return [make_check(self.label, name + f" diverges (time to |x| = {self.bound:.3g})",
-                               f"{pred.limit:+} at t={t_pred:.6g}{esc}",
-                               f"{integ.limit[0]:+} at t={t_got:.6g}", d, 1e-5)]
+            esc = (
+                f", escape t*={pred.blowup_time:.6g}"
+                if pred.finite_time and pred.blowup_time is not None
+                else ", infinite time"
+            )
+            return [
+                make_check(
+                    self.label,
+                    name + f" diverges (time to |x| = {self.bound:.3g})",
+                    f"{pred.limit:+} at t={t_pred:.6g}{esc}",
+                    f"{integ.limit[0]:+} at t={t_got:.6g}",
+                    d,
+                    1e-5,
+                )
+            ]
         if pred.kind == "attracting":
             return [self._limit_check(name, pred, integ)]
         got = float(integ.y_end[0])
-        return [make_check(self.label, name + f" ({pred.kind} root)", pred.limit, got,
-                           abs(pred.limit - got) / (1 + abs(pred.limit)), 1e-2)]
+        return [
+            make_check(
+                self.label,
+                name + f" ({pred.kind} root)",
+                pred.limit,
+                got,
+                abs(pred.limit - got) / (1 + abs(pred.limit)),
+                1e-2,
+            )
+        ]
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> PolynomialODE:
