@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -12,7 +11,6 @@ import textwrap
 import threading
 import time
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
