@@ -553,7 +553,6 @@ class Trainer:
                 finished = self._core.unrecorded_epoch
             record: dict[str, Any] = {"epoch": epoch}
             lr = self._core.learning_rate
-            weights = self.net.weights
             if not self._finite():
                 raise TrainingDiverged(
                     f"a weight became NaN or infinite in epoch {epoch} "
@@ -577,7 +576,7 @@ class Trainer:
                         "did not keep (the epoch began without diagnostics)"
                     )
                 record.update(self.alignment(*probe))
-                for h, after in enumerate(weights):
+                for h, after in enumerate(self.net.weights):
                     record[f"norm_dW_{h + 1}"] = float(np.linalg.norm(after - before[h]))
             # The record and the acknowledgement can be separated by an interruption: the update count
             # in the record tells a later fit that the epoch is recorded after all (_unrecorded_epoch).
@@ -609,9 +608,9 @@ class Trainer:
         checkpoint: str | os.PathLike[str] | None,
         chunk: int,
         diagnostics: bool,
-    ) -> dict[str, Any]:
+    ) -> None:
         """The epoch's batches (continuing a pending epoch), in chunks of `chunk` batches with a
-        checkpoint after each; returns the core's running metrics of the whole epoch."""
+        checkpoint after each. Its running metrics stay in the core (``unrecorded_epoch``)."""
         if not self.epoch_pending:
             self._epoch_start_weights = self.net.weights if diagnostics else None
         elif diagnostics and self._epoch_start_weights is None:
@@ -640,7 +639,7 @@ class Trainer:
                     history,
                 )
             if running["completed"]:
-                return running
+                return
             if checkpoint is not None:
                 if not self._finite():
                     raise TrainingDiverged(
