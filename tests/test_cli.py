@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -45,13 +46,38 @@ def test_train_writes_history_config_and_model(tiny_mnist, capsys):
         rows = list(csv.DictReader(handle))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert {"angle_signal_1", "angle_feedback_2", "norm_dW_3"} <= set(rows[0])
-    config = json.loads((out / "config.json").read_text())
-    assert config["trainer"]["channel_dropout"] == 0.2 and config["trainer"]["quantize_bits"] == 6
-    assert config["network"]["sizes"] == [784, 16, 8, 10]
+    config = json.loads((out / "config.json").read_text())  # the layout of a sweep's run folder
+    assert config["trainer_config"]["channel_dropout"] == 0.2 and config["trainer_config"]["quantize_bits"] == 6
+    assert config["network_config"]["sizes"] == [784, 16, 8, 10]
+    assert config["resolved"]["dataset"] == {"name": "mnist"} and config["resolved"]["epochs"] == 2
+    assert config["threads"] == 1 and "version" in config and "source" in config
+    assert json.loads((out / "done.json").read_text())["status"] == "complete"
     net = rbp.MLP.load(out / "model.npz")
     assert net.sizes == [784, 16, 8, 10]
     printed = capsys.readouterr().out
     assert "final: test accuracy" in printed
+
+
+def test_train_resume_refuses_other_options_untouched_and_forced(tiny_mnist, capsys):
+    out = tiny_mnist / "run"
+    common = ["train", "--hidden", "8", "--batch-size", "40", "--threads", "1", "--no-progress", "--out", str(out)]
+    assert main([*common, "--epochs", "1"]) == 0
+    shutil.copytree(tiny_mnist / "data" / "mnist", tiny_mnist / "data" / "fashion-mnist")
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    for flags, difference in [
+        (["--threads", "2"], "trainer.threads: stored 1, now 2"),  # bit for bit needs the same thread count
+        (["--dataset", "fashion-mnist"], "dataset.name: stored 'mnist', now 'fashion-mnist'"),
+        (["--momentum", "0.5"], "trainer.momentum: stored 0.0, now 0.5"),
+    ]:
+        capsys.readouterr()
+        assert main([*common, "--epochs", "2", "--resume", *flags]) == 2
+        assert difference in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # done.json included
+    assert main([*common, "--epochs", "2", "--resume", "--force", "--lr", "0.05"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert config["resolved"]["trainer"]["lr"] == 0.05 and config["resumed"]["epochs_done"] == 1
+    assert [r["epoch"] for r in json.loads((out / "history.json").read_text())["epochs"]] == [1, 2]
 
 
 def test_train_reports_bad_options_without_a_traceback(tiny_mnist, capsys):

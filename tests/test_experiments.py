@@ -486,6 +486,38 @@ def test_a_corrupt_done_marker_is_reported(tmp_path):
         aggregate.collect(experiment, tmp_path / "mine")
 
 
+def test_a_run_continues_from_its_checkpoint_or_sets_aside_one_it_cannot_use(tmp_path, capsys):
+    def task(run_dir: Path, experiment: ex.Experiment, threads: int = 1) -> dict:
+        return {"run_dir": str(run_dir), "resolved": experiment.runs()[1].resolved(), "threads": threads}  # srbp
+
+    def epochs(run_dir: Path) -> list[dict]:
+        records = json.loads((run_dir / "history.json").read_text())["epochs"]
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+    one, two = small(tmp_path, epochs=1), small(tmp_path, epochs=2)
+    runner.execute(task(tmp_path / "straight", two))
+    parts = tmp_path / "parts"
+    runner.execute(task(parts, one))
+    assert runner.execute(task(parts, two))["resumed_after_epoch"] == 1
+    assert epochs(parts) == epochs(tmp_path / "straight")
+    # Another thread count continues (the thread count is not part of a run's identity).
+    other_threads = tmp_path / "threads"
+    runner.execute(task(other_threads, one))
+    assert runner.execute(task(other_threads, two, threads=2))["resumed_after_epoch"] == 1
+    # A checkpoint of other settings, or one that cannot be read, is set aside: the run starts over.
+    capsys.readouterr()
+    assert "resumed_after_epoch" not in runner.execute(task(parts, small(tmp_path, epochs=2, lr=0.05)))
+    assert "checkpoint not used (it was written with other settings (trainer.lr: stored 0.1, now 0.05))" in (
+        capsys.readouterr().err
+    )
+    assert (parts / "checkpoint.npz.unreadable").exists() and len(epochs(parts)) == 2
+    (parts / "checkpoint.npz").write_bytes(b"not a checkpoint")
+    assert "resumed_after_epoch" not in runner.execute(task(parts, two))
+    assert "is not a readable checkpoint" in capsys.readouterr().err
+    assert epochs(parts) == epochs(tmp_path / "straight")
+    assert (parts / "checkpoint.npz.unreadable").read_bytes() == b"not a checkpoint"
+
+
 # ---------------------------------------------------------------------------------------------- aggregation
 
 

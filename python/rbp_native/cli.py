@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -148,7 +147,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--out",
         default=None,
         help="output folder (default: runs/<dataset>-<algorithm>-seed<seed>); "
-        "it gets config.json, history.json/.csv after every epoch, checkpoint.npz and model.npz",
+        "it gets config.json, history.json/.csv and checkpoint.npz after every epoch, model.npz and done.json "
+        "at the end",
     )
     p.add_argument(
         "--checkpoint-every",
@@ -181,53 +181,19 @@ def _scale(text: str) -> str | float:
 
 
 def _train(args: argparse.Namespace) -> int:
+    """One run, trained by the experiment runner's :func:`~rbp_native.experiments.runner.execute` into
+    ``--out`` (which gets the files of a sweep's run folder, and model.npz)."""
     from . import datasets
-    from ._io import atomic_write_text
-    from .network import MLP
-    from .trainer import Trainer, TrainingDiverged
+    from .experiments.runner import CHECKPOINT, execute
+    from .trainer import DIAGNOSTICS_BATCH, Trainer
 
     variant = args.algorithm + ("" if args.derivative else "-nofprime")
     out = Path(args.out or f"runs/{args.dataset}-{variant}-seed{args.seed}")
-    train, test = datasets.load(args.dataset, root=args.data_root, download=args.download)
-    sizes = [train.x.shape[1], *args.hidden, train.num_classes]
-    connectivity = args.connectivity[0] if args.connectivity and len(args.connectivity) == 1 else args.connectivity
-    net = MLP(
-        sizes,
-        activation=args.activation,
-        output=args.output,
-        dtype=args.dtype,
-        seed=args.seed,
-        init=args.init,
-        connectivity=connectivity,
-    )
-    channel = {name: getattr(args, name) for name in CHANNEL_OPTIONS}
-    if channel["sources"] is not None and len(channel["sources"]) == 1:
-        channel["sources"] = channel["sources"][0]
-    trainer = Trainer(
-        net,
-        algorithm=args.algorithm,
-        derivative=args.derivative,
-        lr=args.lr,
-        decay=args.decay,
-        momentum=args.momentum,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        threads=args.threads,
-        feedback_scale=args.feedback_scale,
-        **channel,
-    )
-    config = {"dataset": args.dataset, "network": net.config(), "trainer": trainer.config(), "epochs": args.epochs}
     checkpoint = out / CHECKPOINT
     if args.checkpoint_every is not None and args.checkpoint_every <= 0:
         raise ValueError(f"--checkpoint-every must be a positive number of batches, got {args.checkpoint_every}")
     if args.resume and checkpoint.exists():
-        _check_resumable(out, config, args.force)
-        trainer.restore(checkpoint, force=args.force)
-        done = len(trainer.history)
-        print(
-            f"rbp-native: resuming {checkpoint}: {done} epoch(s) done"
-            + (", one in progress" if trainer.epoch_pending else "")
-        )
+        resume = "force" if args.force else "exact"
     elif checkpoint.exists() and not args.force:
         raise ValueError(
             f"{out} holds a checkpoint of an earlier run: pass --resume to continue it, --force to "
@@ -236,23 +202,64 @@ def _train(args: argparse.Namespace) -> int:
     else:
         if args.resume:
             print(f"rbp-native: no checkpoint in {out}: starting from scratch")
-        for name in (CHECKPOINT, "history.json", "history.csv", "model.npz"):
-            (out / name).unlink(missing_ok=True)
-    history = trainer.history
-    history.config = config
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
-    remaining = max(0, args.epochs - len(history))
-    print(
-        f"rbp-native: {net!r}, algorithm {variant}, {remaining} of {args.epochs} epochs to train, "
-        f"{trainer.threads} threads -> {out}"
-    )
-    if not args.progress:
-        print("epoch,train_loss,train_accuracy,test_loss,test_accuracy", flush=True)
+        resume = "restart"
+    train, test = datasets.load(args.dataset, root=args.data_root, download=args.download)
+    connectivity = args.connectivity[0] if args.connectivity and len(args.connectivity) == 1 else args.connectivity
+    channel = {name: getattr(args, name) for name in CHANNEL_OPTIONS}
+    if channel["sources"] is not None and len(channel["sources"]) == 1:
+        channel["sources"] = channel["sources"][0]
+    resolved = {
+        "dataset": {"name": args.dataset},
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "train_metrics": args.train_metrics,
+        "diagnostics": DIAGNOSTICS_BATCH if args.diagnostics else False,  # the probe batch, or off
+        "network": {
+            "sizes": [train.x.shape[1], *args.hidden, train.num_classes],
+            "activation": args.activation,
+            "output": args.output,
+            "dtype": args.dtype,
+            "init": args.init,
+            "connectivity": connectivity,
+        },
+        "trainer": {
+            "algorithm": args.algorithm,
+            "derivative": args.derivative,
+            "lr": args.lr,
+            "decay": args.decay,
+            "momentum": args.momentum,
+            "batch_size": args.batch_size,
+            "feedback_scale": args.feedback_scale,
+            **channel,
+        },
+    }
+    task = {
+        "run_dir": str(out),
+        "resolved": resolved,
+        "threads": args.threads,
+        "resume": resume,
+        "checkpoint_every": args.checkpoint_every,
+        "progress": args.progress,
+        "save_model": True,
+    }
+    trained: list[Trainer] = []  # the trainer, once training starts
 
-    def save(record: dict) -> None:
-        history.to_json(out / "history.json")
-        history.to_csv(out / "history.csv")
+    def start(trainer: Trainer) -> None:
+        trained.append(trainer)
+        if resume != "restart":
+            print(
+                f"rbp-native: resuming {checkpoint}: {len(trainer.history)} epoch(s) done"
+                + (", one in progress" if trainer.epoch_pending else "")
+            )
+        remaining = max(0, args.epochs - len(trainer.history))
+        print(
+            f"rbp-native: {trainer.net!r}, algorithm {variant}, {remaining} of {args.epochs} epochs to train, "
+            f"{trainer.threads} threads -> {out}"
+        )
+        if not args.progress:
+            print("epoch,train_loss,train_accuracy,test_loss,test_accuracy", flush=True)
+
+    def epoch_done(record: dict) -> None:
         if not args.progress:
             print(
                 f"{record['epoch']},{record['train_loss']:.6f},{record['train_accuracy']:.6f},"
@@ -261,63 +268,27 @@ def _train(args: argparse.Namespace) -> int:
             )
 
     try:
-        trainer.fit(
-            train,
-            epochs=remaining,
-            eval=test,
-            progress=args.progress,
-            callback=save,
-            train_metrics=args.train_metrics,
-            history=history,
-            diagnostics=args.diagnostics,
-            checkpoint=checkpoint,
-            checkpoint_every=args.checkpoint_every,
-        )
-    except TrainingDiverged as error:
-        print(
-            f"rbp-native: {error}; the epochs before it are in {out}, the last good checkpoint in {checkpoint}",
-            file=sys.stderr,
-        )
-        return 3
+        result = execute(task, epoch_done, on_start=start, data=(train, test))
     except KeyboardInterrupt:
+        if not trained:  # before training: nothing of this run to keep
+            raise
         print(
-            f"rbp-native: interrupted after {len(history)} epoch(s); the state is saved in {checkpoint}: "
+            f"rbp-native: interrupted after {len(trained[0].history)} epoch(s); the state is saved in {checkpoint}: "
             "continue with the same command and --resume",
             file=sys.stderr,
         )
         return 130
-    net.save(out / "model.npz")
-    if history.records:
-        last = history.last
+    if result["status"] == "diverged":
+        print(
+            f"rbp-native: {result['message']}; the epochs before it are in {out}, the last good checkpoint in "
+            f"{checkpoint}",
+            file=sys.stderr,
+        )
+        return 3
+    if result["final"] is not None:
+        last = result["final"]
         print(f"final: test accuracy {last['test_accuracy']:.4f}, train accuracy {last['train_accuracy']:.4f}")
     return 0
-
-
-CHECKPOINT = "checkpoint.npz"
-
-
-def _check_resumable(out: Path, config: dict, force: bool) -> None:
-    """Refuse to resume a run whose stored options differ from these (epochs aside) unless `force`."""
-    from ._compare import describe_differences
-
-    try:
-        stored = json.loads((out / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        if force:
-            return
-        raise ValueError(
-            f"{out / 'config.json'} cannot be read ({error}); --force resumes without comparing"
-        ) from error
-    if not isinstance(stored, dict):
-        raise ValueError(f"{out / 'config.json'} is not a table of options")
-    differences = describe_differences(
-        {k: v for k, v in stored.items() if k != "epochs"}, {k: v for k, v in config.items() if k != "epochs"}
-    )
-    if differences and not force:
-        raise ValueError(
-            f"the run in {out} was made with other options ({'; '.join(differences[:6])}); "
-            "use the same options, or --force to continue with these"
-        )
 
 
 def _add_theory(sub: argparse._SubParsersAction) -> None:

@@ -35,6 +35,8 @@ ROUNDINGS = _CHOICES["quantize_rounding"]
 INJECTIONS = ("pre_pool", "post_pool")
 # More threads than this is a typo (OpenMP would try to start them all and abort when it cannot).
 MAX_THREADS = 1024
+#: Training examples in the probe batch of :meth:`Trainer.fit`'s diagnostics, by default.
+DIAGNOSTICS_BATCH = 1000
 
 
 class TrainingDiverged(FloatingPointError):
@@ -458,7 +460,7 @@ class Trainer:
         train_metrics: str = "full",
         history: History | None = None,
         diagnostics: bool = False,
-        diagnostics_batch: int = 1000,
+        diagnostics_batch: int = DIAGNOSTICS_BATCH,
         checkpoint: str | os.PathLike[str] | None = None,
         checkpoint_every: int | None = None,
     ) -> History:

@@ -13,9 +13,13 @@ A run's folder ``<out>/<experiment>/runs/<variant>/seed<k>/`` holds
 
 On resume a run with ``done.json`` whose stored options equal the current ones is skipped; a run
 without it continues from its checkpoint (bit for bit as if never stopped, when the thread count is
-the same), or starts from scratch when it has none or the checkpoint cannot be read (it is then kept
-as ``checkpoint.npz.unreadable``); a run whose stored options differ is refused (ValueError) unless
-``force=True``, which retrains it from scratch.
+the same), or starts from scratch when it has none or the checkpoint cannot be read or was written
+with other settings (it is then kept as ``checkpoint.npz.unreadable``); a run whose stored options
+differ is refused (ValueError) unless ``force=True``, which retrains it from scratch.
+
+``rbp-native train`` trains its one run with the same :func:`execute` (its ``--out`` is the run's
+folder, which also gets ``model.npz``), under its own resume rules (``resume`` ``"exact"``,
+``"force"`` or ``"restart"``).
 """
 
 from __future__ import annotations
@@ -32,18 +36,25 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .._compare import describe_differences
 from .._io import atomic_write_text
 from .config import ConfigError, Experiment, Run, comparable, same_settings, validate
 from .data import load_data
 
+if TYPE_CHECKING:
+    from ..datasets import Dataset
+    from ..trainer import Trainer
+
 CONFIG = "config.json"
 HISTORY_CSV = "history.csv"
 HISTORY_JSON = "history.json"
 DONE = "done.json"
 CHECKPOINT = "checkpoint.npz"
+MODEL = "model.npz"
+#: What :func:`execute` does with a checkpoint it finds in the run folder (the task's ``resume``).
+RESUME_MODES = ("auto", "exact", "force", "restart")
 
 
 def cores() -> int:
@@ -156,26 +167,50 @@ def write_history(run_dir: Path, records: list[dict[str, Any]], config: dict[str
 # One run (executed in a worker process, or in this one for jobs=1)
 
 
-def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
-    """Train one run, continuing from its checkpoint when it has one, and write its folder;
-    returns a short summary.
+def execute(
+    task: dict[str, Any],
+    on_epoch: Callable[[dict[str, Any]], Any] | None = None,
+    *,
+    on_start: Callable[[Trainer], Any] | None = None,
+    data: tuple[Dataset, Dataset] | None = None,
+) -> dict[str, Any]:
+    """Train one run, continuing from its checkpoint when it has one, and write its folder; returns a
+    short summary. Every run of ``reproduce``/``run`` and ``rbp-native train`` is trained here.
 
-    `task`: ``run_dir``, ``resolved`` (see :meth:`Run.resolved`), ``threads``, optional
-    ``data_root`` and ``download``."""
+    `task`: ``run_dir``, ``resolved`` (see :meth:`Run.resolved`), ``threads`` (None: all cores), optional
+    ``data_root`` and ``download`` (where the data come from unless `data`, ``(train, test)``, is given),
+    ``checkpoint_every`` (batches between checkpoints within an epoch; default: at epoch ends only),
+    ``progress`` (a progress bar and a line per epoch), ``save_model`` (write ``model.npz`` when the run
+    completes) and ``resume``, what becomes of a checkpoint found in the folder (:data:`RESUME_MODES`):
+
+    - ``"auto"`` (default): the run continues from it when its data set, network and trainer options
+      equal the run's, the thread count aside (another thread count continues, not bit for bit); else
+      it is kept as ``checkpoint.npz.unreadable`` and the run starts from scratch;
+    - ``"exact"``: the run continues from it when those options equal the run's, thread count included;
+      else ValueError naming the differences (CheckpointError when it cannot be read);
+    - ``"force"``: the run continues from it whatever its options, where the shapes allow;
+    - ``"restart"``: it is removed and the run starts from scratch.
+
+    `on_start` is called with the trainer (restored, when the run continues) just before training,
+    `on_epoch` with each epoch's record once the history is written. Ctrl-C (KeyboardInterrupt, or any
+    exception a signal handler raises) stops training within a batch: the checkpoint keeps the state
+    and the exception propagates."""
     from .. import __version__
     from ..checkpoint import CheckpointError
+    from ..checkpoint import read as read_checkpoint
     from ..network import MLP
     from ..trainer import Trainer, TrainingDiverged
 
     started = time.perf_counter()
     run_dir = Path(task["run_dir"])
     resolved = task["resolved"]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / DONE).unlink(missing_ok=True)  # the marker goes first: never a stale "done"
-    train, test = load_data(resolved["dataset"], task.get("data_root"), bool(task.get("download", False)))
+    resume = task.get("resume", "auto")
+    if resume not in RESUME_MODES:
+        raise ValueError(f"resume must be one of {', '.join(RESUME_MODES)}, got {resume!r}")
+    train, test = data or load_data(resolved["dataset"], task.get("data_root"), bool(task.get("download", False)))
     seed = int(resolved["seed"])
     net = MLP(**resolved["network"], seed=seed)
-    trainer = Trainer(net, **resolved["trainer"], seed=seed, threads=int(task["threads"]))
+    trainer = Trainer(net, **resolved["trainer"], seed=seed, threads=task["threads"])
     config = {
         "resolved": resolved,
         "version": __version__,
@@ -188,26 +223,49 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
         "started": now(),
     }
     checkpoint = run_dir / CHECKPOINT
-    resumed_from = 0
-    if checkpoint.exists():
+    # Its options are compared once; nothing in the folder changes before that (a refused resume
+    # leaves the run as it was).
+    usable = False
+    unusable = None  # why a checkpoint is set aside ("auto")
+    if resume != "restart" and checkpoint.exists():
         try:
-            # The folder's config.json already matched `resolved` (run_state); the thread count is not
-            # part of a run's identity, so a checkpoint from another thread count is continued too.
-            current = {"network": net.config(), "trainer": trainer.config()}
-            differences = describe_differences(_checkpoint_options(checkpoint, trainer.threads), current)
-            if differences:
-                raise CheckpointError(f"it was written with other settings ({'; '.join(differences[:3])})")
-            trainer.restore(checkpoint, force=True)
-            resumed_from = len(trainer.history)
-        except (CheckpointError, ValueError) as error:
-            os.replace(checkpoint, run_dir / (CHECKPOINT + ".unreadable"))
-            print(f"{run_dir}: checkpoint not used ({error}); training from scratch", file=sys.stderr)
-            net = MLP(**resolved["network"], seed=seed)
-            trainer = Trainer(net, **resolved["trainer"], seed=seed, threads=int(task["threads"]))
+            meta, _ = read_checkpoint(checkpoint)
+        except CheckpointError as error:
+            if resume != "auto":
+                raise
+            unusable = str(error)
+        else:
+            differences = [] if resume == "force" else _differences(meta, resolved, trainer, resume == "exact")
+            if not differences:
+                usable = True
+            elif resume == "exact":
+                raise ValueError(
+                    f"the run in {run_dir} was made with other options ({'; '.join(differences[:6])}); "
+                    "use the same options, or --force to continue with these"
+                )
+            else:
+                unusable = f"it was written with other settings ({'; '.join(differences[:3])})"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / DONE).unlink(missing_ok=True)  # the marker goes first: never a stale "done"
+    if resume == "restart":
+        checkpoint.unlink(missing_ok=True)
+    if usable:
+        try:
+            trainer.restore(checkpoint, force=True)  # compared above
+        except CheckpointError as error:  # inconsistent inside; the trainer is left as it was
+            if resume != "auto":
+                raise
+            unusable = str(error)
+    if unusable is not None:
+        os.replace(checkpoint, run_dir / (CHECKPOINT + ".unreadable"))
+        print(f"{run_dir}: checkpoint not used ({unusable}); training from scratch", file=sys.stderr)
+        net = MLP(**resolved["network"], seed=seed)
+        trainer = Trainer(net, **resolved["trainer"], seed=seed, threads=task["threads"])
+    resumed_from = len(trainer.history)
     if resumed_from or trainer.epoch_pending:
         config["resumed"] = {"epochs_done": resumed_from, "at": now()}
     else:
-        for name in (HISTORY_CSV, HISTORY_JSON):
+        for name in (HISTORY_CSV, HISTORY_JSON, MODEL):
             (run_dir / name).unlink(missing_ok=True)
     atomic_write_text(run_dir / CONFIG, _dumps(config))
     history = trainer.history
@@ -222,21 +280,26 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
     extra: dict[str, Any] = {}
     if resolved.get("diagnostics"):
         extra = {"diagnostics": True, "diagnostics_batch": int(resolved["diagnostics"])}
+    if on_start is not None:
+        on_start(trainer)
     try:
         trainer.fit(
             train,
             epochs=max(0, int(resolved["epochs"]) - len(history)),
             eval=test,
-            progress=False,
+            progress=bool(task.get("progress", False)),
             callback=save,
             train_metrics=resolved["train_metrics"],
             history=history,
             checkpoint=checkpoint,
+            checkpoint_every=task.get("checkpoint_every"),
             **extra,
         )
     except TrainingDiverged as error:
         status, message = "diverged", str(error)
     write_history(run_dir, history.records, config)  # also when it diverged in its first epoch
+    if status == "complete" and task.get("save_model"):
+        trainer.net.save(run_dir / MODEL)
     done = {
         "status": status,
         "epochs": len(history),
@@ -251,12 +314,23 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
     return {"run_dir": str(run_dir), **done}
 
 
-def _checkpoint_options(path: Path, threads: int) -> dict[str, Any]:
-    """The network and trainer options a checkpoint was written with, its thread count set to `threads`."""
-    from ..checkpoint import read
-
-    meta, _ = read(path)
-    return {"network": meta["network"], "trainer": {**meta["trainer"], "threads": threads}}
+def _differences(meta: dict[str, Any], resolved: dict[str, Any], trainer: Trainer, same_threads: bool) -> list[str]:
+    """How the data set, network and trainer options of a checkpoint (``meta``, as read) differ from the
+    run's; the thread count counts only when `same_threads`. The checkpoint's history config is the
+    config.json of the run that wrote it (:func:`execute`), whose resolved settings name its data set."""
+    written = meta["history"].get("config")
+    written = written.get("resolved") if isinstance(written, dict) else None
+    stored_trainer = dict(meta["trainer"])
+    if not same_threads:  # not part of a run's identity
+        stored_trainer["threads"] = trainer.threads
+    return describe_differences(
+        {
+            "dataset": written.get("dataset") if isinstance(written, dict) else None,
+            "network": meta["network"],
+            "trainer": stored_trainer,
+        },
+        {"dataset": resolved["dataset"], "network": trainer.net.config(), "trainer": trainer.config()},
+    )
 
 
 # ----------------------------------------------------------------------------------------------
