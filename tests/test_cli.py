@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import rbp_native as rbp
+from rbp_native import checkpoint
 from rbp_native.cli import main
 
 
@@ -58,7 +59,9 @@ def test_train_writes_history_config_and_model(tiny_mnist, capsys):
     assert "final: test accuracy" in printed
 
 
-def test_train_resume_refuses_other_options_untouched_and_forced(tiny_mnist, capsys):
+def test_train_resume_refuses_other_options_untouched_and_forced_reads_the_checkpoint_once(
+    tiny_mnist, monkeypatch, capsys
+):
     out = tiny_mnist / "run"
     common = ["train", "--hidden", "8", "--batch-size", "40", "--threads", "1", "--no-progress", "--out", str(out)]
     assert main([*common, "--epochs", "1"]) == 0
@@ -73,7 +76,11 @@ def test_train_resume_refuses_other_options_untouched_and_forced(tiny_mnist, cap
         assert main([*common, "--epochs", "2", "--resume", *flags]) == 2
         assert difference in capsys.readouterr().err
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # done.json included
+    reads = []
+    read = checkpoint.read
+    monkeypatch.setattr(checkpoint, "read", lambda path: reads.append(path) or read(path))
     assert main([*common, "--epochs", "2", "--resume", "--force", "--lr", "0.05"]) == 0
+    assert reads == [out / "checkpoint.npz"]
     assert "resuming" in capsys.readouterr().out
     config = json.loads((out / "config.json").read_text())
     assert config["resolved"]["trainer"]["lr"] == 0.05 and config["resumed"]["epochs_done"] == 1

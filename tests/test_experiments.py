@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from rbp_native import cli
+from rbp_native import checkpoint, cli
 from rbp_native import experiments as ex
+from rbp_native import trainer as trainer_module
 from rbp_native.experiments import aggregate, complexity, config, report, runner
 
 SHIPPED = {
@@ -486,7 +487,7 @@ def test_a_corrupt_done_marker_is_reported(tmp_path):
         aggregate.collect(experiment, tmp_path / "mine")
 
 
-def test_a_run_continues_from_its_checkpoint_or_sets_aside_one_it_cannot_use(tmp_path, capsys):
+def test_a_run_continues_from_its_checkpoint_read_once_or_sets_aside_one_it_cannot_use(tmp_path, monkeypatch, capsys):
     def task(run_dir: Path, experiment: ex.Experiment, threads: int = 1) -> dict:
         return {"run_dir": str(run_dir), "resolved": experiment.runs()[1].resolved(), "threads": threads}  # srbp
 
@@ -498,7 +499,13 @@ def test_a_run_continues_from_its_checkpoint_or_sets_aside_one_it_cannot_use(tmp
     runner.execute(task(tmp_path / "straight", two))
     parts = tmp_path / "parts"
     runner.execute(task(parts, one))
+    reads, comparisons = [], []
+    read, compare = checkpoint.read, runner.describe_differences
+    monkeypatch.setattr(checkpoint, "read", lambda path: reads.append(path) or read(path))
+    monkeypatch.setattr(runner, "describe_differences", lambda *a: comparisons.append(a) or compare(*a))
+    monkeypatch.setattr(trainer_module, "describe_differences", lambda *a: comparisons.append(a) or compare(*a))
     assert runner.execute(task(parts, two))["resumed_after_epoch"] == 1
+    assert len(reads) == 1 and len(comparisons) == 1
     assert epochs(parts) == epochs(tmp_path / "straight")
     # Another thread count continues (the thread count is not part of a run's identity).
     other_threads = tmp_path / "threads"

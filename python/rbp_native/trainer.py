@@ -726,14 +726,21 @@ class Trainer:
         trainer._apply_checkpoint(path, meta, arrays)
         return trainer
 
-    def restore(self, path: str | os.PathLike[str], *, force: bool = False) -> None:
+    def restore(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        force: bool = False,
+        contents: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None,
+    ) -> None:
         """Continue from a checkpoint in this trainer. The checkpoint's network and trainer options
         must equal this trainer's (thread count included), else a ValueError lists the differences;
         ``force=True`` restores anyway where the shapes allow (results then differ from the
-        uninterrupted run)."""
+        uninterrupted run). `contents`: ``(meta, arrays)`` as :func:`rbp_native.checkpoint.read`
+        returned them for `path`, when the caller has read the file already (it is not read again)."""
         from . import checkpoint as ckpt
 
-        meta, arrays = ckpt.read(path)
+        meta, arrays = contents if contents is not None else ckpt.read(path)
         if not force:
             differences = describe_differences(
                 {"network": meta["network"], "trainer": meta["trainer"]},

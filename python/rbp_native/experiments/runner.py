@@ -223,13 +223,13 @@ def execute(
         "started": now(),
     }
     checkpoint = run_dir / CHECKPOINT
-    # Its options are compared once; nothing in the folder changes before that (a refused resume
-    # leaves the run as it was).
-    usable = False
+    # The checkpoint is read once and its options compared once; nothing in the folder changes before
+    # that (a refused resume leaves the run as it was).
+    contents: tuple[dict[str, Any], dict[str, Any]] | None = None
     unusable = None  # why a checkpoint is set aside ("auto")
     if resume != "restart" and checkpoint.exists():
         try:
-            meta, _ = read_checkpoint(checkpoint)
+            meta, arrays = read_checkpoint(checkpoint)
         except CheckpointError as error:
             if resume != "auto":
                 raise
@@ -237,7 +237,7 @@ def execute(
         else:
             differences = [] if resume == "force" else _differences(meta, resolved, trainer, resume == "exact")
             if not differences:
-                usable = True
+                contents = meta, arrays
             elif resume == "exact":
                 raise ValueError(
                     f"the run in {run_dir} was made with other options ({'; '.join(differences[:6])}); "
@@ -249,9 +249,9 @@ def execute(
     (run_dir / DONE).unlink(missing_ok=True)  # the marker goes first: never a stale "done"
     if resume == "restart":
         checkpoint.unlink(missing_ok=True)
-    if usable:
+    if contents is not None:
         try:
-            trainer.restore(checkpoint, force=True)  # compared above
+            trainer.restore(checkpoint, force=True, contents=contents)  # compared above
         except CheckpointError as error:  # inconsistent inside; the trainer is left as it was
             if resume != "auto":
                 raise
