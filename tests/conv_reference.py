@@ -146,7 +146,6 @@ def route(rec, g):
 def adjoint(stage, rec_input, g):
     """The weighted layer's adjoint: g (flat, at its output) to its input's size (flat)."""
     if stage["kind"] == "conv":
-        o = stage["K"].shape[0]
         n = g.shape[0]
         out_shape = conv_forward(rec_input[:1], stage["K"], None, stage["stride"], stage["padding"]).shape[1:]
         return _flat(

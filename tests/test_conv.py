@@ -458,8 +458,12 @@ def test_threaded_signals_and_step_match_oracle():
     for got, want in zip(trainer.signals(x, y), expected):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
     trainer.step(x, y)
-    for h, (got, want) in enumerate(zip(net.weights, ref.step(stages, x, T, 0.05, "bp"))):
-        np.testing.assert_allclose(got, want["K"] if want["kind"] == "conv" else want["W"], rtol=1e-10, atol=1e-13)
+    stepped = ref.step(stages, x, T, 0.05, "bp")
+    assert len(stepped) == len(net.weights)
+    for h, (got, want) in enumerate(zip(net.weights, stepped)):
+        np.testing.assert_allclose(
+            got, want["K"] if want["kind"] == "conv" else want["W"], rtol=1e-10, atol=1e-13, err_msg=f"layer {h + 1}"
+        )
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -535,8 +539,12 @@ def test_adaptive_feedback_through_conv_layers_matches_oracle(algorithm, options
             entering = rec[h]["A"] if base == "srbp" and injection == "pre_pool" else rec[h]["O"]
             expected = old + rho * lr * ref._flat(entering).T @ source / n
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-13, err_msg=f"feedback[{h}]")
-    for h, (got, want) in enumerate(zip(net.weights, ref.step(stages, x, T, lr, base, before, injection=injection))):
-        np.testing.assert_allclose(got, want["K"] if want["kind"] == "conv" else want["W"], rtol=1e-10, atol=1e-13)
+    stepped = ref.step(stages, x, T, lr, base, before, injection=injection)
+    assert len(stepped) == len(net.weights)
+    for h, (got, want) in enumerate(zip(net.weights, stepped)):
+        np.testing.assert_allclose(
+            got, want["K"] if want["kind"] == "conv" else want["W"], rtol=1e-10, atol=1e-13, err_msg=f"layer {h + 1}"
+        )
 
 
 def test_quantised_updates_through_conv_layers_match_oracle():

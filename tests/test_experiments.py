@@ -838,7 +838,7 @@ def test_the_runs_of_the_full_sweeps_keep_their_settings(name):
     assert hashlib.sha256(json.dumps(runs, sort_keys=True).encode()).hexdigest() == digest
 
 
-# ---------------------------------------------------------------------------------------------- checks that mean something
+# ------------------------------------------------------------------------------------------- checks that mean something
 
 
 def _stats(values):
@@ -997,7 +997,7 @@ def test_new_check_kinds_are_validated_when_parsed(tmp_path):
         ex.load_experiment(write_config(tmp_path / "c.toml", body + 'at = 0.1\nconstruction = "x"\n'))
 
 
-# ---------------------------------------------------------------------------------------------- provenance, rebuilt reports, figures
+# --------------------------------------------------------------------------------- provenance, rebuilt reports, figures
 
 
 def test_source_revision_is_the_checkouts_commit_or_none():

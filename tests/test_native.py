@@ -75,7 +75,8 @@ def test_variants_train_alike(isa):
     code = (
         "import numpy as np, rbp_native as rbp, sys\n"
         "rng = np.random.default_rng(0); x = rng.random((64, 30), dtype=np.float32); y = rng.integers(0, 4, 64)\n"
-        "net = rbp.MLP([30, 40, 20, 4], seed=1); t = rbp.Trainer(net, algorithm='rbp', batch_size=16, seed=2, threads=1)\n"
+        "net = rbp.MLP([30, 40, 20, 4], seed=1)\n"
+        "t = rbp.Trainer(net, algorithm='rbp', batch_size=16, seed=2, threads=1)\n"
         "t.fit((x, y), epochs=2, progress=False, train_metrics='running')\n"
         "np.save(sys.stdout.buffer, np.concatenate([w.ravel() for w in net.weights]))\n"
     )

@@ -1105,11 +1105,12 @@ def test_signal_quantization_before_derivative_travels_down_and_spares_e():
     D = _derivs("tanh", S)
     e = targets_from(y, 2) - O[4]
     for rounding, noise in (("nearest", None), ("stochastic", u)):
-        q = (
-            (lambda J, h: ref.quantize(J, bits, alpha))
-            if noise is None
-            else (lambda J, h: ref.quantize(J, bits, alpha, "stochastic", noise[h - 1]))
-        )  # noqa: B023 (used in this iteration)
+
+        def q(J, h, noise=noise):  # this iteration's noise, bound now
+            if noise is None:
+                return ref.quantize(J, bits, alpha)
+            return ref.quantize(J, bits, alpha, "stochastic", noise[h - 1])
+
         B3 = D[3] * q(e @ weights[3], 3)
         B2 = D[2] * q(B3 @ weights[2], 2)
         B1 = D[1] * q(B2 @ weights[1], 1)
