@@ -364,6 +364,13 @@ def test_zero_density_has_a_clear_message():
         rbp.MLP(SIZES, connectivity=[0.5, 0.0, 0.5])
 
 
+class _SizedOnly:
+    """Has a length but cannot be iterated."""
+
+    def __len__(self) -> int:
+        return 3
+
+
 @pytest.mark.parametrize(
     "bad,error",
     [
@@ -372,6 +379,7 @@ def test_zero_density_has_a_clear_message():
         (True, TypeError),
         ([0.5, "x", 0.5], TypeError),
         ([0.5, None, 0.5], TypeError),
+        (_SizedOnly(), TypeError),
     ],
 )
 def test_malformed_connectivity_is_rejected(bad, error):

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Any, Callable, Mapping
+
+import numpy as np
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
@@ -28,3 +30,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def atomic_write_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> Path:
+    """``np.savez`` of `arrays` (one ``.npy`` member per name) to `path`, atomically."""
+    # Any: numpy's stub lets savez's **kwds reach its allow_pickle flag (numpy >= 2.1), which no member
+    # name written here is; the members are arrays.
+    members: dict[str, Any] = dict(arrays)
+    return atomic_write(path, lambda handle: np.savez(handle, **members))

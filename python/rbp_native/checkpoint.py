@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write
+from ._io import atomic_write_npz
 
 FORMAT = "rbp-native-checkpoint"
 FORMAT_VERSION = 1
@@ -44,7 +44,7 @@ def write(path: str | os.PathLike[str], meta: dict[str, Any], arrays: dict[str, 
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
     members = dict(arrays)
     members["meta"] = np.array(json.dumps(payload, default=_jsonable, allow_nan=True))
-    return atomic_write(path, lambda handle: np.savez(handle, **members))
+    return atomic_write_npz(path, members)
 
 
 def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -7,13 +7,14 @@ import ast
 import math
 import numbers
 import os
+from collections.abc import Iterable
 from typing import Any, Sequence, Union
 
 import numpy as np
 
 from . import layers as _layers
 from ._arrays import as_flag, as_inputs, as_integer, finite_as, parse_dtype
-from ._io import atomic_write
+from ._io import atomic_write_npz
 from ._native import _core
 from .layers import ACTIVATIONS, OUTPUTS
 
@@ -30,9 +31,14 @@ def _densities(connectivity: Connectivity, layers: int) -> list[float]:
     """One connection density per weight layer from ``connectivity`` (None: all dense)."""
     if connectivity is None:
         return [1.0] * layers
+    values: list[object]  # checked one by one below: callers pass anything
     if isinstance(connectivity, numbers.Real) and not isinstance(connectivity, bool):
         values = [connectivity] * layers
-    elif isinstance(connectivity, (str, bytes, bool)) or not hasattr(connectivity, "__len__"):
+    elif (
+        isinstance(connectivity, (str, bytes, bool))
+        or not isinstance(connectivity, Iterable)
+        or not hasattr(connectivity, "__len__")
+    ):
         raise TypeError(
             f"connectivity must be a density in (0, 1] or a list of {layers} densities, got {connectivity!r}"
         )
@@ -41,10 +47,10 @@ def _densities(connectivity: Connectivity, layers: int) -> list[float]:
         if len(values) != layers:
             raise ValueError(f"connectivity needs one density per weight layer ({layers}), got {len(values)}")
     densities = []
-    for h, p in enumerate(values):
-        if isinstance(p, bool) or not isinstance(p, numbers.Real):
-            raise TypeError(f"connectivity of W^{h + 1} must be a number in (0, 1], got {p!r}")
-        p = float(p)
+    for h, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"connectivity of W^{h + 1} must be a number in (0, 1], got {value!r}")
+        p = float(value)
         if p == 0.0:
             raise ValueError(
                 f"connectivity of W^{h + 1} is 0: a layer with no connections passes no signal; use a density in (0, 1]"
@@ -170,7 +176,7 @@ class Sequential:
             raise ValueError(f"seed must be non-negative, got {seed}")
         self.dtype = parse_dtype(dtype)
         self.seed = int(seed)
-        self.layers = layer_list
+        self.layers: list[_layers.Layer] = layer_list
         self.input_shape = shape
         core_class = _core.Network32 if self.dtype == np.float32 else _core.Network64
         native_shape = list(shape) if len(shape) == 3 else [shape[0], 1, 1]
@@ -179,7 +185,7 @@ class Sequential:
 
     def _describe_weights(self) -> None:
         """The public shape of every weight (a convolution's 4-D kernel)."""
-        shapes = []
+        shapes: list[tuple[int, ...]] = []
         weighted = [layer for layer in self.layers if isinstance(layer, (_layers.Dense, _layers.Conv2D))]
         in_channels = self.input_shape[0]
         for h, layer in enumerate(weighted):
@@ -250,7 +256,12 @@ class Sequential:
         """Copies of the biases ``b^1 ... b^L`` (empty list when the network has none)."""
         if not self.bias:
             return []
-        return [self._core.get_bias(h) for h in range(self.num_layers)]
+        biases = []
+        for h in range(self.num_layers):
+            bias = self._core.get_bias(h)
+            assert bias is not None, "a network with biases has one in every weighted layer"
+            biases.append(bias)
+        return biases
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Replace every weight (shapes must match; values must be finite; a sparse layer's matrix
@@ -323,7 +334,7 @@ class Sequential:
         arrays: dict[str, np.ndarray] = {f"W{h + 1}": w for h, w in enumerate(self.weights)}
         arrays.update({f"b{h + 1}": b for h, b in enumerate(self.biases)})
         arrays["config"] = np.array(repr(self.config()))
-        atomic_write(path, lambda handle: np.savez(handle, **arrays))
+        atomic_write_npz(path, arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "Sequential":
@@ -403,7 +414,7 @@ class MLP(Sequential):
         core_class = _core.Network32 if self.dtype == np.float32 else _core.Network64
         self._core = core_class(sizes, activation, output, bias, init, self.seed, densities)
         # After the core, which checks the names (one table, one message).
-        self.layers = [_layers.Dense(n, activation) for n in sizes[1:-1]] + [_layers.Dense(sizes[-1], output)]
+        self.layers = [*(_layers.Dense(n, activation) for n in sizes[1:-1]), _layers.Dense(sizes[-1], output)]
         self._describe_weights()
 
     # -- description ---------------------------------------------------------------------------

@@ -553,6 +553,7 @@ class Trainer:
                     x, y, epoch, start_epoch + epochs, bar, history, checkpoint, chunk, probe is not None
                 )
                 finished = self._core.unrecorded_epoch
+                assert finished is not None, "the core keeps the epoch it completed until acknowledged"
             record: dict[str, Any] = {"epoch": epoch}
             lr = self._core.learning_rate
             if not self._finite():
@@ -800,7 +801,7 @@ class Trainer:
                 ]
                 for h, count in enumerate(state_meta.get("velocity_layers", []))
             ]
-            state = {
+            state: dict[str, Any] = {
                 name: ckpt.array(path, arrays, f"state/{name}")
                 for name in (
                     "shuffle_stream",

@@ -429,7 +429,7 @@ def reproduce(
         per_run = threads_per_run(jobs, threads)
     else:  # one CPU per run unless asked: the CPUs of this machine say nothing about the cluster's
         per_run = threads_per_run(1, 1 if threads is None else threads)
-    info = {
+    info: dict[str, Any] = {
         "command": command or "(python API)",
         "version": _version(),
         "source": source_revision(),
