@@ -475,6 +475,8 @@ def _settings_lines(experiment: Experiment, info: dict[str, Any]) -> list[str]:
         dataset += f", first {experiment.limit} training examples"
     if experiment.test_limit:
         dataset += f", first {experiment.test_limit} test examples"
+    if info.get("data_source"):
+        dataset += f"; read from {info['data_source']}"
     from .runner import describe_source
 
     where = (
@@ -482,6 +484,7 @@ def _settings_lines(experiment: Experiment, info: dict[str, Any]) -> list[str]:
         if "source" in info
         else "commit not recorded (the invocation predates provenance records)"
     )
+    network_class = "Sequential" if any("layers" in v.options for v in experiment.variants) else "MLP"
     lines = [
         f"- Command: `{info.get('command', '(python API)')}`",
         (
@@ -495,7 +498,7 @@ def _settings_lines(experiment: Experiment, info: dict[str, Any]) -> list[str]:
         f"- Data: {dataset}",
         (
             f"- {experiment.epochs} epoch(s), {experiment.seeds} seed(s) (0 .. {experiment.seeds - 1}; seed s drives "
-            f"`MLP(seed=s)` and `Trainer(seed=s)`), training metrics: {experiment.train_metrics}"
+            f"`{network_class}(seed=s)` and `Trainer(seed=s)`), training metrics: {experiment.train_metrics}"
             + (f", diagnostics on ({experiment.diagnostics_batch} probe examples)" if experiment.diagnostics else "")
         ),
         f"- Shared options: `{_options(experiment.shared)}`",

@@ -36,7 +36,8 @@ from typing import Any, Callable
 
 from .._compare import describe_differences
 from .._io import atomic_write_text
-from .config import ConfigError, Experiment, Run, comparable, same_settings, validate
+from .config import ConfigError, Experiment, Run, build_network, comparable, same_settings, validate
+from .data import describe_source as describe_data_source
 from .data import load_data
 
 CONFIG = "config.json"
@@ -164,7 +165,6 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
     ``data_root`` and ``download``."""
     from .. import __version__
     from ..checkpoint import CheckpointError
-    from ..network import MLP
     from ..trainer import Trainer, TrainingDiverged
 
     started = time.perf_counter()
@@ -174,7 +174,7 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
     (run_dir / DONE).unlink(missing_ok=True)  # the marker goes first: never a stale "done"
     train, test = load_data(resolved["dataset"], task.get("data_root"), bool(task.get("download", False)))
     seed = int(resolved["seed"])
-    net = MLP(**resolved["network"], seed=seed)
+    net = build_network(resolved["network"], seed)
     trainer = Trainer(net, **resolved["trainer"], seed=seed, threads=int(task["threads"]))
     config = {
         "resolved": resolved,
@@ -187,6 +187,9 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
         "test_examples": len(test),
         "started": now(),
     }
+    data_source = describe_data_source(resolved["dataset"], task.get("data_root"))
+    if data_source is not None:
+        config["data_source"] = data_source
     checkpoint = run_dir / CHECKPOINT
     resumed_from = 0
     if checkpoint.exists():
@@ -202,7 +205,7 @@ def execute(task: dict[str, Any], on_epoch: Callable[[dict[str, Any]], Any] | No
         except (CheckpointError, ValueError) as error:
             os.replace(checkpoint, run_dir / (CHECKPOINT + ".unreadable"))
             print(f"{run_dir}: checkpoint not used ({error}); training from scratch", file=sys.stderr)
-            net = MLP(**resolved["network"], seed=seed)
+            net = build_network(resolved["network"], seed)
             trainer = Trainer(net, **resolved["trainer"], seed=seed, threads=int(task["threads"]))
     if resumed_from or trainer.epoch_pending:
         config["resumed"] = {"epochs_done": resumed_from, "at": now()}
@@ -391,11 +394,14 @@ def reproduce(
         (directory / run.relpath / CHECKPOINT).unlink(missing_ok=True)
     todo = [run for run, state, _ in states if state != "complete"]
     outcome.skipped = [run.id for run, state, _ in states if state == "complete"]
+    if todo and experiment.dataset != "synthetic":
+        load_data(experiment.dataset_spec(), data_root, download)  # fail now if the data are missing
+    data_source = describe_data_source(experiment.dataset_spec(), data_root)  # after a download
+    if data_source is not None:
+        info["data_source"] = data_source
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_text(directory / "experiment.json", _dumps({**info, "settings": experiment.settings()}))
 
-    if todo and experiment.dataset != "synthetic":
-        load_data(experiment.dataset_spec(), data_root, download)  # fail now if the data are missing
     for run in todo:  # no stale "done" marker; an unfinished run continues from its checkpoint (execute)
         (directory / run.relpath / DONE).unlink(missing_ok=True)
     tasks = [
