@@ -107,6 +107,7 @@ CHECK_KEYS = (
     "values",
     "at",
     "construction",
+    "experiment",
 )
 CHECK_KINDS = (
     "lowest",
@@ -121,6 +122,7 @@ CHECK_KINDS = (
     "alike",
     "reaches",
     "equals",
+    "same_order",
 )
 CHECK_METRICS = (
     "test_accuracy",
@@ -511,6 +513,8 @@ def parse_experiment(
         raw = dict(_table(raw, source, f"[[check]] #{index}"))
         _check_keys(raw, CHECK_KEYS, source, f"[[check]] #{index}")
         checks.append(_check_check(raw, source, index))
+        if raw.get("experiment") == name:
+            raise ConfigError(f"{source}: [[check]] #{index}: a 'same_order' check compares with another experiment")
 
     experiment = Experiment(
         name=name,
@@ -799,10 +803,20 @@ def _check_check(raw: dict[str, Any], source: str, index: int) -> dict[str, Any]
         "alike": ("group", "tolerance"),
         "reaches": ("group", "value", "at"),
         "equals": ("a", "value"),
+        "same_order": ("experiment", "margin"),
     }[kind]
     for key in needs:
         if key not in raw:
             raise ConfigError(f"{where}: kind {kind!r} needs {', '.join(needs)}; {key!r} is missing")
+    if "experiment" in raw and kind != "same_order":
+        raise ConfigError(f"{where}: 'experiment' applies to 'same_order' checks, not {kind!r}")
+    if kind == "same_order":
+        if not (isinstance(raw["experiment"], str) and _NAME.match(raw["experiment"])):
+            raise ConfigError(
+                f"{where}: experiment must name another experiment's results folder, got {raw['experiment']!r}"
+            )
+        if "epoch" in raw:
+            raise ConfigError(f"{where}: a 'same_order' check compares final values; it takes no epoch")
     if "construction" in raw:
         if not (isinstance(raw["construction"], str) and raw["construction"].strip()):
             raise ConfigError(f"{where}: construction must be the one-line reason the claim holds by construction")
