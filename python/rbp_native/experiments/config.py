@@ -469,6 +469,7 @@ def parse_experiment(
     synthetic["seed"] = int(synthetic["seed"])
     synthetic["noise"] = float(synthetic["noise"])
 
+    _one_network(forced, source, "--set")
     defaults = dict(_table(data.get("defaults", {}), source, "[defaults]"))
     _check_keys(defaults, options, source, "[defaults]")
     _one_network(defaults, source, "[defaults]")
@@ -650,15 +651,17 @@ def _merge(defaults: dict[str, Any], own: dict[str, Any], forced: dict[str, Any]
 
 def _normalise_layers(base: dict[str, Any], layer: Mapping[str, Any]) -> None:
     """``hidden``, ``sizes`` and ``layers`` describe the same thing, the network's layers: a later
-    table of options (a variant over the defaults, ``--set`` over both) giving one drops the others
-    (``input_shape`` belongs to ``layers`` and goes with it)."""
+    table of options (a variant over the defaults, ``--set`` over both) giving one drops the others.
+    ``input_shape`` belongs to ``layers`` and goes with it; ``layers`` replaces the whole MLP
+    description (activation, output and connectivity too: each layer table names its activation)."""
     if "hidden" in layer or "sizes" in layer:
         for key in ("sizes", "hidden", "layers", "input_shape"):
             if key not in layer:
                 base.pop(key, None)
     if "layers" in layer:
-        base.pop("hidden", None)
-        base.pop("sizes", None)
+        for key in MLP_ONLY_KEYS:
+            if key not in layer:
+                base.pop(key, None)
 
 
 def split_options(
