@@ -601,7 +601,7 @@ def test_run_trains_a_conv_config_on_cifar10_files(tiny_cifar, capsys):
     stored = json.loads((out / "mine" / "runs" / "srbp" / "seed0" / "config.json").read_text())
     assert (stored["train_examples"], stored["test_examples"]) == (24, 6)
     assert stored["resolved"]["network"]["input_shape"] == [3, 32, 32]  # the data set's
-    assert stored["resolved"]["dataset"] == {"name": "cifar10", "limit": 24, "test_limit": 6}
+    assert stored["resolved"]["dataset"] == {"name": "cifar10", "limit": 24, "test_limit": 6, "subset": "balanced"}
     source = str(tiny_cifar / "data" / "cifar-10-batches-bin") + " (official binary version)"
     assert stored["data_source"] == source
     assert json.loads((out / "mine" / "experiment.json").read_text())["data_source"] == source
@@ -653,6 +653,20 @@ def test_train_builds_conv_nets(tiny_cifar, capsys):
         assert message in capsys.readouterr().err, flags
 
 
+def test_cifar10_limits_take_from_every_class_in_turn():
+    from rbp_native.experiments import data
+
+    sorted_by_class = rbp.datasets.Dataset(
+        x=np.arange(15, dtype=np.float32)[:, None], y=np.repeat([0, 1, 2], 5), name="t", classes=("a", "b", "c")
+    )
+    subset = data.balanced_subset(sorted_by_class, 7)
+    assert subset.x[:, 0].tolist() == [0, 1, 2, 5, 6, 10, 11]  # ranks 0, 1 of every class, rank 2 of class 0
+    assert data.first(sorted_by_class, 7).y.tolist() == [0] * 5 + [1] * 2
+    assert data.balanced_subset(sorted_by_class, 15).x[:, 0].tolist() == list(range(15))
+    assert ex.load_experiment("cifar10").dataset_spec()["subset"] == "balanced"
+    assert "subset" not in ex.load_experiment("fig1").dataset_spec()  # MNIST: the first N, as before
+
+
 def _real_cifar10() -> bool:
     from rbp_native import _cifar, datasets
 
@@ -676,3 +690,8 @@ def test_the_real_cifar10_copy_runs_a_tiny_conv_net(tmp_path):
     stored = json.loads((tmp_path / "cifar10" / "runs" / "srbp" / "seed0" / "config.json").read_text())
     assert (stored["train_examples"], stored["test_examples"]) == (256, 256)
     assert "data_source" in stored
+    from rbp_native.experiments.data import load_data
+
+    train, test = load_data(experiment.dataset_spec())
+    for split in (train, test):  # 256 = 25 x 10 + 6: classes 0-5 once more
+        assert np.bincount(split.y, minlength=10).tolist() == [26] * 6 + [25] * 4

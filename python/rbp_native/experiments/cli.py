@@ -45,7 +45,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         "also the CPUs each run asks Ray for); results are bit-identical "
         "for the same thread count",
     )
-    p.add_argument("--limit", type=int, default=None, help="use only the first N training examples (quick looks)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="use only the first N training examples (quick looks; cifar10: N taken from the classes in turn)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",

@@ -53,8 +53,8 @@ EXPERIMENT_KEYS: dict[str, str] = {
     "dataset": "mnist, fashion-mnist, cifar10 or synthetic",
     "epochs": "epochs per run",
     "seeds": "number of seeds (0 .. seeds-1)",
-    "limit": "use only the first N training examples",
-    "test_limit": "use only the first N test examples",
+    "limit": "use only the first N training examples (cifar10: N taken from the classes in turn)",
+    "test_limit": "use only the first N test examples (cifar10: likewise)",
     "train_metrics": "'full' (evaluate the whole training set each epoch) or 'running'",
     "diagnostics": "add the trainer's alignment diagnostics to every epoch's record (true/false)",
     "diagnostics_batch": "examples in the diagnostics probe batch (default 1000)",
@@ -272,6 +272,8 @@ class Experiment:
         spec: dict[str, Any] = {"name": self.dataset, "limit": self.limit, "test_limit": self.test_limit}
         if self.dataset == "synthetic":
             spec["synthetic"] = dict(self.synthetic)
+        if self.dataset == "cifar10":  # limits take from every class in turn (data.balanced_subset)
+            spec["subset"] = "balanced"
         return spec
 
     def runs(self) -> list[Run]:

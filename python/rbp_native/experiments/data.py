@@ -45,10 +45,11 @@ def load_data(spec: dict[str, Any], root: str | None = None, download: bool = Fa
             from .. import datasets
 
             train, test = datasets.load(spec["name"], root=root, download=download, flatten=True)
+        take = balanced_subset if spec.get("subset") == "balanced" else first
         if spec.get("limit") is not None and spec["limit"] < len(train):
-            train = train.subset(spec["limit"])
+            train = take(train, spec["limit"])
         if spec.get("test_limit") is not None and spec["test_limit"] < len(test):
-            test = test.subset(spec["test_limit"])
+            test = take(test, spec["test_limit"])
         _CACHE[key] = (train, test)
     return _CACHE[key]
 
@@ -63,3 +64,22 @@ def describe_source(spec: dict[str, Any], root: str | None = None) -> str | None
 
     source, _ = _cifar.locate(datasets.data_root(root))
     return source.describe() if source is not None else None
+
+
+def first(dataset: Dataset, n: int) -> Dataset:
+    """The first `n` examples (MNIST and Fashion-MNIST, whose files are in no class order)."""
+    return dataset.subset(n)
+
+
+def balanced_subset(dataset: Dataset, n: int) -> Dataset:
+    """`n` examples taken from the classes in turn, each class's in file order: the first of class 0,
+    the first of class 1, ..., the second of class 0, ... (the first ``n % classes`` classes get one more
+    where `n` does not divide), kept in file order. CIFAR-10 copies may be sorted by class (the image
+    folders are), where the first `n` examples would hold one class only."""
+    y = dataset.y
+    rank = np.empty(len(y), dtype=np.int64)  # position of each example within its class
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        rank[members] = np.arange(len(members))
+    chosen = np.lexsort((y, rank))[:n]  # by rank, then by label
+    return dataset.take(np.sort(chosen))

@@ -585,10 +585,12 @@ def _settings_lines(experiment: Experiment, info: dict[str, Any]) -> list[str]:
         dataset += (
             f" ({s['train']} train / {s['test']} test examples, {s['features']} features, {s['classes']} classes)"
         )
+    balanced = experiment.dataset_spec().get("subset") == "balanced"
+    taken = " (from the classes in turn)" if balanced else ""
     if experiment.limit:
-        dataset += f", first {experiment.limit} training examples"
+        dataset += f", {'' if balanced else 'first '}{experiment.limit} training examples{taken}"
     if experiment.test_limit:
-        dataset += f", first {experiment.test_limit} test examples"
+        dataset += f", {'' if balanced else 'first '}{experiment.test_limit} test examples{taken}"
     if info.get("data_source"):
         dataset += f"; read from {info['data_source']}"
     from .runner import describe_source
