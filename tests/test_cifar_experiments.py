@@ -351,13 +351,13 @@ def _stats(values):
     return value
 
 
-def _reference(values):
-    def reference(name, metric):
+def _results(values):
+    def results(name, metric):
         if values is None:
             raise report.NotMeasured(f"no results of {name}")
         return values, f"{name} (fabricated)"
 
-    return reference
+    return results
 
 
 MNIST = {
@@ -376,26 +376,26 @@ def test_same_order_tests_the_pairs_the_other_experiment_separates():
         "rbp-nof": report.Stat(0.60, 0.002, 3),
         "top": report.Stat(0.50, 0.002, 3),
     }
-    verdict, evidence = report.evaluate_check(CHECK, _stats(here), {}, list(here), reference=_reference(MNIST))
+    verdict, evidence = report.evaluate_check(CHECK, _stats(here), {}, list(here), other_results=_results(MNIST))
     assert verdict == "true"
     # bp/rbp > rbp-nof, bp/rbp > top and rbp-nof > top (2.4 points) on MNIST: 5 pairs
     assert evidence.startswith("5 pair(s) of 4 variants that fig1 (fabricated) separates by more than 2.00 points")
     reversed_ = dict(here, top=report.Stat(0.65, 0.002, 3))  # top above rbp-nof: reversed
-    verdict, evidence = report.evaluate_check(CHECK, _stats(reversed_), {}, list(here), reference=_reference(MNIST))
+    verdict, evidence = report.evaluate_check(CHECK, _stats(reversed_), {}, list(here), other_results=_results(MNIST))
     assert verdict == "false" and "not: `rbp-nof` 60.00% < `top` 65.00% here, 88.00% vs 85.60% there" in evidence
     noisy = dict(here, top=report.Stat(0.601, 0.01, 3))  # top 0.1 points above rbp-nof, noise of 0.8 points
-    verdict, evidence = report.evaluate_check(CHECK, _stats(noisy), {}, list(here), reference=_reference(MNIST))
+    verdict, evidence = report.evaluate_check(CHECK, _stats(noisy), {}, list(here), other_results=_results(MNIST))
     assert verdict == "tie" and "within one standard error" in evidence
     # Nothing to compare: not measured, never true.
     close = {k: report.Stat(0.97 + i * 0.001, 0.001, 5) for i, k in enumerate(here)}
-    assert report.evaluate_check(CHECK, _stats(here), {}, list(here), reference=_reference(close))[0] is None
-    assert report.evaluate_check(CHECK, _stats(here), {}, list(here), reference=_reference(None))[0] is None
+    assert report.evaluate_check(CHECK, _stats(here), {}, list(here), other_results=_results(close))[0] is None
+    assert report.evaluate_check(CHECK, _stats(here), {}, list(here), other_results=_results(None))[0] is None
     assert report.evaluate_check(CHECK, _stats(here), {}, list(here))[0] is None
     only_one = {"bp": MNIST["bp"], "arbp": MNIST["top"]}
-    assert report.evaluate_check(CHECK, _stats(here), {}, list(here), reference=_reference(only_one))[0] is None
+    assert report.evaluate_check(CHECK, _stats(here), {}, list(here), other_results=_results(only_one))[0] is None
     # `among` restricts the variants; losses count smaller as better.
     among = dict(CHECK, among=["bp", "top"])
-    assert report.evaluate_check(among, _stats(reversed_), {}, list(here), reference=_reference(MNIST))[0] == "true"
+    assert report.evaluate_check(among, _stats(reversed_), {}, list(here), other_results=_results(MNIST))[0] == "true"
     losses = {k: report.Stat(1 - v.mean, v.std, v.n) for k, v in here.items()}
     loss_check = dict(CHECK, metric="test_loss")
     assert (
@@ -404,7 +404,7 @@ def test_same_order_tests_the_pairs_the_other_experiment_separates():
             _stats(losses),
             {},
             list(here),
-            reference=_reference({k: report.Stat(1 - v.mean, v.std, v.n) for k, v in MNIST.items()}),
+            other_results=_results({k: report.Stat(1 - v.mean, v.std, v.n) for k, v in MNIST.items()}),
         )[0]
         == "true"
     )
@@ -447,15 +447,15 @@ def write_final(directory: Path, rows: dict[str, tuple[float, float, int]], dive
     (directory / "experiment.json").write_text(json.dumps({"settings": settings}), encoding="utf-8")
 
 
-def test_find_reference_prefers_the_same_out_folder(tmp_path, monkeypatch):
+def test_find_other_results_prefers_the_same_out_folder(tmp_path, monkeypatch):
     committed = tmp_path / "docs" / "results"
     monkeypatch.setattr(report, "CHECKOUT_RESULTS", committed)
     out = tmp_path / "out"
-    assert report.find_reference("fig1", out / "cifar10") is None
+    assert report.find_other_results("fig1", out / "cifar10") is None
     write_final(committed / "fig1", {"bp": (0.9, 0.01, 5)})
-    assert report.find_reference("fig1", out / "cifar10") == committed / "fig1"
+    assert report.find_other_results("fig1", out / "cifar10") == committed / "fig1"
     write_final(out / "fig1", {"bp": (0.9, 0.01, 5)})
-    assert report.find_reference("fig1", out / "cifar10") == out / "fig1"
+    assert report.find_other_results("fig1", out / "cifar10") == out / "fig1"
 
 
 # ---------------------------------------------------------------------------------------------- table1

@@ -1,11 +1,12 @@
 """Experiment configs: TOML files with ``[experiment]``, ``[defaults]``, ``[[variant]]`` and ``[[check]]``.
 
 A config names an experiment, its data and training length, the options every run shares
-(``[defaults]``: network and :class:`~rbp_native.Trainer` keyword arguments) and the variants that
-differ from them. A variant may carry ``sweep = { key = [v1, v2, ...] }``: it expands into one
-variant per value (several keys give their product). A run is a variant times a seed; seed ``s``
-drives both ``MLP(seed=s)`` and ``Trainer(seed=s)``. ``[[check]]`` tables state the paper's claims
-in a form the report can test (see :mod:`rbp_native.experiments.report`).
+(``[defaults]``: network and :class:`~rbp_native.Trainer` keyword arguments; the network an
+:class:`~rbp_native.MLP` given by ``hidden``/``sizes`` or a :class:`~rbp_native.Sequential` given by
+``layers``) and the variants that differ from them. A variant may carry ``sweep = { key = [v1, v2,
+...] }``: it expands into one variant per value (several keys give their product). A run is a variant
+times a seed; seed ``s`` drives both the network's seed and ``Trainer(seed=s)``. ``[[check]]`` tables
+state the paper's claims in a form the report can test (see :mod:`rbp_native.experiments.report`).
 
 Every key is checked: an unknown key raises :class:`ConfigError` naming the file, the table and
 the key.

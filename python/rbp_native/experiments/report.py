@@ -19,7 +19,7 @@ given epoch's) mean over seeds of a metric (``test_accuracy`` by default):
   upwards; the evidence names the values where it holds and the first, going down, where it fails;
 - ``equals``: ``a == value`` (used by the complexity table);
 - ``same_order``: every pair of variants (those in ``among``, default all) whose final values in
-  another ``experiment``'s results (its ``final.csv``, see :func:`find_reference`) differ by more than
+  another ``experiment``'s results (its ``final.csv``, see :func:`find_other_results`) differ by more than
   ``margin`` comes in the same order here: "results similar to those of that experiment", on its
   orderings rather than on its absolute numbers.
 
@@ -54,7 +54,7 @@ from .runner import parallelism
 TRUE, FALSE, TIE, CONSTRUCTION, NOT_MEASURED = "true", "false", "tie", "holds by construction", "not measured"
 #: Kinds whose verdict may be a tie: comparisons with no tolerance of their own.
 TIE_KINDS = ("lowest", "highest", "ge", "above", "below", "between", "same_order")
-#: Where the results of another experiment are looked for (see :func:`find_reference`): the checkout's
+#: Where the results of another experiment are looked for (see :func:`find_other_results`): the checkout's
 #: committed results, when the package is imported from a source checkout (``python/rbp_native``).
 _PACKAGE = Path(__file__).resolve().parent.parent
 CHECKOUT_RESULTS = _PACKAGE.parent.parent / "docs" / "results" if _PACKAGE.parent.name == "python" else None
@@ -77,9 +77,9 @@ class Stat:
 
 
 Value = Callable[[str], "Stat | float"]
-#: ``reference(experiment, metric)``: another experiment's final value of `metric` per variant, and a
+#: ``other_results(experiment, metric)``: another experiment's final value of `metric` per variant, and a
 #: description of where it was read; raises :class:`NotMeasured` when there are no such results.
-Reference = Callable[[str, str], "tuple[dict[str, Stat], str]"]
+OtherResults = Callable[[str, str], "tuple[dict[str, Stat], str]"]
 
 
 class NotMeasured(Exception):
@@ -190,15 +190,15 @@ def evaluate_check(
     variants: Sequence[str],
     swept: Mapping[str, Any] | None = None,
     references: Mapping[str, str | None] | None = None,
-    reference: Reference | None = None,
+    other_results: OtherResults | None = None,
 ) -> tuple[str | None, str]:
     """``(verdict, evidence)``: verdict ``"true"``, ``"false"``, ``"tie"`` or ``"holds by construction"``,
     or None when the check cannot be measured. `value` gives a variant's :class:`Stat` (or a plain
     number: no spread); `swept` maps a swept variant to its swept value(s) and `references` a group to
-    its reference variant (for ``monotone``, ``graceful``, ``alike`` and ``reaches``); `reference` gives
-    another experiment's results (for ``same_order``; None: not measured)."""
+    its reference variant (for ``monotone``, ``graceful``, ``alike`` and ``reaches``); `other_results`
+    gives another experiment's results (for ``same_order``; None: not measured)."""
     verdict, evidence = _evaluate(
-        check, lambda name: _stat(value(name)), groups, variants, swept or {}, references or {}, reference
+        check, lambda name: _stat(value(name)), groups, variants, swept or {}, references or {}, other_results
     )
     reason = check.get("construction")
     if reason and verdict in (TRUE, TIE):
@@ -215,7 +215,7 @@ def _evaluate(
     variants: Sequence[str],
     swept: Mapping[str, Any],
     references: Mapping[str, str | None],
-    reference: Reference | None = None,
+    other_results: OtherResults | None = None,
 ) -> tuple[str | None, str]:
     metric = check.get("metric", "test_accuracy")
     kind = check["kind"]
@@ -403,7 +403,7 @@ def _evaluate(
                 f"{'≥' if sign > 0 else '≤'} {show(target)} needed from {at_label} up; " + "; ".join(parts)
             )
         if kind == "same_order":
-            return _same_order(check, value, variants, metric, reference)
+            return _same_order(check, value, variants, metric, other_results)
     except NotMeasured as error:
         return None, f"not measured: {error}"
     raise ValueError(f"unknown check kind {kind!r}")  # pragma: no cover - validated when parsed
@@ -414,13 +414,13 @@ def _same_order(
     value: Callable[[str], Stat],
     variants: Sequence[str],
     metric: str,
-    reference: Reference | None,
+    other_results: OtherResults | None,
 ) -> tuple[str | None, str]:
     """The ``same_order`` check (see the module docstring)."""
     other = str(check["experiment"])
-    if reference is None:
+    if other_results is None:
         raise NotMeasured(f"no results of {other} to compare with")
-    theirs, where = reference(other, metric)
+    theirs, where = other_results(other, metric)
     margin = float(check["margin"])
     sign = _better(metric)
     names = [v for v in _names(check.get("among", variants)) if v in theirs]
@@ -460,7 +460,7 @@ def _same_order(
     return _combine(verdicts), text
 
 
-def find_reference(name: str, directory: Path | None) -> Path | None:
+def find_other_results(name: str, directory: Path | None) -> Path | None:
     """The results folder of experiment `name` whose ``final.csv`` a ``same_order`` check reads: beside
     `directory` (the same ``--out``), else in the checkout's ``docs/results``; None if neither has one."""
     places = [directory.parent / name] if directory is not None else []
@@ -472,13 +472,13 @@ def find_reference(name: str, directory: Path | None) -> Path | None:
     return None
 
 
-def reference_from_results(directory: Path | None) -> Reference:
-    """The `reference` of :func:`evaluate_check` for a report written to `directory`: the final values
-    in the ``final.csv`` that :func:`find_reference` finds."""
+def other_results_beside(directory: Path | None) -> OtherResults:
+    """The `other_results` of :func:`evaluate_check` for a report written to `directory`: the final values
+    in the ``final.csv`` that :func:`find_other_results` finds."""
     from .aggregate import _read_table
 
-    def reference(name: str, metric: str) -> tuple[dict[str, Stat], str]:
-        place = find_reference(name, directory)
+    def results(name: str, metric: str) -> tuple[dict[str, Stat], str]:
+        place = find_other_results(name, directory)
         if place is None:
             looked = [str(directory.parent / name)] if directory is not None else []
             if CHECKOUT_RESULTS is not None:
@@ -498,7 +498,7 @@ def reference_from_results(directory: Path | None) -> Reference:
         shown = ", ".join(str(e) for e in epochs) or "?"
         return values, f"{name} ({place / 'final.csv'}: {shown} epochs, {'/'.join(map(str, seeds)) or '?'} seeds)"
 
-    return reference
+    return results
 
 
 def _names_any(value: Any) -> list[Any]:
@@ -519,7 +519,7 @@ MARKS = {
 def check_verdicts(
     experiment: Experiment,
     value_at: Callable[[str, str, int | None], Stat | float],
-    reference: Reference | None = None,
+    other_results: OtherResults | None = None,
 ) -> list[tuple[dict[str, Any], str | None, str]]:
     """Every ``[[check]]`` with its verdict and evidence (see :func:`evaluate_check`)."""
     groups = {g: [v.name for v in vs] for g, vs in experiment.groups().items()}
@@ -536,7 +536,7 @@ def check_verdicts(
                 raise NotMeasured(f"variant {name!r} is not in this experiment")
             return value_at(name, metric, epoch)
 
-        verdict, evidence = evaluate_check(check, value, groups, names, swept, references, reference)
+        verdict, evidence = evaluate_check(check, value, groups, names, swept, references, other_results)
         results.append((check, verdict, evidence))
     return results
 
@@ -544,14 +544,14 @@ def check_verdicts(
 def checks_markdown(
     experiment: Experiment,
     value_at: Callable[[str, str, int | None], Stat | float],
-    reference: Reference | None = None,
+    other_results: OtherResults | None = None,
 ) -> str:
     """The "Comparison with the paper" checklist, with a count of the verdicts first."""
     if not experiment.checks:
         return "No claims of the paper are checked for this experiment.\n"
     lines = []
     counts: dict[str | None, int] = {}
-    for check, verdict, evidence in check_verdicts(experiment, value_at, reference):
+    for check, verdict, evidence in check_verdicts(experiment, value_at, other_results):
         counts[verdict] = counts.get(verdict, 0) + 1
         where = f" ({check['source']})" if check.get("source") else ""
         epoch = check.get("epoch")
@@ -767,7 +767,7 @@ def write_report(
         ),
         "",
         _quick_note(experiment),
-        checks_markdown(experiment, _value_at(aggregate), reference_from_results(directory)),
+        checks_markdown(experiment, _value_at(aggregate), other_results_beside(directory)),
     ]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(parts)).rstrip("\n") + "\n"
     return atomic_write_text(directory / "report.md", text)
