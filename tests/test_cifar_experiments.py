@@ -295,6 +295,12 @@ def test_a_conv_experiment_runs_end_to_end_and_resumes_an_interrupted_run(tmp_pa
     changed.variants = changed.variants[:2]
     with pytest.raises(ex.ConfigError, match="augment"):
         go(changed, out)  # another augmentation is another run: refused, not mixed in
+    wider = tiny_cifar10(
+        epochs=3, overrides={"algorithm": "srbp", "layers": [dict(TINY_LAYERS[0], filters=4), *TINY_LAYERS[1:]]}
+    )
+    wider.variants = wider.variants[:2]
+    states = runner.plan(wider, out)
+    assert [state for _, state, _ in states] == ["mismatch", "mismatch"] and "filters" in states[0][2]
 
 
 def test_every_cifar10_variant_trains_a_tiny_conv_net(tmp_path, monkeypatch):
