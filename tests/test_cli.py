@@ -119,7 +119,7 @@ def test_train_reports_missing_data(tmp_path, monkeypatch, capsys):
 def test_train_downloads_missing_data_unless_told_not_to(tmp_path, monkeypatch, capsys, flags, download):
     calls = []
 
-    def load(name, root=None, download=False):
+    def load(name, root=None, download=False, **layout):
         calls.append(download)
         raise rbp.datasets.DownloadError("offline")
 

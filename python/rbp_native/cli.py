@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ._cli_common import DefaultsHelpFormatter, add_data_arguments
 
@@ -43,12 +44,25 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a network with a learning-channel algorithm",
-        description="Train an MLP on MNIST or Fashion-MNIST. Defaults are the paper's MNIST setup: "
-        "784-100-100-100-100-10 tanh, softmax, batch 100, lr 0.1, decay 1e-6, no momentum.",
+        description="Train an MLP or a convolutional network on MNIST, Fashion-MNIST or CIFAR-10. Defaults are "
+        "the paper's MNIST setup: 784-100-100-100-100-10 tanh, softmax, batch 100, lr 0.1, decay 1e-6, no "
+        "momentum. The paper's CIFAR-10 setup (section 4.3): --dataset cifar10 --net paper-cifar10 "
+        "--batch-size 128 --lr 0.01 --decay 1e-5 --momentum 0.9 --translate 0.1 --flip.",
         formatter_class=DefaultsHelpFormatter,
     )
-    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist", "cifar10"])
     add_data_arguments(p)
+    p.add_argument(
+        "--net",
+        default="mlp",
+        metavar="NET",
+        help="'mlp' (default: --hidden, --activation, --output, --connectivity), 'paper-cifar10' (the paper's "
+        "CIFAR-10 network: 3 x [conv 64 5x5 tanh, max-pool 3x3 stride 2], dense 1024 tanh, softmax; the layers "
+        "of the cifar10 experiment) or the layers as JSON, e.g. "
+        '\'[{"type": "Conv2D", "filters": 8, "kernel_size": 3}, {"type": "Dense", "units": 10, '
+        '"activation": "softmax"}]\' (types Conv2D, MaxPool2D, Flatten, Dense with the arguments of '
+        "rbp_native.layers); a layer network reads the data set's images (MNIST 1x28x28, CIFAR-10 3x32x32)",
+    )
     p.add_argument("--algorithm", default="bp", choices=ALGORITHMS)
     p.add_argument(
         "--no-derivative",
@@ -56,9 +70,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         action="store_false",
         help="drop the local derivative f' in every hidden layer (the paper's 'no f'' variants)",
     )
-    p.add_argument("--hidden", type=int, nargs="+", default=PAPER_HIDDEN, metavar="N", help="hidden layer widths")
-    p.add_argument("--activation", default="tanh", choices=ACTIVATIONS)
-    p.add_argument("--output", default="softmax", choices=OUTPUTS)
+    p.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=PAPER_HIDDEN,
+        metavar="N",
+        action=_MlpOption,
+        help="hidden layer widths",
+    )
+    p.add_argument("--activation", default="tanh", choices=ACTIVATIONS, action=_MlpOption)
+    p.add_argument("--output", default="softmax", choices=OUTPUTS, action=_MlpOption)
     p.add_argument("--init", default="glorot_normal", choices=INITS)
     p.add_argument(
         "--connectivity",
@@ -66,6 +88,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         default=None,
         metavar="P",
+        action=_MlpOption,
         help="forward connection density: one value for every layer or one per weight layer",
     )
     p.add_argument(
@@ -79,6 +102,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="run seed (init, feedback and shuffling streams derive from it)")
     p.add_argument("--threads", type=int, default=None, help="native threads (default: all cores)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument(
+        "--translate",
+        type=float,
+        default=None,
+        metavar="F",
+        help="augment every training batch: random shifts of up to F x the width and height, zero fill "
+        "(the paper's CIFAR-10 runs: 0.1; default: no shifts); needs a layer network (--net)",
+    )
+    p.add_argument(
+        "--flip",
+        action="store_true",
+        help="augment every training batch: mirror each image left to right with probability 1/2",
+    )
     from .trainer import (
         FEEDBACK_DISTRIBUTIONS,
         FEEDBACK_STORAGES,
@@ -173,6 +209,53 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_train)
 
 
+class _MlpOption(argparse._StoreAction):
+    """An option of ``--net mlp`` only: remembers that it was given, so that another --net refuses it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None):
+        super().__call__(parser, namespace, values, option)
+        namespace.mlp_options_given = [*getattr(namespace, "mlp_options_given", []), option]
+
+
+PAPER_CIFAR10_NET = "paper-cifar10"
+
+
+def _network_options(args: argparse.Namespace, train: Any) -> dict[str, Any]:
+    """The resolved network options (as an experiment run's, see ``build_network``) of the network
+    `--net` asks for, on the training set `train` (flattened inputs)."""
+    from .experiments.config import IMAGE_SHAPES
+
+    if args.net == "mlp":
+        connectivity = args.connectivity
+        if connectivity and len(connectivity) == 1:
+            connectivity = connectivity[0]
+        return {
+            "sizes": [train.x.shape[1], *args.hidden, train.num_classes],
+            "activation": args.activation,
+            "output": args.output,
+            "dtype": args.dtype,
+            "init": args.init,
+            "connectivity": connectivity,
+        }
+    given = getattr(args, "mlp_options_given", [])
+    if given:
+        raise ValueError(f"{', '.join(given)} describe(s) an MLP (--net mlp); --net {args.net!r} gives its own layers")
+    if args.net == PAPER_CIFAR10_NET:
+        from .experiments import load_experiment
+
+        layers = load_experiment("cifar10").shared["layers"]
+    else:
+        try:
+            layers = json.loads(args.net)
+        except ValueError as error:
+            raise ValueError(
+                f"--net must be 'mlp', {PAPER_CIFAR10_NET!r} or a JSON list of layer tables; not JSON: {error}"
+            ) from None
+        if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
+            raise ValueError(f"--net: the layers must be a JSON list of tables (objects), got {args.net}")
+    return {"layers": layers, "input_shape": list(IMAGE_SHAPES[args.dataset]), "dtype": args.dtype, "init": args.init}
+
+
 def _scale(text: str) -> str | float:
     try:
         return float(text)
@@ -184,6 +267,7 @@ def _train(args: argparse.Namespace) -> int:
     """One run, trained by the experiment runner's :func:`~rbp_native.experiments.runner.execute` into
     ``--out`` (which gets the files of a sweep's run folder, and model.npz)."""
     from . import datasets
+    from .augment import Augment
     from .experiments.runner import CHECKPOINT, execute
     from .trainer import DIAGNOSTICS_BATCH, Trainer
 
@@ -203,8 +287,8 @@ def _train(args: argparse.Namespace) -> int:
         if args.resume:
             print(f"rbp-native: no checkpoint in {out}: starting from scratch")
         resume = "restart"
-    train, test = datasets.load(args.dataset, root=args.data_root, download=args.download)
-    connectivity = args.connectivity[0] if args.connectivity and len(args.connectivity) == 1 else args.connectivity
+    train, test = datasets.load(args.dataset, root=args.data_root, download=args.download, flatten=True)
+    network = _network_options(args, train)
     channel = {name: getattr(args, name) for name in CHANNEL_OPTIONS}
     if channel["sources"] is not None and len(channel["sources"]) == 1:
         channel["sources"] = channel["sources"][0]
@@ -214,14 +298,7 @@ def _train(args: argparse.Namespace) -> int:
         "epochs": args.epochs,
         "train_metrics": args.train_metrics,
         "diagnostics": DIAGNOSTICS_BATCH if args.diagnostics else False,  # the probe batch, or off
-        "network": {
-            "sizes": [train.x.shape[1], *args.hidden, train.num_classes],
-            "activation": args.activation,
-            "output": args.output,
-            "dtype": args.dtype,
-            "init": args.init,
-            "connectivity": connectivity,
-        },
+        "network": network,
         "trainer": {
             "algorithm": args.algorithm,
             "derivative": args.derivative,
@@ -233,10 +310,14 @@ def _train(args: argparse.Namespace) -> int:
             **channel,
         },
     }
+    if args.translate is not None or args.flip:
+        augment = Augment(translate=0.0 if args.translate is None else args.translate, flip=args.flip)
+        resolved["trainer"]["augment"] = augment.config()
     task = {
         "run_dir": str(out),
         "resolved": resolved,
         "threads": args.threads,
+        "data_root": args.data_root,
         "resume": resume,
         "checkpoint_every": args.checkpoint_every,
         "progress": args.progress,

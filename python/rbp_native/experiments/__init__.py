@@ -1,14 +1,15 @@
-"""Re-running the paper's MNIST study: declarative experiment configs, a resumable parallel runner,
-aggregation over seeds, figures and a report.
+"""Re-running the paper's MNIST and CIFAR-10 studies: declarative experiment configs (MLPs or conv nets), a
+resumable parallel runner, aggregation over seeds, figures and a report; :mod:`.table1` assembles the
+paper's Table 1 from finished results.
 
 >>> from rbp_native import experiments
 >>> experiments.list_experiments()                        # doctest: +SKIP
-['complexity', 'controls', 'deep', 'fig1', ...]
+['cifar10', 'complexity', 'controls', 'deep', 'fig1', ...]
 >>> exp = experiments.load_experiment("fig1", epochs=5, seeds=1)
 >>> outcome = experiments.reproduce(exp, "results", jobs=2)  # doctest: +SKIP
 >>> outcome = experiments.run("fig1", backend="ray", address="auto")  # doctest: +SKIP
 
-The command line is ``rbp-native reproduce EXPERIMENT`` and ``rbp-native run CONFIG.toml``;
+The command line is ``rbp-native reproduce EXPERIMENT`` (and ``reproduce table1``) and ``rbp-native run CONFIG.toml``;
 ``docs/experiments.md`` describes the config format and the outputs.
 """
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from .._cli_common import add_data_arguments
 
+TABLE1 = "table1"  # not an experiment: assembled from the results of others (see table1.py)
+
 
 def _describe_experiments() -> str:
     from .config import ConfigError, list_experiments, load_experiment
@@ -25,6 +27,8 @@ def _describe_experiments() -> str:
             lines.append(f"  {name:<11} {exp.title} ({runs})")
         except (ConfigError, OSError) as error:  # pragma: no cover - a broken shipped config
             lines.append(f"  {name:<11} (cannot be read: {error})")
+    lines.append(f"  {TABLE1:<11} Table 1: test accuracy per algorithm, MNIST and CIFAR-10, from the results in --out")
+    lines.append(f"  {'':<11} (fig1, fig2, cifar10; trains nothing, writes OUT/table1/table1.md and .csv)")
     return "\n".join(lines)
 
 
@@ -41,7 +45,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         "also the CPUs each run asks Ray for); results are bit-identical "
         "for the same thread count",
     )
-    p.add_argument("--limit", type=int, default=None, help="use only the first N training examples (quick looks)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="use only the first N training examples (quick looks; cifar10: N taken from the classes in turn)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -80,15 +89,16 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Add ``reproduce`` and ``run`` to the ``rbp-native`` command line."""
     p = sub.add_parser(
         "reproduce",
-        help="re-run one of the paper's MNIST experiments: runs, tables, figures and a report",
+        help="re-run one of the paper's experiments (MNIST, CIFAR-10): runs, tables, figures and a report",
         description="Train every run of a shipped experiment (variants x seeds) that is not already complete "
         "in OUT/<experiment>/, in --jobs processes (or as Ray tasks: --backend ray), then write summary.csv, "
         "final.md/.csv, accuracy.png "
-        "and report.md. An interrupted sweep resumes where it stopped. Quick look: --epochs 5 --seeds 1.",
-        epilog=_describe_experiments() + "\n  all         every experiment above, one after the other",
+        "and report.md. An interrupted sweep resumes where it stopped. Quick look: --epochs 5 --seeds 1. "
+        "'table1' trains nothing: it assembles the paper's Table 1 from the experiments' results in --out.",
+        epilog=_describe_experiments() + "\n  all         every experiment above, one after the other, then table1",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("experiment", nargs="?", help="experiment name (see the list below), or 'all'")
+    p.add_argument("experiment", nargs="?", help="experiment name (see the list below), 'table1' or 'all'")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     _common(p)
     p.set_defaults(handler=_reproduce)
@@ -117,10 +127,46 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.experiment.endswith(".toml"):
         print("rbp-native reproduce: for a config file use 'rbp-native run CONFIG.toml'", file=sys.stderr)
         return 2
+    if args.experiment == TABLE1:
+        return _table1(args)
     status = 0
     for name in names:
         status = max(status, _one(name, args))
+    if args.experiment == "all":
+        status = max(status, _table1(args))
     return status
+
+
+def _table1(args: argparse.Namespace) -> int:
+    """Assemble Table 1 from OUT (trains nothing, so the training options do not apply)."""
+    from .table1 import describe_plan, write_table1
+
+    if args.experiment == TABLE1:
+        given = [
+            flag
+            for flag, value in (
+                ("--epochs", args.epochs),
+                ("--seeds", args.seeds),
+                ("--limit", args.limit),
+                ("--set", args.overrides),
+                ("--force", args.force),
+            )
+            if value
+        ]
+        if given:
+            print(
+                f"rbp-native reproduce table1: {', '.join(given)} do(es) not apply: table1 trains nothing, "
+                "it reads the results in --out",
+                file=sys.stderr,
+            )
+            return 2
+    if args.dry_run:
+        print("\n".join(describe_plan(args.out)))
+        return 0
+    path, _ = write_table1(args.out)
+    print(path.read_text(encoding="utf-8"))
+    print(f"table: {path} (and {path.with_suffix('.csv').name})")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
-from .config import Experiment, split_options
+from .config import Experiment
 
 FEEDBACK = ("rbp", "srbp", "arbp", "asrbp")
 
@@ -74,7 +74,7 @@ def counted(network: dict[str, Any], trainer: dict[str, Any], seed: int = 0) -> 
 def table(experiment: Experiment) -> list[dict[str, Any]]:
     rows = []
     for variant in experiment.variants:
-        network, trainer = split_options(variant.options, experiment.shape(), experiment.source, variant.name)
+        network, trainer = experiment.split(variant)
         theory = analytic(network["sizes"], trainer)
         count = counted(network, trainer)
         rows.append(

@@ -1,11 +1,12 @@
 """Experiment configs: TOML files with ``[experiment]``, ``[defaults]``, ``[[variant]]`` and ``[[check]]``.
 
 A config names an experiment, its data and training length, the options every run shares
-(``[defaults]``: network and :class:`~rbp_native.Trainer` keyword arguments) and the variants that
-differ from them. A variant may carry ``sweep = { key = [v1, v2, ...] }``: it expands into one
-variant per value (several keys give their product). A run is a variant times a seed; seed ``s``
-drives both ``MLP(seed=s)`` and ``Trainer(seed=s)``. ``[[check]]`` tables state the paper's claims
-in a form the report can test (see :mod:`rbp_native.experiments.report`).
+(``[defaults]``: network and :class:`~rbp_native.Trainer` keyword arguments; the network an
+:class:`~rbp_native.MLP` given by ``hidden``/``sizes`` or a :class:`~rbp_native.Sequential` given by
+``layers``) and the variants that differ from them. A variant may carry ``sweep = { key = [v1, v2,
+...] }``: it expands into one variant per value (several keys give their product). A run is a variant
+times a seed; seed ``s`` drives both the network's seed and ``Trainer(seed=s)``. ``[[check]]`` tables
+state the paper's claims in a form the report can test (see :mod:`rbp_native.experiments.report`).
 
 Every key is checked: an unknown key raises :class:`ConfigError` naming the file, the table and
 the key.
@@ -17,6 +18,7 @@ import copy
 import inspect
 import itertools
 import json
+import math
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,7 +34,14 @@ else:  # pragma: no cover - exercised on Python < 3.11 only
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 KINDS = ("train", "complexity")
-DATASETS = ("mnist", "fashion-mnist", "synthetic")
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "synthetic")
+#: The shape ``(channels, height, width)`` of one example of each image data set: the default
+#: ``input_shape`` of a ``layers`` network (the synthetic set has none: give ``input_shape``).
+IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
+    "mnist": (1, 28, 28),
+    "fashion-mnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+}
 TRAIN_METRICS = ("full", "running")
 
 #: Keys of ``[experiment]`` (and their meaning, for error messages and the docs).
@@ -42,11 +51,11 @@ EXPERIMENT_KEYS: dict[str, str] = {
     "description": "what the experiment shows",
     "paper": "where the paper reports it",
     "kind": "'train' (default) or 'complexity' (no training)",
-    "dataset": "mnist, fashion-mnist or synthetic",
+    "dataset": "mnist, fashion-mnist, cifar10 or synthetic",
     "epochs": "epochs per run",
     "seeds": "number of seeds (0 .. seeds-1)",
-    "limit": "use only the first N training examples",
-    "test_limit": "use only the first N test examples",
+    "limit": "use only the first N training examples (cifar10: N taken from the classes in turn)",
+    "test_limit": "use only the first N test examples (cifar10: likewise)",
     "train_metrics": "'full' (evaluate the whole training set each epoch) or 'running'",
     "diagnostics": "add the trainer's alignment diagnostics to every epoch's record (true/false)",
     "diagnostics_batch": "examples in the diagnostics probe batch (default 1000)",
@@ -60,8 +69,22 @@ SYNTHETIC_DEFAULTS: dict[str, Any] = {
     "noise": 0.3,
     "seed": 0,
 }
-#: Keys handed to :class:`~rbp_native.MLP` (``hidden`` is turned into ``sizes``).
-NETWORK_KEYS = ("sizes", "hidden", "activation", "output", "dtype", "init", "bias", "connectivity")
+#: Keys handed to :class:`~rbp_native.MLP` (``hidden`` is turned into ``sizes``), or, where ``layers`` is
+#: given, to :class:`~rbp_native.Sequential` (``layers``, ``input_shape``, ``dtype``, ``init``, ``bias``).
+NETWORK_KEYS = (
+    "sizes",
+    "hidden",
+    "activation",
+    "output",
+    "dtype",
+    "init",
+    "bias",
+    "connectivity",
+    "layers",
+    "input_shape",
+)
+#: The network keys that describe an MLP only: a ``layers`` network names each layer's activation.
+MLP_ONLY_KEYS = ("sizes", "hidden", "activation", "output", "connectivity")
 #: Keys of a ``[[variant]]`` that are not run options.
 #: (``panel``: the small-multiples panel(s) of accuracy.png the variant is drawn in, a title or a list of
 #: titles; default its sweep group's panel.)
@@ -85,6 +108,7 @@ CHECK_KEYS = (
     "values",
     "at",
     "construction",
+    "experiment",
 )
 CHECK_KINDS = (
     "lowest",
@@ -99,6 +123,7 @@ CHECK_KINDS = (
     "alike",
     "reaches",
     "equals",
+    "same_order",
 )
 CHECK_METRICS = (
     "test_accuracy",
@@ -190,7 +215,7 @@ class Run:
         """Everything that determines the run's numbers (not the thread count): stored in
         ``config.json`` and compared when resuming."""
         exp = self.experiment
-        network, trainer = split_options(self.variant.options, exp.shape(), exp.source, self.variant.name)
+        network, trainer = exp.split(self.variant)
         resolved = {
             "experiment": exp.name,
             "variant": self.variant.name,
@@ -233,12 +258,23 @@ class Experiment:
         """(input features, classes) of the data set."""
         if self.dataset == "synthetic":
             return int(self.synthetic["features"]), int(self.synthetic["classes"])
-        return 784, 10
+        return math.prod(IMAGE_SHAPES[self.dataset]), 10
+
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """``(channels, height, width)`` of one example (None for the synthetic data set)."""
+        return IMAGE_SHAPES.get(self.dataset)
+
+    def split(self, variant: Variant) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The variant's network and trainer keyword arguments, resolved against the data set
+        (see :func:`split_options`)."""
+        return split_options(variant.options, self.shape(), self.source, variant.name, self.image_shape())
 
     def dataset_spec(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"name": self.dataset, "limit": self.limit, "test_limit": self.test_limit}
         if self.dataset == "synthetic":
             spec["synthetic"] = dict(self.synthetic)
+        if self.dataset == "cifar10":  # limits take from every class in turn (data.balanced_subset)
+            spec["subset"] = "balanced"
         return spec
 
     def runs(self) -> list[Run]:
@@ -400,8 +436,7 @@ def parse_experiment(
     if kind not in KINDS:
         raise ConfigError(f"{source}: [experiment] kind must be one of {', '.join(KINDS)}, got {kind!r}")
     dataset = str(exp_table.get("dataset", "mnist")).lower().replace("_", "-")
-    if dataset == "fashionmnist":
-        dataset = "fashion-mnist"
+    dataset = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(dataset, dataset)
     if dataset not in DATASETS:
         raise ConfigError(f"{source}: [experiment] dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
     epochs_value = _positive_int(
@@ -437,10 +472,10 @@ def parse_experiment(
     synthetic["seed"] = int(synthetic["seed"])
     synthetic["noise"] = float(synthetic["noise"])
 
+    _one_network(forced, source, "--set")
     defaults = dict(_table(data.get("defaults", {}), source, "[defaults]"))
     _check_keys(defaults, options, source, "[defaults]")
-    if "hidden" in defaults and "sizes" in defaults:
-        raise ConfigError(f"{source}: [defaults] gives both 'sizes' and 'hidden'; give one")
+    _one_network(defaults, source, "[defaults]")
 
     raw_variants = data.get("variant", [])
     if not isinstance(raw_variants, list) or not raw_variants:
@@ -455,8 +490,7 @@ def parse_experiment(
         _check_keys(raw, VARIANT_META_KEYS + options, source, where)
         if not isinstance(vname, str) or not vname:
             raise ConfigError(f"{source}: {where} needs a name")
-        if "hidden" in raw and "sizes" in raw:
-            raise ConfigError(f"{source}: {where} gives both 'sizes' and 'hidden'; give one")
+        _one_network(raw, source, where)
         variants.extend(_expand_variant(raw, defaults, forced, source, where))
     seen: set[str] = set()
     for variant in variants:
@@ -483,6 +517,8 @@ def parse_experiment(
         raw = dict(_table(raw, source, f"[[check]] #{index}"))
         _check_keys(raw, CHECK_KEYS, source, f"[[check]] #{index}")
         checks.append(_check_check(raw, source, index))
+        if raw.get("experiment") == name:
+            raise ConfigError(f"{source}: [[check]] #{index}: a 'same_order' check compares with another experiment")
 
     experiment = Experiment(
         name=name,
@@ -507,9 +543,19 @@ def parse_experiment(
         nominal=nominal,
         shared=_merge(defaults, {}, forced),
     )
-    for variant in variants:  # sizes must resolve against the data set
-        split_options(variant.options, experiment.shape(), source, variant.name)
+    for variant in variants:  # sizes and layers must resolve against the data set
+        network, _ = experiment.split(variant)
+        if kind == "complexity" and "layers" in network:
+            raise ConfigError(
+                f"{source}: variant {variant.name!r}: the complexity counts are for MLPs (hidden/sizes), not 'layers'"
+            )
     return experiment
+
+
+def _one_network(table: Mapping[str, Any], source: str, where: str) -> None:
+    given = [k for k in ("hidden", "sizes", "layers") if k in table]
+    if len(given) > 1:
+        raise ConfigError(f"{source}: {where} gives {' and '.join(repr(k) for k in given)}; give one")
 
 
 def _expand_variant(
@@ -607,19 +653,40 @@ def _merge(defaults: dict[str, Any], own: dict[str, Any], forced: dict[str, Any]
 
 
 def _normalise_layers(base: dict[str, Any], layer: Mapping[str, Any]) -> None:
-    """``hidden`` and ``sizes`` describe the same thing: a later layer giving one drops the other."""
-    if "hidden" in layer:
-        base.pop("sizes", None)
-    if "sizes" in layer:
-        base.pop("hidden", None)
+    """``hidden``, ``sizes`` and ``layers`` describe the same thing, the network's layers: a later
+    table of options (a variant over the defaults, ``--set`` over both) giving one drops the others.
+    ``input_shape`` belongs to ``layers`` and goes with it; ``layers`` replaces the whole MLP
+    description (activation, output and connectivity too: each layer table names its activation)."""
+    if "hidden" in layer or "sizes" in layer:
+        for key in ("sizes", "hidden", "layers", "input_shape"):
+            if key not in layer:
+                base.pop(key, None)
+    if "layers" in layer:
+        for key in MLP_ONLY_KEYS:
+            if key not in layer:
+                base.pop(key, None)
 
 
 def split_options(
-    options: Mapping[str, Any], shape: tuple[int, int], source: str, variant: str
+    options: Mapping[str, Any],
+    shape: tuple[int, int],
+    source: str,
+    variant: str,
+    image_shape: Sequence[int] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Network keyword arguments (with ``sizes`` resolved) and trainer keyword arguments."""
+    """Network keyword arguments and trainer keyword arguments, resolved: an MLP's ``sizes`` from
+    ``hidden``; a ``layers`` network's layer tables completed to their ``config()`` and its
+    ``input_shape`` (default `image_shape`, the data set's); ``augment`` completed to its
+    ``config()``. `shape` is the data set's (input features, classes)."""
     network = {k: v for k, v in options.items() if k in NETWORK_KEYS}
     trainer = {k: v for k, v in options.items() if k not in NETWORK_KEYS}
+    where = f"{source}: variant {variant!r}"
+    if "augment" in trainer:
+        trainer["augment"] = _augment(trainer["augment"], where)
+    if "layers" in network:
+        return _resolve_layers(network, shape, where, image_shape), trainer
+    if "input_shape" in network:
+        raise ConfigError(f"{where}: input_shape applies to a 'layers' network; this one is an MLP (hidden/sizes)")
     inputs, classes = shape
     hidden = network.pop("hidden", None)
     if hidden is not None:
@@ -638,8 +705,85 @@ def split_options(
                 f"({inputs} inputs, {classes} classes)"
             )
     else:
-        raise ConfigError(f"{source}: variant {variant!r} sets neither 'hidden' nor 'sizes'")
+        raise ConfigError(f"{source}: variant {variant!r} sets neither 'hidden', 'sizes' nor 'layers'")
     return network, trainer
+
+
+def _resolve_layers(
+    network: dict[str, Any], shape: tuple[int, int], where: str, image_shape: Sequence[int] | None
+) -> dict[str, Any]:
+    """A ``layers`` network's keyword arguments for :class:`~rbp_native.Sequential`, checked against the
+    data set: every layer table is one of :mod:`rbp_native.layers` (``type`` and its arguments, as its
+    ``config()`` writes them), the input shape holds the data set's features and the last layer has
+    one unit per class."""
+    from .. import layers as layer_types
+
+    mlp_keys = [k for k in MLP_ONLY_KEYS if k in network]
+    if mlp_keys:
+        raise ConfigError(
+            f"{where}: {', '.join(repr(k) for k in mlp_keys)} describe(s) an MLP; a 'layers' network gives "
+            "each layer its own activation (the last layer's is the output): remove it, or give hidden/sizes "
+            "instead of layers"
+        )
+    tables = network["layers"]
+    if not isinstance(tables, list) or not tables:
+        raise ConfigError(f"{where}: layers must be a non-empty list of layer tables, got {tables!r}")
+    resolved_layers = []
+    for index, table in enumerate(tables):
+        if not isinstance(table, Mapping):
+            raise ConfigError(f'{where}: layers[{index}] must be a table such as {{type = "Dense", units = 10}}')
+        try:
+            resolved_layers.append(layer_types.from_config(dict(table)).config())
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{where}: layers[{index}] ({table.get('type', 'no type')}): {error}") from error
+    inputs, classes = shape
+    given = network.get("input_shape", image_shape)
+    if given is None:
+        raise ConfigError(
+            f"{where}: a 'layers' network on this data set needs input_shape = [channels, height, width] "
+            f"(or [features]) holding its {inputs} features"
+        )
+    if (
+        not isinstance(given, (list, tuple))
+        or len(given) not in (1, 3)
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in given)
+    ):
+        raise ConfigError(
+            f"{where}: input_shape must be [channels, height, width] or [features] of positive integers, got {given!r}"
+        )
+    if math.prod(given) != inputs:
+        raise ConfigError(f"{where}: input_shape {list(given)} holds {math.prod(given)} values, the data set {inputs}")
+    last = resolved_layers[-1]
+    if last["type"] == "Dense" and last["units"] != classes:
+        raise ConfigError(f"{where}: the last layer has {last['units']} units, the data set {classes} classes")
+    network["layers"] = resolved_layers
+    network["input_shape"] = list(given)
+    return network
+
+
+def _augment(value: Any, where: str) -> dict[str, Any]:
+    """``augment = {translate = 0.1, flip = true}`` checked and completed (:meth:`Augment.config`)."""
+    from ..augment import Augment
+
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: augment must be a table such as {{translate = 0.1, flip = true}}, got {value!r}")
+    unknown = [k for k in value if k not in ("translate", "flip")]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} in augment; allowed: translate, flip")
+    try:
+        return Augment(**value).config()
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{where}: augment: {error}") from error
+
+
+def build_network(network: Mapping[str, Any], seed: int) -> Any:
+    """The network of resolved network options (:func:`split_options`): a
+    :class:`~rbp_native.Sequential` where they give ``layers``, else an :class:`~rbp_native.MLP`."""
+    from ..network import MLP, Sequential
+
+    if "layers" in network:
+        return Sequential(**network, seed=seed)
+    return MLP(**network, seed=seed)
 
 
 def _check_check(raw: dict[str, Any], source: str, index: int) -> dict[str, Any]:
@@ -665,10 +809,20 @@ def _check_check(raw: dict[str, Any], source: str, index: int) -> dict[str, Any]
         "alike": ("group", "tolerance"),
         "reaches": ("group", "value", "at"),
         "equals": ("a", "value"),
+        "same_order": ("experiment", "margin"),
     }[kind]
     for key in needs:
         if key not in raw:
             raise ConfigError(f"{where}: kind {kind!r} needs {', '.join(needs)}; {key!r} is missing")
+    if "experiment" in raw and kind != "same_order":
+        raise ConfigError(f"{where}: 'experiment' applies to 'same_order' checks, not {kind!r}")
+    if kind == "same_order":
+        if not (isinstance(raw["experiment"], str) and _NAME.match(raw["experiment"])):
+            raise ConfigError(
+                f"{where}: experiment must name another experiment's results folder, got {raw['experiment']!r}"
+            )
+        if "epoch" in raw:
+            raise ConfigError(f"{where}: a 'same_order' check compares final values; it takes no epoch")
     if "construction" in raw:
         if not (isinstance(raw["construction"], str) and raw["construction"].strip()):
             raise ConfigError(f"{where}: construction must be the one-line reason the claim holds by construction")
@@ -702,13 +856,12 @@ def _positive_int(value: Any, source: str, what: str, allow_zero: bool = False) 
 def validate(experiment: Experiment) -> None:
     """Build every variant's network and trainer once (one thread) so that a bad option value fails
     now, naming the file and the variant, rather than in the middle of a sweep."""
-    from ..network import MLP
     from ..trainer import Trainer
 
     for variant in experiment.variants:
-        network, trainer = split_options(variant.options, experiment.shape(), experiment.source, variant.name)
+        network, trainer = experiment.split(variant)
         try:
-            net = MLP(**network, seed=0)
+            net = build_network(network, seed=0)
             Trainer(net, **trainer, seed=0, threads=1)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"{experiment.source}: variant {variant.name!r}: {error}") from error

@@ -1,5 +1,9 @@
-"""Data sets for experiments: MNIST and Fashion-MNIST through :func:`rbp_native.datasets.load`, and a
-small synthetic set for tests and quick checks. Each process loads a data set once."""
+"""Data sets for experiments: MNIST, Fashion-MNIST and CIFAR-10 through :func:`rbp_native.datasets.load`,
+and a small synthetic set for tests and quick checks. Each process loads a data set once.
+
+Inputs are flattened (``(N, C*H*W)`` in C, H, W order), which an MLP needs and a
+:class:`~rbp_native.Sequential` with an image ``input_shape`` reads as images; pixels are ``x / 255``
+(CIFAR-10 is not standardised per channel: the paper does not say it was)."""
 
 from __future__ import annotations
 
@@ -40,10 +44,42 @@ def load_data(spec: dict[str, Any], root: str | None = None, download: bool = Fa
         else:
             from .. import datasets
 
-            train, test = datasets.load(spec["name"], root=root, download=download)
+            train, test = datasets.load(spec["name"], root=root, download=download, flatten=True)
+        take = balanced_subset if spec.get("subset") == "balanced" else first
         if spec.get("limit") is not None and spec["limit"] < len(train):
-            train = train.subset(spec["limit"])
+            train = take(train, spec["limit"])
         if spec.get("test_limit") is not None and spec["test_limit"] < len(test):
-            test = test.subset(spec["test_limit"])
+            test = take(test, spec["test_limit"])
         _CACHE[key] = (train, test)
     return _CACHE[key]
+
+
+def describe_source(spec: dict[str, Any], root: str | None = None) -> str | None:
+    """Which copy of CIFAR-10 a run reads (its path and layout: an official version, or image folders
+    such as a JPEG re-encoded copy, whose pixels differ from the official ones); None for the other
+    data sets, whose files are checked against the official checksums."""
+    if spec["name"] != "cifar10":
+        return None
+    from .. import _cifar, datasets
+
+    source, _ = _cifar.locate(datasets.data_root(root))
+    return source.describe() if source is not None else None
+
+
+def first(dataset: Dataset, n: int) -> Dataset:
+    """The first `n` examples (MNIST and Fashion-MNIST, whose files are in no class order)."""
+    return dataset.subset(n)
+
+
+def balanced_subset(dataset: Dataset, n: int) -> Dataset:
+    """`n` examples taken from the classes in turn, each class's in file order: the first of class 0,
+    the first of class 1, ..., the second of class 0, ... (the first ``n % classes`` classes get one more
+    where `n` does not divide), kept in file order. CIFAR-10 copies may be sorted by class (the image
+    folders are), where the first `n` examples would hold one class only."""
+    y = dataset.y
+    rank = np.empty(len(y), dtype=np.int64)  # position of each example within its class
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        rank[members] = np.arange(len(members))
+    chosen = np.lexsort((y, rank))[:n]  # by rank, then by label
+    return dataset.take(np.sort(chosen))

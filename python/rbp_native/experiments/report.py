@@ -17,7 +17,11 @@ given epoch's) mean over seeds of a metric (``test_accuracy`` by default):
   swept value (or those in ``values``) the losses differ by at most ``tolerance``;
 - ``reaches``: along each swept ``group`` the metric is ≥ ``value`` at every swept value from ``at``
   upwards; the evidence names the values where it holds and the first, going down, where it fails;
-- ``equals``: ``a == value`` (used by the complexity table).
+- ``equals``: ``a == value`` (used by the complexity table);
+- ``same_order``: every pair of variants (those in ``among``, default all) whose final values in
+  another ``experiment``'s results (its ``final.csv``, see :func:`find_other_results`) differ by more than
+  ``margin`` comes in the same order here: "results similar to those of that experiment", on its
+  orderings rather than on its absolute numbers.
 
 Accuracy margins, tolerances and values are fractions (0.01 = one percentage point). A variant
 whose every seed diverged counts as the worst possible value (accuracy −∞, loss +∞); a variant that
@@ -49,7 +53,11 @@ from .runner import parallelism
 
 TRUE, FALSE, TIE, CONSTRUCTION, NOT_MEASURED = "true", "false", "tie", "holds by construction", "not measured"
 #: Kinds whose verdict may be a tie: comparisons with no tolerance of their own.
-TIE_KINDS = ("lowest", "highest", "ge", "above", "below", "between")
+TIE_KINDS = ("lowest", "highest", "ge", "above", "below", "between", "same_order")
+#: Where the results of another experiment are looked for (see :func:`find_other_results`): the checkout's
+#: committed results, when the package is imported from a source checkout (``python/rbp_native``).
+_PACKAGE = Path(__file__).resolve().parent.parent
+CHECKOUT_RESULTS = _PACKAGE.parent.parent / "docs" / "results" if _PACKAGE.parent.name == "python" else None
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,9 @@ class Stat:
 
 
 Value = Callable[[str], "Stat | float"]
+#: ``other_results(experiment, metric)``: another experiment's final value of `metric` per variant, and a
+#: description of where it was read; raises :class:`NotMeasured` when there are no such results.
+OtherResults = Callable[[str, str], "tuple[dict[str, Stat], str]"]
 
 
 class NotMeasured(Exception):
@@ -179,13 +190,15 @@ def evaluate_check(
     variants: Sequence[str],
     swept: Mapping[str, Any] | None = None,
     references: Mapping[str, str | None] | None = None,
+    other_results: OtherResults | None = None,
 ) -> tuple[str | None, str]:
     """``(verdict, evidence)``: verdict ``"true"``, ``"false"``, ``"tie"`` or ``"holds by construction"``,
     or None when the check cannot be measured. `value` gives a variant's :class:`Stat` (or a plain
     number: no spread); `swept` maps a swept variant to its swept value(s) and `references` a group to
-    its reference variant (for ``monotone``, ``graceful``, ``alike`` and ``reaches``)."""
+    its reference variant (for ``monotone``, ``graceful``, ``alike`` and ``reaches``); `other_results`
+    gives another experiment's results (for ``same_order``; None: not measured)."""
     verdict, evidence = _evaluate(
-        check, lambda name: _stat(value(name)), groups, variants, swept or {}, references or {}
+        check, lambda name: _stat(value(name)), groups, variants, swept or {}, references or {}, other_results
     )
     reason = check.get("construction")
     if reason and verdict in (TRUE, TIE):
@@ -202,6 +215,7 @@ def _evaluate(
     variants: Sequence[str],
     swept: Mapping[str, Any],
     references: Mapping[str, str | None],
+    other_results: OtherResults | None = None,
 ) -> tuple[str | None, str]:
     metric = check.get("metric", "test_accuracy")
     kind = check["kind"]
@@ -388,9 +402,103 @@ def _evaluate(
             return _combine(verdicts), (
                 f"{'≥' if sign > 0 else '≤'} {show(target)} needed from {at_label} up; " + "; ".join(parts)
             )
+        if kind == "same_order":
+            return _same_order(check, value, variants, metric, other_results)
     except NotMeasured as error:
         return None, f"not measured: {error}"
     raise ValueError(f"unknown check kind {kind!r}")  # pragma: no cover - validated when parsed
+
+
+def _same_order(
+    check: dict[str, Any],
+    value: Callable[[str], Stat],
+    variants: Sequence[str],
+    metric: str,
+    other_results: OtherResults | None,
+) -> tuple[str | None, str]:
+    """The ``same_order`` check (see the module docstring)."""
+    other = str(check["experiment"])
+    if other_results is None:
+        raise NotMeasured(f"no results of {other} to compare with")
+    theirs, where = other_results(other, metric)
+    margin = float(check["margin"])
+    sign = _better(metric)
+    names = [v for v in _names(check.get("among", variants)) if v in theirs]
+    if len(names) < 2:
+        raise NotMeasured(f"{where} has fewer than two of the variants compared")
+    pairs = []
+    for i, u in enumerate(names):
+        for v in names[i + 1 :]:
+            gap = sign * (theirs[u].mean - theirs[v].mean)
+            if abs(gap) > margin:
+                pairs.append((u, v) if gap > 0 else (v, u))  # (better, worse) in the other experiment
+    if not pairs:
+        raise NotMeasured(f"{where} separates no pair of the variants by more than {_amount(metric, margin)}")
+    show: Callable[[float], str] = lambda x: _show(metric, x)
+    verdicts, exceptions = [], []
+    for better, worse in pairs:
+        mine_better, mine_worse = value(better), value(worse)
+        diff = sign * (mine_better.mean - mine_worse.mean)
+        se = _se_diff(mine_better, mine_worse)
+        verdict = _compare(diff, se)
+        verdicts.append(verdict)
+        if verdict != TRUE:
+            exceptions.append(
+                f"`{better}` {show(mine_better.mean)} {'≥' if diff >= 0 else '<'} `{worse}` {show(mine_worse.mean)}"
+                f" here, {show(theirs[better].mean)} vs {show(theirs[worse].mean)} there"
+                + _tie_note(verdict, diff, se, metric)
+            )
+    held = verdicts.count(TRUE)
+    text = (
+        f"{len(pairs)} pair(s) of {len(names)} variants that {where} separates by more than "
+        f"{_amount(metric, margin)}; {held} in the same order here"
+    )
+    if exceptions:
+        text += "; not: " + "; ".join(exceptions)
+    text += ". Here: " + ", ".join(f"`{n}` {show(value(n).mean)}" for n in names)
+    text += "; there: " + ", ".join(f"`{n}` {show(theirs[n].mean)}" for n in names)
+    return _combine(verdicts), text
+
+
+def find_other_results(name: str, directory: Path | None) -> Path | None:
+    """The results folder of experiment `name` whose ``final.csv`` a ``same_order`` check reads: beside
+    `directory` (the same ``--out``), else in the checkout's ``docs/results``; None if neither has one."""
+    places = [directory.parent / name] if directory is not None else []
+    if CHECKOUT_RESULTS is not None:
+        places.append(CHECKOUT_RESULTS / name)
+    for place in places:
+        if (place / "final.csv").is_file():
+            return place
+    return None
+
+
+def other_results_beside(directory: Path | None) -> OtherResults:
+    """The `other_results` of :func:`evaluate_check` for a report written to `directory`: the final values
+    in the ``final.csv`` that :func:`find_other_results` finds."""
+    from .aggregate import _read_table
+
+    def results(name: str, metric: str) -> tuple[dict[str, Stat], str]:
+        place = find_other_results(name, directory)
+        if place is None:
+            looked = [str(directory.parent / name)] if directory is not None else []
+            if CHECKOUT_RESULTS is not None:
+                looked.append(str(CHECKOUT_RESULTS / name))
+            raise NotMeasured(
+                f"no results of {name} (a final.csv) in {' or '.join(looked) or 'any known place'}: cannot be checked"
+            )
+        rows = _read_table(place / "final.csv")
+        values: dict[str, Stat] = {}
+        for row in rows:
+            if row.get("n"):
+                values[row["variant"]] = Stat(row[f"{metric}_mean"], row[f"{metric}_std"], int(row["n"]))
+            elif row.get("diverged"):
+                values[row["variant"]] = Stat(-math.inf if metric.endswith("accuracy") else math.inf)
+        epochs = sorted({int(row["epochs"]) for row in rows if row.get("n")})
+        seeds = sorted({int(row["n"]) for row in rows if row.get("n")})
+        shown = ", ".join(str(e) for e in epochs) or "?"
+        return values, f"{name} ({place / 'final.csv'}: {shown} epochs, {'/'.join(map(str, seeds)) or '?'} seeds)"
+
+    return results
 
 
 def _names_any(value: Any) -> list[Any]:
@@ -409,7 +517,9 @@ MARKS = {
 
 
 def check_verdicts(
-    experiment: Experiment, value_at: Callable[[str, str, int | None], Stat | float]
+    experiment: Experiment,
+    value_at: Callable[[str, str, int | None], Stat | float],
+    other_results: OtherResults | None = None,
 ) -> list[tuple[dict[str, Any], str | None, str]]:
     """Every ``[[check]]`` with its verdict and evidence (see :func:`evaluate_check`)."""
     groups = {g: [v.name for v in vs] for g, vs in experiment.groups().items()}
@@ -426,18 +536,22 @@ def check_verdicts(
                 raise NotMeasured(f"variant {name!r} is not in this experiment")
             return value_at(name, metric, epoch)
 
-        verdict, evidence = evaluate_check(check, value, groups, names, swept, references)
+        verdict, evidence = evaluate_check(check, value, groups, names, swept, references, other_results)
         results.append((check, verdict, evidence))
     return results
 
 
-def checks_markdown(experiment: Experiment, value_at: Callable[[str, str, int | None], Stat | float]) -> str:
+def checks_markdown(
+    experiment: Experiment,
+    value_at: Callable[[str, str, int | None], Stat | float],
+    other_results: OtherResults | None = None,
+) -> str:
     """The "Comparison with the paper" checklist, with a count of the verdicts first."""
     if not experiment.checks:
         return "No claims of the paper are checked for this experiment.\n"
     lines = []
     counts: dict[str | None, int] = {}
-    for check, verdict, evidence in check_verdicts(experiment, value_at):
+    for check, verdict, evidence in check_verdicts(experiment, value_at, other_results):
         counts[verdict] = counts.get(verdict, 0) + 1
         where = f" ({check['source']})" if check.get("source") else ""
         epoch = check.get("epoch")
@@ -471,10 +585,14 @@ def _settings_lines(experiment: Experiment, info: dict[str, Any]) -> list[str]:
         dataset += (
             f" ({s['train']} train / {s['test']} test examples, {s['features']} features, {s['classes']} classes)"
         )
+    balanced = experiment.dataset_spec().get("subset") == "balanced"
+    taken = " (from the classes in turn)" if balanced else ""
     if experiment.limit:
-        dataset += f", first {experiment.limit} training examples"
+        dataset += f", {'' if balanced else 'first '}{experiment.limit} training examples{taken}"
     if experiment.test_limit:
-        dataset += f", first {experiment.test_limit} test examples"
+        dataset += f", {'' if balanced else 'first '}{experiment.test_limit} test examples{taken}"
+    if info.get("data_source"):
+        dataset += f"; read from {info['data_source']}"
     from .runner import describe_source
 
     where = (
@@ -482,6 +600,7 @@ def _settings_lines(experiment: Experiment, info: dict[str, Any]) -> list[str]:
         if "source" in info
         else "commit not recorded (the invocation predates provenance records)"
     )
+    network_class = "Sequential" if any("layers" in v.options for v in experiment.variants) else "MLP"
     lines = [
         f"- Command: `{info.get('command', '(python API)')}`",
         (
@@ -495,7 +614,7 @@ def _settings_lines(experiment: Experiment, info: dict[str, Any]) -> list[str]:
         f"- Data: {dataset}",
         (
             f"- {experiment.epochs} epoch(s), {experiment.seeds} seed(s) (0 .. {experiment.seeds - 1}; seed s drives "
-            f"`MLP(seed=s)` and `Trainer(seed=s)`), training metrics: {experiment.train_metrics}"
+            f"`{network_class}(seed=s)` and `Trainer(seed=s)`), training metrics: {experiment.train_metrics}"
             + (f", diagnostics on ({experiment.diagnostics_batch} probe examples)" if experiment.diagnostics else "")
         ),
         f"- Shared options: `{_options(experiment.shared)}`",
@@ -648,7 +767,7 @@ def write_report(
         ),
         "",
         _quick_note(experiment),
-        checks_markdown(experiment, _value_at(aggregate)),
+        checks_markdown(experiment, _value_at(aggregate), other_results_beside(directory)),
     ]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(parts)).rstrip("\n") + "\n"
     return atomic_write_text(directory / "report.md", text)

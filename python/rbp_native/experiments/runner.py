@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .._compare import describe_differences
 from .._io import atomic_write_text
-from .config import ConfigError, Experiment, Run, comparable, same_settings, validate
+from .config import ConfigError, Experiment, Run, build_network, comparable, same_settings, validate
+from .data import describe_source as describe_data_source
 from .data import load_data
 
 if TYPE_CHECKING:
@@ -198,7 +199,6 @@ def execute(
     from .. import __version__
     from ..checkpoint import CheckpointError
     from ..checkpoint import read as read_checkpoint
-    from ..network import MLP
     from ..trainer import Trainer, TrainingDiverged
 
     started = time.perf_counter()
@@ -209,7 +209,7 @@ def execute(
         raise ValueError(f"resume must be one of {', '.join(RESUME_MODES)}, got {resume!r}")
     train, test = data or load_data(resolved["dataset"], task.get("data_root"), bool(task.get("download", False)))
     seed = int(resolved["seed"])
-    net = MLP(**resolved["network"], seed=seed)
+    net = build_network(resolved["network"], seed)
     trainer = Trainer(net, **resolved["trainer"], seed=seed, threads=task["threads"])
     config = {
         "resolved": resolved,
@@ -222,6 +222,9 @@ def execute(
         "test_examples": len(test),
         "started": now(),
     }
+    data_source = describe_data_source(resolved["dataset"], task.get("data_root"))
+    if data_source is not None:
+        config["data_source"] = data_source
     checkpoint = run_dir / CHECKPOINT
     # The checkpoint is read once and its options compared once; nothing in the folder changes before
     # that (a refused resume leaves the run as it was).
@@ -259,7 +262,7 @@ def execute(
     if unusable is not None:
         os.replace(checkpoint, run_dir / (CHECKPOINT + ".unreadable"))
         print(f"{run_dir}: checkpoint not used ({unusable}); training from scratch", file=sys.stderr)
-        net = MLP(**resolved["network"], seed=seed)
+        net = build_network(resolved["network"], seed)
         trainer = Trainer(net, **resolved["trainer"], seed=seed, threads=task["threads"])
     resumed_from = len(trainer.history)
     if resumed_from or trainer.epoch_pending:
@@ -465,11 +468,14 @@ def reproduce(
         (directory / run.relpath / CHECKPOINT).unlink(missing_ok=True)
     todo = [run for run, state, _ in states if state != "complete"]
     outcome.skipped = [run.id for run, state, _ in states if state == "complete"]
+    if todo and experiment.dataset != "synthetic":
+        load_data(experiment.dataset_spec(), data_root, download)  # fail now if the data are missing
+    data_source = describe_data_source(experiment.dataset_spec(), data_root)  # after a download
+    if data_source is not None:
+        info["data_source"] = data_source
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_text(directory / "experiment.json", _dumps({**info, "settings": experiment.settings()}))
 
-    if todo and experiment.dataset != "synthetic":
-        load_data(experiment.dataset_spec(), data_root, download)  # fail now if the data are missing
     for run in todo:  # no stale "done" marker; an unfinished run continues from its checkpoint (execute)
         (directory / run.relpath / DONE).unlink(missing_ok=True)
     tasks = [
