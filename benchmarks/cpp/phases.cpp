@@ -140,9 +140,9 @@ int main(int argc, char** argv) {
 
     // The phases, on a workspace of their own (Eigen's threads as the trainer sets them).
     Eigen::setNbThreads(threads);
-    Workspace<float> ws = rbp_bench::workspace_before_channel(*net, sizes, xb, batch_targets, batch);
-    const double forward = time_us([&] { net->forward(xb, ws, true); }, seconds);
-    const double channel = time_us([&] { trainer.channel().compute(*net, ws, batch); }, seconds);
+    rbp_bench::StepWorkspace ws = rbp_bench::workspace_before_channel(*net, sizes, xb, batch_targets, batch);
+    const double forward = time_us([&] { net->forward(xb, ws.forward, ws.training, true); }, seconds);
+    const double channel = time_us([&] { trainer.channel().compute(*net, ws.training, batch); }, seconds);
     const float scale = 1e-9f;
     const double update = time_us(
         [&] {
@@ -151,9 +151,10 @@ int main(int argc, char** argv) {
                 std::vector<Matrix<float>*> params = layer.parameters();
                 const auto hs = static_cast<std::size_t>(h);
                 if (h == 0)
-                    layer.accumulate_update(ws.signal[hs].topRows(batch), xb, scale, params);
+                    layer.accumulate_update(ws.training.signal[hs].topRows(batch), xb, scale, params);
                 else
-                    layer.accumulate_update(ws.signal[hs].topRows(batch), ws.out[hs - 1].topRows(batch), scale, params);
+                    layer.accumulate_update(ws.training.signal[hs].topRows(batch),
+                                            ws.forward.out[hs - 1].topRows(batch), scale, params);
             }
         },
         seconds);

@@ -1,6 +1,6 @@
 // The learning channel with sparse feedback stored sparse (CSR) against the same matrices stored
 // dense, over a range of densities: whether sparse feedback costs in proportion to its non-zeros,
-// and where feedback_storage="auto" should switch (cpp/src/channel.cpp).
+// and where feedback_storage="auto" should switch (cpp/src/channel_feedback.cpp).
 //
 //   rbp_sparse_feedback_<isa> SIZES BATCH ALGORITHM [seconds per density=0.5] [densities=...]
 //   e.g. rbp_sparse_feedback_avx512 784-100-100-100-100-10 128 rbp
@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
     const auto targets = Targets<float>::labels(labels.data(), batch, sizes.back());
 
     Eigen::setNbThreads(1);
-    Workspace<float> ws = rbp_bench::workspace_before_channel(*net, sizes, x, targets, batch);
+    rbp_bench::StepWorkspace ws = rbp_bench::workspace_before_channel(*net, sizes, x, targets, batch);
 
     for (double density : densities) {
         auto trainer_with = [&](Storage storage) {
@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
                        automatic = trainer_with(Storage::Auto);
         auto compute_with = [&](Trainer<float>& trainer) {
             return [&](int calls) {
-                for (int i = 0; i < calls; ++i) trainer.channel().compute(*net, ws, batch);
+                for (int i = 0; i < calls; ++i) trainer.channel().compute(*net, ws.training, batch);
             };
         };
         const rbp_bench::Alternation t = rbp_bench::alternate(compute_with(dense), compute_with(sparse), seconds);

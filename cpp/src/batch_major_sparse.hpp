@@ -1,5 +1,5 @@
 // Batch-major kernels for sparse matrices (CSR/CSC) against dense batches: the sparse layers'
-// products (sparse_layer.cpp) and the learning channel's sparse feedback (channel.cpp). Internal to
+// products (sparse_layer.cpp) and the learning channel's sparse feedback (channel_signal.cpp). Internal to
 // the core's sources.
 #pragma once
 

@@ -7,52 +7,56 @@
 namespace rbp {
 
 template <class T>
-void Network<T>::reserve(Workspace<T>& ws, Index batch, bool training) const {
-    if (batch <= ws.capacity && (ws.training || !training)) return;
-    batch = std::max(batch, ws.capacity);
+void Network<T>::reserve(ForwardWorkspace<T>& ws, Index batch) const {
+    if (batch <= ws.capacity) return;
     const std::vector<Index>& sizes = spec_.sizes;
     const std::size_t layers = sizes.size() - 1;
     ws.out.resize(layers);
-    ws.signal.resize(layers);
-    ws.derivative.resize(layers - 1);
     ws.activity.resize(layers);
     ws.pooled.resize(layers);
+    for (std::size_t h = 0; h < layers; ++h) {
+        ws.out[h].resize(batch, sizes[h + 1]);
+        const auto& pools = pools_[h];
+        if (pools.empty()) continue;
+        ws.activity[h].resize(batch, layers_[h]->output_size());  // f(S^h)
+        ws.pooled[h].resize(pools.size() - 1);
+        for (std::size_t k = 0; k + 1 < pools.size(); ++k)
+            ws.pooled[h][k].resize(batch, pools[k].output_shape().size());
+    }
+    ws.top_pre.resize(batch, sizes.back());
+    ws.capacity = batch;
+}
+
+template <class T>
+void Network<T>::reserve(TrainingWorkspace<T>& ws, Index batch) const {
+    if (batch <= ws.capacity) return;
+    const std::vector<Index>& sizes = spec_.sizes;
+    const std::size_t layers = sizes.size() - 1;
+    ws.signal.resize(layers);
+    ws.derivative.resize(layers - 1);
     ws.argmax.resize(layers);
     ws.arrived.resize(layers);
     ws.routed.resize(layers);
     Index hidden_total = 0;
     for (std::size_t h = 0; h < layers; ++h) {
         const Index pre = layers_[h]->output_size();  // S^h
-        ws.out[h].resize(batch, sizes[h + 1]);
-        if (training) {
-            ws.signal[h].resize(batch, pre);
-            if (h + 1 < layers) ws.derivative[h].resize(batch, pre);
+        ws.signal[h].resize(batch, pre);
+        if (h + 1 < layers) {
+            ws.derivative[h].resize(batch, pre);
+            hidden_total += pre;
         }
-        if (h + 1 < layers) hidden_total += pre;
         const auto& pools = pools_[h];
         if (pools.empty()) continue;
-        ws.activity[h].resize(batch, pre);
-        ws.pooled[h].resize(pools.size() - 1);
-        for (std::size_t k = 0; k + 1 < pools.size(); ++k)
-            ws.pooled[h][k].resize(batch, pools[k].output_shape().size());
-        if (training) {
-            ws.argmax[h].resize(pools.size());
-            ws.routed[h].resize(pools.size() - 1);
-            for (std::size_t k = 0; k < pools.size(); ++k) {
-                ws.argmax[h][k].resize(batch, pools[k].output_shape().size());
-                if (k + 1 < pools.size()) ws.routed[h][k].resize(batch, pools[k].output_shape().size());
-            }
-            ws.arrived[h].resize(batch, sizes[h + 1]);
+        ws.argmax[h].resize(pools.size());
+        ws.routed[h].resize(pools.size() - 1);
+        for (std::size_t k = 0; k < pools.size(); ++k) {
+            ws.argmax[h][k].resize(batch, pools[k].output_shape().size());
+            if (k + 1 < pools.size()) ws.routed[h][k].resize(batch, pools[k].output_shape().size());
         }
+        ws.arrived[h].resize(batch, sizes[h + 1]);
     }
-    ws.top_pre.resize(batch, sizes.back());
-    ws.targets.resize(batch, sizes.back());
-    if (training) {
-        ws.received.resize(batch, hidden_total);
-        ws.input.resize(batch, sizes.front());
-    }
+    ws.received.resize(batch, hidden_total);
     ws.capacity = batch;
-    ws.training = ws.training || training;
 }
 
 template <class T>
@@ -146,7 +150,7 @@ bool Network<T>::has_conv() const {
 }
 
 template <class T>
-void Network<T>::route(Index h, Workspace<T>& ws, const ConstMatrixRef<T>& g, MatrixRef<T> j) const {
+void Network<T>::route(Index h, TrainingWorkspace<T>& ws, const ConstMatrixRef<T>& g, MatrixRef<T> j) const {
     const auto hs = static_cast<std::size_t>(h);
     const auto& pools = pools_[hs];
     const Index n = g.rows();
@@ -164,7 +168,19 @@ void Network<T>::initialise(std::uint64_t seed) {
 }
 
 template <class T>
-void Network<T>::forward(const ConstMatrixRef<T>& x, Workspace<T>& ws, bool derivatives) const {
+void Network<T>::forward(const ConstMatrixRef<T>& x, ForwardWorkspace<T>& ws) const {
+    forward_pass(x, ws, nullptr, false);
+}
+
+template <class T>
+void Network<T>::forward(const ConstMatrixRef<T>& x, ForwardWorkspace<T>& ws, TrainingWorkspace<T>& training,
+                         bool derivatives) const {
+    forward_pass(x, ws, &training, derivatives);
+}
+
+template <class T>
+void Network<T>::forward_pass(const ConstMatrixRef<T>& x, ForwardWorkspace<T>& ws, TrainingWorkspace<T>* training,
+                              bool derivatives) const {
     const Index n = x.rows();
     const Index layers = num_layers();
     for (Index h = 0; h < layers; ++h) {
@@ -184,8 +200,8 @@ void Network<T>::forward(const ConstMatrixRef<T>& x, Workspace<T>& ws, bool deri
         if (top) {
             o = s;
             apply_output<T>(spec_.output, o);
-        } else if (derivatives) {
-            MatrixRef<T> d = ws.derivative[hs].topRows(n);
+        } else if (training && derivatives) {
+            MatrixRef<T> d = training->derivative[hs].topRows(n);
             apply_activation<T>(spec_.activation, s, &d);
         } else {
             apply_activation<T>(spec_.activation, s, nullptr);
@@ -194,7 +210,7 @@ void Network<T>::forward(const ConstMatrixRef<T>& x, Workspace<T>& ws, bool deri
             const ConstMatrixRef<T> in =
                 k == 0 ? ConstMatrixRef<T>(s) : ConstMatrixRef<T>(ws.pooled[hs][k - 1].topRows(n));
             MatrixRef<T> result = k + 1 == pools.size() ? MatrixRef<T>(o) : MatrixRef<T>(ws.pooled[hs][k].topRows(n));
-            pools[k].forward<T>(in, result, ws.training ? &ws.argmax[hs][k] : nullptr);
+            pools[k].forward<T>(in, result, training ? &training->argmax[hs][k] : nullptr);
         }
     }
 }
@@ -204,11 +220,11 @@ void Network<T>::predict(const ConstMatrixRef<T>& x, MatrixRef<T> result, Index 
     const Index chunk = inference_chunk(requested_chunk);
     require(x.cols() == input_size(),
             "input has " + std::to_string(x.cols()) + " columns, the network expects " + std::to_string(input_size()));
-    Workspace<T> ws;
-    reserve(ws, std::min<Index>(chunk, std::max<Index>(x.rows(), 1)), false);
+    ForwardWorkspace<T> ws;
+    reserve(ws, std::min<Index>(chunk, std::max<Index>(x.rows(), 1)));
     for (Index first = 0; first < x.rows(); first += chunk) {
         const Index n = std::min(chunk, x.rows() - first);
-        forward(x.middleRows(first, n), ws, false);
+        forward(x.middleRows(first, n), ws);
         result.middleRows(first, n) = ws.out.back().topRows(n);
     }
 }

@@ -129,36 +129,12 @@ void Trainer<T>::accumulate_layer_update(Index h, const ConstMatrixRef<T>& presy
     Layer<T>& layer = net.layer(h);
     const bool hidden = h + 1 < net.num_layers();
     const T scale = static_cast<T>(lr / static_cast<double>(n));
-    const Index width = ws_.signal[hs].cols();
 
-    if (hidden && cs.per_synapse) {
-        // Delta W_ij = lr/n sum_b D_bi (e_b . r_ij) O_bj = lr/n sum_k R_k,ij [(D * e_k)^T O]_ij
-        const auto e = ws_.signal.back().topRows(n);
-        const auto& tensor = channel_.synapse_feedback(h);
-        // Scratch sized for the largest batch and layer on first use, so that steps allocate nothing.
-        auto grow = [](Matrix<T>& m, Index rows, Index cols) {
-            if (m.rows() < rows || m.cols() < cols) m.resize(std::max(m.rows(), rows), std::max(m.cols(), cols));
-        };
-        grow(synapse_weighted_, ws_.capacity, width);
-        grow(synapse_product_, width, presynaptic.cols());
-        auto weighted = synapse_weighted_.topLeftCorner(n, width);
-        auto product = synapse_product_.topLeftCorner(width, presynaptic.cols());
-        for (Index k = 0; k < e.cols(); ++k) {
-            if (channel_.derivative(h))
-                weighted = (ws_.derivative[hs].topRows(n).array().colwise() * e.col(k).array()).matrix();
-            else
-                weighted = e.col(k).replicate(1, width);
-            gemm<T>(T(1), weighted, true, presynaptic, false, product, false);
-            targets[0]->array() += scale * tensor[static_cast<std::size_t>(k)].array() * product.array();
-        }
-        if (targets.size() > 1) {
-            gemm<T>(T(1), e, false, channel_.synapse_bias_feedback(h), true, weighted, false);
-            if (channel_.derivative(h)) weighted.array() *= ws_.derivative[hs].topRows(n).array();
-            targets[1]->row(0).noalias() += scale * weighted.colwise().sum();
-        }
+    if (hidden && channel_.per_synapse()) {
+        channel_.accumulate_synapse_update(h, training_ws_, presynaptic, n, lr, targets);
         return;
     }
-    const ConstMatrixRef<T> b = ws_.signal[hs].topRows(n);
+    const ConstMatrixRef<T> b = training_ws_.signal[hs].topRows(n);
     if (cs.quantize == Quantize::Update) {
         layer.accumulate_quantized_update(b, presynaptic, static_cast<T>(lr), cs.quantizer, channel_.quantize_stream(),
                                           targets);
@@ -177,7 +153,7 @@ void Trainer<T>::accumulate_layer_update(Index h, const ConstMatrixRef<T>& presy
         return;
     }
     if (h == 0)  // empty marks: the plain product
-        layer.accumulate_update_skipping_zeros(b, presynaptic, ws_.input_zeros, scale, targets);
+        layer.accumulate_update_skipping_zeros(b, presynaptic, forward_ws_.input_zeros, scale, targets);
     else
         layer.accumulate_update(b, presynaptic, scale, targets);
 }
@@ -212,13 +188,13 @@ constexpr double kMinZeroBlocks = 0.25;
 
 template <class T>
 void Trainer<T>::mark_input_zeros(const ConstMatrixRef<T>& x) {
-    ws_.input_zeros = {};
+    forward_ws_.input_zeros = {};
     const Index words = zero_block_words<T>(x.cols());
     if (words == 0 || dynamic_cast<const DenseLayer<T>*>(&network_->layer(0)) == nullptr) return;
     const auto needed = static_cast<std::size_t>(x.rows() * words);
-    if (ws_.input_zero_marks.size() < needed) ws_.input_zero_marks.resize(needed);  // once per batch size
-    if (mark_zero_blocks<T>(x, ws_.input_zero_marks.data()) >= kMinZeroBlocks)
-        ws_.input_zeros = {ws_.input_zero_marks.data(), words};
+    if (input_zero_marks_.size() < needed) input_zero_marks_.resize(needed);  // once per batch size
+    if (mark_zero_blocks<T>(x, input_zero_marks_.data()) >= kMinZeroBlocks)
+        forward_ws_.input_zeros = {input_zero_marks_.data(), words};
 }
 
 template <class T>
@@ -230,26 +206,26 @@ double Trainer<T>::update_batch(const ConstMatrixRef<T>& x, Index n, const Targe
     const bool hidden_updates = channel_.updates_hidden_layers();
     channel_.before_update(net);
     mark_input_zeros(x);
-    net.forward(x, ws_, hidden_updates && channel_.any_derivative());
+    net.forward(x, forward_ws_, training_ws_, hidden_updates && channel_.any_derivative());
 
-    const auto out = ws_.out[top].topRows(n);
-    const auto t = ws_.targets.topRows(n);
-    const double loss = summed_loss<T>(net.output(), ws_.top_pre.topRows(n), out, t);
+    const auto out = forward_ws_.out[top].topRows(n);
+    const auto t = batch_targets_.topRows(n);
+    const double loss = summed_loss<T>(net.output(), forward_ws_.top_pre.topRows(n), out, t);
     if (!std::isfinite(loss)) return loss;  // diverged: no update from a NaN/inf error
     if (correct) {
         for (Index i = 0; i < n; ++i)
             if (predicted_class(out.row(i).data(), out.cols()) == targets.target_class(rows ? rows[i] : i)) ++*correct;
     }
-    ws_.signal[top].topRows(n) = t - out;
-    channel_.compute(net, ws_, n);
+    training_ws_.signal[top].topRows(n) = t - out;
+    channel_.compute(net, training_ws_, n);
 
     // Every signal is computed from the weights before this step; only now are they changed.
     const double lr = learning_rate();
-    channel_.adapt(ws_, n, lr);
+    channel_.adapt(forward_ws_, training_ws_, n, lr);
     for (Index h = hidden_updates ? 0 : layers - 1; h < layers; ++h) {
         if (channel_.frozen(h)) continue;
         const auto hs = static_cast<std::size_t>(h);
-        const ConstMatrixRef<T> presynaptic = h == 0 ? x : ConstMatrixRef<T>(ws_.out[hs - 1].topRows(n));
+        const ConstMatrixRef<T> presynaptic = h == 0 ? x : ConstMatrixRef<T>(forward_ws_.out[hs - 1].topRows(n));
         std::vector<Matrix<T>*>& params = parameters_[hs];
         if (velocity_.empty()) {
             accumulate_layer_update(h, presynaptic, n, lr, params);
@@ -265,13 +241,23 @@ double Trainer<T>::update_batch(const ConstMatrixRef<T>& x, Index n, const Targe
 }
 
 template <class T>
+void Trainer<T>::reserve(Index batch) {
+    network_->reserve(forward_ws_, batch);
+    network_->reserve(training_ws_, batch);
+    if (batch_input_.rows() < batch) {
+        batch_input_.resize(batch, network_->input_size());
+        batch_targets_.resize(batch, network_->output_size());
+    }
+}
+
+template <class T>
 void Trainer<T>::prepare_batch(const ConstMatrixRef<T>& x, Index n, const Targets<T>& targets, const Index* rows) {
     require(x.cols() == network_->input_size(), "input has " + std::to_string(x.cols()) +
                                                     " columns, the network expects " +
                                                     std::to_string(network_->input_size()));
     require(targets.rows() == x.rows(), "inputs and targets have different numbers of rows");
-    network_->reserve(ws_, n, true);
-    targets.gather(rows, n, ws_.targets);
+    reserve(n);
+    targets.gather(rows, n, batch_targets_);
 }
 
 template <class T>
@@ -316,15 +302,15 @@ EpochResult Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>
         const Index first = epoch.next_batch * batch;
         const Index n = std::min(batch, total - first);
         const Index* rows = epoch.order.data() + first;
-        for (Index i = 0; i < n; ++i) ws_.input.row(i) = x.row(rows[i]);
+        for (Index i = 0; i < n; ++i) batch_input_.row(i) = x.row(rows[i]);
         if (spec_.augment) {
             const Shape3& image = network_->spec().input_shape;
-            augment_batch<T>(ws_.input.data(), n, image.channels, image.height, image.width, *spec_.augment,
+            augment_batch<T>(batch_input_.data(), n, image.channels, image.height, image.width, *spec_.augment,
                              augment_rng_);
         }
-        targets.gather(rows, n, ws_.targets);
+        targets.gather(rows, n, batch_targets_);
         Index correct = 0;
-        const double loss = update_batch(ws_.input.topRows(n), n, targets, rows, &correct);
+        const double loss = update_batch(batch_input_.topRows(n), n, targets, rows, &correct);
         if (!std::isfinite(loss)) {
             result.diverged = true;
             diverged_loss = loss;
@@ -369,18 +355,19 @@ Metrics Trainer<T>::evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targe
     const Exclusive exclusive(*this);
     const ThreadBudget budget(threads());
     const Network<T>& net = *network_;
-    Workspace<T> ws;
+    ForwardWorkspace<T> ws;
     const Index chunk = net.inference_chunk(requested_chunk);
-    net.reserve(ws, std::min(chunk, total), false);
+    net.reserve(ws, std::min(chunk, total));
+    Matrix<T> chunk_targets(std::min(chunk, total), net.output_size());
     const auto top = static_cast<std::size_t>(net.num_layers() - 1);
     double loss = 0.0;
     Index correct = 0;
     for (Index first = 0; first < total; first += chunk) {
         const Index n = std::min(chunk, total - first);
-        net.forward(x.middleRows(first, n), ws, false);
-        targets.copy(first, n, ws.targets);
+        net.forward(x.middleRows(first, n), ws);
+        targets.copy(first, n, chunk_targets);
         const auto out = ws.out[top].topRows(n);
-        loss += summed_loss<T>(net.output(), ws.top_pre.topRows(n), out, ws.targets.topRows(n));
+        loss += summed_loss<T>(net.output(), ws.top_pre.topRows(n), out, chunk_targets.topRows(n));
         for (Index i = 0; i < n; ++i)
             if (predicted_class(out.row(i).data(), out.cols()) == targets.target_class(first + i)) ++correct;
         if (interrupted && first + n < total && interrupted()) throw Interrupted();
@@ -402,17 +389,17 @@ std::vector<Matrix<T>> Trainer<T>::signals(const ConstMatrixRef<T>& x, const Tar
     const Network<T>& net = *network_;
     const auto top = static_cast<std::size_t>(net.num_layers() - 1);
     mark_input_zeros(x);
-    net.forward(x, ws_, true);
-    ws_.signal[top].topRows(n) = ws_.targets.topRows(n) - ws_.out[top].topRows(n);
+    net.forward(x, forward_ws_, training_ws_, true);
+    training_ws_.signal[top].topRows(n) = batch_targets_.topRows(n) - forward_ws_.out[top].topRows(n);
     const auto streams = channel_.streams();
-    channel_.compute(net, ws_, n);
+    channel_.compute(net, training_ws_, n);
     channel_.set_streams(streams);
     std::vector<Matrix<T>> result;
     for (std::size_t h = 0; h <= top; ++h) {
-        if (h < top && (!channel_.updates_hidden_layers() || channel_.spec().per_synapse))
-            result.push_back(Matrix<T>::Zero(n, ws_.signal[h].cols()));
+        if (h < top && (!channel_.updates_hidden_layers() || channel_.per_synapse()))
+            result.push_back(Matrix<T>::Zero(n, training_ws_.signal[h].cols()));
         else
-            result.push_back(ws_.signal[h].topRows(n));
+            result.push_back(training_ws_.signal[h].topRows(n));
     }
     return result;
 }

@@ -1,5 +1,7 @@
 // The learning channel: how each hidden layer receives its error signal. docs/channels.md defines
-// every option; this is its implementation.
+// every option; this is its implementation, in three files: channel.cpp (the layout: sources, where
+// the signals enter, frozen layers), channel_feedback.cpp (the feedback matrices: storage, drawing,
+// resampling, access) and channel_signal.cpp (the signals, per-synapse updates, adaptation, costs).
 //
 // For hidden layer h the channel produces J^h and the postsynaptic signal B^h = f'(S^h) * J^h (or
 // J^h alone when the derivative is off for that layer); the top layer uses B^L = e = T - O.
@@ -79,6 +81,9 @@ public:
     bool has_feedback() const { return rbp::has_feedback(spec_.algorithm); }
     bool adaptive() const { return spec_.algorithm == Algorithm::ARBP || spec_.algorithm == Algorithm::ASRBP; }
     bool frozen(Index layer) const;  // zero-based layer index
+    // Per-synapse srbp: a random error for every synapse instead of a signal per neuron; the channel
+    // then builds the hidden layers' updates itself (accumulate_synapse_update).
+    bool per_synapse() const { return spec_.per_synapse; }
     Source source(Index hidden) const { return sources_.at(static_cast<std::size_t>(hidden)); }
 
     // Number of feedback matrices F^h: one per hidden layer for the feedback algorithms, none
@@ -113,11 +118,18 @@ public:
     void draw_feedback(const Network<T>& network);
     // Called before each update: redraws the matrices when resampling is on.
     void before_update(const Network<T>& network);
-    // Given ws.signal[L-1] = e (rows n) and the forward pass in ws, fills ws.signal[h] = B^h for
-    // every hidden layer. Draws dropout masks and stochastic-rounding noise from the channel's streams.
-    void compute(const Network<T>& network, Workspace<T>& ws, Index n);
-    // The adaptive algorithms' feedback update, from the signals of the same pass.
-    void adapt(const Workspace<T>& ws, Index n, double lr);
+    // Given ws.signal[L-1] = e (rows n) and what the training forward pass keeps in ws (f'(S^h), the
+    // pools' argmax), fills ws.signal[h] = B^h for every hidden layer (per-synapse srbp: none).
+    // Draws dropout masks and stochastic-rounding noise from the channel's streams.
+    void compute(const Network<T>& network, TrainingWorkspace<T>& ws, Index n);
+    // Per-synapse srbp's update of hidden layer `hidden` for the batch (rows n) whose error e is
+    // ws.signal[L-1]: adds lr/n sum_b D_bi (e_b . r_ij) O^{h-1}_bj to each weight W_ij (targets[0]) and
+    // lr/n sum_b D_bi (e_b . r_i) to each bias b_i (targets[1], if any), with D = f'(S^h) (1 where the
+    // derivative is off) and r the per-synapse feedback (synapse_feedback, synapse_bias_feedback).
+    void accumulate_synapse_update(Index hidden, const TrainingWorkspace<T>& ws, const ConstMatrixRef<T>& presynaptic,
+                                   Index n, double lr, std::vector<Matrix<T>*>& targets);
+    // The adaptive algorithms' feedback update, from the forward pass and the signals of the same batch.
+    void adapt(const ForwardWorkspace<T>& forward, const TrainingWorkspace<T>& ws, Index n, double lr);
 
     // Streams of the channel, saved and restored so that inspecting signals changes nothing.
     struct Streams {
@@ -137,6 +149,11 @@ public:
     Index channel_macs(const Network<T>& network) const;
 
 private:
+    // The feedback's helpers (channel_feedback.cpp). The kernels, storage and stacking of every F^h,
+    // chosen once by the constructor:
+    void lay_out_feedback(const Network<T>& network);
+    // The storage heuristic: whether F^h with `source_size` columns is kept in CSR.
+    bool sparse_storage(Index source_size) const;
     bool stacked() const { return stacked_.size() > 0; }
     // Dense F^h kept transposed, (N_source, N_h), like a forward weight matrix W^{h+1} (N_{h+1}, N_h):
     // the channel's product J^h = B F^T is then J^h = B (F^T), A B in gemm's terms, which runs on the
@@ -152,19 +169,22 @@ private:
     void counterpart_into(const Network<T>& network, Index hidden, std::vector<Matrix<T>>& chain,
                           Matrix<T>& result) const;
 
+    // The layout (channel.cpp).
     ChannelSpec spec_;
     std::vector<Source> sources_;
     std::vector<Index> rows_;           // where the signal enters: |O^h| (source Above, or after the pools), else |S^h|
+    std::vector<Index> cols_;           // N_source of hidden layers
     std::vector<Index> received_;       // |S^h| of hidden layers (J^h's width)
+    std::vector<Index> offsets_;        // column offsets of J^h in the workspace's `received` (and in stacked_)
     std::vector<char> routes_;          // whether the entering signal is routed through the stage's pools
     std::vector<char> network_pooled_;  // whether the stage has pools
+    std::vector<char> frozen_;          // per layer (zero-based), L entries
+    Index output_size_ = 0;
+
+    // The feedback (channel_feedback.cpp).
     std::vector<std::unique_ptr<ConvLayer<T>>> kernels_;   // rbp's random kernels (null where W^{h+1} is dense)
     std::vector<std::vector<Matrix<T>*>> kernel_targets_;  // {&kernel} per kernel, for the adaptive update
-    std::vector<Index> cols_;                              // N_source of hidden layers
-    std::vector<Index> offsets_;                           // column offsets inside stacked_
     std::vector<char> sparse_;                             // storage of each layer
-    std::vector<char> frozen_;                             // per layer (zero-based), L entries
-    Index output_size_ = 0;
     // When every hidden layer is fed from the output with dense storage, the transposed matrices are
     // stacked side by side, (N_L, sum N_h), so that all hidden signals come from one product.
     Matrix<T> stacked_;
@@ -172,10 +192,14 @@ private:
     std::vector<SparseMatrix<T>> csr_;
     std::vector<std::vector<Matrix<T>>> synapse_;
     std::vector<Matrix<T>> synapse_bias_;
-    std::vector<Matrix<T>> masks_;  // grown to the largest batch, never shrunk: a step allocates nothing
-    Index mask_rows_ = 0;           // rows of the last batch
     std::vector<std::vector<Matrix<T>>> counterpart_chains_;  // per hidden layer, for resampling
     std::vector<Matrix<T>> signs_;                            // per hidden layer, for resampling
+
+    // The signals' buffers (channel_signal.cpp).
+    std::vector<Matrix<T>> masks_;  // grown to the largest batch, never shrunk: a step allocates nothing
+    Index mask_rows_ = 0;           // rows of the last batch
+    Matrix<T> synapse_weighted_, synapse_product_;  // per-synapse srbp's scratch, grown like masks_
+
     Streams streams_;
 };
 

@@ -47,31 +47,35 @@ struct NetworkSpec {
     std::vector<double> densities;
 };
 
-// Buffers of one forward/backward pass, sized for the largest batch and used through topRows(n),
-// so a training loop allocates nothing after the first batch.
+// The buffers of a forward pass, sized for the largest batch and used through topRows(n), so a loop
+// allocates nothing after the first batch: all that inference needs.
 template <class T>
-struct Workspace {
-    Matrix<T> top_pre;                  // S^L (the loss reads it); hidden S^h are never stored
-    std::vector<Matrix<T>> out;         // O^h, h = 1..L (index h-1)
+struct ForwardWorkspace {
+    Matrix<T> top_pre;           // S^L (the loss reads it); hidden S^h are never stored
+    std::vector<Matrix<T>> out;  // O^h, h = 1..L (index h-1)
+    // Pooled stages only (empty matrices elsewhere), index h-1: f(S^h) before pooling and the outputs
+    // of all but the last pool.
+    std::vector<Matrix<T>> activity;
+    std::vector<std::vector<Matrix<T>>> pooled;
+    // The all-zero blocks of the input x (gemm.hpp) for the first layer to skip; masks is null unless
+    // the caller marked this batch (the trainer does, into storage of its own).
+    ZeroBlocks input_zeros;
+    Index capacity = 0;
+};
+
+// What training adds to a forward pass, sized and used like ForwardWorkspace: what the forward pass
+// keeps for the learning channel and the channel's signals.
+template <class T>
+struct TrainingWorkspace {
     std::vector<Matrix<T>> derivative;  // f'(S^h) for hidden layers, index h-1
     std::vector<Matrix<T>> signal;      // B^h, h = 1..L (index h-1), at the size of S^h; B^L = e = T - O
     Matrix<T> received;                 // J^h of every hidden layer side by side (batch, sum |S^h|)
-    // Pooled stages only (empty matrices elsewhere), index h-1: f(S^h) before pooling, the outputs
-    // of all but the last pool, the argmax of every pool (training workspaces only), the channel's
-    // signal where it arrives at O^h before being routed to S^h, and routing scratch per pool.
-    std::vector<Matrix<T>> activity;
-    std::vector<std::vector<Matrix<T>>> pooled;
+    // Pooled stages only (empty elsewhere), index h-1: the argmax of every pool, the channel's signal
+    // where it arrives at O^h before being routed to S^h, and routing scratch per pool.
     std::vector<std::vector<ArgmaxMatrix>> argmax;
     std::vector<Matrix<T>> arrived;
     std::vector<std::vector<Matrix<T>>> routed;
-    Matrix<T> input;    // gathered input rows of the batch (training only)
-    Matrix<T> targets;  // T of the batch
-    // Marks of the input's all-zero blocks (gemm.hpp); input_zeros.masks is null unless the trainer
-    // marked this batch and found enough of them for the first layer to skip.
-    std::vector<std::uint64_t> input_zero_marks;
-    ZeroBlocks input_zeros;
     Index capacity = 0;
-    bool training = false;  // whether the argmax and routing buffers exist
 };
 
 template <class T>
@@ -92,18 +96,19 @@ public:
     bool has_pools() const;
     bool has_conv() const;
 
-    // Sizes the workspace's buffers for `batch` rows (no-op when it already holds as many). An
-    // inference workspace holds the forward pass (outputs, pooled activities, top_pre, targets); a
-    // training workspace also the signals, derivatives, gathered input, the pools' argmax and the
-    // routing buffers.
-    void reserve(Workspace<T>& ws, Index batch, bool training) const;
+    // Sizes a workspace's buffers for `batch` rows (no-op when it already holds as many).
+    void reserve(ForwardWorkspace<T>& ws, Index batch) const;
+    void reserve(TrainingWorkspace<T>& ws, Index batch) const;
 
     void initialise(std::uint64_t seed);
 
-    // Forward pass of rows x (n <= ws.capacity). Fills ws.out, ws.top_pre and, when `derivatives`
-    // is set, ws.derivative for the hidden layers. The first layer skips the blocks of x that
-    // ws.input_zeros marks as zero, if any.
-    void forward(const ConstMatrixRef<T>& x, Workspace<T>& ws, bool derivatives) const;
+    // Forward pass of rows x (n <= ws.capacity), filling ws.out and ws.top_pre. The first layer skips
+    // the blocks of x that ws.input_zeros marks as zero, if any.
+    void forward(const ConstMatrixRef<T>& x, ForwardWorkspace<T>& ws) const;
+    // The same pass for training: it also records the pools' argmax in `training` and, when
+    // `derivatives` is set, f'(S^h) of the hidden layers (n <= training.capacity).
+    void forward(const ConstMatrixRef<T>& x, ForwardWorkspace<T>& ws, TrainingWorkspace<T>& training,
+                 bool derivatives) const;
 
     // Output probabilities/values for many rows, in chunks, into `result` (rows, N_L).
     void predict(const ConstMatrixRef<T>& x, MatrixRef<T> result, Index chunk = 1024) const;
@@ -112,13 +117,17 @@ public:
     Index inference_chunk(Index requested) const;
 
     // The adjoint of stage h's pooling at the last forward pass: g (rows n, at O^h's size) routed
-    // through every pool's argmax back to S^h's size, into j. Needs a training workspace.
-    void route(Index h, Workspace<T>& ws, const ConstMatrixRef<T>& g, MatrixRef<T> j) const;
+    // through every pool's argmax back to S^h's size, into j.
+    void route(Index h, TrainingWorkspace<T>& ws, const ConstMatrixRef<T>& g, MatrixRef<T> j) const;
 
     Index forward_macs() const;
     Index parameter_count() const;
 
 private:
+    // Both forward passes: `training` null for inference.
+    void forward_pass(const ConstMatrixRef<T>& x, ForwardWorkspace<T>& ws, TrainingWorkspace<T>* training,
+                      bool derivatives) const;
+
     NetworkSpec spec_;
     std::vector<std::unique_ptr<Layer<T>>> layers_;
     std::vector<std::vector<MaxPool>> pools_;

@@ -138,7 +138,7 @@ public:
     std::int64_t updates() const { return updates_; }
     double learning_rate() const;  // the rate the next update will use
     // Whether the last batch's first layer skipped the input's zero blocks (gemm.hpp).
-    bool skipped_input_zeros() const { return ws_.input_zeros.masks != nullptr; }
+    bool skipped_input_zeros() const { return forward_ws_.input_zeros.masks != nullptr; }
     int threads() const;
 
     // One SGD step on exactly these rows; returns the batch loss before the update. A NaN or
@@ -169,12 +169,16 @@ public:
     std::vector<Matrix<T>> signals(const ConstMatrixRef<T>& x, const Targets<T>& targets);
 
 private:
-    // Forward, channel and update on ws_.input/ws_.targets (rows n); returns summed loss and
-    // adds the number of correct predictions to `correct`.
+    // Forward, channel and update on the batch x (rows n) with its targets in batch_targets_; returns
+    // the summed loss and adds the number of correct predictions to `correct`.
     double update_batch(const ConstMatrixRef<T>& x, Index n, const Targets<T>& targets, const Index* rows,
                         Index* correct);
+    // Sizes the workspaces and the batch buffers for `batch` rows (no-op when they hold as many).
+    void reserve(Index batch);
+    // Checks the batch x against the network and its targets, sizes the buffers for n rows and
+    // gathers the targets of `rows` (null: the first n) into batch_targets_.
     void prepare_batch(const ConstMatrixRef<T>& x, Index n, const Targets<T>& targets, const Index* rows);
-    // Marks the all-zero blocks of the batch's input x (ws_.input_zeros) when the first layer can
+    // Marks the all-zero blocks of the batch's input x (forward_ws_.input_zeros) when the first layer can
     // skip them and enough are zero to pay for it; clears the marks otherwise.
     void mark_input_zeros(const ConstMatrixRef<T>& x);
     // Adds this layer's update for the batch into `targets` (parameters or velocities).
@@ -189,8 +193,12 @@ private:
     // Pointer lists into the layers' parameters and into velocity_/gradient_, built once so that a
     // step allocates nothing (the layers and these buffers never move while the trainer lives).
     std::vector<std::vector<Matrix<T>*>> parameters_, velocities_, gradients_;
-    Matrix<T> synapse_weighted_, synapse_product_;  // per-synapse srbp's scratch
-    Workspace<T> ws_;
+    ForwardWorkspace<T> forward_ws_;
+    TrainingWorkspace<T> training_ws_;
+    // The training batch as gathered (and augmented) from the data, its targets, and the marks of
+    // its input's all-zero blocks (forward_ws_.input_zeros points into them).
+    Matrix<T> batch_input_, batch_targets_;
+    std::vector<std::uint64_t> input_zero_marks_;
     Rng shuffle_rng_;
     Rng augment_rng_;
     EpochCursor epoch_;
