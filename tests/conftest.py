@@ -65,3 +65,22 @@ def tiny_mnist(tmp_path, monkeypatch):
     write_set(tmp_path / "data" / "mnist", raw)
     monkeypatch.setenv("RBP_NATIVE_DATA", str(tmp_path / "data"))
     return tmp_path
+
+
+def _conv_implementations() -> list[str]:
+    from rbp_native._native import _core
+
+    return ["eigen"] + (["onednn"] if _core._onednn_available() else [])
+
+
+@pytest.fixture(params=_conv_implementations())
+def conv_implementation(request):
+    """Runs the test once per implementation of the float32 convolutions this build has (the portable
+    im2col + GEMM path, and oneDNN where built), restoring the default afterwards."""
+    from rbp_native._native import _core
+
+    _core._set_conv_implementation(request.param)
+    try:
+        yield request.param
+    finally:
+        _core._set_conv_implementation("auto")

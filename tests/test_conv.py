@@ -147,6 +147,7 @@ def test_forward_matches_oracle(name):
     np.testing.assert_allclose(net.forward(x), record[-1]["O"], rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.usefixtures("conv_implementation")
 def test_float32_forward_close_to_float64():
     x, _ = _batch(_net("paper_like"))
     out64 = _net("paper_like", "float64").forward(x)
@@ -262,6 +263,7 @@ def test_signals_and_step_match_oracle(name, algorithm, options, derivative):
         np.testing.assert_allclose(net.biases[h], want["b"], rtol=1e-10, atol=1e-13, err_msg=f"biases[{h}]")
 
 
+@pytest.mark.usefixtures("conv_implementation")
 @pytest.mark.parametrize("algorithm", ["bp", "rbp", "srbp"])
 def test_float32_signals_and_step_match_oracle(algorithm):
     net = _net("paper_like", dtype="float32")
@@ -426,6 +428,7 @@ def test_channel_dropout_and_signal_quantisation_through_conv_layers():
     assert not np.allclose(B[0], exact[0])  # the quantisation changes the signals it is checked on
 
 
+@pytest.mark.usefixtures("conv_implementation")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_same_seed_and_threads_give_identical_epochs(dtype):
     def run(threads):

@@ -2,6 +2,7 @@
 // (edges, strides, transposes, both kernel families). Not part of the package's API.
 #include "arrays.hpp"
 
+#include "rbp/conv.hpp"
 #include "rbp/gemm.hpp"
 #include "rbp/parallel.hpp"
 
@@ -148,4 +149,25 @@ void register_products(py::module_& m) {
                 throw std::invalid_argument("use must be 'never', 'where-faster' or 'always', got '" + use + "'");
         },
         py::arg("use"), "When products take the unpacked kernels (for tests).");
+    m.def("_onednn_available", &onednn_available, "Whether this build runs float32 convolutions on oneDNN.");
+    m.def(
+        "_set_conv_implementation",
+        [](const std::string& name) {
+            if (name == "auto")
+                set_conv_implementation(ConvImplementation::Auto);
+            else if (name == "eigen")
+                set_conv_implementation(ConvImplementation::Eigen);
+            else if (name == "onednn")
+                set_conv_implementation(ConvImplementation::OneDnn);
+            else
+                throw std::invalid_argument("implementation must be 'auto', 'eigen' or 'onednn', got '" + name + "'");
+        },
+        py::arg("name"), "Which code runs the float32 convolutions (for tests and benchmarks).");
+    m.def("_conv_implementation", []() {
+        switch (conv_implementation()) {
+            case ConvImplementation::Eigen: return std::string("eigen");
+            case ConvImplementation::OneDnn: return std::string("onednn");
+            default: return std::string("auto");
+        }
+    });
 }

@@ -1,13 +1,30 @@
 #include "rbp/conv.hpp"
 
+#include "conv_onednn.hpp"
 #include "rbp/gemm.hpp"
 #include "rbp/parallel.hpp"
 
+#include <atomic>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace rbp {
+
+namespace {
+std::atomic<ConvImplementation> conv_implementation_setting{ConvImplementation::Auto};
+}
+
+bool onednn_available() { return onednn_built(); }
+
+void set_conv_implementation(ConvImplementation implementation) {
+    if (implementation == ConvImplementation::OneDnn && !onednn_built())
+        throw std::invalid_argument("this build of rbp-native has no oneDNN");
+    conv_implementation_setting = implementation;
+}
+
+ConvImplementation conv_implementation() { return conv_implementation_setting; }
 
 Padding parse_padding(const std::string& name) {
     if (name == "same") return Padding::Same;
@@ -64,6 +81,14 @@ void for_example_parts(Index examples, int parts, const Body& body) {
 }
 }  // namespace conv_kernels
 
+// Padding after the last row/column: what the last window needs beyond the input ("valid" windows
+// that stop short of the end need none).
+namespace conv_kernels {
+Index after_padding(const WindowAxis& axis, Index input, Index kernel, Index stride) {
+    return std::max<Index>((axis.output - 1) * stride + kernel - input - axis.pad_before, 0);
+}
+}  // namespace conv_kernels
+
 template <class T>
 ConvLayer<T>::ConvLayer(Shape3 input, Index filters, Index kernel_h, Index kernel_w, Index stride, Padding padding,
                         bool bias)
@@ -75,7 +100,55 @@ ConvLayer<T>::ConvLayer(Shape3 input, Index filters, Index kernel_h, Index kerne
     output_ = {filters, rows_.output, cols_.output};
     kernel_ = Matrix<T>::Zero(filters, input.channels * kernel_h * kernel_w);
     bias_ = Matrix<T>::Zero(1, bias ? filters : 0);
+    if (std::is_same<T, float>::value && onednn_built()) {
+        const ConvGeometry geometry{input.channels,
+                                    input.height,
+                                    input.width,
+                                    filters,
+                                    output_.height,
+                                    output_.width,
+                                    kernel_h,
+                                    kernel_w,
+                                    stride,
+                                    rows_.pad_before,
+                                    cols_.pad_before,
+                                    conv_kernels::after_padding(rows_, input.height, kernel_h, stride),
+                                    conv_kernels::after_padding(cols_, input.width, kernel_w, stride),
+                                    bias};
+        onednn_ = std::make_shared<OneDnnConvolution>(geometry);
+    }
 }
+
+template <class T>
+bool ConvLayer<T>::use_onednn() const {
+    return onednn_ != nullptr && conv_implementation() != ConvImplementation::Eigen;
+}
+
+// The oneDNN calls, for float only (double layers never have primitives).
+namespace conv_kernels {
+inline void onednn_forward(OneDnnConvolution& conv, const ConstMatrixRef<float>& x, const Matrix<float>& kernel,
+                           const Matrix<float>& bias, bool has_bias, MatrixRef<float> s) {
+    conv.forward(x.rows(), x.data(), x.outerStride(), kernel.data(), has_bias ? bias.data() : nullptr, s.data(),
+                 s.outerStride(), product_thread_budget());
+}
+inline void onednn_forward(OneDnnConvolution&, const ConstMatrixRef<double>&, const Matrix<double>&,
+                           const Matrix<double>&, bool, MatrixRef<double>) {}
+inline void onednn_backward(OneDnnConvolution& conv, const ConstMatrixRef<float>& g, const Matrix<float>& kernel,
+                            MatrixRef<float> j) {
+    conv.backward_data(g.rows(), g.data(), g.outerStride(), kernel.data(), j.data(), j.outerStride(),
+                       product_thread_budget());
+}
+inline void onednn_backward(OneDnnConvolution&, const ConstMatrixRef<double>&, const Matrix<double>&,
+                            MatrixRef<double>) {}
+inline void onednn_update(OneDnnConvolution& conv, const ConstMatrixRef<float>& x, const ConstMatrixRef<float>& b,
+                          bool has_bias, Eigen::Map<Matrix<float>>& gradient,
+                          Eigen::Map<Matrix<float>>& bias_gradient) {
+    conv.backward_weights(x.rows(), x.data(), x.outerStride(), b.data(), b.outerStride(), gradient.data(),
+                          has_bias ? bias_gradient.data() : nullptr, product_thread_budget());
+}
+inline void onednn_update(OneDnnConvolution&, const ConstMatrixRef<double>&, const ConstMatrixRef<double>&, bool,
+                          Eigen::Map<Matrix<double>>&, Eigen::Map<Matrix<double>>&) {}
+}  // namespace conv_kernels
 
 template <class T>
 void ConvLayer<T>::im2col(const T* image, T* col) const {
@@ -128,6 +201,7 @@ void ConvLayer<T>::col2im(const T* col, T* image) const {
 
 template <class T>
 void ConvLayer<T>::forward(const ConstMatrixRef<T>& x, MatrixRef<T> s) const {
+    if (use_onednn()) return conv_kernels::onednn_forward(*onednn_, x, kernel_, bias_, has_bias_, s);
     const Index positions = output_.height * output_.width;
     const int parts = conv_kernels::example_threads(x.rows());
     conv_kernels::for_example_parts(x.rows(), parts, [&](int, Index first, Index count) {
@@ -143,6 +217,7 @@ void ConvLayer<T>::forward(const ConstMatrixRef<T>& x, MatrixRef<T> s) const {
 
 template <class T>
 void ConvLayer<T>::backward(const ConstMatrixRef<T>& g, MatrixRef<T> j) const {
+    if (use_onednn()) return conv_kernels::onednn_backward(*onednn_, g, kernel_, j);
     const Index positions = output_.height * output_.width;
     const int parts = conv_kernels::example_threads(g.rows());
     conv_kernels::for_example_parts(g.rows(), parts, [&](int, Index first, Index count) {
@@ -160,6 +235,15 @@ template <class T>
 void ConvLayer<T>::accumulate_update(const ConstMatrixRef<T>& b, const ConstMatrixRef<T>& x, T scale,
                                      std::vector<Matrix<T>*>& targets) const {
     const Index positions = output_.height * output_.width;
+    if (use_onednn()) {
+        // oneDNN's weight gradient of the whole batch, then added to the target as the Eigen path adds.
+        auto gradient = conv_kernels::patch_scratch<T, 1>(kernel_.rows(), kernel_.cols());
+        auto bias_gradient = conv_kernels::patch_scratch<T, 2>(1, filters());
+        conv_kernels::onednn_update(*onednn_, x, b, has_bias_, gradient, bias_gradient);
+        *targets[0] += scale * gradient;
+        if (has_bias_) targets[1]->row(0) += scale * bias_gradient.row(0);
+        return;
+    }
     const int parts = conv_kernels::example_threads(x.rows());
     if (parts == 1) {
         // Examples in order, each product accumulating into the target.
@@ -272,48 +356,55 @@ template <class T>
 void MaxPool::forward(const ConstMatrixRef<T>& x, MatrixRef<T> y, ArgmaxMatrix* argmax) const {
     const Index plane = input_.height * input_.width;
     const Index out_plane = output_.height * output_.width;
-    for (Index i = 0; i < x.rows(); ++i) {
-        const T* image = x.row(i).data();
-        T* out = y.row(i).data();
-        std::int32_t* winners = argmax ? argmax->row(i).data() : nullptr;
-        for (Index c = 0; c < input_.channels; ++c) {
-            for (Index oy = 0; oy < output_.height; ++oy) {
-                const Index y0 = std::max<Index>(oy * stride_ - rows_.pad_before, 0);
-                const Index y1 = std::min<Index>(oy * stride_ - rows_.pad_before + size_h_, input_.height);
-                for (Index ox = 0; ox < output_.width; ++ox) {
-                    const Index x0 = std::max<Index>(ox * stride_ - cols_.pad_before, 0);
-                    const Index x1 = std::min<Index>(ox * stride_ - cols_.pad_before + size_w_, input_.width);
-                    // Strictly greater: the first maximum in row-major window order keeps the win.
-                    Index best = c * plane + y0 * input_.width + x0;
-                    T value = image[best];
-                    for (Index yy = y0; yy < y1; ++yy) {
-                        for (Index xx = x0; xx < x1; ++xx) {
-                            const Index at = c * plane + yy * input_.width + xx;
-                            if (image[at] > value) {
-                                value = image[at];
-                                best = at;
+    // Examples are independent: split between threads by example, as the convolutions are.
+    const int parts = conv_kernels::example_threads(x.rows());
+    conv_kernels::for_example_parts(x.rows(), parts, [&](int, Index first, Index count) {
+        for (Index i = first; i < first + count; ++i) {
+            const T* image = x.row(i).data();
+            T* out = y.row(i).data();
+            std::int32_t* winners = argmax ? argmax->row(i).data() : nullptr;
+            for (Index c = 0; c < input_.channels; ++c) {
+                for (Index oy = 0; oy < output_.height; ++oy) {
+                    const Index y0 = std::max<Index>(oy * stride_ - rows_.pad_before, 0);
+                    const Index y1 = std::min<Index>(oy * stride_ - rows_.pad_before + size_h_, input_.height);
+                    for (Index ox = 0; ox < output_.width; ++ox) {
+                        const Index x0 = std::max<Index>(ox * stride_ - cols_.pad_before, 0);
+                        const Index x1 = std::min<Index>(ox * stride_ - cols_.pad_before + size_w_, input_.width);
+                        // Strictly greater: the first maximum in row-major window order keeps the win.
+                        Index best = c * plane + y0 * input_.width + x0;
+                        T value = image[best];
+                        for (Index yy = y0; yy < y1; ++yy) {
+                            for (Index xx = x0; xx < x1; ++xx) {
+                                const Index at = c * plane + yy * input_.width + xx;
+                                if (image[at] > value) {
+                                    value = image[at];
+                                    best = at;
+                                }
                             }
                         }
+                        const Index o = c * out_plane + oy * output_.width + ox;
+                        out[o] = value;
+                        if (winners) winners[o] = static_cast<std::int32_t>(best);
                     }
-                    const Index o = c * out_plane + oy * output_.width + ox;
-                    out[o] = value;
-                    if (winners) winners[o] = static_cast<std::int32_t>(best);
                 }
             }
         }
-    }
+    });
 }
 
 template <class T>
 void MaxPool::route(const ConstMatrixRef<T>& g, const ArgmaxMatrix& argmax, MatrixRef<T> j) const {
     const Index outputs = output_.size();
-    for (Index i = 0; i < g.rows(); ++i) {
-        auto row = j.row(i);
-        row.setZero();
-        const T* signal = g.row(i).data();
-        const std::int32_t* winners = argmax.row(i).data();
-        for (Index o = 0; o < outputs; ++o) row(winners[o]) += signal[o];
-    }
+    const int parts = conv_kernels::example_threads(g.rows());
+    conv_kernels::for_example_parts(g.rows(), parts, [&](int, Index first, Index count) {
+        for (Index i = first; i < first + count; ++i) {
+            auto row = j.row(i);
+            row.setZero();
+            const T* signal = g.row(i).data();
+            const std::int32_t* winners = argmax.row(i).data();
+            for (Index o = 0; o < outputs; ++o) row(winners[o]) += signal[o];
+        }
+    });
 }
 
 template class ConvLayer<float>;

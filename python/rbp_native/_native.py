@@ -68,6 +68,18 @@ def available() -> list[str]:
     return present
 
 
+def _import(stem: str) -> ModuleType:
+    try:
+        return importlib.import_module(f".{stem}", __package__)
+    except ImportError as error:
+        if "libdnnl" not in str(error):
+            raise
+        raise ImportError(
+            f"rbp-native's {stem} was built with oneDNN, whose runtime is missing ({error}); "
+            "reinstall it with: pip install onednn-cpu-gomp==2023.2.0"
+        ) from error
+
+
 def _load() -> tuple[ModuleType, str]:
     requested = os.environ.get(ENV, "").strip().lower()
     present = available()
@@ -86,15 +98,15 @@ def _load() -> tuple[ModuleType, str]:
                 f"{ENV}={requested}: this CPU or operating system does not support "
                 f"{requested} (usable features: {', '.join(sorted(cpu_features())) or 'unknown'})"
             )
-        return importlib.import_module(f"._core_{requested}", __package__), requested
+        return _import(f"_core_{requested}"), requested
     variants = [i for i in ISAS if i in present]
     if variants:
         features = cpu_features()
         for candidate in variants:
             if supported(candidate, features):
-                return importlib.import_module(f"._core_{candidate}", __package__), candidate
+                return _import(f"_core_{candidate}"), candidate
     if "_core" in present or not variants:
-        module = importlib.import_module("._core", __package__)
+        module = _import("_core")
         return module, str(getattr(module, "isa", "unknown"))
     raise ImportError(
         f"no compiled core of rbp-native runs on this CPU (built: {', '.join(present)}; "

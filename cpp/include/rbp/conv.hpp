@@ -11,8 +11,21 @@
 #include "rbp/layer.hpp"
 
 #include <cstdint>
+#include <memory>
 
 namespace rbp {
+
+class OneDnnConvolution;  // cpp/src/conv_onednn.hpp
+
+// Which code runs the single-precision convolutions: oneDNN where the build has it (Auto, the
+// default), or the portable im2col + GEMM path (Eigen) that double precision always uses. OneDnn
+// without oneDNN in the build throws. Process-wide, for the tests and benchmarks that compare them;
+// not meant to change while a network trains.
+enum class ConvImplementation { Auto, Eigen, OneDnn };
+void set_conv_implementation(ConvImplementation implementation);
+ConvImplementation conv_implementation();
+// Whether this build has oneDNN.
+bool onednn_available();
 
 enum class Padding { Same, Valid };
 Padding parse_padding(const std::string& name);
@@ -75,6 +88,8 @@ public:
     void set_kernel(const ConstMatrixRef<T>& k);
 
 private:
+    // Whether this call runs on oneDNN (single precision, oneDNN built and not switched off).
+    bool use_onednn() const;
     // Patches of one example: col (channels * kh * kw, out_h * out_w), zeros where the window
     // overlaps the padding.
     void im2col(const T* image, T* col) const;
@@ -88,6 +103,9 @@ private:
     Matrix<T> kernel_;
     Matrix<T> bias_;  // 1 x filters; 1 x 0 without bias
     bool has_bias_;
+    // The layer's oneDNN primitives (float builds with oneDNN only; shared by copies of the layer,
+    // which have the same geometry).
+    std::shared_ptr<OneDnnConvolution> onednn_;
 };
 
 // Index type of the pooling argmax (flat position inside one example's pool input).
