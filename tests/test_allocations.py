@@ -245,4 +245,4 @@ def test_the_counter_sees_allocations(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     # Without the warm-up the first measured epoch allocates the workspaces, the second does not.
-    assert json.loads(done.stdout.strip().splitlines()[-1])[0] < -5
+    assert json.loads(done.stdout.strip().splitlines()[-1])[0]["extra"] < -5
