@@ -53,6 +53,10 @@ private:
     int saved_ = 1;
 };
 
+// The arguments of a primitive's calls: one map per primitive, its entries reassigned at each call (a
+// memory object is a handle; the map allocates only when it is first filled).
+using Arguments = std::unordered_map<int, memory>;
+
 // A tensor in the user's layout (NCHW, rows possibly strided) and the layout a primitive wants; the
 // reorders exist only when the two differ. The user's layout is fixed per row stride: a call with
 // another stride (a block of a wider matrix) rebuilds it.
@@ -62,6 +66,7 @@ struct Operand {
     Index row_stride = -1;
     memory user, inner;
     dnnl::reorder in, out;
+    Arguments reorder_args;  // from the user's layout to the primitive's (outputs: the other way)
     bool reordered = false;
 
     Operand(const memory::desc& wanted_desc, bool is_input, bool is_output)
@@ -78,15 +83,21 @@ struct Operand {
         user = memory(user_desc, engine, DNNL_MEMORY_NONE);
         reordered = wanted != user_desc;
         inner = reordered ? memory(wanted, engine) : user;
-        if (reordered && input) in = dnnl::reorder(user, inner);
-        if (reordered && output) out = dnnl::reorder(inner, user);
+        if (reordered && input) {
+            in = dnnl::reorder(user, inner);
+            reorder_args = {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, inner}};
+        }
+        if (reordered && output) {
+            out = dnnl::reorder(inner, user);
+            reorder_args = {{DNNL_ARG_FROM, inner}, {DNNL_ARG_TO, user}};
+        }
         row_stride = stride;
     }
     // The user's buffer for this call; copied into the primitive's layout when it is an input.
     memory& bind_input(const float* data, Index stride, dnnl::stream& stream) {
         layout(stride);
         user.set_data_handle(const_cast<float*>(data));
-        if (reordered) in.execute(stream, user, inner);
+        if (reordered) in.execute(stream, reorder_args);
         return inner;
     }
     memory& bind_output(float* data, Index stride) {
@@ -95,13 +106,15 @@ struct Operand {
         return inner;
     }
     void finish_output(dnnl::stream& stream) {
-        if (reordered) out.execute(stream, inner, user);
+        if (reordered) out.execute(stream, reorder_args);
     }
 };
 
 struct Primitives {
     Index batch;
     int threads;
+    Arguments forward_args, data_args, weights_args;
+    memory bias, diff_bias;  // the user's bias and bias gradient (plain), handles set per call
     dnnl::convolution_forward::primitive_desc forward_pd;
     dnnl::convolution_forward forward;
     std::unique_ptr<Operand> forward_src, forward_weights, forward_dst;
@@ -117,6 +130,7 @@ struct Primitives {
 struct OneDnnConvolution::Impl {
     using memory = dnnl::memory;
     ConvGeometry g;
+    dnnl::stream stream{onednn_detail::cpu_engine()};
     std::mutex mutex;
     // A few (batch, threads) pairs: a training batch, the last partial batch, evaluation chunks.
     std::vector<std::unique_ptr<onednn_detail::Primitives>> cache;
@@ -196,13 +210,16 @@ void OneDnnConvolution::forward(Index n, const float* x, Index x_stride, const f
     std::lock_guard<std::mutex> lock(impl_->mutex);
     onednn_detail::OmpThreads scope(threads);
     auto& p = impl_->primitives(n, threads);
-    dnnl::stream stream(onednn_detail::cpu_engine());
-    std::unordered_map<int, dnnl::memory> args{
-        {DNNL_ARG_SRC, p.forward_src->bind_input(x, x_stride, stream)},
-        {DNNL_ARG_WEIGHTS, p.forward_weights->bind_input(kernel, impl_->kernel_stride(), stream)},
-        {DNNL_ARG_DST, p.forward_dst->bind_output(s, s_stride)}};
-    if (impl_->g.bias)
-        args[DNNL_ARG_BIAS] = dnnl::memory(impl_->bias_desc(), onednn_detail::cpu_engine(), const_cast<float*>(bias));
+    auto& stream = impl_->stream;
+    auto& args = p.forward_args;
+    args[DNNL_ARG_SRC] = p.forward_src->bind_input(x, x_stride, stream);
+    args[DNNL_ARG_WEIGHTS] = p.forward_weights->bind_input(kernel, impl_->kernel_stride(), stream);
+    args[DNNL_ARG_DST] = p.forward_dst->bind_output(s, s_stride);
+    if (impl_->g.bias) {
+        if (!p.bias) p.bias = dnnl::memory(impl_->bias_desc(), onednn_detail::cpu_engine(), DNNL_MEMORY_NONE);
+        p.bias.set_data_handle(const_cast<float*>(bias));
+        args[DNNL_ARG_BIAS] = p.bias;
+    }
     p.forward.execute(stream, args);
     p.forward_dst->finish_output(stream);
     stream.wait();
@@ -214,10 +231,12 @@ void OneDnnConvolution::backward_data(Index n, const float* g, Index g_stride, c
     onednn_detail::OmpThreads scope(threads);
     auto& p = impl_->primitives(n, threads);
     if (!p.has_data) impl_->add_backward_data(p);
-    dnnl::stream stream(onednn_detail::cpu_engine());
-    p.data.execute(stream, {{DNNL_ARG_DIFF_DST, p.data_diff_dst->bind_input(g, g_stride, stream)},
-                            {DNNL_ARG_WEIGHTS, p.data_weights->bind_input(kernel, impl_->kernel_stride(), stream)},
-                            {DNNL_ARG_DIFF_SRC, p.data_diff_src->bind_output(j, j_stride)}});
+    auto& stream = impl_->stream;
+    auto& args = p.data_args;
+    args[DNNL_ARG_DIFF_DST] = p.data_diff_dst->bind_input(g, g_stride, stream);
+    args[DNNL_ARG_WEIGHTS] = p.data_weights->bind_input(kernel, impl_->kernel_stride(), stream);
+    args[DNNL_ARG_DIFF_SRC] = p.data_diff_src->bind_output(j, j_stride);
+    p.data.execute(stream, args);
     p.data_diff_src->finish_output(stream);
     stream.wait();
 }
@@ -228,13 +247,16 @@ void OneDnnConvolution::backward_weights(Index n, const float* x, Index x_stride
     onednn_detail::OmpThreads scope(threads);
     auto& p = impl_->primitives(n, threads);
     if (!p.has_weights) impl_->add_backward_weights(p);
-    dnnl::stream stream(onednn_detail::cpu_engine());
-    std::unordered_map<int, dnnl::memory> args{
-        {DNNL_ARG_SRC, p.weights_src->bind_input(x, x_stride, stream)},
-        {DNNL_ARG_DIFF_DST, p.weights_diff_dst->bind_input(g, g_stride, stream)},
-        {DNNL_ARG_DIFF_WEIGHTS, p.weights_diff_weights->bind_output(kernel_gradient, impl_->kernel_stride())}};
-    if (impl_->g.bias)
-        args[DNNL_ARG_DIFF_BIAS] = dnnl::memory(impl_->bias_desc(), onednn_detail::cpu_engine(), bias_gradient);
+    auto& stream = impl_->stream;
+    auto& args = p.weights_args;
+    args[DNNL_ARG_SRC] = p.weights_src->bind_input(x, x_stride, stream);
+    args[DNNL_ARG_DIFF_DST] = p.weights_diff_dst->bind_input(g, g_stride, stream);
+    args[DNNL_ARG_DIFF_WEIGHTS] = p.weights_diff_weights->bind_output(kernel_gradient, impl_->kernel_stride());
+    if (impl_->g.bias) {
+        if (!p.diff_bias) p.diff_bias = dnnl::memory(impl_->bias_desc(), onednn_detail::cpu_engine(), DNNL_MEMORY_NONE);
+        p.diff_bias.set_data_handle(bias_gradient);
+        args[DNNL_ARG_DIFF_BIAS] = p.diff_bias;
+    }
     p.weights.execute(stream, args);
     p.weights_diff_weights->finish_output(stream);
     stream.wait();
