@@ -10,6 +10,7 @@ import os
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rbp_native import checkpoint, cli
@@ -446,12 +447,36 @@ def test_changed_settings_are_refused_unless_forced(tmp_path):
     message = str(error.value)
     assert "trainer.lr: stored 0.1, now 0.05" in message or "trainer.lr: not stored, now 0.05" in message
     assert "--force" in message and str(out / "mine") in message
-    with pytest.raises(ex.ConfigError, match="epochs: stored 2, now 3"):
-        go(small(tmp_path, epochs=3), out)
+    with pytest.raises(ex.ConfigError, match="epochs: stored 2, now 1"):
+        go(small(tmp_path, epochs=1), out)  # fewer epochs: finished runs cannot be shortened
     forced = go(changed, out, force=True)
     assert len(forced.trained) == 4
     stored = json.loads((out / "mine" / "runs" / "bp" / "seed0" / "config.json").read_text())
     assert stored["resolved"]["trainer"]["lr"] == 0.05
+
+
+def test_more_epochs_continue_finished_runs_from_their_checkpoints(tmp_path):
+    go(small(tmp_path, epochs=1), tmp_path / "short")
+    longer = small(tmp_path, epochs=3)
+    assert {state for _, state, _ in runner.plan(longer, tmp_path / "short")} == {"extend"}
+    extended = go(longer, tmp_path / "short")
+    assert len(extended.trained) == 4
+    go(longer, tmp_path / "whole")  # the same runs trained for 3 epochs from the start
+    for run in longer.runs():
+        a, b = tmp_path / "short" / "mine" / run.relpath, tmp_path / "whole" / "mine" / run.relpath
+        rows = [aggregate.read_history(d / "history.csv") for d in (a, b)]
+        assert len(rows[0]) == 3
+        for got, want in zip(*rows):
+            assert {k: v for k, v in got.items() if k != "seconds"} == {k: v for k, v in want.items() if k != "seconds"}
+        (_, arrays_a), (_, arrays_b) = checkpoint.read(a / "checkpoint.npz"), checkpoint.read(b / "checkpoint.npz")
+        # Everything: weights, biases, feedback, momentum, the random streams' states.
+        assert sorted(arrays_a) == sorted(arrays_b) and "network/W1" in arrays_b
+        for key in arrays_b:
+            np.testing.assert_array_equal(arrays_a[key], arrays_b[key], err_msg=f"{run.relpath}: {key}")
+    # Without its checkpoint a finished run cannot be extended: refused, not retrained from scratch.
+    (tmp_path / "short" / "mine" / longer.runs()[0].relpath / "checkpoint.npz").unlink()
+    with pytest.raises(ex.ConfigError, match="no checkpoint.npz to continue from"):
+        go(small(tmp_path, epochs=4), tmp_path / "short")
 
 
 @pytest.mark.parametrize(

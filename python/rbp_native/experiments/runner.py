@@ -342,8 +342,9 @@ def _differences(meta: dict[str, Any], resolved: dict[str, Any], trainer: Traine
 
 def run_state(run_dir: Path, resolved: dict[str, Any]) -> tuple[str, str]:
     """``(state, detail)`` with state ``missing``, ``incomplete`` (no ``done.json``: to be redone),
-    ``complete``, ``mismatch`` (stored options differ) or ``corrupt`` (finished, but its files do not
-    read back)."""
+    ``complete``, ``extend`` (made with fewer epochs and otherwise the same settings, with its
+    checkpoint: it continues from there), ``mismatch`` (stored options differ) or ``corrupt`` (finished,
+    but its files do not read back)."""
     from .aggregate import load_run
 
     config_file = run_dir / CONFIG
@@ -361,7 +362,12 @@ def run_state(run_dir: Path, resolved: dict[str, Any]) -> tuple[str, str]:
     if not same_settings(stored_resolved, resolved):
         if not isinstance(stored_resolved, dict):
             return "mismatch", "stored settings are not a table"
-        return "mismatch", "; ".join(describe_differences(comparable(stored_resolved), comparable(resolved))[:6])
+        differences = "; ".join(describe_differences(comparable(stored_resolved), comparable(resolved))[:6])
+        if _longer(stored_resolved, resolved):
+            if (run_dir / CHECKPOINT).exists():
+                return "extend", differences
+            differences += " (no checkpoint.npz to continue from)"
+        return "mismatch", differences
     if not (run_dir / DONE).exists():
         return "incomplete", "no done.json"
     try:
@@ -369,6 +375,15 @@ def run_state(run_dir: Path, resolved: dict[str, Any]) -> tuple[str, str]:
     except ValueError as error:
         return "corrupt", str(error)
     return "complete", ""
+
+
+def _longer(stored: dict[str, Any], resolved: dict[str, Any]) -> bool:
+    """Whether the current settings only ask for more epochs than the stored ones: the learning rate
+    decays per update, never by the total, so such a run continues from its checkpoint exactly as if
+    it had been started with the larger number."""
+    if not isinstance(stored.get("epochs"), int) or not isinstance(resolved.get("epochs"), int):
+        return False
+    return stored["epochs"] < resolved["epochs"] and same_settings({**stored, "epochs": resolved["epochs"]}, resolved)
 
 
 def plan(experiment: Experiment, out: str | Path) -> list[tuple[Run, str, str]]:
