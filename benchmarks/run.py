@@ -181,6 +181,11 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, Setting
         conv_net = ConvNet.parse(args.conv_net)
     except ValueError as e:
         p.error(str(e))
+    for name in ("examples", "wide_examples", "conv_examples"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if not 0 <= args.conv_momentum < 1:
+        p.error(f"--conv-momentum must lie in [0, 1), got {args.conv_momentum}")
     algorithms = [a for a in args.algorithms.split(",") if a]
     # torch 2.13's torch.compile miscompiles this training step under ATEN_CPU_CAPABILITY=avx2 (NaN
     # weights after three steps, caught by the agreement check), so a capped run leaves it out

@@ -176,6 +176,16 @@ def test_conv_net_geometry_and_work_are_rbp_natives(conv_references):
             ConvNet.parse(bad)
 
 
+def test_conv_arguments_are_checked():
+    run = pytest.importorskip("run")
+    for bad in (["--nets", "mnist,cifar"], ["--conv-net", "filters=0"], ["--conv-examples", "0"]):
+        with pytest.raises(SystemExit):
+            run.parse_arguments(bad)
+    args, settings = run.parse_arguments(["--nets", "conv", "--variant-batches", "32"])
+    assert settings.batches == {"conv": [128]} and settings.variant_batches == {"conv": []}
+    assert [w["key"] for w in run.make_workloads(args, settings)] == ["conv/b128/bp", "conv/b128/rbp", "conv/b128/srbp"]
+
+
 def _conv_check(tmp_path, impls, algorithms="bp,rbp,srbp"):
     """The harness's agreement check of the tiny conv net, in this process (so that a test can break a
     reference): run.py's arguments, inputs and workloads, the worker's check."""
