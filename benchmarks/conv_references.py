@@ -222,25 +222,25 @@ class NumpyConvTrainer:
         ws = self._workspaces.get(n)
         if ws is not None:
             return ws
-        f32, k, p, net = self.dtype, self.net.kernel, self.net.pool, self.net
+        dtype, k, p, net = self.dtype, self.net.kernel, self.net.pool, self.net
         ws: dict[str, Any] = {
             key: [] for key in ("conv_in", "cols", "S", "pool_in", "windows", "argmax", "pooled", "routed", "col2im")
         }
         for st in self.stages:
             c, side, pooled = st["in_channels"], st["side"], st["pooled"]
             padded = side + st["conv_before"] + st["conv_after"]
-            ws["conv_in"].append(np.zeros((c, n, padded, padded), f32))  # the border stays zero
-            ws["cols"].append(np.empty((c, k, k, n, side, side), f32))
-            ws["S"].append(np.empty((net.filters, n * side * side), f32))
+            ws["conv_in"].append(np.zeros((c, n, padded, padded), dtype))  # the border stays zero
+            ws["cols"].append(np.empty((c, k, k, n, side, side), dtype))
+            ws["S"].append(np.empty((net.filters, n * side * side), dtype))
             pool_side = side + st["pool_before"] + st["pool_after"]
-            ws["pool_in"].append(np.full((net.filters, n, pool_side, pool_side), -np.inf, f32))  # border never wins
-            ws["windows"].append(np.empty((p * p, net.filters, n, pooled, pooled), f32))
+            ws["pool_in"].append(np.full((net.filters, n, pool_side, pool_side), -np.inf, dtype))  # border never wins
+            ws["windows"].append(np.empty((p * p, net.filters, n, pooled, pooled), dtype))
             ws["argmax"].append(np.empty((net.filters, n, pooled, pooled), np.int64))
-            ws["pooled"].append(np.empty((net.filters, n, pooled, pooled), f32))
-            ws["routed"].append(np.empty((net.filters, n, pool_side, pool_side), f32))
-            ws["col2im"].append(np.empty((c, n, padded, padded), f32))
-        ws["flat"] = np.empty((n, net.flat_size), f32)
-        ws["T"] = np.zeros((n, net.classes), f32)
+            ws["pooled"].append(np.empty((net.filters, n, pooled, pooled), dtype))
+            ws["routed"].append(np.empty((net.filters, n, pool_side, pool_side), dtype))
+            ws["col2im"].append(np.empty((c, n, padded, padded), dtype))
+        ws["flat"] = np.empty((n, net.flat_size), dtype)
+        ws["T"] = np.zeros((n, net.classes), dtype)
         self._workspaces[n] = ws
         return ws
 
@@ -527,8 +527,11 @@ class TorchConvTrainer:
                     g, ws["pool_in"][h], pool, stride, [0, 0], [1, 1], False, argmax[h]
                 )
                 torch.mul(ws["D"][h], self._interior(h, routed), out=bh)
+            # The weight gradient depends only on the signal and the block's input; the kernel passed is the
+            # one the transposed convolution uses where the channel needs it (not for the first block, nor
+            # for srbp): the forward kernel for bp, the feedback kernel F^{h-1} for rbp.
             data = h > 0 and self.algorithm != "srbp"
-            back = W[h] if self.algorithm == "bp" or not data else self.F[h - 1]
+            back = self.F[h - 1] if data and self.algorithm == "rbp" else W[h]
             g, dw[h], db[h] = aten.convolution_backward(
                 bh,
                 inputs[h],
