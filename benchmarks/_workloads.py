@@ -59,9 +59,9 @@ def load_data(kind: str, examples: int) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def load_conv_data(kind: str, examples: int, conv_net: ConvNet) -> tuple[np.ndarray, np.ndarray, str]:
-    """CIFAR-10's first `examples` training images (standardised per colour channel, flattened in C, H, W
-    order) where found, else standard-normal images with random labels (kind "synthetic", nothing found,
-    or a net whose input is not CIFAR-10's: a smaller one from --conv-net)."""
+    """CIFAR-10's first `examples` training images (pixels / 255, as the cifar10 experiment trains on them;
+    flattened in C, H, W order) where found, else standard-normal images with random labels (kind
+    "synthetic", nothing found, or a net whose input is not CIFAR-10's: a smaller one from --conv-net)."""
     shape = (conv_net.channels, conv_net.side, conv_net.side)
     if kind != "synthetic" and shape == (3, 32, 32) and conv_net.classes == 10:
         import rbp_native as rbp
@@ -69,7 +69,7 @@ def load_conv_data(kind: str, examples: int, conv_net: ConvNet) -> tuple[np.ndar
         roots = [None, os.path.join(ROOT, "..", "shared", "data"), os.path.join(ROOT, "shared", "data")]
         for root in roots:
             try:
-                train, _ = rbp.datasets.load("cifar10", root=root, normalize=True)
+                train, _ = rbp.datasets.load("cifar10", root=root)
             except Exception as exc:  # noqa: BLE001 - fall through to the next root / synthetic data
                 log(f"CIFAR-10 not loaded from {root or 'the default root'}: {exc}")
                 continue
@@ -78,7 +78,7 @@ def load_conv_data(kind: str, examples: int, conv_net: ConvNet) -> tuple[np.ndar
             return (
                 np.ascontiguousarray(train.x[:examples].reshape(examples, -1), dtype=np.float32),
                 np.ascontiguousarray(train.y[:examples], dtype=np.int64),
-                f"CIFAR-10 training set (standardised per channel), first {examples} images",
+                f"CIFAR-10 training set (pixels / 255), first {examples} images",
             )
     rng = np.random.default_rng(0)
     x = rng.standard_normal((examples, conv_net.input_size), dtype=np.float32)
