@@ -1,6 +1,7 @@
 """The benchmark's machine: its description (CPU, memory, versions, BLAS), the environment each
 implementation runs in (thread pools, the --isa-cap instruction-set cap), subprocess helpers and
-the single-precision GEMM peak (numpy's BLAS here, Eigen's through the C++ programs built on the fly)."""
+the single-precision GEMM peak (numpy's BLAS here, Eigen's through the C++ programs built on the fly) and
+PyTorch's convolution peak (for the conv net)."""
 
 from __future__ import annotations
 
@@ -200,6 +201,34 @@ rates.sort(); print(json.dumps({{"n": {n}, "threads": {threads}, "repeats": len(
 """
     res = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(threads, "numpy-gemm"), check=False
+    )
+    try:
+        return json.loads(res.stdout)
+    except json.JSONDecodeError:
+        return {"error": res.stderr[-1000:]}
+
+
+def torch_conv_peak(threads: int, seconds: float, batch: int = 128) -> dict[str, Any]:
+    """PyTorch's speed on one convolution of the conv net's largest block, 64x16x16 -> 64 channels, 5x5,
+    "same" padding, forward only (what its CPU backend runs fastest), best of repeats in GFLOP/s: the
+    peak that the conv net's "% of conv peak" uses."""
+    flops = 2 * batch * 64 * 16 * 16 * 64 * 5 * 5
+    code = f"""
+import json, time, torch
+torch.set_num_threads({threads})
+g = torch.Generator().manual_seed(0)
+x = torch.randn(({batch}, 64, 16, 16), generator=g); k = torch.randn((64, 64, 5, 5), generator=g)
+with torch.no_grad():
+    conv = lambda: torch.nn.functional.conv2d(x, k, padding=2)
+    conv()
+    rates = []; start = time.perf_counter()
+    while len(rates) < 3 or time.perf_counter() - start < {seconds}:
+        t = time.perf_counter(); conv(); rates.append({flops} / (time.perf_counter() - t) / 1e9)
+rates.sort(); print(json.dumps({{"shape": "{batch}x64x16x16 -> 64, 5x5, padding 2", "threads": {threads},
+    "repeats": len(rates), "gflops_best": rates[-1], "gflops_median": rates[len(rates) // 2]}}))
+"""
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(threads, "torch"), check=False
     )
     try:
         return json.loads(res.stdout)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from _machine import AVX2_CAP_ENV
-from _workloads import ALGORITHMS, EPOCH, disagreements, flops_per_example
+from _workloads import ALGORITHMS, CONV, CONV_EPOCH, EPOCH, disagreements, flops_per_example
 
 
 def fmt_s(v: float | None) -> str:
@@ -38,9 +38,17 @@ def markdown(report: dict[str, Any]) -> str:
             f"**Every implementation held to {report['isa_cap'].upper()}+FMA** (as on a CPU without "
             "AVX-512): " + ", ".join(f"`{k}={v}`" for k, v in AVX2_CAP_ENV.items()) + ".  "
         )
+    data = []
+    if report.get("data"):
+        data.append(f"Data: {report['data']}; times scaled to a {EPOCH}-example epoch")
+    if report.get("data_conv"):
+        data.append(
+            f"conv net ({report['conv_net']}, lr {report['settings']['conv_lr']}, momentum "
+            f"{report['settings']['conv_momentum']}, decay {report['settings']['conv_decay']}): "
+            f"{report['data_conv']}; times scaled to a {CONV_EPOCH}-image epoch"
+        )
     lines.append(
-        f"Data: {report['data']}; times scaled to a {EPOCH}-example epoch; "
-        f"median of {report['settings']['samples']} epochs (min–max in brackets), "
+        "; ".join(data) + f"; median of {report['settings']['samples']} epochs (min–max in brackets), "
         f"{report['settings']['rounds']} interleaved rounds. Load average at start: "
         f"{m.get('load_average_at_start')}."
     )
@@ -63,26 +71,45 @@ def markdown(report: dict[str, Any]) -> str:
         n = p.get("numpy", {}).get("gflops_best")
         lines.append(f"| {t} | {fmt_s(e)} | {fmt_s(n)} | {fmt_s(p.get('peak'))} |")
     lines.append("")
-    if report.get("check"):
-        lines.append("## Numerical agreement (3 SGD steps from the same weights, float32)")
+    if report.get("conv_peak"):
+        lines.append("## Convolution peak (PyTorch conv2d forward, GFLOP/s, best of repeats)")
         lines.append("")
-        lines.append("| workload | max |w| | max weight change | max |Δw| vs rbp-native |")
-        lines.append("|---|---|---|---|")
+        lines.append("| threads | shape | GFLOP/s |")
+        lines.append("|---|---|---|")
+        for t, p in sorted(report["conv_peak"].items()):
+            lines.append(f"| {t} | {p.get('shape', '—')} | {fmt_s(p.get('gflops_best'))} |")
+        lines.append("")
+    if report.get("check"):
+        lines.append("## Numerical agreement (3 SGD steps from the same weights and biases)")
+        lines.append("")
+        lines.append("| workload | dtype | max |w| | max change | max |Δw| vs rbp-native | tolerance (× change) |")
+        lines.append("|---|---|---|---|---|---|")
         for c in report["check"]:
             diffs = ", ".join(f"{k} {v:.1e}" for k, v in c["max_abs_diff"].items())
-            lines.append(f"| {c['key']} | {c['max_abs_weight']:.3f} | {c['max_weight_change']:.2e} | {diffs} |")
+            lines.append(
+                f"| {c['key']} | {c.get('dtype', 'float32')} | {c['max_abs_weight']:.3f} | "
+                f"{c['max_weight_change']:.2e} | {diffs} | {c.get('tolerance', 1e-3):.0e} |"
+            )
         disagree = [f"{key} ({impl})" for key, impl, _, _ in disagreements(report["check"])]
         lines.append("")
         lines.append(
-            "**The implementations disagree** beyond float32 rounding (more than 1e-3 of the weights' "
-            f"change): {', '.join(disagree)}. Their timings do not compare the same math, so an "
+            "**The implementations disagree** beyond rounding (a difference above the tolerance times the "
+            f"largest change): {', '.join(disagree)}. Their timings do not compare the same math, so an "
             "implementation that disagrees anywhere is left out of every ratio."
             if disagree
-            else "All implementations agree to float32 rounding (every difference below 1e-3 of the weights' change)."
+            else "All implementations agree (every difference below the tolerance times the largest change)."
         )
+        if any(c.get("dtype") == "float64" for c in report["check"]):
+            lines.append(
+                "The conv net is checked in float64 (its math: no rounding there can move a max-pool's winner) "
+                "and in float32 (as timed: where two pool candidates lie within float32 rounding, "
+                "implementations that sum in different orders pick different winners, and that signal goes "
+                "elsewhere; the float32 tolerance tells such flips from a wrong computation)."
+            )
         lines.append("")
     impls = report["settings"]["impls"]
-    for threads in report["settings"]["threads"]:
+    mlp_workloads = [w for w in report["workloads"] if w["net"] != CONV]
+    for threads in report["settings"]["threads"] if mlp_workloads else []:
         lines.append(f"## {threads} thread{'s' if threads > 1 else ''}: seconds per 60000-example epoch")
         lines.append("")
         head = (
@@ -92,7 +119,7 @@ def markdown(report: dict[str, Any]) -> str:
         )
         lines.append(head)
         lines.append("|" + "---|" * (head.count("|") - 1))
-        for w in report["workloads"]:
+        for w in mlp_workloads:
             if w["threads"] != threads:
                 continue
             cells = []
@@ -111,13 +138,15 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{fmt_s(rb.get('gflops'))} | {fmt_s(rb.get('pct_peak'))} |"
             )
         lines.append("")
-    lines.append(
-        "× torch uses the faster of eager PyTorch and torch.compile; × best other the fastest of numpy, "
-        "PyTorch eager and torch.compile. GFLOP/s counts 2 × the multiply-accumulates of the forward "
-        "pass, the channel and the weight update; % of peak is against the GEMM peak at the same thread "
-        "count."
-    )
-    lines.append("")
+    if mlp_workloads:
+        lines.append(
+            "× torch uses the faster of eager PyTorch and torch.compile; × best other the fastest of numpy, "
+            "PyTorch eager and torch.compile. GFLOP/s counts 2 × the multiply-accumulates of the forward "
+            "pass, the channel and the weight update; % of peak is against the GEMM peak at the same thread "
+            "count."
+        )
+        lines.append("")
+    lines += conv_tables(report)
     thread_counts = sorted({w["threads"] for w in report["workloads"]})
     lines.append("## Thread scaling (median epoch seconds; in brackets the speed-up over one thread)")
     lines.append("")
@@ -199,6 +228,58 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"- {n}")
         lines.append("")
     return "\n".join(lines)
+
+
+def conv_tables(report: dict[str, Any]) -> list[str]:
+    """The conv net's timings per thread count: epoch and step times, ratios and GFLOP/s."""
+    conv = [w for w in report["workloads"] if w["net"] == CONV]
+    if not conv:
+        return []
+    impls = [i for i in report["settings"]["impls"] if any(i in w["impls"] for w in conv)]
+    lines = []
+    for threads in report["settings"]["threads"]:
+        lines.append(
+            f"## {threads} thread{'s' if threads > 1 else ''}: conv net, seconds per {CONV_EPOCH}-image epoch "
+            "(median step in ms)"
+        )
+        lines.append("")
+        head = (
+            "| batch | alg | "
+            + " | ".join(impls)
+            + " | × numpy | × torch | rbp GFLOP/s | % of conv peak | % of GEMM peak |"
+        )
+        lines.append(head)
+        lines.append("|" + "---|" * (head.count("|") - 1))
+        for w in conv:
+            if w["threads"] != threads:
+                continue
+            cells = []
+            for impl in impls:
+                r = w["impls"].get(impl)
+                cells.append(
+                    "—"
+                    if not r
+                    else f"{r['epoch_s_median']:.4g} ({r['epoch_s_min']:.4g}–{r['epoch_s_max']:.4g}; "
+                    f"{1e3 * r['step_s_median']:.4g} ms)"
+                )
+            rb = w["impls"].get("rbp-native") or {}
+            rt = w["ratios"]
+            lines.append(
+                f"| {w['batch']} | {w['algorithm']} | "
+                + " | ".join(cells)
+                + f" | {fmt_x(rt.get('numpy'))} | {fmt_x(rt.get('torch'))} | {fmt_s(rb.get('gflops'))} | "
+                f"{fmt_s(rb.get('pct_conv_peak'))} | {fmt_s(rb.get('pct_peak'))} |"
+            )
+        lines.append("")
+    lines.append(
+        "× numpy and × torch: their median epoch over rbp-native's. GFLOP/s counts 2 × the multiply-accumulates "
+        "of the forward pass, the weight gradients (as many as the forward pass) and the channel (bp, rbp: "
+        "the transposed convolutions of blocks 2 and up and the dense layers' data products; srbp: e (F^h)^T "
+        "into every hidden stage); % of conv peak is against PyTorch's conv2d on 64x16x16 → 64 channels, 5x5, "
+        "% of GEMM peak against the GEMM peak, each at the same thread count."
+    )
+    lines.append("")
+    return lines
 
 
 def evaluate_targets(workloads: list[dict[str, Any]], excluded: set[str]) -> list[dict[str, Any]]:

@@ -72,6 +72,18 @@ def feedback_key(net: str, spec: str, h: int) -> str:
     return f"{net}_{spec.replace(':', '_').replace('=', '')}_F{h}"
 
 
+# Agreement tolerances: the largest parameter difference from rbp-native after the check's steps, relative
+# to the largest parameter change over them (benchmarks/README.md, "Agreement"). Float32 rounding over three
+# steps of the MLPs stays far below a thousandth of the change. In the conv net a max-pool's winner is a
+# discontinuous function of its inputs: where two candidates lie within float32 rounding of each other,
+# implementations that sum in different orders pick different winners and send that signal elsewhere (one
+# such flip in a batch of 128 moved a weight by 1% of its change), so the conv net's math is checked in
+# float64, where no flip occurs, to a tolerance that any change of the math exceeds, and its float32 run
+# only to the tolerance that tells a flip from a wrong computation.
+TOLERANCE_MLP = 1e-3
+TOLERANCE_CONV = {"float64": 1e-9, "float32": 0.1}
+
+
 def _init(init: Any, net: str, algorithm: str) -> tuple[list, list, list]:
     count = int(init[f"{net}_layers"])
     weights = [init[f"{net}_W{h}"] for h in range(count)]
@@ -83,8 +95,14 @@ def _init(init: Any, net: str, algorithm: str) -> tuple[list, list, list]:
 
 
 def make_trainer(
-    impl: str, threads: int, weights: list, biases: list, feedback: list, spec: str, batch: int, lr: float, decay: float
+    impl: str, threads: int, wl: dict[str, Any], weights: list, biases: list, feedback: list, dtype: str = "float32"
 ) -> Any:
+    """Implementation `impl` of workload `wl`'s trainer, from the given parameters."""
+    if "conv_net" in wl:
+        return make_conv_trainer(impl, threads, wl, weights, biases, feedback, dtype)
+    if dtype != "float32":
+        raise ValueError(f"the MLP workloads run in float32, not {dtype}")
+    spec, batch, lr, decay = wl["algorithm"], int(wl["batch"]), float(wl["lr"]), float(wl["decay"])
     # Sparse feedback: rbp-native is told the density (so that it picks its storage, as a user's run
     # would) and takes the same matrices; the references multiply by them with their zeros, as a
     # numpy or PyTorch user with a masked feedback matrix would.
@@ -138,7 +156,43 @@ def make_trainer(
     raise ValueError(impl)
 
 
-def epoch_fn(impl: str, trainer: Any, x: np.ndarray, y: np.ndarray) -> Any:
+def make_conv_trainer(
+    impl: str, threads: int, wl: dict[str, Any], weights: list, biases: list, feedback: list, dtype: str
+) -> Any:
+    """The conv net's trainer (SGD with momentum), rbp-native through its public API."""
+    from conv_references import ConvNet
+
+    conv_net = ConvNet(**wl["conv_net"])
+    algorithm, batch = wl["algorithm"], int(wl["batch"])
+    lr, decay, momentum = float(wl["lr"]), float(wl["decay"]), float(wl["momentum"])
+    if impl == "rbp-native":
+        import rbp_native as rbp
+
+        net = conv_net.sequential(seed=0, dtype=dtype)
+        net.set_weights(weights)
+        net.set_biases(biases)
+        trainer = rbp.Trainer(
+            net, algorithm=algorithm, lr=lr, decay=decay, momentum=momentum, batch_size=batch, threads=threads, seed=0
+        )
+        if feedback:
+            trainer.set_feedback(feedback)
+        return trainer
+    if impl == "numpy":
+        from conv_references import NumpyConvTrainer
+
+        return NumpyConvTrainer(conv_net, weights, biases, feedback, algorithm, lr, decay, momentum, batch, dtype=dtype)
+    if impl == "torch":
+        from conv_references import TorchConvTrainer
+
+        return TorchConvTrainer(conv_net, weights, biases, feedback, algorithm, lr, decay, momentum, batch, dtype=dtype)
+    raise ValueError(f"no {impl} implementation of the conv net")
+
+
+def epoch_fn(impl: str, trainer: Any, x: np.ndarray, y: np.ndarray, conv: bool = False) -> Any:
+    if impl == "rbp-native" and conv:
+        # Public API: one epoch of the timed subset (shuffle, gathering and steps in C++), without the
+        # full-set metrics pass that fit makes by default.
+        return lambda: trainer.fit((x, y), epochs=1, progress=False, train_metrics="running")
     if impl == "rbp-native":
         core = trainer._core  # the whole epoch in C++, as Trainer.fit runs it, without metrics passes
         return lambda: core.train_epoch(x, y, None, 0)
@@ -181,24 +235,38 @@ def setup_threads(impl: str, threads: int) -> dict[str, Any]:
     return info
 
 
+class _Data:
+    """The workloads' data files, each read once: indexing an NpzFile reads the whole array again, and
+    the copies a process has freed still count in its peak RSS (glibc keeps them), which would
+    measure the harness."""
+
+    def __init__(self, paths: dict[str, str]) -> None:
+        self.paths = paths
+        self.loaded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def rows(self, net: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first `count` examples of net's data: views, no copies."""
+        path = self.paths[net]
+        if path not in self.loaded:
+            with np.load(path) as data:
+                self.loaded[path] = data["x"], data["y"]
+        x, y = self.loaded[path]
+        if x.shape[0] < count:
+            raise ValueError(f"{path} holds {x.shape[0]} examples, the workload needs {count}")
+        return np.ascontiguousarray(x[:count]), np.ascontiguousarray(y[:count])
+
+
 def run_timing(cfg: dict[str, Any]) -> dict[str, Any]:
     impl, threads = cfg["impl"], int(cfg["threads"])
     info = setup_threads(impl, threads)
-    # Read once: indexing an NpzFile reads the whole array again, and the copies a process has
-    # freed still count in its peak RSS (glibc keeps them), which would measure the harness.
-    with np.load(cfg["data"]) as data:
-        all_x, all_y = data["x"], data["y"]
+    data = _Data(cfg["data"])
     init = np.load(cfg["init"])
     results = []
     for wl in cfg["workloads"]:
-        examples = int(wl["examples"])
-        x = np.ascontiguousarray(all_x[:examples])  # leading rows: a view, no copy
-        y = np.ascontiguousarray(all_y[:examples])
+        x, y = data.rows(wl["net"], int(wl["examples"]))
         weights, biases, feedback = _init(init, wl["net"], wl["algorithm"])
-        trainer = make_trainer(
-            impl, threads, weights, biases, feedback, wl["algorithm"], int(wl["batch"]), cfg["lr"], cfg["decay"]
-        )
-        run = epoch_fn(impl, trainer, x, y)
+        trainer = make_trainer(impl, threads, wl, weights, biases, feedback)
+        run = epoch_fn(impl, trainer, x, y, conv="conv_net" in wl)
         started = time.perf_counter()
         for _ in range(int(cfg["warmup"])):
             run()
@@ -213,50 +281,71 @@ def run_timing(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"impl": impl, "threads": threads, "info": info, "results": results, "maxrss_kb": _rss_kb()}
 
 
-def run_check(cfg: dict[str, Any]) -> dict[str, Any]:
-    """A few SGD steps from the same weights on the same batches; max weight differences."""
-    data = np.load(cfg["data"])
-    init = np.load(cfg["init"])
-    out = []
-    steps = int(cfg.get("steps", 3))
-    for wl in cfg["workloads"]:
-        batch = int(wl["batch"])
-        x = np.ascontiguousarray(data["x"][: batch * steps])
-        y = np.ascontiguousarray(data["y"][: batch * steps])
-        weights, biases, feedback = _init(init, wl["net"], wl["algorithm"])
-        final: dict[str, list[np.ndarray]] = {}
-        losses: dict[str, list[float]] = {}
-        for impl in cfg["impls"]:
-            trainer = make_trainer(impl, 1, weights, biases, feedback, wl["algorithm"], batch, cfg["lr"], cfg["decay"])
-            losses[impl] = []
-            for s in range(steps):
-                xb, yb = x[s * batch : (s + 1) * batch], y[s * batch : (s + 1) * batch]
-                if impl == "rbp-native":
-                    losses[impl].append(float(trainer.step(xb, yb)) * batch)
-                    continue
-                if impl.startswith("torch"):
-                    import torch
+def _parameters(impl: str, trainer: Any) -> list[np.ndarray]:
+    """Weights, then biases."""
+    if impl == "rbp-native":
+        return trainer.net.weights + trainer.net.biases
+    return trainer.weights() + trainer.biases()
 
-                    loss, _ = trainer.step(torch.from_numpy(xb), torch.from_numpy(yb))
-                else:
-                    loss, _ = trainer.step(xb, yb)
-                losses[impl].append(float(loss))
-            final[impl] = trainer.net.weights if impl == "rbp-native" else trainer.weights()
-        ref = final["rbp-native"]
-        scale = max(float(np.max(np.abs(w))) for w in ref)
-        change = max(float(np.max(np.abs(a - b))) for a, b in zip(ref, weights))
-        row = {
-            "key": wl["key"],
-            "steps": steps,
-            "max_abs_weight": scale,
-            "max_weight_change": change,
-            "losses": losses,
-            "max_abs_diff": {},
-        }
-        for impl, ws in final.items():
-            if impl != "rbp-native":
-                row["max_abs_diff"][impl] = max(float(np.max(np.abs(a - b))) for a, b in zip(ref, ws))
-        out.append(row)
+
+def check_steps(
+    impls: list[str], wl: dict[str, Any], init: Any, x: np.ndarray, y: np.ndarray, steps: int, dtype: str
+) -> dict[str, Any]:
+    """`steps` SGD steps of every implementation on the same batches from the same parameters (one
+    thread); the largest parameter difference of each from rbp-native's (the first of `impls`)."""
+    batch = int(wl["batch"])
+    weights, biases, feedback = _init(init, wl["net"], wl["algorithm"])
+    x = x.astype(dtype)
+    final: dict[str, list[np.ndarray]] = {}
+    losses: dict[str, list[float]] = {}
+    for impl in impls:
+        trainer = make_trainer(impl, 1, wl, weights, biases, feedback, dtype)
+        losses[impl] = []
+        for s in range(steps):
+            xb, yb = x[s * batch : (s + 1) * batch], y[s * batch : (s + 1) * batch]
+            if impl == "rbp-native":
+                losses[impl].append(float(trainer.step(xb, yb)) * batch)
+                continue
+            if impl.startswith("torch"):
+                import torch
+
+                loss, _ = trainer.step(torch.from_numpy(xb), torch.from_numpy(yb))
+            else:
+                loss, _ = trainer.step(xb, yb)
+            losses[impl].append(float(loss))
+        final[impl] = _parameters(impl, trainer)
+    ref = final["rbp-native"]
+    row = {
+        "key": wl["key"],
+        "dtype": dtype,
+        "steps": steps,
+        "tolerance": TOLERANCE_CONV[dtype] if "conv_net" in wl else TOLERANCE_MLP,
+        "max_abs_weight": max(float(np.max(np.abs(p))) for p in ref),
+        "max_weight_change": max(float(np.max(np.abs(a - b))) for a, b in zip(ref, weights + biases)),
+        "losses": losses,
+        "max_abs_diff": {},
+    }
+    for impl, params in final.items():
+        if impl != "rbp-native":
+            row["max_abs_diff"][impl] = max(float(np.max(np.abs(a - b))) for a, b in zip(ref, params))
+    return row
+
+
+def run_check(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A few SGD steps from the same parameters on the same batches; the largest differences. The conv
+    net is checked in float64 and float32 (see TOLERANCE_CONV), its torch-compile is not implemented."""
+    data = _Data(cfg["data"])
+    init = np.load(cfg["init"])
+    steps = int(cfg.get("steps", 3))
+    out = []
+    for wl in cfg["workloads"]:
+        x, y = data.rows(wl["net"], int(wl["batch"]) * steps)
+        conv = "conv_net" in wl
+        impls = [i for i in cfg["impls"] if not (conv and i == "torch-compile")]
+        if impls[0] != "rbp-native":
+            raise ValueError(f"the check compares with rbp-native, which must come first: {impls}")
+        for dtype in ("float64", "float32") if conv else ("float32",):
+            out.append(check_steps(impls, wl, init, x, y, steps, dtype))
     return {"check": out}
 
 

@@ -164,6 +164,9 @@ class NumpyTrainer:
     def weights(self) -> list[np.ndarray]:
         return [w.copy() for w in self.W]
 
+    def biases(self) -> list[np.ndarray]:
+        return [b.copy() for b in self.b]
+
 
 class TorchTrainer:
     def __init__(
@@ -335,3 +338,6 @@ class TorchTrainer:
 
     def weights(self) -> list[np.ndarray]:
         return [w.numpy().copy() for w in self.W]
+
+    def biases(self) -> list[np.ndarray]:
+        return [b.numpy().copy() for b in self.b]

@@ -2,6 +2,7 @@
 
     python benchmarks/run.py                 # full run (about half an hour on 2 cores)
     python benchmarks/run.py --quick         # a few workloads, one round (a few minutes)
+    python benchmarks/run.py --nets conv     # the paper's CIFAR-10 conv net (batch 128, with momentum)
 
 The same training math (see benchmarks/references.py) is implemented three ways (rbp-native,
 numpy float32, PyTorch eager, plus PyTorch through torch.compile when it works here) and timed in
@@ -11,6 +12,11 @@ implementations so that a noisy neighbour hurts all of them alike. Also measured
 single-precision GEMM peak (Eigen's kernels at rbp-native's instruction set, and numpy's BLAS), a
 numerical agreement check, and a breakdown of rbp-native's step into forward, channel and update
 (benchmarks/cpp/phases.cpp, built with CMake on the fly).
+
+The conv net (--nets conv; not in the default run) is the paper's CIFAR-10 network (benchmarks/
+conv_references.py: rbp-native through Sequential and Trainer.fit, numpy with im2col, PyTorch eager
+with a manual backward pass), timed on a fixed subset of --conv-examples images and scaled to a
+50000-image epoch, with the step's GFLOP/s against PyTorch's measured convolution peak.
 
 With --isa-cap avx2 every implementation is held to AVX2+FMA, as on a laptop CPU without AVX-512:
 rbp-native's AVX2 variant, numpy's OpenBLAS with its Haswell kernels, PyTorch with its AVX2 kernels
@@ -23,6 +29,7 @@ Writes benchmarks/results/<machine>-<date>[-avx2].json and .md (see --out).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -40,18 +47,25 @@ import _machine as machine  # noqa: E402 (the modules beside this script)
 from _report import evaluate_targets, markdown  # noqa: E402
 from _workloads import (  # noqa: E402
     ALGORITHMS,
+    CONV,
+    CONV_EPOCH,
+    CONV_IMPLS,
     DEFAULT_BATCHES,
+    EPOCH,
     IMPLS,
+    NET_NAMES,
     NETS,
     VARIANT_BATCHES,
     VARIANTS,
     disagreements,
     flops_per_example,
     initial_weights,
+    load_conv_data,
     load_data,
     summarize,
     workload_options,
 )
+from conv_references import ConvNet  # noqa: E402
 
 log = machine.log
 
@@ -67,6 +81,7 @@ class Settings:
     threads: list[int]
     batches: dict[str, list[int]]
     variant_batches: dict[str, list[int]]
+    conv_net: ConvNet
 
 
 @dataclass
@@ -78,12 +93,18 @@ class Timings:
     warmups: dict[str, float] = field(default_factory=dict)
     worker_info: dict[str, Any] = field(default_factory=dict)
     gemm: dict[int, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    conv_peak: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a few workloads, one round")
-    p.add_argument("--nets", default="mnist,wide")
+    p.add_argument(
+        "--nets",
+        default="mnist,wide",
+        help=f"any of {', '.join(NET_NAMES)}: the MNIST net, the wide net, the paper's CIFAR-10 conv net "
+        "(default: the MLPs)",
+    )
     p.add_argument("--batches", default=None, help="batch sizes for every net (default: per net)")
     p.add_argument(
         "--algorithms",
@@ -111,9 +132,31 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, Setting
     p.add_argument("--threads", default="1,2")
     p.add_argument("--examples", type=int, default=6000, help="examples per timed epoch, MNIST net")
     p.add_argument("--wide-examples", type=int, default=3000, help="examples per timed epoch, wide net")
+    p.add_argument(
+        "--conv-examples",
+        type=int,
+        default=640,
+        help="images per timed epoch, conv net (640: five steps of 128; times are scaled to 50000 images)",
+    )
+    p.add_argument(
+        "--conv-net",
+        default="paper",
+        help="the conv net's sizes: 'paper' or NAME=INTEGER overrides of "
+        + ", ".join(f"{f}={getattr(ConvNet(), f)}" for f in ConvNet.__dataclass_fields__)
+        + " (e.g. filters=8,dense=32,side=16 for a quick try of the harness)",
+    )
+    p.add_argument("--conv-lr", type=float, default=0.01, help="conv net: learning rate")
+    p.add_argument("--conv-momentum", type=float, default=0.9, help="conv net: momentum (Keras-style, as rbp-native)")
+    p.add_argument("--conv-decay", type=float, default=1e-5, help="conv net: learning-rate decay")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (torch.compile runs once)")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per workload and round")
-    p.add_argument("--data", default="auto", choices=["auto", "mnist", "synthetic"])
+    p.add_argument(
+        "--data",
+        default="auto",
+        choices=["auto", "mnist", "synthetic"],
+        help="auto: MNIST (MLPs) and CIFAR-10 (conv net) where found under RBP_NATIVE_DATA or ../shared/data, "
+        "synthetic data otherwise; mnist: stop without MNIST (the conv net as auto); synthetic: always synthetic",
+    )
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--decay", type=float, default=1e-6)
     p.add_argument("--build-dir", default=os.path.join(machine.ROOT, "build", "bench"))
@@ -131,6 +174,18 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, Setting
     machine.set_isa_cap(args.isa_cap)
 
     nets = [n for n in args.nets.split(",") if n]
+    unknown = [n for n in nets if n not in NET_NAMES]
+    if unknown:
+        p.error(f"unknown net {', '.join(unknown)} (expected {', '.join(NET_NAMES)})")
+    try:
+        conv_net = ConvNet.parse(args.conv_net)
+    except ValueError as e:
+        p.error(str(e))
+    for name in ("examples", "wide_examples", "conv_examples"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if not 0 <= args.conv_momentum < 1:
+        p.error(f"--conv-momentum must lie in [0, 1), got {args.conv_momentum}")
     algorithms = [a for a in args.algorithms.split(",") if a]
     # torch 2.13's torch.compile miscompiles this training step under ATEN_CPU_CAPABILITY=avx2 (NaN
     # weights after three steps, caught by the agreement check), so a capped run leaves it out
@@ -143,7 +198,11 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, Setting
     batches = {n: ([int(b) for b in args.batches.split(",")] if args.batches else DEFAULT_BATCHES[n]) for n in nets}
     variants = [a for a in args.variants.split(",") if a]
     variant_batches = {
-        n: ([int(b) for b in args.variant_batches.split(",")] if args.variant_batches else VARIANT_BATCHES[n])
+        n: (
+            [int(b) for b in args.variant_batches.split(",")]
+            if args.variant_batches and n != CONV  # the conv references have no channel variants
+            else VARIANT_BATCHES[n]
+        )
         for n in nets
     }
     if args.quick:
@@ -164,6 +223,7 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, Setting
         threads=[int(t) for t in args.threads.split(",") if t],
         batches=batches,
         variant_batches=variant_batches,
+        conv_net=conv_net,
     )
     return args, settings
 
@@ -188,6 +248,15 @@ def start_report(argv: list[str] | None, args: argparse.Namespace, settings: Set
             "gives NaN weights with ATEN_CPU_CAPABILITY=avx2 on this machine (the agreement "
             "check catches it when asked for with --impls)."
         )
+    if CONV in settings.nets:
+        report["conv_net"] = settings.conv_net.describe()
+        if "torch-compile" in settings.impls and not any(n in NETS for n in settings.nets):
+            settings.impls.remove("torch-compile")
+        elif "torch-compile" in settings.impls:
+            report["notes"].append("The conv net has no torch.compile implementation: its cells stay empty.")
+        plain = [a for a in settings.algorithms if a in ALGORITHMS]
+        if plain != settings.algorithms:
+            report["notes"].append(f"The conv net runs the plain algorithms only ({', '.join(plain) or 'none'}).")
     if report["versions"].get("torch") is None:
         settings.impls = [i for i in settings.impls if not i.startswith("torch")]
         report["notes"].append("PyTorch is not installed: its columns are skipped.")
@@ -197,6 +266,24 @@ def start_report(argv: list[str] | None, args: argparse.Namespace, settings: Set
 def make_workloads(args: argparse.Namespace, settings: Settings) -> list[dict[str, Any]]:
     workloads = []
     for net in settings.nets:
+        if net == CONV:
+            workloads += [
+                {
+                    "net": net,
+                    "batch": batch,
+                    "algorithm": alg,
+                    "examples": args.conv_examples,
+                    "key": f"{net}/b{batch}/{alg}",
+                    "conv_net": dataclasses.asdict(settings.conv_net),
+                    "lr": args.conv_lr,
+                    "decay": args.conv_decay,
+                    "momentum": args.conv_momentum,
+                }
+                for batch in settings.batches[net]
+                for alg in settings.algorithms
+                if alg in ALGORITHMS
+            ]
+            continue
         runs = [(batch, alg) for batch in settings.batches[net] for alg in settings.algorithms]
         runs += [
             (batch, alg)
@@ -212,6 +299,8 @@ def make_workloads(args: argparse.Namespace, settings: Settings) -> list[dict[st
                     "algorithm": alg,
                     "examples": args.examples if net == "mnist" else args.wide_examples,
                     "key": f"{net}/b{batch}/{alg}",
+                    "lr": args.lr,
+                    "decay": args.decay,
                 }
             )
     return workloads
@@ -224,7 +313,8 @@ def agreement_check(
     args: argparse.Namespace,
     settings: Settings,
 ) -> None:
-    """Three SGD steps of every implementation from the same weights, compared with rbp-native's."""
+    """Three SGD steps of every implementation from the same weights, compared with rbp-native's (the conv
+    net in float64 and float32: _worker.TOLERANCE_CONV)."""
     check_impls = [i for i in ["rbp-native", "numpy", "torch", "torch-compile"] if i in settings.impls]
     if "rbp-native" not in check_impls or len(check_impls) < 2:
         return
@@ -235,7 +325,7 @@ def agreement_check(
     )
     report["check"] = res["check"] if res else None
     for key, impl, diff, change in disagreements(report["check"]):
-        log(f"WARNING: {impl} disagrees with rbp-native on {key} by {diff:.1e} (weights changed by {change:.1e})")
+        log(f"WARNING: {impl} disagrees with rbp-native on {key} by {diff:.1e} (parameters changed by {change:.1e})")
 
 
 def build_programs(report: dict[str, Any], args: argparse.Namespace, isa: str) -> dict[str, str]:
@@ -272,9 +362,13 @@ def timing_rounds(
                 timings.gemm[threads]["eigen"].append(
                     machine.run_json([programs["gemm_peak"], "2048", str(threads), "1.0"], threads)
                 )
+            if CONV in settings.nets and any(i.startswith("torch") for i in settings.impls):
+                timings.conv_peak.setdefault(threads, []).append(machine.torch_conv_peak(threads, 1.0))
             for net in settings.nets:
                 net_wl = [w for w in workloads if w["net"] == net]
                 for impl in settings.impls:
+                    if net == CONV and impl not in CONV_IMPLS:
+                        continue
                     epochs = args.epochs
                     if impl == "torch-compile":
                         if rnd > 0 and compile_done:
@@ -320,40 +414,69 @@ def gemm_peaks(gemm: dict[int, dict[str, list[dict[str, Any]]]], threads_list: l
     return peaks
 
 
+def conv_peaks(conv_peak: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per thread count: the best round of PyTorch's convolution peak (machine.torch_conv_peak)."""
+    peaks: dict[str, Any] = {}
+    for threads, runs in conv_peak.items():
+        good = [r for r in runs if "gflops_best" in r]
+        if good:
+            best = max(good, key=lambda r: r["gflops_best"])
+            peaks[str(threads)] = {**best, "rounds": [r["gflops_best"] for r in good]}
+        else:
+            peaks[str(threads)] = {"error": runs[-1].get("error") if runs else "not measured"}
+    return peaks
+
+
 def summarize_workloads(
     workloads: list[dict[str, Any]],
     samples: dict[tuple[str, int, str], list[float]],
     peaks: dict[str, Any],
     wrong_math: set[str],
     settings: Settings,
+    conv_peak: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Per workload and thread count: each implementation's epoch times and rbp-native's speed-ups;
-    implementations in `wrong_math` take no part in the ratios."""
+    implementations in `wrong_math` take no part in the ratios. The conv net's epochs are CIFAR-10's
+    (50000 images), with the time of one step and its share of the convolution peak too."""
     out_wl = []
     for threads in settings.threads:
         for w in workloads:
-            sizes = NETS[w["net"]]
-            flops = flops_per_example(sizes, w["algorithm"])
+            conv = w["net"] == CONV
+            if conv:
+                conv_net = ConvNet(**w["conv_net"])
+                flops = conv_net.flops_per_example(w["algorithm"])
+            else:
+                flops = flops_per_example(NETS[w["net"]], w["algorithm"])
             entry = {
                 "net": w["net"],
-                "sizes": sizes,
+                "sizes": conv_net.describe() if conv else NETS[w["net"]],
                 "batch": w["batch"],
                 "algorithm": w["algorithm"],
                 "threads": threads,
                 "examples_per_timed_epoch": w["examples"],
+                "epoch_examples": CONV_EPOCH if conv else EPOCH,
                 "flops_per_example": flops,
                 "impls": {},
                 "ratios": {},
             }
+            if conv:
+                entry["macs_per_example"] = conv_net.macs_per_example(w["algorithm"])
             for impl in settings.impls:
                 ts = samples.get((impl, threads, w["key"]))
                 if ts:
-                    entry["impls"][impl] = summarize(ts, w["examples"], flops)
+                    entry["impls"][impl] = (
+                        summarize(ts, w["examples"], flops, CONV_EPOCH, w["batch"])
+                        if conv
+                        else summarize(ts, w["examples"], flops)
+                    )
             rb = entry["impls"].get("rbp-native")
             peak = peaks.get(str(threads), {}).get("peak")
+            conv_best = (conv_peak or {}).get(str(threads), {}).get("gflops_best") if conv else None
             if rb:
                 if peak:
                     rb["pct_peak"] = 100.0 * rb["gflops"] / peak
+                if conv_best:
+                    rb["pct_conv_peak"] = 100.0 * rb["gflops"] / conv_best
                 r = rb["epoch_s_median"]
                 medians = {i: v["epoch_s_median"] for i, v in entry["impls"].items() if i not in wrong_math}
                 get = medians.get
@@ -378,6 +501,8 @@ def phase_breakdown(
     phases = []
     for threads in threads_list:
         for w in workloads:
+            if w["net"] not in NETS:  # the program times the MLPs' steps only
+                continue
             res = machine.run_json(
                 [
                     programs["phases"],
@@ -414,15 +539,24 @@ def write_inputs(
 ) -> dict[str, Any]:
     """The data and initial weights every implementation starts from, as files in `directory`;
     returns the part of the workers' configuration that names them."""
-    x, y, report["data"] = load_data(args.data, max(args.examples, args.wide_examples))
-    base_cfg = {
-        "data": os.path.join(directory, "data.npz"),
-        "init": os.path.join(directory, "init.npz"),
-        "lr": args.lr,
-        "decay": args.decay,
-    }
-    np.savez(base_cfg["data"], x=x, y=y)
-    np.savez(base_cfg["init"], **initial_weights(settings.nets, settings.algorithms + settings.variants))
+    base_cfg: dict[str, Any] = {"data": {}, "init": os.path.join(directory, "init.npz")}
+    mlps = [n for n in settings.nets if n in NETS]
+    if mlps:
+        x, y, report["data"] = load_data(args.data, max(args.examples, args.wide_examples))
+        path = os.path.join(directory, "data.npz")
+        np.savez(path, x=x, y=y)
+        base_cfg["data"].update({net: path for net in mlps})
+    if CONV in settings.nets:
+        # enough images for the agreement check's three steps too
+        examples = max(args.conv_examples, 3 * max(settings.batches[CONV]))
+        x, y, report["data_conv"] = load_conv_data(args.data, examples, settings.conv_net)
+        path = os.path.join(directory, "data_conv.npz")
+        np.savez(path, x=x, y=y)
+        base_cfg["data"][CONV] = path
+    np.savez(
+        base_cfg["init"],
+        **initial_weights(settings.nets, settings.algorithms + settings.variants, settings.conv_net),
+    )
     return base_cfg
 
 
@@ -442,8 +576,12 @@ def add_results(
     if timings.warmups:
         report["torch_compile_warmup_s"] = timings.warmups
     report["gemm_peak"] = gemm_peaks(timings.gemm, settings.threads)
+    if timings.conv_peak:
+        report["conv_peak"] = conv_peaks(timings.conv_peak)
     wrong_math = {impl for _, impl, _, _ in disagreements(report.get("check"))}
-    report["workloads"] = summarize_workloads(workloads, timings.samples, report["gemm_peak"], wrong_math, settings)
+    report["workloads"] = summarize_workloads(
+        workloads, timings.samples, report["gemm_peak"], wrong_math, settings, report.get("conv_peak")
+    )
     report["rss_mib"] = timings.rss
     report["settings"] = {
         "impls": settings.impls,
@@ -455,8 +593,16 @@ def add_results(
         "wide_examples": args.wide_examples,
         "lr": args.lr,
         "decay": args.decay,
-        "nets": {n: NETS[n] for n in settings.nets},
+        "nets": {n: NETS[n] for n in settings.nets if n in NETS},
     }
+    if CONV in settings.nets:
+        report["settings"].update(
+            conv_net=dataclasses.asdict(settings.conv_net),
+            conv_examples=args.conv_examples,
+            conv_lr=args.conv_lr,
+            conv_momentum=args.conv_momentum,
+            conv_decay=args.conv_decay,
+        )
     if wrong_math:
         report["notes"].append(
             f"Left out of every ratio, as their weights disagree with rbp-native's in the "
