@@ -165,7 +165,7 @@ def make_conv_trainer(
     conv_net = ConvNet(**wl["conv_net"])
     algorithm, batch = wl["algorithm"], int(wl["batch"])
     lr, decay, momentum = float(wl["lr"]), float(wl["decay"]), float(wl["momentum"])
-    if impl == "rbp-native":
+    if impl in ("rbp-native", "rbp-native-im2col"):
         import rbp_native as rbp
 
         net = conv_net.sequential(seed=0, dtype=dtype)
@@ -189,7 +189,7 @@ def make_conv_trainer(
 
 
 def epoch_fn(impl: str, trainer: Any, x: np.ndarray, y: np.ndarray, conv: bool = False) -> Any:
-    if impl == "rbp-native" and conv:
+    if impl.startswith("rbp-native") and conv:
         # Public API: one epoch of the timed subset (shuffle, gathering and steps in C++), without the
         # full-set metrics pass that fit makes by default.
         return lambda: trainer.fit((x, y), epochs=1, progress=False, train_metrics="running")
@@ -227,11 +227,17 @@ def setup_threads(impl: str, threads: int) -> dict[str, Any]:
             ]
         except ImportError:
             info["blas"] = "threadpoolctl not installed"
-    if impl == "rbp-native":
+    if impl.startswith("rbp-native"):
         import rbp_native
+        from rbp_native._native import _core
 
         info["rbp_native"] = rbp_native.__version__
         info["isa"] = rbp_native.isa
+        if impl == "rbp-native-im2col":
+            _core._set_conv_implementation("eigen")
+        info["conv_implementation"] = (
+            "onednn" if _core._conv_implementation() == "auto" and _core._onednn_available() else "eigen"
+        )
     return info
 
 

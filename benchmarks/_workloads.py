@@ -28,8 +28,11 @@ ALGORITHMS = ["bp", "rbp", "srbp"]
 # batches where the channel matters most.
 VARIANTS = ["rbp:density=0.1", "srbp:density=0.1", "srbp:density=0.01", "srbp:quantize=4"]
 VARIANT_BATCHES = {"mnist": [32, 128], "wide": [128], CONV: []}
-IMPLS = ["rbp-native", "numpy", "torch", "torch-compile"]
-CONV_IMPLS = ["rbp-native", "numpy", "torch"]
+# rbp-native-im2col: rbp-native with its float32 convolutions on the portable im2col + GEMM path instead of
+# oneDNN (conv net only; the measurement behind using oneDNN where the build has it).
+IMPLS = ["rbp-native", "rbp-native-im2col", "numpy", "torch", "torch-compile"]
+CONV_IMPLS = ["rbp-native", "rbp-native-im2col", "numpy", "torch"]
+CONV_ONLY_IMPLS = ["rbp-native-im2col"]
 EPOCH = 60000  # MLP times are scaled to a 60000-example epoch (MNIST's training set)
 CONV_EPOCH = 50000  # conv net times to a 50000-example epoch (CIFAR-10's)
 

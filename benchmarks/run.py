@@ -50,6 +50,7 @@ from _workloads import (  # noqa: E402
     CONV,
     CONV_EPOCH,
     CONV_IMPLS,
+    CONV_ONLY_IMPLS,
     DEFAULT_BATCHES,
     EPOCH,
     IMPLS,
@@ -368,7 +369,9 @@ def timing_rounds(
                 net_wl = [w for w in workloads if w["net"] == net]
                 for impl in settings.impls:
                     if net == CONV and impl not in CONV_IMPLS:
-                        continue
+                        continue  # no conv net version (torch.compile)
+                    if net != CONV and impl in CONV_ONLY_IMPLS:
+                        continue  # the same code as rbp-native there
                     epochs = args.epochs
                     if impl == "torch-compile":
                         if rnd > 0 and compile_done:
