@@ -13,6 +13,7 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 
 def parse_dtype(dtype: Any) -> np.dtype:
     """Return the numpy dtype for "float32"/"float64" (or the numpy types themselves)."""
+    key: str | None
     if isinstance(dtype, str):
         key = dtype
     else:

@@ -47,6 +47,10 @@ class Augment:
     """
 
     __slots__ = ("_translate", "_flip")
+    # Declared rather than inferred from __init__: mypy defers __init__ (for its numbers.Real check)
+    # and would meet the properties below first.
+    _translate: float
+    _flip: bool
 
     def __init__(self, translate: float = 0.1, flip: bool = True) -> None:
         if isinstance(translate, bool) or not isinstance(translate, numbers.Real):

@@ -31,7 +31,8 @@ def _pair(name: str, value: Size2) -> tuple[int, int]:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         n = _positive(name, value)
         return n, n
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+    # An int still here is a bool; str and bytes have a length but hold no integers.
+    if isinstance(value, (int, str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
         raise ValueError(f"{name} must be a positive integer or a pair of them, got {value!r}")
     return _positive(name, value[0]), _positive(name, value[1])
 
