@@ -46,11 +46,11 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write
+from ._io import atomic_write, atomic_write_npz
 from .datasets import Dataset, DatasetError, DownloadError
 
 NAME = "cifar10"
@@ -176,7 +176,7 @@ def _probe(source: Source) -> str | None:
 
 def locate(base: Path) -> tuple[Source | None, list[str]]:
     """The first present source under ``base`` and a note on each one looked at before it."""
-    notes = []
+    notes: list[str] = []
     for source in candidates(base):
         why = _probe(source)
         if why is None:
@@ -398,15 +398,16 @@ def _decode_images(items: Sequence[tuple[str, bytes]]) -> np.ndarray:
     return out
 
 
-def _image_key(parts: Sequence[str], where: Callable[[], str]) -> tuple[str, int, str] | None:
+def _image_key(parts: Sequence[str], where: str) -> tuple[str, int, str] | None:
     """(split, label, file name) of an entry at relative path ``parts``; None for entries that are
-    ignored; DatasetError for files under train/ or test/ that do not fit the layout."""
+    ignored; DatasetError, naming the entry as ``where``, for files under train/ or test/ that do not
+    fit the layout."""
     if any(p.startswith(".") for p in parts) or len(parts) < 2 or parts[0] not in SPLITS:
         return None
     if len(parts) != 3:
-        raise DatasetError(f"{where()}: expected {parts[0]}/<class>/<image>, with one of the classes {list(CLASSES)}")
+        raise DatasetError(f"{where}: expected {parts[0]}/<class>/<image>, with one of the classes {list(CLASSES)}")
     if parts[1] not in CLASSES:
-        raise DatasetError(f"{where()}: unknown class folder {parts[1]!r}; the classes are {list(CLASSES)}")
+        raise DatasetError(f"{where}: unknown class folder {parts[1]!r}; the classes are {list(CLASSES)}")
     return parts[0], CLASSES.index(parts[1]), parts[2]
 
 
@@ -433,9 +434,10 @@ def _read_folder(root: Path) -> dict[str, np.ndarray]:
             relative = Path(dirpath).relative_to(root).parts
             for filename in filenames:
                 path = Path(dirpath) / filename
-                key = _image_key((*relative, filename), lambda p=path: str(p))
+                where = str(path)
+                key = _image_key((*relative, filename), where)
                 if key is not None:
-                    entries.append((key, str(path), _read(path)))
+                    entries.append((key, where, _read(path)))
     return _assemble(root, entries)
 
 
@@ -469,7 +471,8 @@ def _read_tar(path: Path) -> dict[str, np.ndarray]:
                 if member.isdir():
                     continue
                 parts = [p for p in name.split("/") if p][skip:]
-                key = _image_key(parts, lambda m=member: f"{path}: member {m.name}")
+                where = f"{path}: member {member.name}"
+                key = _image_key(parts, where)
                 if key is None:
                     continue
                 if not member.isfile():
@@ -479,7 +482,7 @@ def _read_tar(path: Path) -> dict[str, np.ndarray]:
                 seen.add(name)
                 handle = tar.extractfile(member)
                 assert handle is not None  # a regular file always has data
-                entries.append((key, f"{path}: member {member.name}", handle.read()))
+                entries.append((key, where, handle.read()))
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise DatasetError(f"{path}: truncated or not a readable tar file ({type(exc).__name__}: {exc})") from exc
     return _assemble(path, entries)
@@ -614,13 +617,11 @@ def _write_cache(paths: list[Path], digest: str, arrays: dict[str, np.ndarray]) 
     """Write the cache at the first place that takes it (the data's own folder only when it is
     marked writable); the path written, or None if none was."""
 
-    def write(handle: Any) -> None:
-        np.savez(handle, fingerprint=np.array(digest), **arrays)
-
+    members = {"fingerprint": np.array(digest), **arrays}
     beside, *elsewhere = paths
     for path in ([beside] if _marked_writable(beside.parent) else []) + elsewhere:
         try:
-            return atomic_write(path, write)
+            return atomic_write_npz(path, members)
         except OSError:
             continue  # read-only data folder or full disk: try the next place
     return None
@@ -667,6 +668,12 @@ def download(base: Path) -> None:
     tarball.unlink()
 
 
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (a function of its own: a lambda in the extraction loop would
+    close over the loop's variable)."""
+    atomic_write(path, lambda out: out.write(data))
+
+
 def _extract_python_batches(tarball: Path, target: Path) -> None:
     wanted = {f"{PYTHON_DIR}/{name}": name for name in PYTHON_MD5}
     written = set()
@@ -678,8 +685,7 @@ def _extract_python_batches(tarball: Path, target: Path) -> None:
                     continue  # readme.html, folders; nothing is extracted by the member's own path
                 handle = tar.extractfile(member)
                 assert handle is not None
-                data = handle.read()
-                atomic_write(target / name, lambda out, data=data: out.write(data))
+                _write_bytes(target / name, handle.read())
                 written.add(name)
     except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise DatasetError(f"{tarball}: truncated or not a readable tar.gz file ({exc})") from exc
