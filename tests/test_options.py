@@ -67,8 +67,11 @@ def test_every_name_is_accepted():
                 assert getattr(net, option) == name
                 continue
             net = rbp.MLP([4, 3, 3, 2])
+            if option == "injection":  # where srbp's error enters a convolution with max-pooling
+                L = rbp.layers
+                net = rbp.Sequential([L.Conv2D(2, 3), L.MaxPool2D(2), L.Dense(2, "softmax")], input_shape=(1, 6, 6))
             kwargs = {option: name}
-            if option in FEEDBACK_ONLY or option == "algorithm":
+            if option in FEEDBACK_ONLY or option in ("algorithm", "injection"):
                 kwargs.setdefault("algorithm", "srbp")
             if option == "feedback_storage" and name == "sparse":
                 kwargs["feedback_density"] = 0.5

@@ -121,10 +121,7 @@ TrainerSpec trainer_spec(const py::dict& options) {
         else if (key == "quantize_rounding")
             c.quantizer.rounding = parse_rounding(option_name(value));
         else if (key == "injection") {
-            const auto injection = option_name(value);
-            require(injection == "pre_pool" || injection == "post_pool",
-                    "unknown injection '" + injection + "'; choose one of pre_pool, post_pool");
-            c.inject_after_pool = injection == "post_pool";
+            c.inject_after_pool = parse_injection(option_name(value)) == Injection::PostPool;
         } else if (key == "lr")
             spec.lr = value.cast<double>();
         else if (key == "decay")

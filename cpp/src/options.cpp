@@ -118,6 +118,12 @@ const OptionTable<Rounding>& rounding_table() {
     return table;
 }
 
+const OptionTable<Injection>& injection_table() {
+    static const OptionTable<Injection> table{"injection",
+                                              {{"pre_pool", Injection::PrePool}, {"post_pool", Injection::PostPool}}};
+    return table;
+}
+
 template <class E>
 std::vector<std::string> names_of(const OptionTable<E>& table) {
     std::vector<std::string> names;
@@ -190,6 +196,7 @@ Transform parse_transform(const std::string& name) { return parse(transform_tabl
 TransformTarget parse_transform_target(const std::string& name) { return parse(transform_target_table(), name); }
 Quantize parse_quantize(const std::string& name) { return parse(quantize_table(), name); }
 Rounding parse_rounding(const std::string& name) { return parse(rounding_table(), name); }
+Injection parse_injection(const std::string& name) { return parse(injection_table(), name); }
 
 std::string to_string(Activation activation) { return name_of(activation_table(), activation); }
 std::string to_string(Output output) { return name_of(output_table(), output); }
@@ -213,6 +220,7 @@ std::vector<std::pair<std::string, std::vector<std::string>>> option_choices() {
     add(transform_target_table());
     add(quantize_table());
     add(rounding_table());
+    add(injection_table());
     return choices;
 }
 

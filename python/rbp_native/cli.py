@@ -34,6 +34,7 @@ CHANNEL_OPTIONS = (
     "quantize_bits",
     "quantize_alpha",
     "quantize_rounding",
+    "injection",
 )
 
 
@@ -118,6 +119,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     from .trainer import (
         FEEDBACK_DISTRIBUTIONS,
         FEEDBACK_STORAGES,
+        INJECTIONS,
         QUANTIZE_MODES,
         RESAMPLE_MODES,
         ROUNDINGS,
@@ -170,6 +172,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--quantize-bits", type=int, default=8)
     c.add_argument("--quantize-alpha", type=float, default=None, help="default 2^-3 (signal) or 2^-6 (update)")
     c.add_argument("--quantize-rounding", default="nearest", choices=ROUNDINGS)
+    c.add_argument(
+        "--injection",
+        default="pre_pool",
+        choices=INJECTIONS,
+        help="where output-sourced feedback enters a convolution with max-pooling (--net with pools; docs/conv.md)",
+    )
     p.add_argument(
         "--diagnostics", action="store_true", help="record per-epoch alignment angles and norms (see Trainer.alignment)"
     )

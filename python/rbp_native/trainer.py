@@ -32,7 +32,7 @@ SIGNAL_TRANSFORMS = _CHOICES["signal_transform"]
 TRANSFORM_TARGETS = _CHOICES["transform_target"]
 QUANTIZE_MODES = _CHOICES["quantize"]
 ROUNDINGS = _CHOICES["quantize_rounding"]
-INJECTIONS = ("pre_pool", "post_pool")
+INJECTIONS = _CHOICES["injection"]
 # More threads than this is a typo (OpenMP would try to start them all and abort when it cannot).
 MAX_THREADS = 1024
 #: Training examples in the probe batch of :meth:`Trainer.fit`'s diagnostics, by default.

@@ -36,6 +36,9 @@ enum class TransformTarget { Signal, Update };
 // None is the absence of the option (Python's None), not a name.
 enum class Quantize { None, Signal, Update };
 enum class Rounding { Nearest, Stochastic };
+// Where output-sourced feedback reaches a convolutional stage with max-pooling: at the convolution's
+// output S^h (before the pool) or at the pooled output, routed back through the pools (docs/conv.md).
+enum class Injection { PrePool, PostPool };
 
 // Each parser throws std::invalid_argument naming the option as rbp_native.MLP and Trainer spell
 // it and every name it accepts: "unknown algorithm 'backprop'; choose one of bp, sbp, ...".
@@ -52,6 +55,7 @@ Transform parse_transform(const std::string& name);
 TransformTarget parse_transform_target(const std::string& name);
 Quantize parse_quantize(const std::string& name);
 Rounding parse_rounding(const std::string& name);
+Injection parse_injection(const std::string& name);
 
 std::string to_string(Activation activation);
 std::string to_string(Output output);
