@@ -15,6 +15,8 @@ from rbp_native._native import _core
 
 CHOICES = _core.choices()
 NETWORK_OPTIONS = ("activation", "output", "init")
+# Arguments of a layer (rbp.layers), given on the command line inside --net's layer tables.
+LAYER_OPTIONS = ("padding",)
 # Options that only the feedback algorithms accept; their bad names are tried under srbp.
 FEEDBACK_ONLY = ("sources", "feedback_distribution", "feedback_storage", "resample")
 
@@ -47,12 +49,14 @@ def test_python_constants_are_the_core_tables():
     assert network.ACTIVATIONS == CHOICES["activation"]
     assert network.OUTPUTS == CHOICES["output"]
     assert network.INITS == CHOICES["init"]
+    assert trainer.INJECTIONS == CHOICES["injection"]
+    assert rbp.layers.PADDINGS == CHOICES["padding"]
 
 
 def test_command_line_choices_are_the_core_tables():
     offered = {a.dest: tuple(a.choices) for a in _train_parser()._actions if a.choices is not None}
     for option, names in CHOICES.items():
-        if option == "feedback_scale":  # a name or a number: free text, checked by the Trainer
+        if option == "feedback_scale" or option in LAYER_OPTIONS:  # free text / inside --net
             continue
         assert offered.get(option) == names, option
     # The command line's other choices are its own (data sets, dtypes, train metrics), not options.
@@ -62,6 +66,11 @@ def test_command_line_choices_are_the_core_tables():
 def test_every_name_is_accepted():
     for option, names in CHOICES.items():
         for name in names:
+            if option in LAYER_OPTIONS:
+                layer = rbp.layers.Conv2D(2, 3, **{option: name})
+                net = rbp.Sequential([layer, rbp.layers.Dense(2, "softmax")], input_shape=(1, 6, 6))
+                assert getattr(net.layers[0], option) == name
+                continue
             if option in NETWORK_OPTIONS:
                 net = rbp.MLP([4, 3, 2], **{option: name})
                 assert getattr(net, option) == name
@@ -92,7 +101,9 @@ BAD_NAMES = [(option, "bogus") for option in sorted(CHOICES)] + [
 
 @pytest.mark.parametrize("option,bad", BAD_NAMES)
 def test_bad_name_raises_a_value_error_naming_the_option_and_its_choices(option, bad):
-    if option in NETWORK_OPTIONS:
+    if option in LAYER_OPTIONS:
+        build = lambda: rbp.layers.Conv2D(2, 3, **{option: bad})  # noqa: E731
+    elif option in NETWORK_OPTIONS:
         build = lambda: rbp.MLP([4, 3, 2], **{option: bad})  # noqa: E731
     else:
         net = rbp.MLP([4, 3, 3, 2])

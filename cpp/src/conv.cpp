@@ -26,14 +26,6 @@ void set_conv_implementation(ConvImplementation implementation) {
 
 ConvImplementation conv_implementation() { return conv_implementation_setting; }
 
-Padding parse_padding(const std::string& name) {
-    if (name == "same") return Padding::Same;
-    if (name == "valid") return Padding::Valid;
-    throw std::invalid_argument("unknown padding '" + name + "' (expected same or valid)");
-}
-
-std::string to_string(Padding padding) { return padding == Padding::Same ? "same" : "valid"; }
-
 WindowAxis window_axis(Index input, Index kernel, Index stride, Padding padding, const std::string& what) {
     require(kernel > 0, what + ": window size must be positive");
     require(stride > 0, what + ": stride must be positive");

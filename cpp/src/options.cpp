@@ -124,6 +124,11 @@ const OptionTable<Injection>& injection_table() {
     return table;
 }
 
+const OptionTable<Padding>& padding_table() {
+    static const OptionTable<Padding> table{"padding", {{"same", Padding::Same}, {"valid", Padding::Valid}}};
+    return table;
+}
+
 template <class E>
 std::vector<std::string> names_of(const OptionTable<E>& table) {
     std::vector<std::string> names;
@@ -197,6 +202,7 @@ TransformTarget parse_transform_target(const std::string& name) { return parse(t
 Quantize parse_quantize(const std::string& name) { return parse(quantize_table(), name); }
 Rounding parse_rounding(const std::string& name) { return parse(rounding_table(), name); }
 Injection parse_injection(const std::string& name) { return parse(injection_table(), name); }
+Padding parse_padding(const std::string& name) { return parse(padding_table(), name); }
 
 std::string to_string(Activation activation) { return name_of(activation_table(), activation); }
 std::string to_string(Output output) { return name_of(output_table(), output); }
@@ -221,6 +227,7 @@ std::vector<std::pair<std::string, std::vector<std::string>>> option_choices() {
     add(quantize_table());
     add(rounding_table());
     add(injection_table());
+    add(padding_table());
     return choices;
 }
 

@@ -16,7 +16,7 @@ from ._native import _core
 # The names, from the core's tables (_core.choices()).
 ACTIVATIONS: tuple[str, ...] = _core.choices()["activation"]
 OUTPUTS: tuple[str, ...] = _core.choices()["output"]
-PADDINGS = ("same", "valid")
+PADDINGS: tuple[str, ...] = _core.choices()["padding"]
 
 Size2 = Union[int, Sequence[int]]
 
@@ -45,7 +45,8 @@ def _activation(value: str) -> str:
 
 def _padding(value: str) -> str:
     if value not in PADDINGS:
-        raise ValueError(f"unknown padding {value!r}; choose one of {', '.join(PADDINGS)}")
+        # worded as the core words its options' bad names
+        raise ValueError(f"unknown padding {str(value)!r}; choose one of {', '.join(PADDINGS)}")
     return value
 
 

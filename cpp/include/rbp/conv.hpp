@@ -9,6 +9,7 @@
 #pragma once
 
 #include "rbp/layer.hpp"
+#include "rbp/options.hpp"  // Padding and its names
 
 #include <cstdint>
 #include <memory>
@@ -26,10 +27,6 @@ void set_conv_implementation(ConvImplementation implementation);
 ConvImplementation conv_implementation();
 // Whether this build has oneDNN.
 bool onednn_available();
-
-enum class Padding { Same, Valid };
-Padding parse_padding(const std::string& name);
-std::string to_string(Padding padding);
 
 // A per-example tensor shape (channels, height, width); a flat vector of n values is (n, 1, 1).
 struct Shape3 {

@@ -40,6 +40,11 @@ enum class Rounding { Nearest, Stochastic };
 // output S^h (before the pool) or at the pooled output, routed back through the pools (docs/conv.md).
 enum class Injection { PrePool, PostPool };
 
+// -- layers ------------------------------------------------------------------------------------
+
+// A sliding window's padding (convolution and pooling; cpp/include/rbp/conv.hpp gives the geometry).
+enum class Padding { Same, Valid };
+
 // Each parser throws std::invalid_argument naming the option as rbp_native.MLP and Trainer spell
 // it and every name it accepts: "unknown algorithm 'backprop'; choose one of bp, sbp, ...".
 Activation parse_activation(const std::string& name);
@@ -56,6 +61,7 @@ TransformTarget parse_transform_target(const std::string& name);
 Quantize parse_quantize(const std::string& name);
 Rounding parse_rounding(const std::string& name);
 Injection parse_injection(const std::string& name);
+Padding parse_padding(const std::string& name);
 
 std::string to_string(Activation activation);
 std::string to_string(Output output);
