@@ -37,6 +37,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from references import NumpyEpochs
+
 ALGORITHMS = ("bp", "rbp", "srbp")
 
 
@@ -182,7 +184,7 @@ def _check_inputs(
         raise ValueError(f"{algorithm} needs {expected} feedback matrices, got {len(feedback)}")
 
 
-class NumpyConvTrainer:
+class NumpyConvTrainer(NumpyEpochs):
     """The step in numpy. Activities of the convolution blocks are kept channel-major,
     ``(C, N, H, W)``, so that a convolution is one matrix product over the whole batch: ``K (O, C·k·k)``
     times the im2col patches ``(C·k·k, N·H·W)``, which gives the next ``(O, N, H, W)`` directly; the
@@ -376,26 +378,6 @@ class NumpyConvTrainer:
                 self.b[h] += vb
         self.t += 1
         return loss, correct
-
-    def epoch(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        total = x.shape[0]
-        order = self.rng.permutation(total)
-        loss, correct = 0.0, 0
-        for first in range(0, total, self.batch):
-            idx = order[first : first + self.batch]
-            n = idx.shape[0]
-            np.take(x, idx, axis=0, out=self.X[:n])
-            np.take(y, idx, out=self.Y[:n])
-            batch_loss, batch_correct = self.step(self.X[:n], self.Y[:n])
-            loss += batch_loss
-            correct += batch_correct
-        return loss / total, correct / total
-
-    def weights(self) -> list[np.ndarray]:
-        return [w.copy() for w in self.W]
-
-    def biases(self) -> list[np.ndarray]:
-        return [b.copy() for b in self.b]
 
 
 class TorchConvTrainer:

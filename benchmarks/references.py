@@ -38,7 +38,42 @@ def quantizer(bits: int | None, alpha: float) -> tuple[np.float32, np.float32, n
     return np.float32(1) / step, step, np.float32(alpha)
 
 
-class NumpyTrainer:
+class NumpyEpochs:
+    """An epoch of a numpy reference trainer: shuffled batches gathered into the trainer's buffers
+    ``X``/``Y``, each handed to its ``step``; and copies of its parameters ``W``/``b``."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    W: list[np.ndarray]
+    b: list[np.ndarray]
+    batch: int
+    rng: np.random.Generator
+
+    def step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        raise NotImplementedError
+
+    def epoch(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        total = x.shape[0]
+        order = self.rng.permutation(total)
+        loss, correct = 0.0, 0
+        for first in range(0, total, self.batch):
+            idx = order[first : first + self.batch]
+            n = idx.shape[0]
+            np.take(x, idx, axis=0, out=self.X[:n])
+            np.take(y, idx, out=self.Y[:n])
+            batch_loss, batch_correct = self.step(self.X[:n], self.Y[:n])
+            loss += batch_loss
+            correct += batch_correct
+        return loss / total, correct / total
+
+    def weights(self) -> list[np.ndarray]:
+        return [w.copy() for w in self.W]
+
+    def biases(self) -> list[np.ndarray]:
+        return [b.copy() for b in self.b]
+
+
+class NumpyTrainer(NumpyEpochs):
     def __init__(
         self,
         weights: Sequence[np.ndarray],
@@ -143,29 +178,6 @@ class NumpyTrainer:
             b[h] += self.gb[h]
         self.t += 1
         return loss, correct
-
-    def epoch(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        total = x.shape[0]
-        order = self.rng.permutation(total)
-        loss = 0.0
-        correct = 0
-        for first in range(0, total, self.batch):
-            idx = order[first : first + self.batch]
-            n = idx.shape[0]
-            xb = self.X[:n]
-            yb = self.Y[:n]
-            np.take(x, idx, axis=0, out=xb)
-            np.take(y, idx, out=yb)
-            batch_loss, batch_correct = self.step(xb, yb)
-            loss += batch_loss
-            correct += batch_correct
-        return loss / total, correct / total
-
-    def weights(self) -> list[np.ndarray]:
-        return [w.copy() for w in self.W]
-
-    def biases(self) -> list[np.ndarray]:
-        return [b.copy() for b in self.b]
 
 
 class TorchTrainer:
