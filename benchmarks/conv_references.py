@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from references import NumpyEpochs
+from references import NumpyEpochs, TorchEpochs
 
 ALGORITHMS = ("bp", "rbp", "srbp")
 
@@ -380,7 +380,7 @@ class NumpyConvTrainer(NumpyEpochs):
         return loss, correct
 
 
-class TorchConvTrainer:
+class TorchConvTrainer(TorchEpochs):
     """The step in PyTorch eager, as a careful user writes it without autograd: ``F.conv2d``
     forward; ``aten.convolution_backward`` for the weight gradient and, where the channel needs it, the
     transposed convolution (with the forward kernel for bp, with the feedback kernel for rbp: the weight
@@ -541,26 +541,3 @@ class TorchConvTrainer:
                 b[h].add_(vb)
         self.t += 1
         return loss, correct
-
-    def epoch(self, x: Any, y: Any) -> tuple[float, float]:
-        torch = self.torch
-        total = x.shape[0]
-        with torch.no_grad():
-            order = torch.randperm(total, generator=self.generator)
-            loss = torch.zeros((), dtype=torch.float64)
-            correct = torch.zeros((), dtype=torch.int64)
-            for first in range(0, total, self.batch):
-                idx = order[first : first + self.batch]
-                n = idx.shape[0]
-                torch.index_select(x, 0, idx, out=self.X[:n])
-                torch.index_select(y, 0, idx, out=self.Y[:n])
-                batch_loss, batch_correct = self._step(self.X[:n], self.Y[:n])
-                loss += batch_loss
-                correct += batch_correct
-        return float(loss) / total, float(correct) / total
-
-    def weights(self) -> list[np.ndarray]:
-        return [w.numpy().copy() for w in self.W]
-
-    def biases(self) -> list[np.ndarray]:
-        return [b.numpy().copy() for b in self.b]

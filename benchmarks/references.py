@@ -180,7 +180,46 @@ class NumpyTrainer(NumpyEpochs):
         return loss, correct
 
 
-class TorchTrainer:
+class TorchEpochs:
+    """An epoch of a PyTorch reference trainer: shuffled batches (its ``generator``) gathered into its
+    buffers ``X``/``Y``, each handed to its ``step``; and copies of its parameters ``W``/``b``."""
+
+    torch: Any
+    generator: Any
+    X: Any
+    Y: Any
+    W: list[Any]
+    b: list[Any]
+    batch: int
+
+    def step(self, x: Any, y: Any) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def epoch(self, x: Any, y: Any) -> tuple[float, float]:
+        torch = self.torch
+        total = x.shape[0]
+        with torch.no_grad():
+            order = torch.randperm(total, generator=self.generator)
+            loss = torch.zeros((), dtype=torch.float64)
+            correct = torch.zeros((), dtype=torch.int64)
+            for first in range(0, total, self.batch):
+                idx = order[first : first + self.batch]
+                n = idx.shape[0]
+                torch.index_select(x, 0, idx, out=self.X[:n])
+                torch.index_select(y, 0, idx, out=self.Y[:n])
+                batch_loss, batch_correct = self.step(self.X[:n], self.Y[:n])
+                loss += batch_loss
+                correct += batch_correct
+        return float(loss) / total, float(correct) / total
+
+    def weights(self) -> list[np.ndarray]:
+        return [w.numpy().copy() for w in self.W]
+
+    def biases(self) -> list[np.ndarray]:
+        return [b.numpy().copy() for b in self.b]
+
+
+class TorchTrainer(TorchEpochs):
     def __init__(
         self,
         weights: Sequence[np.ndarray],
@@ -328,28 +367,3 @@ class TorchTrainer:
                 out = self._eager_step(x, y, scale)
         self.t += 1
         return out
-
-    def epoch(self, x: Any, y: Any) -> tuple[float, float]:
-        torch = self.torch
-        total = x.shape[0]
-        with torch.no_grad():
-            order = torch.randperm(total, generator=self.generator)
-            loss = torch.zeros((), dtype=torch.float64)
-            correct = torch.zeros((), dtype=torch.int64)
-            for first in range(0, total, self.batch):
-                idx = order[first : first + self.batch]
-                n = idx.shape[0]
-                xb = self.X[:n]
-                yb = self.Y[:n]
-                torch.index_select(x, 0, idx, out=xb)
-                torch.index_select(y, 0, idx, out=yb)
-                batch_loss, batch_correct = self.step(xb, yb)
-                loss += batch_loss
-                correct += batch_correct
-        return float(loss) / total, float(correct) / total
-
-    def weights(self) -> list[np.ndarray]:
-        return [w.numpy().copy() for w in self.W]
-
-    def biases(self) -> list[np.ndarray]:
-        return [b.numpy().copy() for b in self.b]
