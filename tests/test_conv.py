@@ -224,43 +224,39 @@ CHANNELS = [
 ]
 
 
+def check_signals_and_step(net, x, y, algorithm, rtol, atol, seed=7, **options):
+    """trainer.signals and one trainer.step (lr 0.05, no momentum or decay) against the oracle, which
+    gets the inputs and feedback as the network's dtype holds them (float32 nets: rounded, then exact)."""
+    T = _one_hot(y, net.sizes[-1])
+    stages = _stages(net)
+    x64 = x.astype(net.dtype).astype(np.float64)
+    trainer = rbp.Trainer(net, algorithm=algorithm, lr=0.05, momentum=0.0, decay=0.0, seed=seed, **options)
+    feedback = [f.astype(np.float64) for f in trainer.feedback]
+    derivative = options.get("derivative", True)
+    injection = options.get("injection", "pre_pool")
+    sources = options.get("sources")
+    sources = [sources] * (net.num_layers - 1) if isinstance(sources, str) else None
+    expected, _ = ref.signals(stages, x64, T, algorithm, feedback, derivative, injection=injection, sources=sources)
+    for h, (got, want) in enumerate(zip(trainer.signals(x, y), expected)):
+        assert got.dtype == np.dtype(net.dtype)
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=f"signal {h}")
+    trainer.step(x, y)
+    new = ref.step(stages, x64, T, 0.05, algorithm, feedback, derivative, injection=injection, sources=sources)
+    for h, (got, want) in enumerate(zip(net.weights, new)):
+        np.testing.assert_allclose(
+            got, want["K"] if want["kind"] == "conv" else want["W"], rtol=rtol, atol=atol, err_msg=f"weights[{h}]"
+        )
+        if want["b"] is not None:
+            np.testing.assert_allclose(net.biases[h], want["b"], rtol=rtol, atol=atol, err_msg=f"biases[{h}]")
+
+
 @pytest.mark.parametrize("derivative", [True, False])
 @pytest.mark.parametrize("algorithm,options", CHANNELS)
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_signals_and_step_match_oracle(name, algorithm, options, derivative):
     net = _net(name)
     x, y = _batch(net)
-    stages = _stages(net)
-    trainer = rbp.Trainer(
-        net, algorithm=algorithm, derivative=derivative, lr=0.05, momentum=0.0, decay=0.0, seed=7, **options
-    )
-    feedback = trainer.feedback
-    hidden = net.num_layers - 1
-    sources = options.get("sources")
-    sources = [sources] * hidden if isinstance(sources, str) else None
-    T = _one_hot(y, net.sizes[-1])
-    expected, _ = ref.signals(
-        stages, x, T, algorithm, feedback, derivative, injection=options.get("injection", "pre_pool"), sources=sources
-    )
-    for got, want in zip(trainer.signals(x, y), expected):
-        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
-    trainer.step(x, y)
-    new = ref.step(
-        stages,
-        x,
-        T,
-        0.05,
-        algorithm,
-        feedback,
-        derivative,
-        injection=options.get("injection", "pre_pool"),
-        sources=sources,
-    )
-    for h, (got, want) in enumerate(zip(net.weights, new)):
-        np.testing.assert_allclose(
-            got, want["K"] if want["kind"] == "conv" else want["W"], rtol=1e-10, atol=1e-13, err_msg=f"weights[{h}]"
-        )
-        np.testing.assert_allclose(net.biases[h], want["b"], rtol=1e-10, atol=1e-13, err_msg=f"biases[{h}]")
+    check_signals_and_step(net, x, y, algorithm, 1e-10, 1e-13, derivative=derivative, **options)
 
 
 @pytest.mark.usefixtures("conv_implementation")
@@ -268,18 +264,7 @@ def test_signals_and_step_match_oracle(name, algorithm, options, derivative):
 def test_float32_signals_and_step_match_oracle(algorithm):
     net = _net("paper_like", dtype="float32")
     x, y = _batch(net)
-    T = _one_hot(y, net.sizes[-1])
-    stages = _stages(net)
-    trainer = rbp.Trainer(net, algorithm=algorithm, lr=0.05, decay=0.0, seed=3)
-    feedback = [f.astype(np.float64) for f in trainer.feedback]
-    expected, _ = ref.signals(stages, x.astype(np.float32).astype(np.float64), T, algorithm, feedback)
-    for got, want in zip(trainer.signals(x, y), expected):
-        assert got.dtype == np.float32
-        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)
-    trainer.step(x, y)
-    new = ref.step(stages, x.astype(np.float32).astype(np.float64), T, 0.05, algorithm, feedback)
-    for got, want in zip(net.weights, new):
-        np.testing.assert_allclose(got, want["K"] if want["kind"] == "conv" else want["W"], rtol=2e-4, atol=2e-6)
+    check_signals_and_step(net, x, y, algorithm, 2e-4, 2e-6, seed=3)
 
 
 def test_feedback_shapes_follow_the_conventions():

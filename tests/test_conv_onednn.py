@@ -15,40 +15,12 @@ import pytest
 import conv_reference as ref
 import rbp_native as rbp
 from rbp_native._native import _core
-from test_conv import ARCHITECTURES, CHANNELS, _batch, _net, _one_hot, _stages
+from test_conv import ARCHITECTURES, CHANNELS, _batch, _net, check_signals_and_step
 
 L = rbp.layers
 ONEDNN = _core._onednn_available()
 
 RTOL, ATOL = 2e-4, 2e-6  # float32 against the float64 oracle on these small nets
-
-
-def _kernels(weights):
-    return [w.astype(np.float64) for w in weights]
-
-
-def _check_signals_and_step(net, x, y, algorithm="bp", **options):
-    T = _one_hot(y, net.sizes[-1])
-    stages = _stages(net)
-    x64 = x.astype(np.float32).astype(np.float64)
-    trainer = rbp.Trainer(net, algorithm=algorithm, lr=0.05, momentum=0.0, decay=0.0, seed=7, **options)
-    feedback = _kernels(trainer.feedback)
-    injection = options.get("injection", "pre_pool")
-    derivative = options.get("derivative", True)
-    sources = options.get("sources")
-    sources = [sources] * (net.num_layers - 1) if isinstance(sources, str) else None
-    expected, _ = ref.signals(stages, x64, T, algorithm, feedback, derivative, injection=injection, sources=sources)
-    for h, (got, want) in enumerate(zip(trainer.signals(x, y), expected)):
-        assert got.dtype == np.float32
-        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, err_msg=f"signal {h}")
-    trainer.step(x, y)
-    new = ref.step(stages, x64, T, 0.05, algorithm, feedback, derivative, injection=injection, sources=sources)
-    for h, (got, want) in enumerate(zip(net.weights, new)):
-        np.testing.assert_allclose(
-            got, want["K"] if want["kind"] == "conv" else want["W"], rtol=RTOL, atol=ATOL, err_msg=f"weights[{h}]"
-        )
-        if want["b"] is not None:
-            np.testing.assert_allclose(net.biases[h], want["b"], rtol=RTOL, atol=ATOL, err_msg=f"biases[{h}]")
 
 
 @pytest.mark.usefixtures("conv_implementation")
@@ -75,7 +47,7 @@ def test_every_geometry_matches_oracle(kernel, stride, padding, bias):
         rng = np.random.default_rng(1)
         net.set_biases([rng.normal(size=b.shape) * 0.1 for b in net.biases])
     x, y = _batch(net, n=6)
-    _check_signals_and_step(net, x, y)
+    check_signals_and_step(net, x, y, "bp", RTOL, ATOL)
 
 
 @pytest.mark.usefixtures("conv_implementation")
@@ -85,7 +57,7 @@ def test_every_geometry_matches_oracle(kernel, stride, padding, bias):
 def test_every_channel_matches_oracle(name, algorithm, options, derivative):
     net = _net(name, dtype="float32")
     x, y = _batch(net)
-    _check_signals_and_step(net, x, y, algorithm, derivative=derivative, **options)
+    check_signals_and_step(net, x, y, algorithm, RTOL, ATOL, derivative=derivative, **options)
 
 
 @pytest.mark.usefixtures("conv_implementation")
