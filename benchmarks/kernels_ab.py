@@ -1,14 +1,17 @@
-"""Whole training epochs with the unpacked product kernels against Eigen's alone, in one process.
+"""Whole training epochs under two settings of the products, alternating in one process.
 
     python benchmarks/kernels_ab.py                       # MNIST and wide net, batch 32 and 128, bp
     RBP_NATIVE_ISA=avx2 python benchmarks/kernels_ab.py   # the AVX2 variant's kernels and rule
     python benchmarks/kernels_ab.py --nets 784-100-10 --batches 64 --algorithm srbp --rounds 20
+    python benchmarks/kernels_ab.py --split 1e6 --threads 2   # split threshold 4M vs 1M MACs/thread
 
-Each round trains one epoch with the selection rule of cpp/src/gemm.cpp ("where-faster") and one
-with Eigen's kernels only ("never"), alternating, so that both see the same machine state; prints
-one JSON line per workload with the median epoch of each and the median of the per-round ratios
-(> 1: the rule's kernels are faster). Synthetic data (the speed does not depend on the values), one
-thread.
+By default each round trains one epoch with the selection rule of cpp/src/gemm.cpp ("where-faster")
+and one with Eigen's kernels only ("never"), one thread. With --split MACS it trains one epoch with
+the default threshold of cpp/include/rbp/parallel.hpp (a product is split between threads only when
+each gets 4M multiply-accumulates) and one with MACS instead, at --threads threads. The two settings
+alternate, so that both see the same machine state; prints one JSON line per workload with the
+median epoch of each and the median of the per-round ratios (> 1: the default setting is faster).
+Synthetic data (the speed does not depend on the values).
 """
 
 from __future__ import annotations
@@ -36,8 +39,28 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="examples per epoch (default: 6000 for nets of up to 100 units, 1200 above)",
     )
+    p.add_argument("--split", type=float, default=0.0, help="compare this split threshold with the default")
+    p.add_argument("--threads", type=int, default=0, help="thread budget (default: 1, or 2 with --split)")
     args = p.parse_args(argv)
-    if not _core._unpacked_gemm_available():
+    threads = args.threads or (2 if args.split else 1)
+    default_split = _core._set_min_macs_per_thread(1.0e6)
+    _core._set_min_macs_per_thread(default_split)
+    if args.split:
+        settings = {
+            "default": lambda: _core._set_min_macs_per_thread(default_split),
+            f"split-{args.split:g}": lambda: _core._set_min_macs_per_thread(args.split),
+        }
+    else:
+        settings = {
+            "where-faster": lambda: _core._set_unpacked_gemm("where-faster"),
+            "never": lambda: _core._set_unpacked_gemm("never"),
+        }
+
+    def restore() -> None:
+        _core._set_unpacked_gemm("where-faster")
+        _core._set_min_macs_per_thread(default_split)
+
+    if not args.split and not _core._unpacked_gemm_available():
         raise SystemExit(f"the {rbp.isa} variant has no unpacked kernels")
     for net_text in args.nets.split(","):
         sizes = [int(s) for s in net_text.split("-")]
@@ -47,20 +70,20 @@ def main(argv: list[str] | None = None) -> int:
         y = rng.integers(0, sizes[-1], examples).astype(np.int64)
         for batch in (int(b) for b in args.batches.split(",")):
             trainer = rbp.Trainer(
-                rbp.MLP(sizes, seed=0), algorithm=args.algorithm, lr=0.01, batch_size=batch, threads=1, seed=0
+                rbp.MLP(sizes, seed=0), algorithm=args.algorithm, lr=0.01, batch_size=batch, threads=threads, seed=0
             )
             core = trainer._core  # the whole epoch in C++, as Trainer.fit runs it
-            times: dict[str, list[float]] = {"where-faster": [], "never": []}
+            times: dict[str, list[float]] = {name: [] for name in settings}
             try:
                 for _ in range(args.rounds + 1):  # the first round warms up and is dropped
-                    for mode, samples in times.items():
-                        _core._set_unpacked_gemm(mode)
+                    for name, samples in times.items():
+                        settings[name]()
                         start = time.perf_counter()
                         core.train_epoch(x, y, None, 0)
                         samples.append(time.perf_counter() - start)
             finally:
-                _core._set_unpacked_gemm("where-faster")
-            rule, eigen = times["where-faster"][1:], times["never"][1:]
+                restore()
+            (first, a), (second, b) = ((name, samples[1:]) for name, samples in times.items())
             print(
                 json.dumps(
                     {
@@ -68,10 +91,11 @@ def main(argv: list[str] | None = None) -> int:
                         "net": net_text,
                         "batch": batch,
                         "algorithm": args.algorithm,
+                        "threads": threads,
                         "examples": examples,
-                        "rule_s": statistics.median(rule),
-                        "eigen_only_s": statistics.median(eigen),
-                        "speedup": statistics.median(e / r for e, r in zip(eigen, rule)),
+                        f"{first}_s": statistics.median(a),
+                        f"{second}_s": statistics.median(b),
+                        "speedup": statistics.median(t_b / t_a for t_a, t_b in zip(a, b)),
                     }
                 ),
                 flush=True,

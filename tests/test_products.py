@@ -224,6 +224,23 @@ def test_split_between_threads(ta, tb):
     _check(m, n, k, ta, tb, accumulate=False, threads=2)
 
 
+@pytest.mark.parametrize("ta,tb", [(False, True), (False, False), (True, False)])
+def test_split_threshold(ta, tb):
+    """With the split threshold lowered (benchmarks/kernels_ab.py --split) the MNIST net's small
+    products are split between threads too, into parts that are not multiples of 16, and still match."""
+    previous = _core._set_min_macs_per_thread(1.0)
+    try:
+        _check(64, 100, 100, ta, tb, accumulate=True, threads=2, pad=1)
+        _check(100, 70, 64, ta, tb, accumulate=False, threads=2)
+    finally:
+        assert _core._set_min_macs_per_thread(previous) == 1.0
+    assert previous == 4.0e6
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="macs must be positive"):
+            _core._set_min_macs_per_thread(bad)
+    assert _core._set_min_macs_per_thread(previous) == previous
+
+
 def test_unpacked_and_eigen_agree_to_rounding():
     """Both kernel families on the MNIST net's first-layer shape give the same product up to
     float32 rounding (and the selection switch really changes the kernel)."""

@@ -149,6 +149,14 @@ void register_products(py::module_& m) {
                 throw std::invalid_argument("use must be 'never', 'where-faster' or 'always', got '" + use + "'");
         },
         py::arg("use"), "When products take the unpacked kernels (for tests).");
+    m.def(
+        "_set_min_macs_per_thread",
+        [](double macs) {
+            if (!(macs > 0)) throw std::invalid_argument("macs must be positive, got " + std::to_string(macs));
+            return min_macs_per_thread().exchange(macs);
+        },
+        py::arg("macs"),
+        "Multiply-accumulates per thread before a product is split (for benchmarks). Returns the previous value.");
     m.def("_onednn_available", &onednn_available, "Whether this build runs float32 convolutions on oneDNN.");
     m.def(
         "_set_conv_implementation",

@@ -112,7 +112,8 @@ void transpose_from(const T* buffer, Index ld, MatrixRef<T> m) {
 inline int loop_threads(Index macs, Index rows) {
     const int budget = product_thread_budget();
     if (budget <= 1) return 1;
-    const auto by_work = static_cast<Index>(static_cast<double>(macs) / kMinMacsPerThread);
+    const auto by_work =
+        static_cast<Index>(static_cast<double>(macs) / min_macs_per_thread().load(std::memory_order_relaxed));
     const Index by_shape = rows / kMinSplitPerThread;
     return static_cast<int>(std::max<Index>(1, std::min<Index>({static_cast<Index>(budget), by_work, by_shape})));
 }

@@ -11,6 +11,7 @@
 #include "rbp/types.hpp"
 
 #include <algorithm>
+#include <atomic>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -21,6 +22,12 @@ namespace rbp {
 // Multiply-accumulates each thread must get before a product is split (measured on a 2-core
 // AVX-512 machine: below ~4M MACs per thread two threads did not pay, see benchmarks/README.md).
 constexpr double kMinMacsPerThread = 4.0e6;
+// The threshold in force: kMinMacsPerThread unless a benchmark sets another (process-wide, for the
+// A/B runs of benchmarks/kernels_ab.py; not meant to change while products run).
+inline std::atomic<double>& min_macs_per_thread() {
+    static std::atomic<double> macs{kMinMacsPerThread};
+    return macs;
+}
 // Rows (or columns) of the output each thread must get.
 constexpr Index kMinSplitPerThread = 32;
 
@@ -61,7 +68,7 @@ inline int product_threads(Index m, Index n, Index k, int budget) {
     if (budget <= 1) return 1;
     const double macs = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
     const Index split = std::max(m, n);
-    const auto by_work = static_cast<Index>(macs / kMinMacsPerThread);
+    const auto by_work = static_cast<Index>(macs / min_macs_per_thread().load(std::memory_order_relaxed));
     const Index by_shape = split / kMinSplitPerThread;
     return static_cast<int>(std::max<Index>(1, std::min<Index>({static_cast<Index>(budget), by_work, by_shape})));
 }
