@@ -12,8 +12,13 @@
 #       --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 -d .whl cmeel-eigen
 #   device run: command "bash benchmarks/scaling_16core.sh", carry [".whl"], timeout_s 560
 #
-# THREADS, ROUNDS, EPOCHS and NETS override the defaults (a quick local check:
-# THREADS=1,2 NETS=mnist OUT=/tmp/scaling bash benchmarks/scaling_16core.sh).
+# THREADS, ROUNDS, EPOCHS and NETS override the defaults (a quick local check, in an environment without
+# rbp-native installed -- an editable install would take precedence over PYTHONPATH, and the script stops
+# when the import does not come from its own build: THREADS=1,2 NETS=mnist OUT=/tmp/scaling bash
+# benchmarks/scaling_16core.sh).
+#
+# The build leaves oneDNN out (RBP_NATIVE_ONEDNN=OFF): the MLPs do not use it, and a module installed with
+# --target could not find libdnnl at run time through its RPATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
@@ -28,9 +33,19 @@ export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 
 cores="$(nproc)"
 echo "[scaling] $(date -u +%FT%TZ) building rbp-native (avx512) on ${cores} cores"
-CMAKE_ARGS="-DRBP_NATIVE_ISAS=avx512" CMAKE_BUILD_PARALLEL_LEVEL="${cores}" \
+CMAKE_ARGS="-DRBP_NATIVE_ISAS=avx512 -DRBP_NATIVE_ONEDNN=OFF" CMAKE_BUILD_PARALLEL_LEVEL="${cores}" \
   python3 -m pip install -q --no-index --no-deps --no-build-isolation --target "$site" .
-python3 -c "import rbp_native; print('[scaling] rbp-native', rbp_native.__version__, rbp_native.isa)"
+python3 - "$site" <<'EOF'
+import os
+import sys
+
+import rbp_native
+
+if not os.path.realpath(rbp_native.__file__).startswith(os.path.realpath(sys.argv[1]) + os.sep):
+    sys.exit(f"[scaling] rbp_native comes from {rbp_native.__file__}, not from the build in {sys.argv[1]}: "
+             "run this where rbp-native is not installed (an editable install takes precedence over PYTHONPATH)")
+print("[scaling] rbp-native", rbp_native.__version__, rbp_native.isa)
+EOF
 
 out="${OUT:-benchmarks/results}"
 echo "[scaling] $(date -u +%FT%TZ) benchmark"
