@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="thread budget (default: 1, or 2 with --split)")
     args = p.parse_args(argv)
     threads = args.threads or (2 if args.split else 1)
-    default_split = _core._set_min_macs_per_thread(1.0e6)
+    default_split = _core._set_min_macs_per_thread(1.0e6)  # the setter returns the threshold in force
     _core._set_min_macs_per_thread(default_split)
     if args.split:
         settings = {
