@@ -97,15 +97,17 @@ void register_products(py::module_& m) {
     m.def(
         "_gemm",
         [](double alpha, const py::array& a, bool transpose_a, const py::array& b, bool transpose_b, py::array c,
-           bool accumulate, int threads) {
+           bool accumulate, int threads, bool bf16) {
+            const Bf16Products scope(bf16);
             if (c.dtype().is(py::dtype::of<float>()))
                 product<float>(alpha, a, transpose_a, b, transpose_b, c, accumulate, threads);
             else
                 product<double>(alpha, a, transpose_a, b, transpose_b, c, accumulate, threads);
         },
         py::arg("alpha"), py::arg("a"), py::arg("transpose_a"), py::arg("b"), py::arg("transpose_b"), py::arg("c"),
-        py::arg("accumulate"), py::arg("threads") = 1,
-        "c = alpha op(a) op(b) (+ c) through the core's product on up to `threads` threads (for tests).");
+        py::arg("accumulate"), py::arg("threads") = 1, py::arg("bf16") = false,
+        "c = alpha op(a) op(b) (+ c) through the core's product on up to `threads` threads; bf16: with the operands "
+        "rounded to bfloat16 (float32 only; for tests).");
     m.def(
         "_gemm_kernel",
         [](Index m, Index n, Index k, bool transpose_a, bool transpose_b, bool single) {
@@ -157,6 +159,19 @@ void register_products(py::module_& m) {
         },
         py::arg("macs"),
         "Multiply-accumulates per thread before a product is split (for benchmarks). Returns the previous value.");
+    m.def(
+        "_set_bf16_implementation",
+        [](const std::string& name) {
+            if (name == "auto")
+                set_bf16_implementation(Bf16Implementation::Auto);
+            else if (name == "portable")
+                set_bf16_implementation(Bf16Implementation::Portable);
+            else
+                throw std::invalid_argument("implementation must be 'auto' or 'portable', got '" + name + "'");
+        },
+        py::arg("name"),
+        "Where bf16 products run: oneDNN when built with it ('auto'), or the float32 kernels (for tests).");
+    m.def("_bf16_onednn", &bf16_onednn, "Whether bf16 products run on oneDNN.");
     m.def("_onednn_available", &onednn_available, "Whether this build runs float32 convolutions on oneDNN.");
     m.def(
         "_set_conv_implementation",

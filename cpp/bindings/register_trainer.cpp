@@ -120,6 +120,8 @@ TrainerSpec trainer_spec(const py::dict& options) {
             c.quantize_alpha = optional_number(value);
         else if (key == "quantize_rounding")
             c.quantizer.rounding = parse_rounding(option_name(value));
+        else if (key == "precision")
+            spec.precision = parse_precision(option_name(value));
         else if (key == "injection") {
             c.inject_after_pool = parse_injection(option_name(value)) == Injection::PostPool;
         } else if (key == "lr")

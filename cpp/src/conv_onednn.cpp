@@ -4,15 +4,11 @@
 
 #ifdef RBP_HAVE_ONEDNN
 
-#include <oneapi/dnnl/dnnl.hpp>
+#include "onednn_common.hpp"
 
 #include <mutex>
 #include <unordered_map>
 #include <vector>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace rbp {
 
@@ -23,35 +19,6 @@ namespace onednn_detail {
 using dnnl::memory;
 using Tag = memory::format_tag;
 using Type = memory::data_type;
-
-dnnl::engine& cpu_engine() {
-    static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-    return engine;
-}
-
-// oneDNN's OpenMP runtime sizes its parallel regions by omp_get_max_threads() of the calling thread,
-// when a primitive is created and when it runs: set it to the call's budget for the scope.
-class OmpThreads {
-public:
-    explicit OmpThreads(int threads) {
-#ifdef _OPENMP
-        saved_ = omp_get_max_threads();
-        omp_set_num_threads(threads);
-#else
-        (void)threads;
-#endif
-    }
-    ~OmpThreads() {
-#ifdef _OPENMP
-        omp_set_num_threads(saved_);
-#endif
-    }
-    OmpThreads(const OmpThreads&) = delete;
-    OmpThreads& operator=(const OmpThreads&) = delete;
-
-private:
-    int saved_ = 1;
-};
 
 // The arguments of a primitive's calls: one map per primitive, its entries reassigned at each call (a
 // memory object is a handle; the map allocates only when it is first filled).

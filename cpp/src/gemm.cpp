@@ -1,5 +1,6 @@
 #include "rbp/gemm.hpp"
 
+#include "gemm_bf16.hpp"
 #include "rbp/parallel.hpp"
 #include "unpacked_gemm.hpp"
 
@@ -226,6 +227,12 @@ void gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>&
         if (!accumulate) c.setZero();
         return;
     }
+    if constexpr (std::is_same_v<T, float>) {
+        if (bf16_products()) {
+            bf16_gemm(alpha, a, ta, b, tb, c, accumulate);
+            return;
+        }
+    }
     // Matrix-vector shapes, outer products and tiny products: Eigen's own kernels allocate nothing.
     if (vector_shape(m, n, k)) {
         expression_gemm(alpha, a, ta, b, tb, c, accumulate);
@@ -298,6 +305,7 @@ void gemm_skipping_zeros_forward(const ConstMatrixRef<T>& x, const ZeroBlocks& z
                                  MatrixRef<T> s, bool accumulate) {
 #if RBP_UNPACKED_GEMM
     if constexpr (std::is_same_v<T, float>) {
+        if (bf16_products()) return gemm<T>(T(1), x, false, w, true, s, accumulate);
         const Index m = x.rows(), n = w.rows(), k = x.cols();
         eigen_assert(w.cols() == k && s.rows() == m && s.cols() == n);
         // Rows of S between the threads (their marks follow them).
@@ -318,6 +326,7 @@ void gemm_skipping_zeros_update(T alpha, const ConstMatrixRef<T>& b, const Const
                                 const ZeroBlocks& zeros, MatrixRef<T> w) {
 #if RBP_UNPACKED_GEMM
     if constexpr (std::is_same_v<T, float>) {
+        if (bf16_products()) return gemm<T>(alpha, b, true, x, false, w, true);
         const Index m = w.rows(), n = w.cols(), k = x.rows();
         eigen_assert(b.rows() == k && b.cols() == m && x.cols() == n);
         // Rows of W (units) between the threads; every thread reads all of X and its marks.

@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <stdexcept>
+#include <type_traits>
 
 namespace rbp {
 
@@ -124,6 +125,12 @@ const OptionTable<Injection>& injection_table() {
     return table;
 }
 
+const OptionTable<Precision>& precision_table() {
+    static const OptionTable<Precision> table{"precision",
+                                              {{"float32", Precision::Float32}, {"bf16", Precision::Bf16}}};
+    return table;
+}
+
 const OptionTable<Padding>& padding_table() {
     static const OptionTable<Padding> table{"padding", {{"same", Padding::Same}, {"valid", Padding::Valid}}};
     return table;
@@ -202,6 +209,7 @@ TransformTarget parse_transform_target(const std::string& name) { return parse(t
 Quantize parse_quantize(const std::string& name) { return parse(quantize_table(), name); }
 Rounding parse_rounding(const std::string& name) { return parse(rounding_table(), name); }
 Injection parse_injection(const std::string& name) { return parse(injection_table(), name); }
+Precision parse_precision(const std::string& name) { return parse(precision_table(), name); }
 Padding parse_padding(const std::string& name) { return parse(padding_table(), name); }
 
 std::string to_string(Activation activation) { return name_of(activation_table(), activation); }
@@ -227,6 +235,7 @@ std::vector<std::pair<std::string, std::vector<std::string>>> option_choices() {
     add(quantize_table());
     add(rounding_table());
     add(injection_table());
+    add(precision_table());
     add(padding_table());
     return choices;
 }
@@ -314,6 +323,13 @@ TrainerSpec resolved_trainer_spec(TrainerSpec spec, const Network<T>& network) {
             "quantised updates cannot be combined with an update transform");
     require(!(c.quantize == Quantize::Update && c.per_synapse),
             "quantised updates cannot be combined with per_synapse");
+    if (spec.precision == Precision::Bf16) {
+        require(std::is_same_v<T, float>, "precision='bf16' needs a float32 network, got float64");
+        for (Index h = 0; h < layers; ++h)
+            require(network.layer(h).kind() == "dense",
+                    "precision='bf16' needs a network of dense layers (its products are the bf16 ones), got a '" +
+                        network.layer(h).kind() + "' layer");
+    }
     return spec;
 }
 

@@ -266,6 +266,7 @@ double Trainer<T>::step(const ConstMatrixRef<T>& x, const Targets<T>& targets) {
     require(n > 0, "a step needs at least one example");
     const Exclusive exclusive(*this);
     const ThreadBudget budget(threads());
+    const Bf16Products bf16(spec_.precision == Precision::Bf16);
     prepare_batch(x, n, targets, nullptr);
     return update_batch(x, n, targets, nullptr, nullptr) / static_cast<double>(n);
 }
@@ -292,6 +293,7 @@ EpochResult Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>
                     "; continue it with the same data, or discard it (discard_epoch)");
     }
     const ThreadBudget budget(threads());
+    const Bf16Products bf16(spec_.precision == Precision::Bf16);
     const Index batch = std::min(spec_.batch_size, total);
     prepare_batch(x, batch, targets, nullptr);
 
@@ -354,6 +356,7 @@ Metrics Trainer<T>::evaluate(const ConstMatrixRef<T>& x, const Targets<T>& targe
     require(targets.rows() == total, "inputs and targets have different numbers of rows");
     const Exclusive exclusive(*this);
     const ThreadBudget budget(threads());
+    const Bf16Products bf16(spec_.precision == Precision::Bf16);
     const Network<T>& net = *network_;
     ForwardWorkspace<T> ws;
     const Index chunk = net.inference_chunk(requested_chunk);
@@ -385,6 +388,7 @@ std::vector<Matrix<T>> Trainer<T>::signals(const ConstMatrixRef<T>& x, const Tar
     require(n > 0, "signals need at least one example");
     const Exclusive exclusive(*this);
     const ThreadBudget budget(threads());
+    const Bf16Products bf16(spec_.precision == Precision::Bf16);
     prepare_batch(x, n, targets, nullptr);
     const Network<T>& net = *network_;
     const auto top = static_cast<std::size_t>(net.num_layers() - 1);

@@ -35,6 +35,7 @@ CHANNEL_OPTIONS = (
     "quantize_alpha",
     "quantize_rounding",
     "injection",
+    "precision",
 )
 
 
@@ -120,6 +121,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         FEEDBACK_DISTRIBUTIONS,
         FEEDBACK_STORAGES,
         INJECTIONS,
+        PRECISIONS,
         QUANTIZE_MODES,
         RESAMPLE_MODES,
         ROUNDINGS,
@@ -177,6 +179,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         default="pre_pool",
         choices=INJECTIONS,
         help="where output-sourced feedback enters a convolution with max-pooling (--net with pools; docs/conv.md)",
+    )
+    c.add_argument(
+        "--precision",
+        default="float32",
+        choices=PRECISIONS,
+        help="bf16: every dense product rounds its operands to bfloat16 and sums in float32 (float32 MLPs; about "
+        "twice the product speed on CPUs with AVX512-BF16 or AMX; see Trainer)",
     )
     p.add_argument(
         "--diagnostics", action="store_true", help="record per-epoch alignment angles and norms (see Trainer.alignment)"

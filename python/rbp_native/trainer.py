@@ -33,6 +33,7 @@ TRANSFORM_TARGETS = _CHOICES["transform_target"]
 QUANTIZE_MODES = _CHOICES["quantize"]
 ROUNDINGS = _CHOICES["quantize_rounding"]
 INJECTIONS = _CHOICES["injection"]
+PRECISIONS = _CHOICES["precision"]
 # More threads than this is a typo (OpenMP would try to start them all and abort when it cannot).
 MAX_THREADS = 1024
 #: Training examples in the probe batch of :meth:`Trainer.fit`'s diagnostics, by default.
@@ -107,6 +108,15 @@ class Trainer:
         ``"pre_pool"`` (default; at ``S^h``, the convolution's output, ``feedback[h]`` of shape
         ``(C*H*W, n_L)``) or ``"post_pool"`` (at the pooled output, routed back through the pools'
         argmax). See docs/conv.md for every channel's conventions through conv and pooling layers.
+    precision:
+        ``"float32"`` (default) or ``"bf16"``: every dense matrix product of this trainer's calls
+        (forward pass, channel, weight updates; :meth:`fit`, :meth:`step`, :meth:`evaluate`,
+        :meth:`signals`) rounds both operands to bfloat16 (round to nearest even, 8 significant
+        bits) and sums in float32; weights, biases, momentum and the elementwise work stay float32.
+        Products with sparse-stored feedback stay float32. Needs a float32 network of dense layers.
+        On oneDNN's bf16 matmul where the build has oneDNN (about twice the float32 rate on CPUs
+        with AVX512-BF16 or AMX), else the same rounding through the float32 kernels (no faster).
+        ``Sequential.predict`` outside the trainer computes in float32.
     """
 
     def __init__(
@@ -143,6 +153,7 @@ class Trainer:
         quantize_rounding: str = "nearest",
         injection: str = "pre_pool",
         augment: Augment | dict[str, Any] | None = None,
+        precision: str = "float32",
     ) -> None:
         if not isinstance(net, Sequential):
             raise TypeError(f"net must be an rbp_native.MLP or Sequential, got {type(net).__name__}")
@@ -243,6 +254,8 @@ class Trainer:
             if not isinstance(augment, Augment):
                 raise TypeError(f"augment must be an rbp_native.Augment or None, got {augment!r}")
             self._options["augment"] = augment.config()
+        if precision != "float32":  # likewise; the core checks the name and the network
+            self._options["precision"] = precision
         core_class = _core.Trainer32 if net.dtype == np.float32 else _core.Trainer64
         self._core = core_class(net._core, self._options)
         self._options["quantize_alpha"] = self._core.quantize_alpha
@@ -298,6 +311,11 @@ class Trainer:
     def sources(self) -> list[str]:
         """Per hidden layer, where its feedback comes from ("above" or "output"); empty without feedback."""
         return list(self._core.sources)
+
+    @property
+    def precision(self) -> str:
+        """``"float32"`` or ``"bf16"``: the arithmetic of the dense products (see the class docstring)."""
+        return self._options.get("precision", "float32")
 
     @property
     def threads(self) -> int:

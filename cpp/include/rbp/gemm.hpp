@@ -23,6 +23,35 @@ template <class T>
 void gemm(T alpha, const ConstMatrixRef<T>& a, bool transpose_a, const ConstMatrixRef<T>& b, bool transpose_b,
           MatrixRef<T> c, bool accumulate);
 
+// bf16 products (rbp_native.Trainer(precision="bf16")). While a Bf16Products scope is open on a thread,
+// that thread's single-precision gemm() calls (and the products that skip zero blocks) round both
+// operands to bfloat16 (round to nearest even; 8 significant bits; subnormal values, below 2^-126, to
+// zero, as the bf16 instructions read them) and sum their products in float32:
+// each product of two bf16 values is exact in float32, so only the rounding of the operands and the
+// order of the float32 sums differ from a float32 product. Where the build has oneDNN they run on its
+// bf16 matmul (about twice the float32 rate on CPUs with AVX512-BF16 or AMX, benchmarks/README.md);
+// otherwise, or after set_bf16_implementation(Portable), the rounded operands go through the float32
+// kernels (same products, slower). Double precision ignores the scope.
+class Bf16Products {
+public:
+    explicit Bf16Products(bool on);
+    ~Bf16Products();
+    Bf16Products(const Bf16Products&) = delete;
+    Bf16Products& operator=(const Bf16Products&) = delete;
+
+private:
+    bool saved_;
+};
+bool bf16_products();  // whether a scope that turns them on is open on this thread
+enum class Bf16Implementation { Auto, Portable };
+// Process-wide, for the tests that compare the two paths; not meant to change while products run.
+void set_bf16_implementation(Bf16Implementation implementation);
+// Whether bf16 products run on oneDNN (this build has it and the implementation is Auto).
+bool bf16_onednn();
+// Rounds a float to the nearest bfloat16 as the bf16 products do (ties to even; NaN stays NaN;
+// subnormals to zero).
+float round_to_bf16(float x);
+
 // The kernels a product can run on.
 enum class GemmKernel {
     None,          // nothing to multiply (an empty dimension)

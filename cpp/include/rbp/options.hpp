@@ -39,6 +39,9 @@ enum class Rounding { Nearest, Stochastic };
 // Where output-sourced feedback reaches a convolutional stage with max-pooling: at the convolution's
 // output S^h (before the pool) or at the pooled output, routed back through the pools (docs/conv.md).
 enum class Injection { PrePool, PostPool };
+// The arithmetic of the dense products of training (gemm.hpp's Bf16Products): float32, or operands
+// rounded to bfloat16 with float32 sums.
+enum class Precision { Float32, Bf16 };
 
 // -- layers ------------------------------------------------------------------------------------
 
@@ -61,6 +64,7 @@ TransformTarget parse_transform_target(const std::string& name);
 Quantize parse_quantize(const std::string& name);
 Rounding parse_rounding(const std::string& name);
 Injection parse_injection(const std::string& name);
+Precision parse_precision(const std::string& name);
 Padding parse_padding(const std::string& name);
 
 std::string to_string(Activation activation);

@@ -23,6 +23,9 @@ struct TrainerSpec {
     // Random translations and flips of every training batch of an epoch (augment.hpp), on the
     // trainer's copy of the batch; needs a network whose input is an image (input_shape).
     std::optional<AugmentSpec> augment;
+    // bf16: every dense product of the trainer's calls rounds its operands to bfloat16 (gemm.hpp); float32
+    // networks of dense layers only.
+    Precision precision = Precision::Float32;
 };
 
 // `spec` checked against `network` with the defaults that depend on other options filled in (every
