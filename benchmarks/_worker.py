@@ -108,7 +108,7 @@ def make_trainer(
     # numpy or PyTorch user with a masked feedback matrix would.
     options = workload_options(spec)
     algorithm, bits = options["algorithm"], options["quantize_bits"]
-    if impl == "rbp-native":
+    if impl in ("rbp-native", "rbp-native-bf16"):
         import rbp_native as rbp
 
         sizes = [weights[0].shape[1]] + [w.shape[0] for w in weights]
@@ -127,6 +127,7 @@ def make_trainer(
             threads=threads,
             seed=0,
             feedback_density=options["density"],
+            precision="bf16" if impl == "rbp-native-bf16" else "float32",
             **quantize,
         )
         if feedback:
@@ -193,7 +194,7 @@ def epoch_fn(impl: str, trainer: Any, x: np.ndarray, y: np.ndarray, conv: bool =
         # Public API: one epoch of the timed subset (shuffle, gathering and steps in C++), without the
         # full-set metrics pass that fit makes by default.
         return lambda: trainer.fit((x, y), epochs=1, progress=False, train_metrics="running")
-    if impl == "rbp-native":
+    if impl in ("rbp-native", "rbp-native-bf16"):
         core = trainer._core  # the whole epoch in C++, as Trainer.fit runs it, without metrics passes
         return lambda: core.train_epoch(x, y, None, 0)
     if impl.startswith("torch"):

@@ -56,6 +56,7 @@ from _workloads import (  # noqa: E402
     IMPLS,
     NET_NAMES,
     NETS,
+    OPT_IN_IMPLS,
     VARIANT_BATCHES,
     VARIANTS,
     disagreements,
@@ -128,7 +129,8 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, Setting
     p.add_argument(
         "--impls",
         default=None,
-        help=f"default {','.join(IMPLS)} (without torch-compile under --isa-cap: see the README)",
+        help=f"default {','.join(IMPLS)} (without torch-compile under --isa-cap: see the README); also "
+        f"{','.join(OPT_IN_IMPLS)} (Trainer(precision='bf16'), MLPs only)",
     )
     p.add_argument("--threads", default="1,2")
     p.add_argument("--examples", type=int, default=6000, help="examples per timed epoch, MNIST net")
@@ -369,7 +371,7 @@ def timing_rounds(
                 net_wl = [w for w in workloads if w["net"] == net]
                 for impl in settings.impls:
                     if net == CONV and impl not in CONV_IMPLS:
-                        continue  # no conv net version (torch.compile)
+                        continue  # no conv net version (torch.compile, bf16)
                     if net != CONV and impl in CONV_ONLY_IMPLS:
                         continue  # the same code as rbp-native there
                     epochs = args.epochs
