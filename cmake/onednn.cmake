@@ -1,13 +1,14 @@
-# oneDNN for the single-precision convolutions (and nothing else): PyPI's onednn-devel-cpu-gomp (headers
-# and CMake config; its runtime onednn-cpu-gomp installs libdnnl.so into <prefix>/lib), else a system
-# oneDNN. RBP_NATIVE_ONEDNN: AUTO (default: use it when found), ON (fail when not found), OFF (never: the
-# portable Eigen convolutions, which pass the same tests). Defines RBP_HAVE_ONEDNN and the imported target
+# oneDNN for the single-precision convolutions and the bf16 products (Trainer(precision="bf16")): PyPI's
+# onednn-devel-cpu-gomp (headers and CMake config; its runtime onednn-cpu-gomp installs libdnnl.so into
+# <prefix>/lib), else a system oneDNN. RBP_NATIVE_ONEDNN: AUTO (default: use it when found), ON (fail when
+# not found), OFF (never: the portable Eigen convolutions and bf16 rounding through the float32 kernels,
+# which pass the same tests). Defines RBP_HAVE_ONEDNN and the imported target
 # DNNL::dnnl when used. Needs Python_EXECUTABLE.
 #
 # The wheels install into the environment's prefix (data files), not into a package: in pip's isolated
 # build that prefix is the build environment's overlay, found as the folder three levels above a
 # site-packages on the interpreter's sys.path.
-set(RBP_NATIVE_ONEDNN "AUTO" CACHE STRING "Use oneDNN for the float32 convolutions: AUTO, ON or OFF")
+set(RBP_NATIVE_ONEDNN "AUTO" CACHE STRING "Use oneDNN for the float32 convolutions and the bf16 products: AUTO, ON or OFF")
 set_property(CACHE RBP_NATIVE_ONEDNN PROPERTY STRINGS AUTO ON OFF)
 set(RBP_HAVE_ONEDNN OFF)
 if(NOT RBP_NATIVE_ONEDNN STREQUAL "OFF")
@@ -26,6 +27,6 @@ if(NOT RBP_NATIVE_ONEDNN STREQUAL "OFF")
     set(RBP_HAVE_ONEDNN ON)
     message(STATUS "rbp-native: oneDNN ${dnnl_VERSION} from ${dnnl_DIR}")
   else()
-    message(STATUS "rbp-native: oneDNN not found; the convolutions use the portable Eigen path")
+    message(STATUS "rbp-native: oneDNN not found; the convolutions and bf16 products use the portable Eigen path")
   endif()
 endif()
