@@ -147,6 +147,18 @@ def versions() -> dict[str, Any]:
     return out
 
 
+def python_json(code: str, threads: int, impl: str, error_chars: int = 1000) -> Any:
+    """What Python `code` prints as JSON, run in a fresh interpreter with `impl`'s environment at
+    `threads` threads (clean_env); {"error": the end of its stderr} when it prints none."""
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(threads, impl), check=False
+    )
+    try:
+        return json.loads(res.stdout)
+    except json.JSONDecodeError:
+        return {"error": res.stderr[-error_chars:]}
+
+
 def numpy_blas() -> Any:
     code = (
         "import json, numpy\n"
@@ -156,13 +168,7 @@ def numpy_blas() -> Any:
         "try:\n deps = cfg['Build Dependencies']\nexcept Exception:\n deps = None\n"
         "print(json.dumps({'threadpoolctl': info, 'build_dependencies': deps}, default=str))\n"
     )
-    res = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(1, "numpy"), check=False
-    )
-    try:
-        return json.loads(res.stdout)
-    except json.JSONDecodeError:
-        return {"error": res.stderr[-2000:]}
+    return python_json(code, 1, "numpy", error_chars=2000)
 
 
 def run_worker(cfg: dict[str, Any], impl: str, threads: int, timeout: float) -> dict[str, Any] | None:
@@ -199,13 +205,7 @@ while len(rates) < 3 or time.perf_counter() - start < {seconds}:
 rates.sort(); print(json.dumps({{"n": {n}, "threads": {threads}, "repeats": len(rates), "gflops_best": rates[-1],
                                  "gflops_median": rates[len(rates) // 2]}}))
 """
-    res = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(threads, "numpy-gemm"), check=False
-    )
-    try:
-        return json.loads(res.stdout)
-    except json.JSONDecodeError:
-        return {"error": res.stderr[-1000:]}
+    return python_json(code, threads, "numpy-gemm")
 
 
 def torch_conv_peak(threads: int, seconds: float, batch: int = 128) -> dict[str, Any]:
@@ -227,13 +227,7 @@ with torch.no_grad():
 rates.sort(); print(json.dumps({{"shape": "{batch}x64x16x16 -> 64, 5x5, padding 2", "threads": {threads},
     "repeats": len(rates), "gflops_best": rates[-1], "gflops_median": rates[len(rates) // 2]}}))
 """
-    res = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(threads, "torch"), check=False
-    )
-    try:
-        return json.loads(res.stdout)
-    except json.JSONDecodeError:
-        return {"error": res.stderr[-1000:]}
+    return python_json(code, threads, "torch")
 
 
 def build_native_benchmarks(isa: str, build_dir: str) -> dict[str, str]:
