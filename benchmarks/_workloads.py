@@ -40,17 +40,24 @@ EPOCH = 60000  # MLP times are scaled to a 60000-example epoch (MNIST's training
 CONV_EPOCH = 50000  # conv net times to a 50000-example epoch (CIFAR-10's)
 
 
+def _training_set(name: str, label: str) -> Any:
+    """Data set `name`'s training split from RBP_NATIVE_DATA (the default root) or a shared/data folder
+    beside or above the repository, the first that loads; None (each failure logged) when none does."""
+    import rbp_native as rbp
+
+    for root in [None, os.path.join(ROOT, "..", "shared", "data"), os.path.join(ROOT, "shared", "data")]:
+        try:
+            train, _ = rbp.datasets.load(name, root=root)
+            return train
+        except Exception as exc:  # noqa: BLE001 - fall through to the next root / synthetic data
+            log(f"{label} not loaded from {root or 'the default root'}: {exc}")
+    return None
+
+
 def load_data(kind: str, examples: int) -> tuple[np.ndarray, np.ndarray, str]:
     if kind in ("auto", "mnist"):
-        import rbp_native as rbp
-
-        roots = [None, os.path.join(ROOT, "..", "shared", "data"), os.path.join(ROOT, "shared", "data")]
-        for root in roots:
-            try:
-                train, _ = rbp.datasets.load("mnist", root=root)
-            except Exception as exc:  # noqa: BLE001 - fall through to the next root / synthetic data
-                log(f"MNIST not loaded from {root or 'the default root'}: {exc}")
-                continue
+        train = _training_set("mnist", "MNIST")
+        if train is not None:
             return (
                 np.ascontiguousarray(train.x[:examples], dtype=np.float32),
                 np.ascontiguousarray(train.y[:examples], dtype=np.int64),
@@ -70,15 +77,8 @@ def load_conv_data(kind: str, examples: int, conv_net: ConvNet) -> tuple[np.ndar
     "synthetic", nothing found, or a net whose input is not CIFAR-10's: a smaller one from --conv-net)."""
     shape = (conv_net.channels, conv_net.side, conv_net.side)
     if kind != "synthetic" and shape == (3, 32, 32) and conv_net.classes == 10:
-        import rbp_native as rbp
-
-        roots = [None, os.path.join(ROOT, "..", "shared", "data"), os.path.join(ROOT, "shared", "data")]
-        for root in roots:
-            try:
-                train, _ = rbp.datasets.load("cifar10", root=root)
-            except Exception as exc:  # noqa: BLE001 - fall through to the next root / synthetic data
-                log(f"CIFAR-10 not loaded from {root or 'the default root'}: {exc}")
-                continue
+        train = _training_set("cifar10", "CIFAR-10")
+        if train is not None:
             if train.x.shape[0] < examples:
                 raise SystemExit(f"CIFAR-10's training set has {train.x.shape[0]} images, {examples} asked for")
             return (
