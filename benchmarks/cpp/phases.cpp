@@ -21,6 +21,7 @@
 // multiply-accumulates per example (Channel::channel_macs), against which its time should scale.
 #include "channel_input.hpp"
 #include "rbp/gemm.hpp"
+#include "rbp/parallel.hpp"
 #include "rbp/trainer.hpp"
 #include "timing.hpp"
 
@@ -138,8 +139,10 @@ int main(int argc, char** argv) {
     const double epoch =
         time_us([&] { trainer.train_epoch(x, all_targets); }, seconds) / static_cast<double>(examples / batch);
 
-    // The phases, on a workspace of their own (Eigen's threads as the trainer sets them).
+    // The phases, on a workspace of their own, with the trainer's thread budget (outside a budget the
+    // products would take every core, whatever `threads` says).
     Eigen::setNbThreads(threads);
+    const ThreadBudget budget(threads);
     rbp_bench::StepWorkspace ws = rbp_bench::workspace_before_channel(*net, sizes, xb, batch_targets, batch);
     const double forward = time_us([&] { net->forward(xb, ws.forward, ws.training, true); }, seconds);
     const double channel = time_us([&] { trainer.channel().compute(*net, ws.training, batch); }, seconds);
