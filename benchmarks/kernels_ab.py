@@ -4,11 +4,14 @@
     RBP_NATIVE_ISA=avx2 python benchmarks/kernels_ab.py   # the AVX2 variant's kernels and rule
     python benchmarks/kernels_ab.py --nets 784-100-10 --batches 64 --algorithm srbp --rounds 20
     python benchmarks/kernels_ab.py --split 1e6 --threads 2   # split threshold 4M vs 1M MACs/thread
+    python benchmarks/kernels_ab.py --elementwise-split 1e18  # elementwise work split vs never split
 
 By default each round trains one epoch with the selection rule of cpp/src/gemm.cpp ("where-faster")
 and one with Eigen's kernels only ("never"), one thread. With --split MACS it trains one epoch with
 the default threshold of cpp/include/rbp/parallel.hpp (a product is split between threads only when
-each gets 4M multiply-accumulates) and one with MACS instead, at --threads threads. The two settings
+each gets 4M multiply-accumulates) and one with MACS instead, at --threads threads. With
+--elementwise-split N the same for the elementwise work's threshold (f and f', the bias rows, f' times
+the channel's signal: split when each thread gets 32768 values; N = 1e18 never splits). The two settings
 alternate, so that both see the same machine state; prints one JSON line per workload with the
 median epoch of each and the median of the per-round ratios (> 1: the default setting is faster).
 Synthetic data by default; --mnist trains the 784-input nets on MNIST's first training examples
@@ -42,12 +45,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--mnist", action="store_true", help="MNIST's training images instead of random inputs")
     p.add_argument("--split", type=float, default=0.0, help="compare this split threshold with the default")
-    p.add_argument("--threads", type=int, default=0, help="thread budget (default: 1, or 2 with --split)")
+    p.add_argument(
+        "--elementwise-split",
+        type=float,
+        default=0.0,
+        help="compare this elementwise split threshold (values per thread) with the default",
+    )
+    p.add_argument("--threads", type=int, default=0, help="thread budget (default: 1, or 2 with a --*split)")
     args = p.parse_args(argv)
-    threads = args.threads or (2 if args.split else 1)
-    default_split = _core._set_min_macs_per_thread(1.0e6)  # the setter returns the threshold in force
+    threads = args.threads or (2 if args.split or args.elementwise_split else 1)
+    default_split = _core._set_min_macs_per_thread(1.0e6)  # the setters return the threshold in force
     _core._set_min_macs_per_thread(default_split)
-    if args.split:
+    default_elementwise = _core._set_min_elements_per_thread(1)
+    _core._set_min_elements_per_thread(default_elementwise)
+    if args.elementwise_split:
+        elements = int(min(args.elementwise_split, 2.0**62))
+        settings = {
+            "default": lambda: _core._set_min_elements_per_thread(default_elementwise),
+            f"elementwise-split-{args.elementwise_split:g}": lambda: _core._set_min_elements_per_thread(elements),
+        }
+    elif args.split:
         settings = {
             "default": lambda: _core._set_min_macs_per_thread(default_split),
             f"split-{args.split:g}": lambda: _core._set_min_macs_per_thread(args.split),
@@ -61,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     def restore() -> None:
         _core._set_unpacked_gemm("where-faster")
         _core._set_min_macs_per_thread(default_split)
+        _core._set_min_elements_per_thread(default_elementwise)
 
-    if not args.split and not _core._unpacked_gemm_available():
+    if not (args.split or args.elementwise_split) and not _core._unpacked_gemm_available():
         raise SystemExit(f"the {rbp.isa} variant has no unpacked kernels")
     for net_text in args.nets.split(","):
         sizes = [int(s) for s in net_text.split("-")]

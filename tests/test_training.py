@@ -358,3 +358,53 @@ def test_dense_inputs_and_sparse_first_layers_do_not_skip():
     trainer = rbp.Trainer(rbp.MLP([144, 16, 3], seed=0, connectivity=[0.5, 1.0]), batch_size=32, threads=1)
     trainer.fit((x, y), epochs=1, progress=False)
     assert not trainer._core._skipped_input_zeros
+
+
+def _train_with_elementwise_split(elements, make_net, x, y, **options):
+    previous = _core._set_min_elements_per_thread(elements)
+    try:
+        net = make_net()
+        rbp.Trainer(net, batch_size=48, lr=0.05, seed=2, threads=2, **options).fit((x, y), epochs=2, progress=False)
+        return net.weights, net.biases
+    finally:
+        _core._set_min_elements_per_thread(previous)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "logistic", "relu"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"algorithm": "bp"},
+        {"algorithm": "rbp", "momentum": 0.5},
+        {"algorithm": "srbp", "channel_dropout": 0.3},
+        {"algorithm": "sbp", "dtype": "float64"},
+    ],
+    ids=["bp", "rbp-momentum", "srbp-dropout", "sbp-float64"],
+)
+def test_elementwise_split_between_threads_changes_no_weight(activation, options):
+    """Two threads split f and f' of each layer, the bias rows and f' times the channel's signal into
+    blocks of 16 rows when the work is large (benchmarks/kernels_ab.py --elementwise-split). Forced
+    onto every matrix (threshold 1) the split gives the weights of the unsplit sweeps bit for bit; the
+    last block is short (48 rows: 32 + 16), and 100 columns put rows off 64-byte boundaries."""
+    x, y = synthetic(n=300, features=20)
+    dtype = options.pop("dtype", "float32")
+    x = x.astype(dtype)
+
+    def make_net():
+        return rbp.MLP([20, 100, 36, 4], activation=activation, seed=1, dtype=dtype)
+
+    split = _train_with_elementwise_split(1, make_net, x, y, **options)
+    whole = _train_with_elementwise_split(2**62, make_net, x, y, **options)
+    for a, b in zip([*split[0], *split[1]], [*whole[0], *whole[1]]):
+        np.testing.assert_array_equal(a, b)
+    # The run differs from one with other weights: the comparison can fail.
+    assert not np.array_equal(split[0][0], make_net().weights[0])
+
+
+def test_elementwise_split_threshold_is_validated():
+    previous = _core._set_min_elements_per_thread(1)
+    assert _core._set_min_elements_per_thread(previous) == 1
+    assert previous == 32768
+    for bad in (0, -5):
+        with pytest.raises(ValueError, match="elements must be positive"):
+            _core._set_min_elements_per_thread(bad)

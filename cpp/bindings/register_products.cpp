@@ -160,6 +160,14 @@ void register_products(py::module_& m) {
         py::arg("macs"),
         "Multiply-accumulates per thread before a product is split (for benchmarks). Returns the previous value.");
     m.def(
+        "_set_min_elements_per_thread",
+        [](Index elements) {
+            if (elements < 1) throw std::invalid_argument("elements must be positive, got " + std::to_string(elements));
+            return min_elements_per_thread().exchange(elements);
+        },
+        py::arg("elements"),
+        "Values per thread before elementwise work is split (for benchmarks and tests). Returns the previous value.");
+    m.def(
         "_set_bf16_implementation",
         [](const std::string& name) {
             if (name == "auto")

@@ -1,5 +1,7 @@
 #include "rbp/activation.hpp"
 
+#include "rbp/parallel.hpp"
+
 #include <cmath>
 
 namespace rbp {
@@ -43,10 +45,8 @@ void activate(Activation activation, V& v, D* derivative) {
     }
 }
 
-}  // namespace
-
 template <class T>
-void apply_activation(Activation activation, MatrixRef<T> values, MatrixRef<T>* derivative) {
+void activate_rows(Activation activation, MatrixRef<T> values, MatrixRef<T>* derivative) {
     if (contiguous(values) && (!derivative || contiguous(*derivative))) {
         auto v = flat(values);
         if (derivative) {
@@ -64,6 +64,21 @@ void apply_activation(Activation activation, MatrixRef<T> values, MatrixRef<T>* 
     } else {
         activate(activation, v, static_cast<decltype(v)*>(nullptr));
     }
+}
+
+}  // namespace
+
+template <class T>
+void apply_activation(Activation activation, MatrixRef<T> values, MatrixRef<T>* derivative) {
+    for_row_blocks(values.rows(), values.cols(), [&](Index first, Index end) {
+        MatrixRef<T> block = values.middleRows(first, end - first);
+        if (derivative) {
+            MatrixRef<T> d = derivative->middleRows(first, end - first);
+            activate_rows<T>(activation, block, &d);
+        } else {
+            activate_rows<T>(activation, block, nullptr);
+        }
+    });
 }
 
 template <class T>

@@ -5,6 +5,7 @@
 #include "rbp/channel.hpp"
 
 #include "rbp/gemm.hpp"
+#include "rbp/parallel.hpp"
 
 #include "batch_major_sparse.hpp"
 
@@ -82,7 +83,10 @@ void Channel<T>::compute(const Network<T>& network, TrainingWorkspace<T>& ws, In
         if (spec_.quantize == Quantize::Signal) spec_.quantizer.apply(j, streams_.quantize);
         auto b = ws.signal[hs].topRows(n);
         if (spec_.derivative[hs])
-            b.array() = ws.derivative[hs].topRows(n).array() * j.array();
+            for_row_blocks(n, j.cols(), [&](Index first, Index end) {
+                b.middleRows(first, end - first).array() =
+                    ws.derivative[hs].middleRows(first, end - first).array() * j.middleRows(first, end - first).array();
+            });
         else
             b = j;
         if (!spec_.transform_update) {

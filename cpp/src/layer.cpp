@@ -1,6 +1,7 @@
 #include "rbp/layer.hpp"
 
 #include "rbp/gemm.hpp"
+#include "rbp/parallel.hpp"
 
 #include <cmath>
 
@@ -25,7 +26,9 @@ void DenseLayer<T>::forward(const ConstMatrixRef<T>& x, MatrixRef<T> s) const {
 template <class T>
 void DenseLayer<T>::forward_skipping_zeros(const ConstMatrixRef<T>& x, const ZeroBlocks& zeros, MatrixRef<T> s) const {
     // S = b + X W^T: the product accumulates onto the bias rows (one sweep fewer)
-    if (has_bias_) s.rowwise() = bias_.row(0);
+    if (has_bias_)
+        for_row_blocks(s.rows(), s.cols(),
+                       [&](Index first, Index end) { s.middleRows(first, end - first).rowwise() = bias_.row(0); });
     if (zeros.masks != nullptr)
         gemm_skipping_zeros_forward<T>(x, zeros, weight_, s, has_bias_);
     else
