@@ -5,13 +5,16 @@
     python benchmarks/kernels_ab.py --nets 784-100-10 --batches 64 --algorithm srbp --rounds 20
     python benchmarks/kernels_ab.py --split 1e6 --threads 2   # split threshold 4M vs 1M MACs/thread
     python benchmarks/kernels_ab.py --elementwise-split 1e18  # elementwise work split vs never split
+    python benchmarks/kernels_ab.py --bf16-reuse              # precision="bf16": rounded weights reused or not
 
 By default each round trains one epoch with the selection rule of cpp/src/gemm.cpp ("where-faster")
 and one with Eigen's kernels only ("never"), one thread. With --split MACS it trains one epoch with
 the default threshold of cpp/include/rbp/parallel.hpp (a product is split between threads only when
 each gets 4M multiply-accumulates) and one with MACS instead, at --threads threads. With
 --elementwise-split N the same for the elementwise work's threshold (f and f', the bias rows, f' times
-the channel's signal: split when each thread gets 32768 values; N = 1e18 never splits). The two settings
+the channel's signal: split when each thread gets 32768 values; N = 1e18 never splits). With
+--bf16-reuse the trainer runs with precision="bf16", reusing each step's rounded weights and the fixed
+feedback's rounded copies (the default) and rounding every operand at every product. The two settings
 alternate, so that both see the same machine state; prints one JSON line per workload with the
 median epoch of each and the median of the per-round ratios (> 1: the default setting is faster).
 Synthetic data by default; --mnist trains the 784-input nets on MNIST's first training examples
@@ -51,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="compare this elementwise split threshold (values per thread) with the default",
     )
+    p.add_argument(
+        "--bf16-reuse", action="store_true", help='precision="bf16" with and without reusing rounded operands'
+    )
     p.add_argument("--threads", type=int, default=0, help="thread budget (default: 1, or 2 with a --*split)")
     args = p.parse_args(argv)
     threads = args.threads or (2 if args.split or args.elementwise_split else 1)
@@ -58,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     _core._set_min_macs_per_thread(default_split)
     default_elementwise = _core._set_min_elements_per_thread(1)
     _core._set_min_elements_per_thread(default_elementwise)
-    if args.elementwise_split:
+    if args.bf16_reuse:
+        settings = {
+            "reuse": lambda: _core._set_bf16_operand_reuse(True),
+            "no-reuse": lambda: _core._set_bf16_operand_reuse(False),
+        }
+    elif args.elementwise_split:
         elements = int(min(args.elementwise_split, 2.0**62))
         settings = {
             "default": lambda: _core._set_min_elements_per_thread(default_elementwise),
@@ -79,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         _core._set_unpacked_gemm("where-faster")
         _core._set_min_macs_per_thread(default_split)
         _core._set_min_elements_per_thread(default_elementwise)
+        _core._set_bf16_operand_reuse(True)
 
-    if not (args.split or args.elementwise_split) and not _core._unpacked_gemm_available():
+    if not (args.split or args.elementwise_split or args.bf16_reuse) and not _core._unpacked_gemm_available():
         raise SystemExit(f"the {rbp.isa} variant has no unpacked kernels")
     for net_text in args.nets.split(","):
         sizes = [int(s) for s in net_text.split("-")]
@@ -95,7 +107,13 @@ def main(argv: list[str] | None = None) -> int:
             y = rng.integers(0, sizes[-1], examples).astype(np.int64)
         for batch in (int(b) for b in args.batches.split(",")):
             trainer = rbp.Trainer(
-                rbp.MLP(sizes, seed=0), algorithm=args.algorithm, lr=0.01, batch_size=batch, threads=threads, seed=0
+                rbp.MLP(sizes, seed=0),
+                algorithm=args.algorithm,
+                lr=0.01,
+                batch_size=batch,
+                threads=threads,
+                seed=0,
+                precision="bf16" if args.bf16_reuse else "float32",
             )
             core = trainer._core  # the whole epoch in C++, as Trainer.fit runs it
             times: dict[str, list[float]] = {name: [] for name in settings}
@@ -117,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                         "batch": batch,
                         "algorithm": args.algorithm,
                         "threads": threads,
+                        "precision": "bf16" if args.bf16_reuse else "float32",
                         "examples": examples,
                         "data": "mnist" if args.mnist and sizes[0] == 784 and sizes[-1] == 10 else "random",
                         f"{first}_s": statistics.median(a),

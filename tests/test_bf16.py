@@ -235,3 +235,67 @@ def test_both_implementations_agree_on_a_step():
             _core._set_bf16_implementation("auto")
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+REUSE_CASES = {
+    "bp": {"algorithm": "bp"},
+    "bp-momentum": {"algorithm": "bp", "momentum": 0.9},
+    "sbp": {"algorithm": "sbp"},
+    "rbp": {"algorithm": "rbp"},
+    "srbp": {"algorithm": "srbp"},
+    "arbp": {"algorithm": "arbp"},
+    "rbp-resampled": {"algorithm": "rbp", "resample": "zero_mean"},
+}
+
+
+def _fit_bf16(reuse, options, epochs=2, sizes=(30, 20, 16, 5)):
+    """Weights, biases and feedback after `epochs` epochs of 6 steps, and the operands rounded."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((60, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], 60)
+    _core._set_bf16_operand_reuse(reuse)
+    try:
+        net = rbp.MLP(list(sizes), seed=1)
+        trainer = rbp.Trainer(net, lr=0.1, batch_size=10, seed=2, threads=1, precision="bf16", **options)
+        before = _core._bf16_operand_roundings()
+        trainer.fit((x, y), epochs=epochs, progress=False, train_metrics="running")
+        roundings = _core._bf16_operand_roundings() - before
+    finally:
+        _core._set_bf16_operand_reuse(True)
+    feedback = trainer.feedback if options["algorithm"] not in ("bp", "sbp") else []
+    return [*net.weights, *net.biases, *feedback], roundings
+
+
+@pytest.mark.parametrize("case", sorted(REUSE_CASES))
+def test_reused_operands_change_no_weight(implementation, case):
+    """A step rounds each weight matrix once, for the forward pass and bp's channel, and a fixed
+    feedback matrix is rounded once per call instead of once per step: the weights equal those of
+    rounding at every product bit for bit (a stale copy, of weights the update has changed or of
+    feedback that adapts or is redrawn, would not), and the passes saved are exactly those expected."""
+    options = REUSE_CASES[case]
+    reused, fewer = _fit_bf16(True, options)
+    fresh, every = _fit_bf16(False, options)
+    for a, b in zip(reused, fresh):
+        np.testing.assert_array_equal(a, b)
+    steps, calls, upper = 12, 2, 2  # 2 epochs of 6 steps, one call per epoch; 2 layers above the first
+    saved = {
+        "bp": steps * upper,  # W^2 and W^3: rounded for the forward pass, reused by the channel
+        "bp-momentum": steps * upper,
+        "sbp": steps * upper,
+        "rbp": (steps - calls) * upper,  # F^1 and F^2: once per call
+        "srbp": steps - calls,  # the stacked feedback matrix: once per call
+        "arbp": 0,  # adapted at every step
+        "rbp-resampled": 0,  # redrawn at every step
+    }[case]
+    assert every - fewer == saved
+
+
+def test_large_weights_are_rounded_afresh():
+    """A weight matrix of more than 2^18 values is not remembered (its copy would not stay in cache):
+    with a 600 x 500 middle layer bp saves only the top layer's rounding, once per step."""
+    sizes = (20, 500, 600, 5)
+    reused, fewer = _fit_bf16(True, {"algorithm": "bp"}, sizes=sizes)
+    fresh, every = _fit_bf16(False, {"algorithm": "bp"}, sizes=sizes)
+    for a, b in zip(reused, fresh):
+        np.testing.assert_array_equal(a, b)
+    assert every - fewer == 12  # W^3 (5 x 600) in each of the 12 steps; W^2 (600 x 500) rounded twice

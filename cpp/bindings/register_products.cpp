@@ -180,6 +180,10 @@ void register_products(py::module_& m) {
         py::arg("name"),
         "Where bf16 products run: oneDNN when built with it ('auto'), or the float32 kernels (for tests).");
     m.def("_bf16_onednn", &bf16_onednn, "Whether bf16 products run on oneDNN.");
+    m.def("_set_bf16_operand_reuse", &set_bf16_operand_reuse, py::arg("on"),
+          "Whether bf16 steps reuse the rounded weights and fixed feedback (for tests).");
+    m.def("_bf16_operand_roundings", &bf16_operand_roundings,
+          "Operands the bf16 products have rounded on this thread so far (for tests).");
     m.def("_onednn_available", &onednn_available, "Whether this build runs float32 convolutions on oneDNN.");
     m.def(
         "_set_conv_implementation",

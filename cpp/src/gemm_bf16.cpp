@@ -3,9 +3,11 @@
 #include "rbp/gemm.hpp"
 #include "rbp/parallel.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #ifdef RBP_HAVE_ONEDNN
@@ -20,6 +22,8 @@ namespace {
 
 thread_local bool bf16_scope = false;
 std::atomic<Bf16Implementation> bf16_implementation{Bf16Implementation::Auto};
+std::atomic<bool> operand_reuse{true};
+thread_local std::int64_t operand_roundings = 0;  // for the tests: rounding passes on this thread
 
 // Round to nearest, ties to even; NaN stays NaN; subnormal inputs become a zero of their sign, as the
 // bf16 dot-product instructions (AVX512-BF16, AMX) read them, so that both implementations agree.
@@ -53,6 +57,7 @@ Out* round_into(const ConstMatrixRef<float>& x, std::vector<Out>& buffer, const 
     const Index rows = x.rows(), cols = x.cols();
     const auto size = static_cast<std::size_t>(rows * cols);
     if (buffer.size() < size) buffer.resize(size);
+    ++operand_roundings;
     Out* out = buffer.data();
     const int threads = static_cast<int>(
         std::max<Index>(1, std::min<Index>(product_thread_budget(), rows * cols / kMinRoundingPerThread)));
@@ -65,14 +70,64 @@ Out* round_into(const ConstMatrixRef<float>& x, std::vector<Out>& buffer, const 
     return out;
 }
 
+// An operand whose rounded copies later products may reuse (remember_bf16_operand). A scope
+// remembers a network's weights and feedback matrices: a few entries, searched in order. When the
+// scope closes the entries are freed but keep their buffers for the next scope (each call of the
+// trainer opens one): new buffers there cost page faults, measured at 1% of a wide-net epoch.
+struct RememberedOperand {
+    const float* data = nullptr;
+    Index rows = 0, cols = 0, stride = 0;
+    bool constant = false;
+    bool has_bits = false, has_values = false;  // whether the copies below are current
+    std::vector<std::uint16_t> bits;            // for oneDNN
+    std::vector<float> values;                  // for the float32 kernels
+    void release() {
+        data = nullptr;
+        rows = cols = stride = 0;
+        constant = has_bits = has_values = false;
+    }
+    bool is(const ConstMatrixRef<float>& x) const {
+        return x.data() == data && x.rows() == rows && x.cols() == cols && x.outerStride() == stride;
+    }
+};
+thread_local std::vector<RememberedOperand> remembered;
+// Only matrices whose rounded copy stays in a core's cache between its uses are remembered: a product
+// at a small batch streams its weights, and rounding them again into the hot scratch buffer was faster
+// than reading a copy made earlier from memory (wide net, 1000 x 1000 weights, batch 32: 8-13% slower
+// with the copies; the MNIST net, 100-unit layers: 3% faster; benchmarks/README.md).
+constexpr Index kMaxRememberedValues = Index(1) << 18;  // 512 KiB of bf16
+
+RememberedOperand* find_remembered(const ConstMatrixRef<float>& x) {
+    for (auto& r : remembered)
+        if (r.is(x)) return &r;
+    return nullptr;
+}
+
+// x rounded: the remembered copy (made now if it is not current), else into `scratch`.
+template <class Out, class Convert>
+const Out* rounded(const ConstMatrixRef<float>& x, std::vector<Out>& scratch, const Convert& convert) {
+    RememberedOperand* r = find_remembered(x);
+    if (r == nullptr) return round_into(x, scratch, convert);
+    constexpr bool bits = std::is_same_v<Out, std::uint16_t>;
+    bool& current = bits ? r->has_bits : r->has_values;
+    std::vector<Out>* copy;
+    if constexpr (bits)
+        copy = &r->bits;
+    else
+        copy = &r->values;
+    if (!current) round_into(x, *copy, convert);
+    current = true;
+    return copy->data();
+}
+
 // The rounded operands through the float32 kernels (builds without oneDNN, and the tests' reference
 // path): every product of two bf16 values is exact in float32, so this sums the same terms.
 void portable_bf16_gemm(float alpha, const ConstMatrixRef<float>& a, bool ta, const ConstMatrixRef<float>& b, bool tb,
                         MatrixRef<float> c, bool accumulate) {
     thread_local std::vector<float> a_buffer, b_buffer;
     const auto convert = [](float x) { return bf16_value(x); };
-    const float* ra = round_into(a, a_buffer, convert);
-    const float* rb = round_into(b, b_buffer, convert);
+    const float* ra = rounded(a, a_buffer, convert);
+    const float* rb = rounded(b, b_buffer, convert);
     using Map = Eigen::Map<const Matrix<float>>;
     const Bf16Products float_kernels(false);
     gemm<float>(alpha, Map(ra, a.rows(), a.cols()), ta, Map(rb, b.rows(), b.cols()), tb, c, accumulate);
@@ -157,12 +212,13 @@ void onednn_bf16_gemm(float alpha, const ConstMatrixRef<float>& a, bool ta, cons
     const int threads = product_threads(m, n, k, product_thread_budget());
     Bf16State& s = state();
     const auto convert = [](float x) { return bf16_bits(x); };
-    std::uint16_t* ra = round_into(a, s.a, convert);
-    std::uint16_t* rb = round_into(b, s.b, convert);
+    const std::uint16_t* ra = rounded(a, s.a, convert);
+    const std::uint16_t* rb = rounded(b, s.b, convert);
     const onednn_detail::OmpThreads scope(threads);
     Matmul& mm = matmul_for({m, n, k, c.outerStride(), ta, tb, accumulate, threads});
-    mm.a.set_data_handle(ra);
-    mm.b.set_data_handle(rb);
+    // oneDNN takes non-const handles; the primitive only reads its source and weights.
+    mm.a.set_data_handle(const_cast<std::uint16_t*>(ra));
+    mm.b.set_data_handle(const_cast<std::uint16_t*>(rb));
     mm.c.set_data_handle(c.data());
     mm.scale.set_data_handle(&alpha);
     mm.primitive.execute(s.stream, mm.args);
@@ -174,8 +230,33 @@ void onednn_bf16_gemm(float alpha, const ConstMatrixRef<float>& a, bool ta, cons
 }  // namespace
 
 Bf16Products::Bf16Products(bool on) : saved_(bf16_scope) { bf16_scope = on; }
-Bf16Products::~Bf16Products() { bf16_scope = saved_; }
+Bf16Products::~Bf16Products() {
+    if (bf16_scope && !saved_)  // the outermost scope that turned them on
+        for (auto& r : remembered) r.release();
+    bf16_scope = saved_;
+}
 bool bf16_products() { return bf16_scope; }
+
+void remember_bf16_operand(const ConstMatrixRef<float>& m, bool constant) {
+    if (!bf16_scope || !operand_reuse.load(std::memory_order_relaxed) || m.size() > kMaxRememberedValues) return;
+    if (RememberedOperand* r = find_remembered(m)) {
+        r->constant = constant;
+        return;
+    }
+    auto free = std::find_if(remembered.begin(), remembered.end(), [](const auto& r) { return r.data == nullptr; });
+    RememberedOperand& r = free != remembered.end() ? *free : remembered.emplace_back();
+    r.release();
+    r.data = m.data();
+    r.rows = m.rows();
+    r.cols = m.cols();
+    r.stride = m.outerStride();
+    r.constant = constant;
+}
+
+void forget_bf16_operands(bool constant_too) {
+    for (auto& r : remembered)
+        if (constant_too || !r.constant) r.has_bits = r.has_values = false;
+}
 
 void set_bf16_implementation(Bf16Implementation implementation) {
     bf16_implementation.store(implementation, std::memory_order_relaxed);
@@ -190,6 +271,9 @@ bool bf16_onednn() {
 }
 
 float round_to_bf16(float x) { return bf16_value(x); }
+
+void set_bf16_operand_reuse(bool on) { operand_reuse.store(on, std::memory_order_relaxed); }
+std::int64_t bf16_operand_roundings() { return operand_roundings; }
 
 void bf16_gemm(float alpha, const ConstMatrixRef<float>& a, bool ta, const ConstMatrixRef<float>& b, bool tb,
                MatrixRef<float> c, bool accumulate) {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #ifdef _OPENMP
@@ -75,6 +76,31 @@ Index predicted_class(const T* row, Index cols) {
     if (cols == 1) return row[0] >= T(0.5) ? 1 : 0;
     return static_cast<Index>(std::max_element(row, row + cols) - row);
 }
+
+// With bf16 products, one step rounds each weight matrix once (the forward pass and bp's channel both
+// read it) and a fixed feedback matrix once per call (not once per step). The weights' copies are
+// forgotten when the step ends, the update having changed them (gemm.hpp: remember_bf16_operand).
+template <class T>
+class StepBf16Operands {
+public:
+    StepBf16Operands(const std::vector<std::vector<Matrix<T>*>>& parameters, const Channel<T>& channel) {
+        if constexpr (std::is_same_v<T, float>) {
+            if (!bf16_products()) return;
+            active_ = true;
+            for (const auto& layer : parameters)
+                if (!layer.empty()) remember_bf16_operand(*layer.front(), false);  // a dense layer's weight
+            for (const auto& f : channel.dense_feedback_operands()) remember_bf16_operand(f, channel.feedback_fixed());
+        }
+    }
+    ~StepBf16Operands() {
+        if (active_) forget_bf16_operands();
+    }
+    StepBf16Operands(const StepBf16Operands&) = delete;
+    StepBf16Operands& operator=(const StepBf16Operands&) = delete;
+
+private:
+    bool active_ = false;
+};
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -204,6 +230,7 @@ double Trainer<T>::update_batch(const ConstMatrixRef<T>& x, Index n, const Targe
     const Index layers = net.num_layers();
     const auto top = static_cast<std::size_t>(layers - 1);
     const bool hidden_updates = channel_.updates_hidden_layers();
+    const StepBf16Operands<T> reuse(parameters_, channel_);
     channel_.before_update(net);
     mark_input_zeros(x);
     net.forward(x, forward_ws_, training_ws_, hidden_updates && channel_.any_derivative());
@@ -325,8 +352,11 @@ EpochResult Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>
         ++done;
         bool stop = control.max_batches > 0 && done >= control.max_batches;
         const Index k = epoch.next_batch;
-        if (control.progress && control.progress_every > 0 && (k % control.progress_every == 0 || k == result.batches))
+        if (control.progress && control.progress_every > 0 &&
+            (k % control.progress_every == 0 || k == result.batches)) {
             stop = !control.progress(k, result.batches, epoch.loss / static_cast<double>(epoch.seen)) || stop;
+            forget_bf16_operands(true);  // the callback may have set feedback matrices
+        }
         if (control.interrupted && control.interrupted()) stop = true;
         if (stop) break;
     }

@@ -99,6 +99,10 @@ public:
     Index feedback_cols(Index hidden) const;
     bool feedback_sparse(Index hidden) const;
     Index feedback_nonzeros(Index hidden) const;
+    // The dense matrices the channel's products read (the stacked one, or each hidden layer's stored
+    // F^h transposed), and whether they stay as they are from step to step (not adapted, not redrawn).
+    std::vector<ConstMatrixRef<T>> dense_feedback_operands() const;
+    bool feedback_fixed() const { return !adaptive() && spec_.feedback.resample == Resample::None; }
     // Dense copy of F^h, and replacement from a dense matrix (sparse storage keeps its non-zeros).
     Matrix<T> feedback(Index hidden) const;
     void set_feedback(Index hidden, const ConstMatrixRef<T>& value);

@@ -43,6 +43,19 @@ private:
     bool saved_;
 };
 bool bf16_products();  // whether a scope that turns them on is open on this thread
+// Reuse of bf16 operands. Rounding an operand is a pass over it at every product that reads it; a
+// weight matrix is read twice per step by bp and a fixed feedback matrix at every step. Inside a scope
+// that turns bf16 products on, remember_bf16_operand(m) lets this thread's later products reuse m's
+// rounded copy (made at its first use) until forget_bf16_operands(), or, with `constant`, until
+// forget_bf16_operands(true) or the outermost bf16 scope closes; the caller promises that m's values
+// do not change meanwhile. Outside such a scope both do nothing, and so does remembering a matrix of
+// more than 2^18 values (its copy would not stay in cache; rounding it afresh was faster).
+void remember_bf16_operand(const ConstMatrixRef<float>& m, bool constant);
+void forget_bf16_operands(bool constant_too = false);
+// For the tests: remembering on or off (process-wide; on by default), and how many operands this
+// thread has rounded so far.
+void set_bf16_operand_reuse(bool on);
+std::int64_t bf16_operand_roundings();
 enum class Bf16Implementation { Auto, Portable };
 // Process-wide, for the tests that compare the two paths; not meant to change while products run.
 void set_bf16_implementation(Bf16Implementation implementation);
