@@ -130,15 +130,6 @@ ConstMatrixRef<T> Channel<T>::transposed_feedback(Index hidden) const {
 }
 
 template <class T>
-std::vector<ConstMatrixRef<T>> Channel<T>::dense_feedback_operands() const {
-    if (stacked()) return {stacked_};
-    std::vector<ConstMatrixRef<T>> result;
-    for (const auto& d : dense_)
-        if (d.size() > 0) result.emplace_back(d);
-    return result;
-}
-
-template <class T>
 Matrix<T> Channel<T>::feedback(Index hidden) const {
     require(has_feedback(), "algorithm '" + to_string(spec_.algorithm) + "' has no feedback matrices");
     require(hidden >= 0 && hidden < num_feedback(), "feedback index out of range");
@@ -325,20 +316,19 @@ void Channel<T>::before_update(const Network<T>& network) {
 }
 
 // Each source file of the channel instantiates the members it defines (see channel.cpp).
-#define RBP_INSTANTIATE_CHANNEL_FEEDBACK(T)                                              \
-    template void Channel<T>::lay_out_feedback(const Network<T>&);                       \
-    template Index Channel<T>::feedback_rows(Index) const;                               \
-    template Index Channel<T>::feedback_cols(Index) const;                               \
-    template bool Channel<T>::has_counterpart(const Network<T>&, Index) const;           \
-    template bool Channel<T>::feedback_sparse(Index) const;                              \
-    template Index Channel<T>::feedback_nonzeros(Index) const;                           \
-    template MatrixRef<T> Channel<T>::transposed_feedback(Index);                        \
-    template ConstMatrixRef<T> Channel<T>::transposed_feedback(Index) const;             \
-    template Matrix<T> Channel<T>::feedback(Index) const;                                \
-    template std::vector<ConstMatrixRef<T>> Channel<T>::dense_feedback_operands() const; \
-    template void Channel<T>::set_feedback(Index, const ConstMatrixRef<T>&);             \
-    template Matrix<T> Channel<T>::counterpart(const Network<T>&, Index) const;          \
-    template void Channel<T>::draw_feedback(const Network<T>&);                          \
+#define RBP_INSTANTIATE_CHANNEL_FEEDBACK(T)                                     \
+    template void Channel<T>::lay_out_feedback(const Network<T>&);              \
+    template Index Channel<T>::feedback_rows(Index) const;                      \
+    template Index Channel<T>::feedback_cols(Index) const;                      \
+    template bool Channel<T>::has_counterpart(const Network<T>&, Index) const;  \
+    template bool Channel<T>::feedback_sparse(Index) const;                     \
+    template Index Channel<T>::feedback_nonzeros(Index) const;                  \
+    template MatrixRef<T> Channel<T>::transposed_feedback(Index);               \
+    template ConstMatrixRef<T> Channel<T>::transposed_feedback(Index) const;    \
+    template Matrix<T> Channel<T>::feedback(Index) const;                       \
+    template void Channel<T>::set_feedback(Index, const ConstMatrixRef<T>&);    \
+    template Matrix<T> Channel<T>::counterpart(const Network<T>&, Index) const; \
+    template void Channel<T>::draw_feedback(const Network<T>&);                 \
     template void Channel<T>::before_update(const Network<T>&);
 RBP_INSTANTIATE_CHANNEL_FEEDBACK(float)
 RBP_INSTANTIATE_CHANNEL_FEEDBACK(double)

@@ -89,7 +89,8 @@ public:
             active_ = true;
             for (const auto& layer : parameters)
                 if (!layer.empty()) remember_bf16_operand(*layer.front(), false);  // a dense layer's weight
-            for (const auto& f : channel.dense_feedback_operands()) remember_bf16_operand(f, channel.feedback_fixed());
+            const bool fixed = channel.feedback_fixed();
+            channel.for_each_dense_feedback([fixed](const ConstMatrixRef<T>& f) { remember_bf16_operand(f, fixed); });
         }
     }
     ~StepBf16Operands() {

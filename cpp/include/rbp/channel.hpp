@@ -99,9 +99,18 @@ public:
     Index feedback_cols(Index hidden) const;
     bool feedback_sparse(Index hidden) const;
     Index feedback_nonzeros(Index hidden) const;
-    // The dense matrices the channel's products read (the stacked one, or each hidden layer's stored
-    // F^h transposed), and whether they stay as they are from step to step (not adapted, not redrawn).
-    std::vector<ConstMatrixRef<T>> dense_feedback_operands() const;
+    // fn(m) for each dense matrix the channel's products read (the stacked one, or each hidden layer's
+    // stored F^h transposed), without allocating (the trainer calls it at every bf16 step); and whether
+    // they stay as they are from step to step (not adapted, not redrawn).
+    template <class F>
+    void for_each_dense_feedback(F&& fn) const {
+        if (stacked()) {
+            fn(ConstMatrixRef<T>(stacked_));
+            return;
+        }
+        for (const auto& d : dense_)
+            if (d.size() > 0) fn(ConstMatrixRef<T>(d));
+    }
     bool feedback_fixed() const { return !adaptive() && spec_.feedback.resample == Resample::None; }
     // Dense copy of F^h, and replacement from a dense matrix (sparse storage keeps its non-zeros).
     Matrix<T> feedback(Index hidden) const;
