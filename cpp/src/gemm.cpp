@@ -177,15 +177,20 @@ void serial_product(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMat
 
 bool vector_shape(Index m, Index n, Index k) { return m == 1 || n == 1 || k == 1 || m + n + k < 20; }
 
-// part(lo, len) on `threads` threads for consecutive parts of [0, extent), one per thread, each a
-// multiple of 16 long (a full AVX-512 packet) except the last.
+// How a split cuts the output: columns of a row-major C are its vectorised dimension, so their parts
+// are multiples of 16 (a full AVX-512 packet) except the last; rows are independent, so they are
+// cut into equal parts (a 100-unit layer's rows in 64 + 36 left one thread waiting for the other).
+enum class SplitAlong { Rows, Columns };
+
+// part(lo, len) on `threads` threads for consecutive parts of [0, extent), one per thread.
 template <class Part>
-void split_between_threads(Index extent, int threads, const Part& part) {
+void split_between_threads(Index extent, int threads, SplitAlong along, const Part& part) {
     if (threads <= 1) {
         part(Index(0), extent);
         return;
     }
-    const Index chunk = ((extent + threads - 1) / threads + 15) / 16 * 16;
+    const Index equal = (extent + threads - 1) / threads;
+    const Index chunk = along == SplitAlong::Rows ? equal : (equal + 15) / 16 * 16;
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
     for (int t = 0; t < threads; ++t) {
         const Index lo = std::min(extent, static_cast<Index>(t) * chunk);
@@ -246,19 +251,20 @@ void gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>&
     // Split the larger output dimension: every thread packs all of the other operand, so this
     // duplicates the smaller packing.
     const bool split_rows = m >= n;
-    split_between_threads(split_rows ? m : n, threads, [&](Index lo, Index len) {
-        if (split_rows) {
-            if (ta)
-                serial_product<T>(alpha, a.middleCols(lo, len), ta, b, tb, c.middleRows(lo, len), accumulate);
-            else
-                serial_product<T>(alpha, a.middleRows(lo, len), ta, b, tb, c.middleRows(lo, len), accumulate);
-        } else {
-            if (tb)
-                serial_product<T>(alpha, a, ta, b.middleRows(lo, len), tb, c.middleCols(lo, len), accumulate);
-            else
-                serial_product<T>(alpha, a, ta, b.middleCols(lo, len), tb, c.middleCols(lo, len), accumulate);
-        }
-    });
+    split_between_threads(
+        split_rows ? m : n, threads, split_rows ? SplitAlong::Rows : SplitAlong::Columns, [&](Index lo, Index len) {
+            if (split_rows) {
+                if (ta)
+                    serial_product<T>(alpha, a.middleCols(lo, len), ta, b, tb, c.middleRows(lo, len), accumulate);
+                else
+                    serial_product<T>(alpha, a.middleRows(lo, len), ta, b, tb, c.middleRows(lo, len), accumulate);
+            } else {
+                if (tb)
+                    serial_product<T>(alpha, a, ta, b.middleRows(lo, len), tb, c.middleCols(lo, len), accumulate);
+                else
+                    serial_product<T>(alpha, a, ta, b.middleCols(lo, len), tb, c.middleCols(lo, len), accumulate);
+            }
+        });
 }
 
 void set_zero_skipping(bool on) { zero_skipping.store(on, std::memory_order_relaxed); }
@@ -309,11 +315,12 @@ void gemm_skipping_zeros_forward(const ConstMatrixRef<T>& x, const ZeroBlocks& z
         const Index m = x.rows(), n = w.rows(), k = x.cols();
         eigen_assert(w.cols() == k && s.rows() == m && s.cols() == n);
         // Rows of S between the threads (their marks follow them).
-        split_between_threads(m, product_threads(m, n, k, product_thread_budget()), [&](Index lo, Index len) {
-            unpacked::gemm_nt(len, n, k, 1.0f, x.row(lo).data(), x.outerStride(), w.data(), w.outerStride(),
-                              s.row(lo).data(), s.outerStride(), accumulate,
-                              {zeros.masks + lo * zeros.stride, zeros.stride});
-        });
+        split_between_threads(m, product_threads(m, n, k, product_thread_budget()), SplitAlong::Rows,
+                              [&](Index lo, Index len) {
+                                  unpacked::gemm_nt(len, n, k, 1.0f, x.row(lo).data(), x.outerStride(), w.data(),
+                                                    w.outerStride(), s.row(lo).data(), s.outerStride(), accumulate,
+                                                    {zeros.masks + lo * zeros.stride, zeros.stride});
+                              });
         return;
     }
 #endif
@@ -330,10 +337,11 @@ void gemm_skipping_zeros_update(T alpha, const ConstMatrixRef<T>& b, const Const
         const Index m = w.rows(), n = w.cols(), k = x.rows();
         eigen_assert(b.rows() == k && b.cols() == m && x.cols() == n);
         // Rows of W (units) between the threads; every thread reads all of X and its marks.
-        split_between_threads(m, product_threads(m, n, k, product_thread_budget()), [&](Index lo, Index len) {
-            unpacked::gemm_axpy(len, n, k, alpha, b.data() + lo, 1, b.outerStride(), x.data(), x.outerStride(),
-                                w.row(lo).data(), w.outerStride(), true, {zeros.masks, zeros.stride});
-        });
+        split_between_threads(
+            m, product_threads(m, n, k, product_thread_budget()), SplitAlong::Rows, [&](Index lo, Index len) {
+                unpacked::gemm_axpy(len, n, k, alpha, b.data() + lo, 1, b.outerStride(), x.data(), x.outerStride(),
+                                    w.row(lo).data(), w.outerStride(), true, {zeros.masks, zeros.stride});
+            });
         return;
     }
 #endif
