@@ -88,6 +88,27 @@ def test_variants_train_alike(isa):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_split_first_layer_on_blank_margins_matches_one_thread():
+    """With half the input blocks blank (MNIST-like), the first layer's products skip them and, at
+    batch 128, split between two threads by units, with the batch copied by both threads: the
+    weights match one thread's to rounding, and two runs on two threads are bit-identical."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((640, 784)).astype(np.float32)
+    x[:, :336] = 0.0  # the first 21 blocks of 16 columns of every row
+    x[rng.random(x.shape) < 0.3] = 0.0
+    y = rng.integers(0, 10, 640)
+    runs = []
+    for threads in (1, 2, 2):
+        net = rbp.MLP([784, 100, 100, 10], seed=3)
+        trainer = rbp.Trainer(net, algorithm="bp", batch_size=128, seed=0, threads=threads, lr=0.05)
+        trainer.fit((x, y), epochs=2, progress=False, train_metrics="running")
+        runs.append(net.weights)
+    for a, b in zip(runs[0], runs[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(runs[1], runs[2]):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_products_split_between_threads_match_one_thread():
     """Large enough products are split between threads (parallel.hpp); results must not change."""
     rng = np.random.default_rng(0)

@@ -177,28 +177,6 @@ void serial_product(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMat
 
 bool vector_shape(Index m, Index n, Index k) { return m == 1 || n == 1 || k == 1 || m + n + k < 20; }
 
-// How a split cuts the output: columns of a row-major C are its vectorised dimension, so their parts
-// are multiples of 16 (a full AVX-512 packet) except the last; rows are independent, so they are
-// cut into equal parts (a 100-unit layer's rows in 64 + 36 left one thread waiting for the other).
-enum class SplitAlong { Rows, Columns };
-
-// part(lo, len) on `threads` threads for consecutive parts of [0, extent), one per thread.
-template <class Part>
-void split_between_threads(Index extent, int threads, SplitAlong along, const Part& part) {
-    if (threads <= 1) {
-        part(Index(0), extent);
-        return;
-    }
-    const Index equal = (extent + threads - 1) / threads;
-    const Index chunk = along == SplitAlong::Rows ? equal : (equal + 15) / 16 * 16;
-#pragma omp parallel for num_threads(threads) schedule(static, 1)
-    for (int t = 0; t < threads; ++t) {
-        const Index lo = std::min(extent, static_cast<Index>(t) * chunk);
-        const Index len = std::min(extent, lo + chunk) - lo;
-        if (len > 0) part(lo, len);
-    }
-}
-
 }  // namespace
 
 bool unpacked_gemm_available() { return RBP_UNPACKED_GEMM != 0; }
@@ -252,7 +230,7 @@ void gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>&
     // duplicates the smaller packing.
     const bool split_rows = m >= n;
     split_between_threads(
-        split_rows ? m : n, threads, split_rows ? SplitAlong::Rows : SplitAlong::Columns, [&](Index lo, Index len) {
+        split_rows ? m : n, threads, split_rows ? Index{1} : kColumnGranule, [&](Index lo, Index len) {
             if (split_rows) {
                 if (ta)
                     serial_product<T>(alpha, a.middleCols(lo, len), ta, b, tb, c.middleRows(lo, len), accumulate);
@@ -314,13 +292,15 @@ void gemm_skipping_zeros_forward(const ConstMatrixRef<T>& x, const ZeroBlocks& z
         if (bf16_products()) return gemm<T>(T(1), x, false, w, true, s, accumulate);
         const Index m = x.rows(), n = w.rows(), k = x.cols();
         eigen_assert(w.cols() == k && s.rows() == m && s.cols() == n);
-        // Rows of S between the threads (their marks follow them).
-        split_between_threads(m, product_threads(m, n, k, product_thread_budget()), SplitAlong::Rows,
-                              [&](Index lo, Index len) {
-                                  unpacked::gemm_nt(len, n, k, 1.0f, x.row(lo).data(), x.outerStride(), w.data(),
-                                                    w.outerStride(), s.row(lo).data(), s.outerStride(), accumulate,
-                                                    {zeros.masks + lo * zeros.stride, zeros.stride});
-                              });
+        // W's rows (the units, S's columns) between the threads, in the parts of the update below, so
+        // that each thread reads only the rows of W it writes there (benchmarks/README.md, "Two threads
+        // at batch 128"); in whole blocks of the dot kernel, so that every value of S comes from the
+        // same block shape, and the same sums, as in one call over all the units.
+        split_between_threads(
+            n, product_threads(m, n, k, product_thread_budget()), unpacked::kDotColumns, [&](Index lo, Index len) {
+                unpacked::gemm_nt(m, len, k, 1.0f, x.data(), x.outerStride(), w.row(lo).data(), w.outerStride(),
+                                  s.data() + lo, s.outerStride(), accumulate, {zeros.masks, zeros.stride});
+            });
         return;
     }
 #endif
@@ -336,9 +316,10 @@ void gemm_skipping_zeros_update(T alpha, const ConstMatrixRef<T>& b, const Const
         if (bf16_products()) return gemm<T>(alpha, b, true, x, false, w, true);
         const Index m = w.rows(), n = w.cols(), k = x.rows();
         eigen_assert(b.rows() == k && b.cols() == m && x.cols() == n);
-        // Rows of W (units) between the threads; every thread reads all of X and its marks.
+        // Rows of W (units) between the threads in the forward product's parts; every thread reads all
+        // of X and its marks.
         split_between_threads(
-            m, product_threads(m, n, k, product_thread_budget()), SplitAlong::Rows, [&](Index lo, Index len) {
+            m, product_threads(m, n, k, product_thread_budget()), unpacked::kDotColumns, [&](Index lo, Index len) {
                 unpacked::gemm_axpy(len, n, k, alpha, b.data() + lo, 1, b.outerStride(), x.data(), x.outerStride(),
                                     w.row(lo).data(), w.outerStride(), true, {zeros.masks, zeros.stride});
             });

@@ -224,6 +224,20 @@ void Trainer<T>::mark_input_zeros(const ConstMatrixRef<T>& x) {
         forward_ws_.input_zeros = {input_zero_marks_.data(), words};
 }
 
+// When the first layer's product is split between threads, so is this copy. Each row it writes was
+// read by both threads during the last step, and a core must take a line from the other's cache before
+// writing it; on the 2-vCPU VM of benchmarks/README.md ("Two threads at batch 128") that wait, on the
+// main thread alone, made the MNIST net's two-thread epoch up to 1.25x slower than one thread. Split,
+// both threads wait at once. (A copy: the batch is the same however it is split.)
+template <class T>
+void Trainer<T>::gather_inputs(const ConstMatrixRef<T>& x, const Index* rows, Index n) {
+    const int threads =
+        product_threads(n, network_->layer(0).output_size(), network_->input_size(), product_thread_budget());
+    split_between_threads(n, threads, Index{1}, [&](Index lo, Index len) {
+        for (Index i = lo; i < lo + len; ++i) batch_input_.row(i) = x.row(rows[i]);
+    });
+}
+
 template <class T>
 double Trainer<T>::update_batch(const ConstMatrixRef<T>& x, Index n, const Targets<T>& targets, const Index* rows,
                                 Index* correct) {
@@ -332,7 +346,7 @@ EpochResult Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>
         const Index first = epoch.next_batch * batch;
         const Index n = std::min(batch, total - first);
         const Index* rows = epoch.order.data() + first;
-        for (Index i = 0; i < n; ++i) batch_input_.row(i) = x.row(rows[i]);
+        gather_inputs(x, rows, n);
         if (spec_.augment) {
             const Shape3& image = network_->spec().input_shape;
             augment_batch<T>(batch_input_.data(), n, image.channels, image.height, image.width, *spec_.augment,

@@ -91,6 +91,8 @@ struct Simd {
 using Vec = Simd::Vec;
 using Mask = Simd::Mask;
 constexpr Index kWidth = Simd::width;
+// Units (rows of B) per block of the dot form: a split between threads cuts at multiples of it.
+constexpr Index kDotColumns = Simd::dot_block_cols;
 
 // Depth handled per pass, so that the operand blocks a pass re-reads stay in the L1 cache.
 constexpr Index kDotDepth = 1024;  // dot form: 2 x 4 rows x 4 KiB

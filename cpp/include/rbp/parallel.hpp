@@ -73,6 +73,28 @@ inline int product_threads(Index m, Index n, Index k, int budget) {
     return static_cast<int>(std::max<Index>(1, std::min<Index>({static_cast<Index>(budget), by_work, by_shape})));
 }
 
+// part(lo, len) on `threads` threads for consecutive parts of [0, extent), one per thread, each a
+// multiple of `granule` long except the last, as equal as that allows, in a fixed split: the same
+// thread count gives the same parts. The granule is what the work inside a part needs whole: 16
+// columns (a full AVX-512 packet) of a row-major matrix, the unpacked dot kernel's block of units, 1
+// for independent rows (a 100-unit layer's rows went 64 + 36 with 16, leaving one thread waiting).
+template <class Part>
+void split_between_threads(Index extent, int threads, Index granule, const Part& part) {
+    if (threads <= 1) {
+        part(Index(0), extent);
+        return;
+    }
+    const Index chunk = ((extent + threads - 1) / threads + granule - 1) / granule * granule;
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int t = 0; t < threads; ++t) {
+        const Index lo = std::min(extent, static_cast<Index>(t) * chunk);
+        const Index len = std::min(extent, lo + chunk) - lo;
+        if (len > 0) part(lo, len);
+    }
+}
+// The granules of the products' splits: a row-major output's columns are its vectorised dimension.
+constexpr Index kColumnGranule = 16;
+
 // Elementwise work (f and f' of a layer, f' times the channel's signal, the bias rows before a
 // product) is split only when each thread gets this many values, so that the fork/join (microseconds,
 // or a time slice on a busy machine) stays small next to the sweep. The wide net's 1000-unit layers

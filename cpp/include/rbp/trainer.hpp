@@ -181,6 +181,8 @@ private:
     // Checks the batch x against the network and its targets, sizes the buffers for n rows and
     // gathers the targets of `rows` (null: the first n) into batch_targets_.
     void prepare_batch(const ConstMatrixRef<T>& x, Index n, const Targets<T>& targets, const Index* rows);
+    // Copies the examples `rows` of x into the first n rows of batch_input_.
+    void gather_inputs(const ConstMatrixRef<T>& x, const Index* rows, Index n);
     // Marks the all-zero blocks of the batch's input x (forward_ws_.input_zeros) when the first layer can
     // skip them and enough are zero to pay for it; clears the marks otherwise.
     void mark_input_zeros(const ConstMatrixRef<T>& x);
