@@ -125,19 +125,8 @@ inline int elementwise_threads(Index rows, Index cols) {
 // fixed split: the same thread count gives the same blocks.
 template <class F>
 void for_row_blocks(Index rows, Index cols, F&& fn) {
-    const int threads = elementwise_threads(rows, cols);
-    if (threads <= 1) {
-        fn(Index{0}, rows);
-        return;
-    }
-    const Index blocks = (rows + kElementwiseRowBlock - 1) / kElementwiseRowBlock;
-    const Index per_thread = (blocks + threads - 1) / threads * kElementwiseRowBlock;
-#pragma omp parallel for num_threads(threads) schedule(static, 1)
-    for (int t = 0; t < threads; ++t) {
-        const Index first = static_cast<Index>(t) * per_thread;
-        const Index end = std::min(rows, first + per_thread);
-        if (first < end) fn(first, end);
-    }
+    split_between_threads(rows, elementwise_threads(rows, cols), kElementwiseRowBlock,
+                          [&](Index first, Index count) { fn(first, first + count); });
 }
 
 }  // namespace rbp
