@@ -129,3 +129,78 @@ def test_implementation_names_are_checked():
 def test_the_build_has_onednn_where_ci_expects_it():
     assert sys.platform == "linux" and platform.machine() == "x86_64"
     assert _core._onednn_available()
+
+
+# Run in a fresh interpreter: whether oneDNN is loaded is a property of the whole process.
+_PLUGIN_SCRIPT = """
+import numpy as np
+import rbp_native as rbp
+from rbp_native._native import _core
+
+def onednn_loaded():
+    with open("/proc/self/maps") as maps:
+        return any("libdnnl" in line for line in maps)
+
+L = rbp.layers
+rng = np.random.default_rng(0)
+x = rng.normal(size=(8, 20)).astype(np.float32)
+y = rng.integers(0, 3, size=8)
+mlp = rbp.MLP([20, 6, 3], dtype="float32", seed=1)
+rbp.Trainer(mlp, algorithm="rbp", batch_size=4, seed=2).fit((x, y), epochs=1, progress=False)
+print("mlp", onednn_loaded())
+conv = rbp.Sequential([L.Conv2D(2, 3, padding="same"), L.Flatten(), L.Dense(3, activation="softmax")],
+                      input_shape=(1, 4, 5), dtype="float32", seed=1)
+print("conv built", onednn_loaded())
+images = x.reshape(8, 1, 4, 5)
+for setting in ("eigen", "auto"):
+    _core._set_conv_implementation(setting)
+    try:
+        conv.forward(images)
+        print("conv", setting, onednn_loaded())
+    except RuntimeError as error:
+        print("conv", setting, "error:", error)
+for setting in ("portable", "auto"):
+    _core._set_bf16_implementation(setting)
+    weights = [w.copy() for w in mlp.weights]
+    try:
+        rbp.Trainer(mlp, algorithm="rbp", batch_size=4, seed=2, precision="bf16").fit((x, y), epochs=1, progress=False)
+        print("bf16", setting, onednn_loaded())
+    except RuntimeError as error:
+        unchanged = all(np.array_equal(a, b) for a, b in zip(weights, mlp.weights))
+        print("bf16", setting, "unchanged" if unchanged else "changed", "error:", error)
+"""
+
+
+def _run_plugin_script(env_extra=None):
+    import subprocess
+
+    env = dict(os.environ, **(env_extra or {}))
+    done = subprocess.run([sys.executable, "-c", _PLUGIN_SCRIPT], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+@pytest.mark.skipif(not ONEDNN or sys.platform != "linux", reason="needs the oneDNN plugin and /proc")
+def test_onednn_is_loaded_only_when_first_used():
+    lines = _run_plugin_script()
+    assert lines == [
+        "mlp False",
+        "conv built False",
+        "conv eigen False",
+        "conv auto True",
+        "bf16 portable True",
+        "bf16 auto True",
+    ]
+
+
+@pytest.mark.skipif(not ONEDNN or sys.platform != "linux", reason="needs the oneDNN plugin")
+def test_a_missing_onednn_runtime_is_a_clear_error_at_first_use(tmp_path):
+    # A libdnnl.so.3 that is not a library, found first (LD_LIBRARY_PATH comes before the plugin's RUNPATH).
+    (tmp_path / "libdnnl.so.3").write_bytes(b"not a shared object")
+    lines = _run_plugin_script({"LD_LIBRARY_PATH": str(tmp_path)})
+    assert lines[:3] == ["mlp False", "conv built False", "conv eigen False"]
+    for line, what in [(lines[3], "conv auto error: "), (lines[5], "bf16 auto unchanged error: ")]:
+        assert line.startswith(what), line
+        assert "could not open its oneDNN plugin" in line and "libdnnl.so.3" in line
+        assert "pip install onednn-cpu-gomp==2023.2.0" in line
+    assert lines[4] == "bf16 portable False"

@@ -1,4 +1,5 @@
-// Single-precision convolutions through oneDNN (built when CMake finds it: RBP_HAVE_ONEDNN).
+// Single-precision convolutions through oneDNN (built when CMake finds it), in the oneDNN plugin
+// (cpp/onednn/convolution.cpp), opened when a layer first runs on it (onednn_plugin.hpp).
 //
 // oneDNN's direct convolutions in its blocked layouts ran at about twice the speed of im2col + GEMM
 // here (benchmarks/README.md, "Convolutions"); the layer's tensors stay NCHW (a batch row is one image
@@ -9,6 +10,7 @@
 // tensors of a cached primitive are shared).
 #pragma once
 
+#include "onednn_plugin.hpp"
 #include "rbp/types.hpp"
 
 #include <memory>
@@ -17,19 +19,11 @@ namespace rbp {
 
 // Geometry of one convolution (per example): input channels x height x width, filters, kernel, stride
 // and the padding on each side.
-struct ConvGeometry {
-    Index channels, height, width;
-    Index filters, out_height, out_width;
-    Index kernel_h, kernel_w, stride;
-    Index pad_top, pad_left, pad_bottom, pad_right;
-    bool bias;
-};
-
-// Whether this build has oneDNN.
-bool onednn_built();
+using ConvGeometry = RbpConvGeometry;
 
 class OneDnnConvolution {
 public:
+    // Opens nothing yet: the plugin and the primitives come with the first call.
     explicit OneDnnConvolution(const ConvGeometry& geometry);
     ~OneDnnConvolution();
     OneDnnConvolution(const OneDnnConvolution&) = delete;

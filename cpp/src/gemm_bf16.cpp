@@ -1,5 +1,6 @@
 #include "gemm_bf16.hpp"
 
+#include "onednn_plugin.hpp"
 #include "rbp/gemm.hpp"
 #include "rbp/parallel.hpp"
 
@@ -9,13 +10,6 @@
 #include <cstring>
 #include <type_traits>
 #include <vector>
-
-#ifdef RBP_HAVE_ONEDNN
-#include "onednn_common.hpp"
-
-#include <memory>
-#include <unordered_map>
-#endif
 
 namespace rbp {
 namespace {
@@ -133,103 +127,26 @@ void portable_bf16_gemm(float alpha, const ConstMatrixRef<float>& a, bool ta, co
     gemm<float>(alpha, Map(ra, a.rows(), a.cols()), ta, Map(rb, b.rows(), b.cols()), tb, c, accumulate);
 }
 
-#ifdef RBP_HAVE_ONEDNN
-
-using dnnl::memory;
-
-// A cached matmul: bf16 op(A) (m x k) times bf16 op(B) (k x n) into float32 C (m x n, row stride ldc),
-// times a run-time scale (alpha), plus C when accumulating. oneDNN fixes the thread count at
-// creation, so it is part of the key.
-struct MatmulKey {
-    Index m, n, k, ldc;
-    bool ta, tb, accumulate;
-    int threads;
-    bool operator==(const MatmulKey& o) const {
-        return m == o.m && n == o.n && k == o.k && ldc == o.ldc && ta == o.ta && tb == o.tb &&
-               accumulate == o.accumulate && threads == o.threads;
-    }
-};
-struct MatmulKeyHash {
-    std::size_t operator()(const MatmulKey& key) const {
-        std::size_t h = 0;
-        for (Index v :
-             {key.m, key.n, key.k, key.ldc, Index(key.ta), Index(key.tb), Index(key.accumulate), Index(key.threads)})
-            h = h * 1000003u ^ std::hash<Index>()(v);
-        return h;
-    }
-};
-struct Matmul {
-    dnnl::matmul primitive;
-    memory a, b, c, scale;
-    std::unordered_map<int, memory> args;  // the same handles, their data pointers set at each call
-};
-
-// Everything per thread: the stream, the primitives, the bf16 copies of the operands.
-struct Bf16State {
-    dnnl::stream stream{onednn_detail::cpu_engine()};
-    std::unordered_map<MatmulKey, std::unique_ptr<Matmul>, MatmulKeyHash> matmuls;
-    std::vector<std::uint16_t> a, b;
-};
-Bf16State& state() {
-    thread_local Bf16State s;
-    return s;
-}
-
-Matmul& matmul_for(const MatmulKey& key) {
-    std::unique_ptr<Matmul>& entry = state().matmuls[key];
-    if (entry) return *entry;
-    const dnnl::engine& engine = onednn_detail::cpu_engine();
-    // op(A)(i, p) is A(p, i) when transposed: the stored rows are then op(A)'s columns.
-    const memory::desc a_desc({key.m, key.k}, memory::data_type::bf16,
-                              key.ta ? memory::dims{1, key.m} : memory::dims{key.k, 1});
-    const memory::desc b_desc({key.k, key.n}, memory::data_type::bf16,
-                              key.tb ? memory::dims{1, key.k} : memory::dims{key.n, 1});
-    const memory::desc c_desc({key.m, key.n}, memory::data_type::f32, memory::dims{key.ldc, 1});
-    dnnl::primitive_attr attr;
-    attr.set_scales_mask(DNNL_ARG_WEIGHTS, 0);
-    if (key.accumulate) {
-        dnnl::post_ops ops;
-        ops.append_sum(1.0f);
-        attr.set_post_ops(ops);
-    }
-    const dnnl::matmul::primitive_desc pd(engine, a_desc, b_desc, c_desc, attr);
-    entry = std::make_unique<Matmul>();
-    entry->primitive = dnnl::matmul(pd);
-    entry->a = memory(a_desc, engine, DNNL_MEMORY_NONE);
-    entry->b = memory(b_desc, engine, DNNL_MEMORY_NONE);
-    entry->c = memory(c_desc, engine, DNNL_MEMORY_NONE);
-    entry->scale = memory(memory::desc({1}, memory::data_type::f32, memory::dims{1}), engine, DNNL_MEMORY_NONE);
-    entry->args = {{DNNL_ARG_SRC, entry->a},
-                   {DNNL_ARG_WEIGHTS, entry->b},
-                   {DNNL_ARG_DST, entry->c},
-                   {DNNL_ARG_ATTR_SCALES | DNNL_ARG_WEIGHTS, entry->scale}};
-    return *entry;
-}
-
+// The rounded operands' bits through oneDNN's matmul, in the plugin (opened by the first call).
 void onednn_bf16_gemm(float alpha, const ConstMatrixRef<float>& a, bool ta, const ConstMatrixRef<float>& b, bool tb,
                       MatrixRef<float> c, bool accumulate) {
     const Index m = c.rows(), n = c.cols(), k = ta ? a.rows() : a.cols();
+    const RbpOneDnnPlugin& plugin = onednn_plugin();
     const int threads = product_threads(m, n, k, product_thread_budget());
-    Bf16State& s = state();
+    thread_local std::vector<std::uint16_t> a_buffer, b_buffer;
     const auto convert = [](float x) { return bf16_bits(x); };
-    const std::uint16_t* ra = rounded(a, s.a, convert);
-    const std::uint16_t* rb = rounded(b, s.b, convert);
-    const onednn_detail::OmpThreads scope(threads);
-    Matmul& mm = matmul_for({m, n, k, c.outerStride(), ta, tb, accumulate, threads});
-    // oneDNN takes non-const handles; the primitive only reads its source and weights.
-    mm.a.set_data_handle(const_cast<std::uint16_t*>(ra));
-    mm.b.set_data_handle(const_cast<std::uint16_t*>(rb));
-    mm.c.set_data_handle(c.data());
-    mm.scale.set_data_handle(&alpha);
-    mm.primitive.execute(s.stream, mm.args);
-    s.stream.wait();
+    const std::uint16_t* ra = rounded(a, a_buffer, convert);
+    const std::uint16_t* rb = rounded(b, b_buffer, convert);
+    check_onednn(plugin.bf16_matmul(alpha, ra, ta, rb, tb, c.data(), m, n, k, c.outerStride(), accumulate, threads));
 }
-
-#endif  // RBP_HAVE_ONEDNN
 
 }  // namespace
 
-Bf16Products::Bf16Products(bool on) : saved_(bf16_scope) { bf16_scope = on; }
+Bf16Products::Bf16Products(bool on) : saved_(bf16_scope) {
+    // Opens the plugin here, so that a missing oneDNN runtime fails before a step changes anything.
+    if (on && !saved_ && bf16_onednn()) onednn_plugin();
+    bf16_scope = on;
+}
 Bf16Products::~Bf16Products() {
     if (bf16_scope && !saved_)  // the outermost scope that turned them on
         for (auto& r : remembered) r.release();
@@ -263,11 +180,7 @@ void set_bf16_implementation(Bf16Implementation implementation) {
 }
 
 bool bf16_onednn() {
-#ifdef RBP_HAVE_ONEDNN
-    return bf16_implementation.load(std::memory_order_relaxed) == Bf16Implementation::Auto;
-#else
-    return false;
-#endif
+    return onednn_built() && bf16_implementation.load(std::memory_order_relaxed) == Bf16Implementation::Auto;
 }
 
 float round_to_bf16(float x) { return bf16_value(x); }
@@ -277,12 +190,10 @@ std::int64_t bf16_operand_roundings() { return operand_roundings; }
 
 void bf16_gemm(float alpha, const ConstMatrixRef<float>& a, bool ta, const ConstMatrixRef<float>& b, bool tb,
                MatrixRef<float> c, bool accumulate) {
-#ifdef RBP_HAVE_ONEDNN
     if (bf16_onednn()) {
         onednn_bf16_gemm(alpha, a, ta, b, tb, c, accumulate);
         return;
     }
-#endif
     portable_bf16_gemm(alpha, a, ta, b, tb, c, accumulate);
 }
 

@@ -69,15 +69,7 @@ def available() -> list[str]:
 
 
 def _import(stem: str) -> ModuleType:
-    try:
-        return importlib.import_module(f".{stem}", __package__)
-    except ImportError as error:
-        if "libdnnl" not in str(error):
-            raise
-        raise ImportError(
-            f"rbp-native's {stem} was built with oneDNN, whose runtime is missing ({error}); "
-            "reinstall it with: pip install onednn-cpu-gomp==2023.2.0"
-        ) from error
+    return importlib.import_module(f".{stem}", __package__)
 
 
 def _load() -> tuple[ModuleType, str]:
