@@ -2,8 +2,8 @@
 # onednn-devel-cpu-gomp (headers and CMake config; its runtime onednn-cpu-gomp installs libdnnl.so into
 # <prefix>/lib), else a system oneDNN. RBP_NATIVE_ONEDNN: AUTO (default: use it when found), ON (fail when
 # not found), OFF (never: the portable Eigen convolutions and bf16 rounding through the float32 kernels,
-# which pass the same tests). Defines RBP_HAVE_ONEDNN and the imported target
-# DNNL::dnnl when used. Needs Python_EXECUTABLE.
+# which pass the same tests). Sets RBP_HAVE_ONEDNN (then CMakeLists.txt builds the plugin
+# librbp_onednn.so) and the imported target DNNL::dnnl when used. Needs Python_EXECUTABLE.
 #
 # The wheels install into the environment's prefix (data files), not into a package: in pip's isolated
 # build that prefix is the build environment's overlay, found as the folder three levels above a
