@@ -11,7 +11,13 @@
 set(RBP_NATIVE_ONEDNN "AUTO" CACHE STRING "Use oneDNN for the float32 convolutions and the bf16 products: AUTO, ON or OFF")
 set_property(CACHE RBP_NATIVE_ONEDNN PROPERTY STRINGS AUTO ON OFF)
 set(RBP_HAVE_ONEDNN OFF)
-if(NOT RBP_NATIVE_ONEDNN STREQUAL "OFF")
+if(WIN32 AND NOT RBP_NATIVE_ONEDNN STREQUAL "OFF")
+  # The core opens the oneDNN plugin with dlopen (cpp/src/onednn_plugin.cpp), which Windows lacks.
+  if(RBP_NATIVE_ONEDNN STREQUAL "ON")
+    message(FATAL_ERROR "RBP_NATIVE_ONEDNN=ON: the oneDNN plugin is not supported on Windows")
+  endif()
+  message(STATUS "rbp-native: no oneDNN plugin on Windows; the convolutions and bf16 products use the portable Eigen path")
+elseif(NOT RBP_NATIVE_ONEDNN STREQUAL "OFF")
   execute_process(
     COMMAND "${Python_EXECUTABLE}" -c
             "import os, sys; c = [sys.prefix] + [os.path.normpath(os.path.join(s, '..', '..', '..')) for s in sys.path if s.endswith('site-packages')]; print(';'.join(dict.fromkeys(p for p in c if os.path.isfile(os.path.join(p, 'lib', 'cmake', 'dnnl', 'dnnl-config.cmake')))))"
