@@ -88,19 +88,31 @@ def test_variants_train_alike(isa):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_split_first_layer_on_blank_margins_matches_one_thread():
+@pytest.mark.parametrize("threads,min_macs", [(2, None), (8, 250_000.0)])
+def test_split_first_layer_on_blank_margins_matches_one_thread(threads, min_macs):
     """With half the input blocks blank (MNIST-like), the first layer's products skip them and, at
-    batch 128, split between two threads by units, with the batch copied by both threads: the
-    weights match one thread's to rounding, and two runs on two threads are bit-identical."""
+    batch 128, split between threads by units, with the batch copied by all of them: the weights
+    match one thread's to rounding, and two runs on the same threads are bit-identical. With a budget
+    of 8 and a lower split threshold the products split four ways (128 examples / 32), which is what a
+    16-core machine does with the wide net."""
+    previous = _native._core._set_min_macs_per_thread(min_macs) if min_macs else None
+    try:
+        _check_first_layer_split(threads)
+    finally:
+        if previous is not None:
+            _native._core._set_min_macs_per_thread(previous)
+
+
+def _check_first_layer_split(threads):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((640, 784)).astype(np.float32)
     x[:, :336] = 0.0  # the first 21 blocks of 16 columns of every row
     x[rng.random(x.shape) < 0.3] = 0.0
     y = rng.integers(0, 10, 640)
     runs = []
-    for threads in (1, 2, 2):
+    for budget in (1, threads, threads):
         net = rbp.MLP([784, 100, 100, 10], seed=3)
-        trainer = rbp.Trainer(net, algorithm="bp", batch_size=128, seed=0, threads=threads, lr=0.05)
+        trainer = rbp.Trainer(net, algorithm="bp", batch_size=128, seed=0, threads=budget, lr=0.05)
         trainer.fit((x, y), epochs=2, progress=False, train_metrics="running")
         runs.append(net.weights)
     for a, b in zip(runs[0], runs[1]):

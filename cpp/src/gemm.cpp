@@ -316,10 +316,11 @@ void gemm_skipping_zeros_update(T alpha, const ConstMatrixRef<T>& b, const Const
         if (bf16_products()) return gemm<T>(alpha, b, true, x, false, w, true);
         const Index m = w.rows(), n = w.cols(), k = x.rows();
         eigen_assert(b.rows() == k && b.cols() == m && x.cols() == n);
-        // Rows of W (units) between the threads in the forward product's parts; every thread reads all
-        // of X and its marks.
+        // Rows of W (units) between the threads in the forward product's parts, so its thread count
+        // too (its shape, batch x units x inputs: with any budget the two products cut W alike); every
+        // thread reads all of X and its marks.
         split_between_threads(
-            m, product_threads(m, n, k, product_thread_budget()), unpacked::kDotColumns, [&](Index lo, Index len) {
+            m, product_threads(k, m, n, product_thread_budget()), unpacked::kDotColumns, [&](Index lo, Index len) {
                 unpacked::gemm_axpy(len, n, k, alpha, b.data() + lo, 1, b.outerStride(), x.data(), x.outerStride(),
                                     w.row(lo).data(), w.outerStride(), true, {zeros.masks, zeros.stride});
             });
