@@ -1,8 +1,8 @@
 /* The oneDNN plugin's interface: plain C, so that the core and the plugin (librbp_onednn.so, the only
  * part of rbp-native that links oneDNN) share no C++ types and no exceptions cross between them.
  *
- * The core opens the plugin when a float32 convolution layer is first built or a bf16 product first
- * runs (cpp/src/onednn_plugin.cpp), so that importing rbp-native and training MLPs never loads oneDNN.
+ * The core opens the plugin when a float32 convolution first runs on it or a bf16 step begins
+ * (cpp/src/onednn_plugin.cpp), so that importing rbp-native and training MLPs never loads oneDNN.
  * Every function returns 0 on success; otherwise the message of the failure is what `last_error`
  * returns on the same thread, until that thread's next call. */
 #pragma once

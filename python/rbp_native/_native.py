@@ -68,10 +68,6 @@ def available() -> list[str]:
     return present
 
 
-def _import(stem: str) -> ModuleType:
-    return importlib.import_module(f".{stem}", __package__)
-
-
 def _load() -> tuple[ModuleType, str]:
     requested = os.environ.get(ENV, "").strip().lower()
     present = available()
@@ -90,15 +86,15 @@ def _load() -> tuple[ModuleType, str]:
                 f"{ENV}={requested}: this CPU or operating system does not support "
                 f"{requested} (usable features: {', '.join(sorted(cpu_features())) or 'unknown'})"
             )
-        return _import(f"_core_{requested}"), requested
+        return importlib.import_module(f"._core_{requested}", __package__), requested
     variants = [i for i in ISAS if i in present]
     if variants:
         features = cpu_features()
         for candidate in variants:
             if supported(candidate, features):
-                return _import(f"_core_{candidate}"), candidate
+                return importlib.import_module(f"._core_{candidate}", __package__), candidate
     if "_core" in present or not variants:
-        module = _import("_core")
+        module = importlib.import_module("._core", __package__)
         return module, str(getattr(module, "isa", "unknown"))
     raise ImportError(
         f"no compiled core of rbp-native runs on this CPU (built: {', '.join(present)}; "
