@@ -195,7 +195,8 @@ def test_onednn_is_loaded_only_when_first_used():
 
 @pytest.mark.skipif(not ONEDNN or sys.platform != "linux", reason="needs the oneDNN plugin")
 def test_a_missing_onednn_runtime_is_a_clear_error_at_first_use(tmp_path):
-    # A libdnnl.so.3 that is not a library, found first (LD_LIBRARY_PATH comes before the plugin's RUNPATH).
+    # A libdnnl.so.3 that is not a library, found first: LD_LIBRARY_PATH comes before the plugin's RUNPATH
+    # (CMakeLists.txt links it with --enable-new-dtags; an old-style RPATH would come first).
     (tmp_path / "libdnnl.so.3").write_bytes(b"not a shared object")
     lines = _run_plugin_script({"LD_LIBRARY_PATH": str(tmp_path)})
     assert lines[:3] == ["mlp False", "conv built False", "conv eigen False"]

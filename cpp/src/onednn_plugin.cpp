@@ -13,8 +13,8 @@ namespace rbp {
 
 namespace {
 
-// The plugin sits beside the shared object that holds this code (rbp_native/, or the build folder for
-// the benchmark programs).
+// The plugin sits beside the shared object that holds this code (rbp_native/; for a program linking the
+// core, beside the program).
 std::string plugin_path() {
     Dl_info info{};
     if (dladdr(reinterpret_cast<void*>(&onednn_plugin), &info) != 0 && info.dli_fname != nullptr) {
@@ -57,9 +57,10 @@ Opened open_plugin() {
 bool onednn_built() { return true; }
 
 const RbpOneDnnPlugin& onednn_plugin() {
-    static const Opened opened = open_plugin();  // once, thread-safe (C++11 statics)
-    if (opened.table == nullptr) throw std::runtime_error(opened.error);
-    return *opened.table;
+    // Once, thread-safe (C++11 statics); never destroyed, so that a layer freed at exit still finds it.
+    static const Opened* const opened = new Opened(open_plugin());
+    if (opened->table == nullptr) throw std::runtime_error(opened->error);
+    return *opened->table;
 }
 
 void check_onednn(int status) {
