@@ -6,6 +6,8 @@
     python benchmarks/kernels_ab.py --split 1e6 --threads 2   # split threshold 4M vs 1M MACs/thread
     python benchmarks/kernels_ab.py --elementwise-split 1e18  # elementwise work split vs never split
     python benchmarks/kernels_ab.py --bf16-reuse              # precision="bf16": rounded weights reused or not
+    python benchmarks/kernels_ab.py --thread-counts --mnist --nets 784-100-100-100-100-10 --batches 128
+                                                              # one thread against two
 
 By default each round trains one epoch with the selection rule of cpp/src/gemm.cpp ("where-faster")
 and one with Eigen's kernels only ("never"), one thread. With --split MACS it trains one epoch with
@@ -14,9 +16,13 @@ each gets 4M multiply-accumulates) and one with MACS instead, at --threads threa
 --elementwise-split N the same for the elementwise work's threshold (f and f', the bias rows, f' times
 the channel's signal: split when each thread gets 32768 values; N = 1e18 never splits). With
 --bf16-reuse the trainer runs with precision="bf16", reusing each step's rounded weights and the fixed
-feedback's rounded copies (the default) and rounding every operand at every product. The two settings
+feedback's rounded copies (the default) and rounding every operand at every product. With
+--thread-counts two trainers from the same weights, one on one thread and one on two (does the second
+thread pay? On the 2-vCPU AMD EPYC of benchmarks/README.md the answer came in spells of minutes at
+batch 128, "Two threads at batch 128": run it a few times, minutes apart). The two settings
 alternate, so that both see the same machine state; prints one JSON line per workload with the
-median epoch of each and the median of the per-round ratios (> 1: the default setting is faster).
+median epoch of each and the median of the per-round ratios (> 1: the first setting, the default, or one
+thread, is faster).
 Synthetic data by default; --mnist trains the 784-input nets on MNIST's first training examples
 (from RBP_NATIVE_DATA), whose blank margins the first layer's products skip.
 """
@@ -27,6 +33,7 @@ import argparse
 import json
 import statistics
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -57,33 +64,43 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--bf16-reuse", action="store_true", help='precision="bf16" with and without reusing rounded operands'
     )
+    p.add_argument("--thread-counts", action="store_true", help="one thread against two (two trainers)")
     p.add_argument("--threads", type=int, default=0, help="thread budget (default: 1, or 2 with a --*split)")
     args = p.parse_args(argv)
+    if args.thread_counts and (args.threads or args.split or args.elementwise_split or args.bf16_reuse):
+        raise SystemExit("--thread-counts compares one thread with two: no --threads, --*split or --bf16-reuse")
     threads = args.threads or (2 if args.split or args.elementwise_split else 1)
     default_split = _core._set_min_macs_per_thread(1.0e6)  # the setters return the threshold in force
     _core._set_min_macs_per_thread(default_split)
     default_elementwise = _core._set_min_elements_per_thread(1)
     _core._set_min_elements_per_thread(default_elementwise)
-    if args.bf16_reuse:
+    # Each setting: the thread count of its trainer, and what to set before its epoch.
+    settings: dict[str, tuple[int, Callable[[], object]]]
+    if args.thread_counts:
+        settings = {"1-thread": (1, lambda: None), "2-threads": (2, lambda: None)}
+    elif args.bf16_reuse:
         settings = {
-            "reuse": lambda: _core._set_bf16_operand_reuse(True),
-            "no-reuse": lambda: _core._set_bf16_operand_reuse(False),
+            "reuse": (threads, lambda: _core._set_bf16_operand_reuse(True)),
+            "no-reuse": (threads, lambda: _core._set_bf16_operand_reuse(False)),
         }
     elif args.elementwise_split:
         elements = int(min(args.elementwise_split, 2.0**62))
         settings = {
-            "default": lambda: _core._set_min_elements_per_thread(default_elementwise),
-            f"elementwise-split-{args.elementwise_split:g}": lambda: _core._set_min_elements_per_thread(elements),
+            "default": (threads, lambda: _core._set_min_elements_per_thread(default_elementwise)),
+            f"elementwise-split-{args.elementwise_split:g}": (
+                threads,
+                lambda: _core._set_min_elements_per_thread(elements),
+            ),
         }
     elif args.split:
         settings = {
-            "default": lambda: _core._set_min_macs_per_thread(default_split),
-            f"split-{args.split:g}": lambda: _core._set_min_macs_per_thread(args.split),
+            "default": (threads, lambda: _core._set_min_macs_per_thread(default_split)),
+            f"split-{args.split:g}": (threads, lambda: _core._set_min_macs_per_thread(args.split)),
         }
     else:
         settings = {
-            "where-faster": lambda: _core._set_unpacked_gemm("where-faster"),
-            "never": lambda: _core._set_unpacked_gemm("never"),
+            "where-faster": (threads, lambda: _core._set_unpacked_gemm("where-faster")),
+            "never": (threads, lambda: _core._set_unpacked_gemm("never")),
         }
 
     def restore() -> None:
@@ -92,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         _core._set_min_elements_per_thread(default_elementwise)
         _core._set_bf16_operand_reuse(True)
 
-    if not (args.split or args.elementwise_split or args.bf16_reuse) and not _core._unpacked_gemm_available():
+    if not (args.split or args.elementwise_split or args.bf16_reuse or args.thread_counts) and (
+        not _core._unpacked_gemm_available()
+    ):
         raise SystemExit(f"the {rbp.isa} variant has no unpacked kernels")
     for net_text in args.nets.split(","):
         sizes = [int(s) for s in net_text.split("-")]
@@ -106,23 +125,26 @@ def main(argv: list[str] | None = None) -> int:
             x = rng.random((examples, sizes[0]), dtype=np.float32)
             y = rng.integers(0, sizes[-1], examples).astype(np.int64)
         for batch in (int(b) for b in args.batches.split(",")):
-            trainer = rbp.Trainer(
-                rbp.MLP(sizes, seed=0),
-                algorithm=args.algorithm,
-                lr=0.01,
-                batch_size=batch,
-                threads=threads,
-                seed=0,
-                precision="bf16" if args.bf16_reuse else "float32",
-            )
-            core = trainer._core  # the whole epoch in C++, as Trainer.fit runs it
+            cores = {
+                count: rbp.Trainer(
+                    rbp.MLP(sizes, seed=0),
+                    algorithm=args.algorithm,
+                    lr=0.01,
+                    batch_size=batch,
+                    threads=count,
+                    seed=0,
+                    precision="bf16" if args.bf16_reuse else "float32",
+                )._core  # the whole epoch in C++, as Trainer.fit runs it
+                for count in {count for count, _ in settings.values()}
+            }
             times: dict[str, list[float]] = {name: [] for name in settings}
             try:
                 for _ in range(args.rounds + 1):  # the first round warms up and is dropped
                     for name, samples in times.items():
-                        settings[name]()
+                        count, prepare = settings[name]
+                        prepare()
                         start = time.perf_counter()
-                        core.train_epoch(x, y, None, 0)
+                        cores[count].train_epoch(x, y, None, 0)
                         samples.append(time.perf_counter() - start)
             finally:
                 restore()
@@ -134,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                         "net": net_text,
                         "batch": batch,
                         "algorithm": args.algorithm,
-                        "threads": threads,
+                        "threads": "1 and 2" if args.thread_counts else threads,
                         "precision": "bf16" if args.bf16_reuse else "float32",
                         "examples": examples,
                         "data": "mnist" if args.mnist and sizes[0] == 784 and sizes[-1] == 10 else "random",
