@@ -296,11 +296,10 @@ void gemm_skipping_zeros_forward(const ConstMatrixRef<T>& x, const ZeroBlocks& z
         // that each thread reads only the rows of W it writes there (benchmarks/README.md, "Two threads
         // at batch 128"); in whole blocks of the dot kernel, so that every value of S comes from the
         // same block shape, and the same sums, as in one call over all the units.
-        split_between_threads(
-            n, product_threads(m, n, k, product_thread_budget()), unpacked::kDotColumns, [&](Index lo, Index len) {
-                unpacked::gemm_nt(m, len, k, 1.0f, x.data(), x.outerStride(), w.row(lo).data(), w.outerStride(),
-                                  s.data() + lo, s.outerStride(), accumulate, {zeros.masks, zeros.stride});
-            });
+        split_between_threads(n, first_layer_threads(m, n, k), unpacked::kDotColumns, [&](Index lo, Index len) {
+            unpacked::gemm_nt(m, len, k, 1.0f, x.data(), x.outerStride(), w.row(lo).data(), w.outerStride(),
+                              s.data() + lo, s.outerStride(), accumulate, {zeros.masks, zeros.stride});
+        });
         return;
     }
 #endif
@@ -316,14 +315,12 @@ void gemm_skipping_zeros_update(T alpha, const ConstMatrixRef<T>& b, const Const
         if (bf16_products()) return gemm<T>(alpha, b, true, x, false, w, true);
         const Index m = w.rows(), n = w.cols(), k = x.rows();
         eigen_assert(b.rows() == k && b.cols() == m && x.cols() == n);
-        // Rows of W (units) between the threads in the forward product's parts, so its thread count
-        // too (its shape, batch x units x inputs: with any budget the two products cut W alike); every
-        // thread reads all of X and its marks.
-        split_between_threads(
-            m, product_threads(k, m, n, product_thread_budget()), unpacked::kDotColumns, [&](Index lo, Index len) {
-                unpacked::gemm_axpy(len, n, k, alpha, b.data() + lo, 1, b.outerStride(), x.data(), x.outerStride(),
-                                    w.row(lo).data(), w.outerStride(), true, {zeros.masks, zeros.stride});
-            });
+        // Rows of W (units) between the threads in the forward product's parts; every thread reads all
+        // of X and its marks.
+        split_between_threads(m, first_layer_threads(k, m, n), unpacked::kDotColumns, [&](Index lo, Index len) {
+            unpacked::gemm_axpy(len, n, k, alpha, b.data() + lo, 1, b.outerStride(), x.data(), x.outerStride(),
+                                w.row(lo).data(), w.outerStride(), true, {zeros.masks, zeros.stride});
+        });
         return;
     }
 #endif

@@ -231,8 +231,7 @@ void Trainer<T>::mark_input_zeros(const ConstMatrixRef<T>& x) {
 // both threads wait at once. (A copy: the batch is the same however it is split.)
 template <class T>
 void Trainer<T>::gather_inputs(const ConstMatrixRef<T>& x, const Index* rows, Index n) {
-    const int threads =
-        product_threads(n, network_->layer(0).output_size(), network_->input_size(), product_thread_budget());
+    const int threads = first_layer_threads(n, network_->layer(0).output_size(), network_->input_size());
     split_between_threads(n, threads, Index{1}, [&](Index lo, Index len) {
         for (Index i = lo; i < lo + len; ++i) batch_input_.row(i) = x.row(rows[i]);
     });

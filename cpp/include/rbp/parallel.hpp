@@ -73,6 +73,13 @@ inline int product_threads(Index m, Index n, Index k, int budget) {
     return static_cast<int>(std::max<Index>(1, std::min<Index>({static_cast<Index>(budget), by_work, by_shape})));
 }
 
+// Threads for the first layer's products on inputs with blank blocks (gemm_skipping_zeros_forward and
+// _update), which both cut W's units, and for the trainer's copy of the batch beside them: one count,
+// from the forward product's shape, so that their parts agree on any budget.
+inline int first_layer_threads(Index batch, Index units, Index inputs) {
+    return product_threads(batch, units, inputs, product_thread_budget());
+}
+
 // part(lo, len) on `threads` threads for consecutive parts of [0, extent), one per thread, each a
 // multiple of `granule` long except the last, as equal as that allows, in a fixed split: the same
 // thread count gives the same parts. The granule is what the work inside a part needs whole: 16
