@@ -6,6 +6,7 @@
     python benchmarks/kernels_ab.py --split 1e6 --threads 2   # split threshold 4M vs 1M MACs/thread
     python benchmarks/kernels_ab.py --elementwise-split 1e18  # elementwise work split vs never split
     python benchmarks/kernels_ab.py --bf16-reuse              # precision="bf16": rounded weights reused or not
+    python benchmarks/kernels_ab.py --sparse-inputs --mnist   # first layer on the non-zeros, or not
     python benchmarks/kernels_ab.py --thread-counts --mnist --nets 784-100-100-100-100-10 --batches 128
                                                               # one thread against two
 
@@ -17,6 +18,8 @@ each gets 4M multiply-accumulates) and one with MACS instead, at --threads threa
 the channel's signal: split when each thread gets 32768 values; N = 1e18 never splits). With
 --bf16-reuse the trainer runs with precision="bf16", reusing each step's rounded weights and the fixed
 feedback's rounded copies (the default) and rounding every operand at every product. With
+--sparse-inputs the first layer runs on the input's non-zeros where the trainer chooses to (the
+default: inputs at most 30% non-zero, as MNIST; gemm.hpp's sparse products) and never. With
 --thread-counts two trainers from the same weights, one on one thread and one on two (does the second
 thread pay? On the 2-vCPU AMD EPYC of benchmarks/README.md the answer came in spells of minutes at
 batch 128, "Two threads at batch 128": run it a few times, minutes apart). The two settings
@@ -24,7 +27,8 @@ alternate, so that both see the same machine state; prints one JSON line per wor
 median epoch of each and the median of the per-round ratios (> 1: the first setting, the default, or one
 thread, is faster).
 Synthetic data by default; --mnist trains the 784-input nets on MNIST's first training examples
-(from RBP_NATIVE_DATA), whose blank margins the first layer's products skip.
+(from RBP_NATIVE_DATA): about 19% of the pixels non-zero, so that the first layer runs on the
+non-zeros (and without that, skips the blank 16-pixel blocks).
 """
 
 from __future__ import annotations
@@ -64,11 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--bf16-reuse", action="store_true", help='precision="bf16" with and without reusing rounded operands'
     )
+    p.add_argument(
+        "--sparse-inputs", action="store_true", help="first layer on the input's non-zeros where it suits, or never"
+    )
     p.add_argument("--thread-counts", action="store_true", help="one thread against two (two trainers)")
     p.add_argument("--threads", type=int, default=0, help="thread budget (default: 1, or 2 with a --*split)")
     args = p.parse_args(argv)
-    if args.thread_counts and (args.threads or args.split or args.elementwise_split or args.bf16_reuse):
-        raise SystemExit("--thread-counts compares one thread with two: no --threads, --*split or --bf16-reuse")
+    if args.thread_counts and (
+        args.threads or args.split or args.elementwise_split or args.bf16_reuse or args.sparse_inputs
+    ):
+        raise SystemExit(
+            "--thread-counts compares one thread with two: no --threads, --*split, --bf16-reuse or --sparse-inputs"
+        )
     threads = args.threads or (2 if args.split or args.elementwise_split else 1)
     default_split = _core._set_min_macs_per_thread(1.0e6)  # the setters return the threshold in force
     _core._set_min_macs_per_thread(default_split)
@@ -78,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     settings: dict[str, tuple[int, Callable[[], object]]]
     if args.thread_counts:
         settings = {"1-thread": (1, lambda: None), "2-threads": (2, lambda: None)}
+    elif args.sparse_inputs:
+        settings = {
+            "sparse": (threads, lambda: _core._set_sparse_products(True)),
+            "no-sparse": (threads, lambda: _core._set_sparse_products(False)),
+        }
     elif args.bf16_reuse:
         settings = {
             "reuse": (threads, lambda: _core._set_bf16_operand_reuse(True)),
@@ -108,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         _core._set_min_macs_per_thread(default_split)
         _core._set_min_elements_per_thread(default_elementwise)
         _core._set_bf16_operand_reuse(True)
+        _core._set_sparse_products(True)
 
-    if not (args.split or args.elementwise_split or args.bf16_reuse or args.thread_counts) and (
+    if not (args.split or args.elementwise_split or args.bf16_reuse or args.thread_counts or args.sparse_inputs) and (
         not _core._unpacked_gemm_available()
     ):
         raise SystemExit(f"the {rbp.isa} variant has no unpacked kernels")

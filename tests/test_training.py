@@ -326,6 +326,7 @@ def test_skipping_zero_input_blocks_changes_no_weight(algorithm, batch, momentum
     x, y = _blank_margin_images()
     weights, skipped = [], []
     _core._set_unpacked_gemm("always")
+    _core._set_sparse_products(False)  # (these inputs would run on their non-zeros: tests/test_sparse_inputs.py)
     try:
         for on in (True, False):
             _core._set_zero_skipping(on)
@@ -339,6 +340,7 @@ def test_skipping_zero_input_blocks_changes_no_weight(algorithm, batch, momentum
     finally:
         _core._set_zero_skipping(True)
         _core._set_unpacked_gemm("where-faster")
+        _core._set_sparse_products(True)
     assert skipped == [True, False]
     for on, off in zip(*weights):
         np.testing.assert_array_equal(on, off)
@@ -351,11 +353,16 @@ def test_dense_inputs_and_sparse_first_layers_do_not_skip():
     trainer = rbp.Trainer(rbp.MLP([40, 16, 4], seed=0), batch_size=32, threads=1)
     trainer.fit((x, y), epochs=1, progress=False)
     assert not trainer._core._skipped_input_zeros
-    x, y = _blank_margin_images()
-    trainer = rbp.Trainer(rbp.MLP([144, 16, 3], seed=0), batch_size=32, threads=1)
+    # Half the inputs blank in whole blocks, the other half dense: too many non-zeros for the sparse
+    # first layer (tests/test_sparse_inputs.py), but blocks to skip.
+    rng = np.random.default_rng(0)
+    x = np.zeros((200, 784), np.float32)
+    x[:, 400:] = rng.random((200, 384))
+    y = rng.integers(0, 3, 200)
+    trainer = rbp.Trainer(rbp.MLP([784, 16, 3], seed=0), batch_size=32, threads=1)
     trainer.fit((x, y), epochs=1, progress=False)
-    assert trainer._core._skipped_input_zeros
-    trainer = rbp.Trainer(rbp.MLP([144, 16, 3], seed=0, connectivity=[0.5, 1.0]), batch_size=32, threads=1)
+    assert trainer._core._skipped_input_zeros and not trainer._core._sparse_first_layer
+    trainer = rbp.Trainer(rbp.MLP([784, 16, 3], seed=0, connectivity=[0.5, 1.0]), batch_size=32, threads=1)
     trainer.fit((x, y), epochs=1, progress=False)
     assert not trainer._core._skipped_input_zeros
 

@@ -134,6 +134,12 @@ void register_products(py::module_& m) {
         "w += alpha b^T x skipping x's zero blocks (float32; for tests). Returns the fraction of zero blocks.");
     m.def("_set_zero_skipping", &set_zero_skipping, py::arg("on"),
           "Whether the first layer skips the input's all-zero blocks (for tests and benchmarks).");
+    m.def("_set_sparse_products", &set_sparse_products, py::arg("on"),
+          "Whether the trainer may run the first layer on the input's non-zeros (for tests and benchmarks).");
+    m.def(
+        "_sparse_products_available",
+        [](bool single) { return single ? sparse_products_available<float>() : sparse_products_available<double>(); },
+        py::arg("single") = true, "Whether this build has the sparse first-layer products (and they are on).");
     m.def(
         "_zero_block_width",
         [](bool single) { return single ? zero_block_width<float>() : zero_block_width<double>(); },

@@ -176,6 +176,7 @@ void bind_trainer(py::module_& m, const char* name) {
         .def_property_readonly("learning_rate", &Tr::learning_rate)
         .def_property_readonly("threads", &Tr::threads)
         .def_property_readonly("_skipped_input_zeros", &Tr::skipped_input_zeros)
+        .def_property_readonly("_sparse_first_layer", &Tr::sparse_first_layer)
         .def_property_readonly("channel_macs", [](const Tr& t) { return t.channel().channel_macs(t.network()); })
         .def_property_readonly("num_feedback", [](const Tr& t) { return t.channel().num_feedback(); })
         .def("get_feedback",

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
+#include <limits>
+#include <stdexcept>
 #include <type_traits>
 
 // Eigen's level-3 kernels are called directly (Eigen::internal, stable through the 3.4 series);
@@ -111,6 +113,7 @@ void serial_gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrix
 
 std::atomic<UnpackedGemm> unpacked_use{UnpackedGemm::WhereFaster};
 std::atomic<bool> zero_skipping{true};
+std::atomic<bool> sparse_products{true};
 
 // The kernel family for one thread's part of a product, C (m x n) = op(A) (m x k) op(B) (k x n).
 // The unpacked kernels (single precision, AVX-512 and AVX2 builds) run where they beat Eigen's, as
@@ -327,6 +330,108 @@ void gemm_skipping_zeros_update(T alpha, const ConstMatrixRef<T>& b, const Const
     (void)zeros;
     gemm<T>(alpha, b, true, x, false, w, true);
 }
+
+void set_sparse_products(bool on) { sparse_products.store(on, std::memory_order_relaxed); }
+
+template <class T>
+bool sparse_products_available() {
+#if RBP_UNPACKED_GEMM
+    return std::is_same_v<T, float> && sparse_products.load(std::memory_order_relaxed);
+#else
+    return false;
+#endif
+}
+
+Index sparse_weight_columns(Index units) {
+#if RBP_UNPACKED_GEMM
+    return (units + unpacked::kWidth - 1) / unpacked::kWidth * unpacked::kWidth;
+#else
+    return units;
+#endif
+}
+
+template <class T>
+double compress_rows([[maybe_unused]] const ConstMatrixRef<T>& x, [[maybe_unused]] const Index* rows,
+                     [[maybe_unused]] Index m, [[maybe_unused]] SparseRows<T>& out, [[maybe_unused]] int threads) {
+#if RBP_UNPACKED_GEMM
+    if constexpr (std::is_same_v<T, float>) {
+        const Index k = x.cols();
+        eigen_assert(k <= std::numeric_limits<std::int32_t>::max());
+        const Index capacity = unpacked::sparse_row_capacity(k);
+        const auto size = static_cast<std::size_t>(m * capacity);
+        if (out.values.size() < size) {  // once per batch size
+            out.values.resize(size);
+            out.columns.resize(size);
+        }
+        if (out.counts.size() < static_cast<std::size_t>(m)) out.counts.resize(static_cast<std::size_t>(m));
+        out.rows = m;
+        out.cols = k;
+        out.capacity = capacity;
+        split_between_threads(m, threads, Index{1}, [&](Index lo, Index len) {
+            for (Index i = lo; i < lo + len; ++i)
+                out.counts[static_cast<std::size_t>(i)] =
+                    unpacked::compress_row(x.row(rows != nullptr ? rows[i] : i).data(), k,
+                                           out.values.data() + i * capacity, out.columns.data() + i * capacity);
+        });
+        Index entries = 0;
+        for (Index i = 0; i < m; ++i) entries += out.counts[static_cast<std::size_t>(i)];
+        return m * k > 0 ? static_cast<double>(entries) / static_cast<double>(m * k) : 0.0;
+    }
+#endif
+    throw std::invalid_argument("this build has no sparse products");
+}
+
+template <class T>
+void gemm_sparse_forward([[maybe_unused]] const SparseRows<T>& x, [[maybe_unused]] const ConstMatrixRef<T>& w_t,
+                         [[maybe_unused]] MatrixRef<T> s, [[maybe_unused]] bool accumulate) {
+#if RBP_UNPACKED_GEMM
+    if constexpr (std::is_same_v<T, float>) {
+        const Index m = x.rows, units = s.cols();
+        eigen_assert(s.rows() == m && w_t.rows() == x.cols && w_t.cols() >= sparse_weight_columns(units));
+        // The units between the threads in whole cache lines of W^T, as in the update below, so that
+        // each thread reads only the columns of W^T it writes there.
+        split_between_threads(units, first_layer_threads(m, units, x.cols), kColumnGranule, [&](Index lo, Index len) {
+            unpacked::sparse_forward(m, len, x.values.data(), x.columns.data(), x.counts.data(), x.capacity,
+                                     w_t.data() + lo, w_t.outerStride(), s.data() + lo, s.outerStride(), accumulate);
+        });
+        return;
+    }
+#endif
+    throw std::invalid_argument("this build has no sparse products");
+}
+
+template <class T>
+void gemm_sparse_update([[maybe_unused]] T alpha, [[maybe_unused]] const ConstMatrixRef<T>& b,
+                        [[maybe_unused]] const SparseRows<T>& x, [[maybe_unused]] MatrixRef<T> w_t) {
+#if RBP_UNPACKED_GEMM
+    if constexpr (std::is_same_v<T, float>) {
+        const Index m = x.rows, units = b.cols();
+        eigen_assert(b.rows() == m && w_t.rows() == x.cols && w_t.cols() >= sparse_weight_columns(units));
+        // W^T's rows (the inputs) between the threads: each writes a block of memory of its own. (Split
+        // by units, each thread's lines of a row sat next to the other's, and the two-thread update took
+        // 3.5 times the thread time of one.)
+        split_between_threads(x.cols, first_layer_threads(m, units, x.cols), Index{1}, [&](Index lo, Index len) {
+            unpacked::sparse_update(m, units, alpha, b.data(), b.outerStride(), x.values.data(), x.columns.data(),
+                                    x.counts.data(), x.capacity, w_t.data(), w_t.outerStride(), lo, lo + len);
+        });
+        return;
+    }
+#endif
+    throw std::invalid_argument("this build has no sparse products");
+}
+
+template bool sparse_products_available<float>();
+template bool sparse_products_available<double>();
+template double compress_rows<float>(const ConstMatrixRef<float>&, const Index*, Index, SparseRows<float>&, int);
+template double compress_rows<double>(const ConstMatrixRef<double>&, const Index*, Index, SparseRows<double>&, int);
+template void gemm_sparse_forward<float>(const SparseRows<float>&, const ConstMatrixRef<float>&, MatrixRef<float>,
+                                         bool);
+template void gemm_sparse_forward<double>(const SparseRows<double>&, const ConstMatrixRef<double>&, MatrixRef<double>,
+                                          bool);
+template void gemm_sparse_update<float>(float, const ConstMatrixRef<float>&, const SparseRows<float>&,
+                                        MatrixRef<float>);
+template void gemm_sparse_update<double>(double, const ConstMatrixRef<double>&, const SparseRows<double>&,
+                                         MatrixRef<double>);
 
 template Index zero_block_width<float>();
 template Index zero_block_width<double>();

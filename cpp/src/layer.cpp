@@ -58,6 +58,21 @@ void DenseLayer<T>::accumulate_update_skipping_zeros(const ConstMatrixRef<T>& b,
 }
 
 template <class T>
+void DenseLayer<T>::forward_sparse(const SparseRows<T>& x, const ConstMatrixRef<T>& w_t, MatrixRef<T> s) const {
+    if (has_bias_)
+        for_row_blocks(s.rows(), s.cols(),
+                       [&](Index first, Index end) { s.middleRows(first, end - first).rowwise() = bias_.row(0); });
+    gemm_sparse_forward<T>(x, w_t, s, has_bias_);
+}
+
+template <class T>
+void DenseLayer<T>::accumulate_update_sparse(const ConstMatrixRef<T>& b, const SparseRows<T>& x, T scale,
+                                             MatrixRef<T> w_t, Matrix<T>* bias) const {
+    gemm_sparse_update<T>(scale, b, x, w_t);
+    if (has_bias_) bias->row(0).noalias() += scale * b.colwise().sum();
+}
+
+template <class T>
 void DenseLayer<T>::set_dense_weight(const ConstMatrixRef<T>& w) {
     require(w.rows() == weight_.rows() && w.cols() == weight_.cols(),
             "weight must have shape (" + std::to_string(weight_.rows()) + ", " + std::to_string(weight_.cols()) + ")");

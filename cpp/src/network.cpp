@@ -192,7 +192,9 @@ void Network<T>::forward_pass(const ConstMatrixRef<T>& x, ForwardWorkspace<T>& w
         MatrixRef<T> s = top             ? MatrixRef<T>(ws.top_pre.topRows(n))
                          : pools.empty() ? MatrixRef<T>(ws.out[hs].topRows(n))
                                          : MatrixRef<T>(ws.activity[hs].topRows(n));
-        if (h == 0)
+        if (h == 0 && ws.sparse_input != nullptr)
+            static_cast<const DenseLayer<T>&>(*layers_[hs]).forward_sparse(*ws.sparse_input, *ws.sparse_weight, s);
+        else if (h == 0)
             layers_[hs]->forward_skipping_zeros(x, ws.input_zeros, s);  // empty marks: the plain product
         else
             layers_[hs]->forward(ws.out[hs - 1].topRows(n), s);

@@ -179,7 +179,10 @@ void Trainer<T>::accumulate_layer_update(Index h, const ConstMatrixRef<T>& presy
         }
         return;
     }
-    if (h == 0)  // empty marks: the plain product
+    if (h == 0 && forward_ws_.sparse_input != nullptr)
+        static_cast<DenseLayer<T>&>(layer).accumulate_update_sparse(b, sparse_batch_, scale, sparse_weight_,
+                                                                    targets.size() > 1 ? targets[1] : nullptr);
+    else if (h == 0)  // empty marks: the plain product
         layer.accumulate_update_skipping_zeros(b, presynaptic, forward_ws_.input_zeros, scale, targets);
     else
         layer.accumulate_update(b, presynaptic, scale, targets);
@@ -224,6 +227,54 @@ void Trainer<T>::mark_input_zeros(const ConstMatrixRef<T>& x) {
         forward_ws_.input_zeros = {input_zero_marks_.data(), words};
 }
 
+// The largest fraction of non-zero inputs at which the first layer runs on sparse rows. MNIST has
+// about 0.19, Fashion-MNIST 0.50, CIFAR-10 1.0. (benchmarks/README.md, "What was tried")
+constexpr double kMaxSparseDensity = 0.3;
+
+template <class T>
+bool Trainer<T>::sparse_first_layer_suits(const ConstMatrixRef<T>& x) const {
+    const Network<T>& net = *network_;
+    if (!sparse_products_available<T>() || dynamic_cast<const DenseLayer<T>*>(&net.layer(0)) == nullptr) return false;
+    if (spec_.precision != Precision::Float32 || !velocity_.empty()) return false;
+    const ChannelSpec& cs = channel_.spec();
+    const bool hidden = net.num_layers() > 1;
+    if (cs.quantize == Quantize::Update || (hidden && channel_.per_synapse()) ||
+        (hidden && cs.transform != Transform::None && cs.transform_update))
+        return false;
+    // Up to 256 rows spread over x: enough to tell MNIST-like data (a fifth non-zero) from dense data.
+    const Index rows = x.rows(), sample = std::min<Index>(rows, 256);
+    Index nonzero = 0;
+    for (Index r = 0; r < sample; ++r) nonzero += (x.row(r * rows / sample).array() != T(0)).count();
+    return static_cast<double>(nonzero) <= kMaxSparseDensity * static_cast<double>(sample * x.cols());
+}
+
+template <class T>
+Trainer<T>::SparseFirstLayer::SparseFirstLayer(Trainer& trainer, bool on) : trainer_(trainer), on_(on) {
+    if (on_) begin();
+}
+
+template <class T>
+void Trainer<T>::SparseFirstLayer::begin() {
+    if (!on_ || trainer_.forward_ws_.sparse_input != nullptr) return;
+    const Matrix<T>& w = static_cast<const DenseLayer<T>&>(trainer_.network_->layer(0)).weight();
+    Matrix<T>& w_t = trainer_.sparse_weight_;
+    w_t.resize(w.cols(), sparse_weight_columns(w.rows()));  // (no-op after the first epoch)
+    w_t.leftCols(w.rows()) = w.transpose();
+    w_t.rightCols(w_t.cols() - w.rows()).setZero();
+    trainer_.forward_ws_.sparse_input = &trainer_.sparse_batch_;
+    trainer_.forward_ws_.sparse_weight = &w_t;
+    trainer_.sparse_first_layer_used_ = true;
+}
+
+template <class T>
+void Trainer<T>::SparseFirstLayer::end() {
+    if (trainer_.forward_ws_.sparse_input == nullptr) return;
+    Matrix<T>& w = static_cast<DenseLayer<T>&>(trainer_.network_->layer(0)).weight();
+    w.noalias() = trainer_.sparse_weight_.leftCols(w.rows()).transpose();
+    trainer_.forward_ws_.sparse_input = nullptr;
+    trainer_.forward_ws_.sparse_weight = nullptr;
+}
+
 // When the first layer's product is split between threads, so is this copy. Each row it writes was
 // read by both threads during the last step, and a core must take a line from the other's cache before
 // writing it; on the 2-vCPU VM of benchmarks/README.md ("Two threads at batch 128") that wait, on the
@@ -246,7 +297,11 @@ double Trainer<T>::update_batch(const ConstMatrixRef<T>& x, Index n, const Targe
     const bool hidden_updates = channel_.updates_hidden_layers();
     const StepBf16Operands<T> reuse(parameters_, channel_);
     channel_.before_update(net);
-    mark_input_zeros(x);
+    if (forward_ws_.sparse_input == nullptr)
+        mark_input_zeros(x);
+    else if (!batch_compressed_)
+        compress_rows<T>(x, nullptr, n, sparse_batch_,
+                         first_layer_threads(n, net.layer(0).output_size(), net.input_size()));
     net.forward(x, forward_ws_, training_ws_, hidden_updates && channel_.any_derivative());
 
     const auto out = forward_ws_.out[top].topRows(n);
@@ -337,6 +392,8 @@ EpochResult Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>
     const Bf16Products bf16(spec_.precision == Precision::Bf16);
     const Index batch = std::min(spec_.batch_size, total);
     prepare_batch(x, batch, targets, nullptr);
+    sparse_first_layer_used_ = false;
+    SparseFirstLayer sparse(*this, sparse_first_layer_suits(x));
 
     EpochResult result;
     result.batches = (total + batch - 1) / batch;
@@ -345,7 +402,15 @@ EpochResult Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>
         const Index first = epoch.next_batch * batch;
         const Index n = std::min(batch, total - first);
         const Index* rows = epoch.order.data() + first;
-        gather_inputs(x, rows, n);
+        // Without augmentation, a first layer that reads only the non-zeros takes them from the data,
+        // with no dense copy of the batch (update_batch then reads nothing of batch_input_).
+        batch_compressed_ = forward_ws_.sparse_input != nullptr && !spec_.augment;
+        if (batch_compressed_) {
+            compress_rows<T>(x, rows, n, sparse_batch_,
+                             first_layer_threads(n, network_->layer(0).output_size(), network_->input_size()));
+        } else {
+            gather_inputs(x, rows, n);
+        }
         if (spec_.augment) {
             const Shape3& image = network_->spec().input_shape;
             augment_batch<T>(batch_input_.data(), n, image.channels, image.height, image.width, *spec_.augment,
@@ -354,6 +419,7 @@ EpochResult Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>
         targets.gather(rows, n, batch_targets_);
         Index correct = 0;
         const double loss = update_batch(batch_input_.topRows(n), n, targets, rows, &correct);
+        batch_compressed_ = false;
         if (!std::isfinite(loss)) {
             result.diverged = true;
             diverged_loss = loss;
@@ -368,7 +434,9 @@ EpochResult Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>
         const Index k = epoch.next_batch;
         if (control.progress && control.progress_every > 0 &&
             (k % control.progress_every == 0 || k == result.batches)) {
+            sparse.end();
             stop = !control.progress(k, result.batches, epoch.loss / static_cast<double>(epoch.seen)) || stop;
+            sparse.begin();
             forget_bf16_operands(true);  // the callback may have set feedback matrices
         }
         if (control.interrupted && control.interrupted()) stop = true;

@@ -414,6 +414,145 @@ inline void gemm_axpy(Index m, Index n, Index k, float alpha, const float* a, In
         axpy_product<false>(m, n, k, alpha, a, a_row, a_depth, b, ldb, c, ldc, accumulate, zero);
 }
 
+// Sparse rows: the first layer's input batch with its zeros left out, for products whose cost follows
+// the non-zeros (MNIST: about 19% of the pixels) rather than the depth. Row i's entries are
+// values[i * capacity + e] at column columns[i * capacity + e], e < counts[i], in column order.
+constexpr Index kSparseUnitVectors = 8;  // vectors of units per pass: 8 accumulators (AVX-512: 128 units)
+
+// Room a row of `count` columns needs: compress_row stores whole vectors past the last entry.
+inline Index sparse_row_capacity(Index count) { return (count + 2 * kWidth - 1) / kWidth * kWidth; }
+
+// Copies the non-zeros of `row` (`count` floats; NaN counts as non-zero) with their columns; returns
+// how many. Writes at most sparse_row_capacity(count) entries of each output.
+inline Index compress_row(const float* row, Index count, float* values, std::int32_t* columns) {
+    Index entries = 0;
+#if defined(__AVX512F__)
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (Index j = 0; j < count; j += kWidth) {
+        const __mmask16 in = count - j >= kWidth ? Simd::full() : Simd::first(count - j);
+        const __m512 v = _mm512_maskz_loadu_ps(in, row + j);
+        const __mmask16 nonzero = _mm512_mask_cmp_ps_mask(in, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        // Compress in a register and store the whole vector: the store form of vcompress is
+        // microcoded and slow on AMD's Zen 4.
+        _mm512_storeu_ps(values + entries, _mm512_maskz_compress_ps(nonzero, v));
+        const __m512i index = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(j)), lanes);
+        _mm512_storeu_si512(columns + entries, _mm512_maskz_compress_epi32(nonzero, index));
+        entries += __builtin_popcount(nonzero);
+    }
+#else
+    for (Index j = 0; j < count; j += kWidth) {
+        const Index len = std::min(kWidth, count - j);
+        const Vec v = len == kWidth ? Simd::load(row + j) : Simd::load(row + j, Simd::first(len));
+        auto bits = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+        bits &= (1u << len) - 1u;
+        while (bits != 0) {
+            const int lane = __builtin_ctz(bits);
+            values[entries] = row[j + lane];
+            columns[entries] = static_cast<std::int32_t>(j + lane);
+            ++entries;
+            bits &= bits - 1u;
+        }
+    }
+#endif
+    return entries;
+}
+
+// One row of S (+)= X W for NV vectors of units: s[v] (+)= sum_e values[e] w[columns[e]][v]. The last
+// vector is stored under `last` (S's row may end there); W's rows are read whole (the caller pads them).
+template <int NV>
+inline void sparse_forward_row(Index entries, const float* values, const std::int32_t* columns, const float* w,
+                               Index ldw, float* s, Mask last, bool accumulate) {
+    Vec acc[NV];
+    _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) {
+        if (!accumulate)
+            acc[v] = Simd::zero();
+        else
+            acc[v] = v + 1 < NV ? Simd::load(s + v * kWidth) : Simd::load(s + v * kWidth, last);
+    }
+    for (Index e = 0; e < entries; ++e) {
+        const Vec x = Simd::set1(values[e]);
+        const float* row = w + static_cast<Index>(columns[e]) * ldw;
+        _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) acc[v] =
+            Simd::fma(x, Simd::load(row + v * kWidth), acc[v]);
+    }
+    _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) {
+        if (v + 1 < NV)
+            Simd::store(s + v * kWidth, acc[v]);
+        else
+            Simd::store(s + v * kWidth, last, acc[v]);
+    }
+}
+
+// One example's share of W += alpha X^T B for NV vectors of units: w[columns[e]][v] += values[e] *
+// (alpha b[v]). The last vector of b is read under `last` (zero beyond), so W's padding stays zero.
+template <int NV>
+inline void sparse_update_row(Index entries, const float* values, const std::int32_t* columns, const float* b,
+                              Mask last, float alpha, float* w, Index ldw) {
+    Vec g[NV];
+    const Vec scale = Simd::set1(alpha);
+    _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) {
+        g[v] = Simd::mul(scale, v + 1 < NV ? Simd::load(b + v * kWidth) : Simd::load(b + v * kWidth, last));
+    }
+    for (Index e = 0; e < entries; ++e) {
+        const Vec x = Simd::set1(values[e]);
+        float* row = w + static_cast<Index>(columns[e]) * ldw;
+        _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) {
+            Simd::store(row + v * kWidth, Simd::fma(x, g[v], Simd::load(row + v * kWidth)));
+        }
+    }
+}
+
+// Calls body(std::integral_constant<int, NV>, first unit, mask of the last vector) for the passes over
+// `units` units, kSparseUnitVectors vectors at most each.
+template <class Body>
+inline void sparse_unit_passes(Index units, const Body& body) {
+    for (Index u = 0; u < units; u += kSparseUnitVectors * kWidth) {
+        const Index len = std::min(kSparseUnitVectors * kWidth, units - u);
+        const Index vectors = (len + kWidth - 1) / kWidth;
+        const Index tail = len - (vectors - 1) * kWidth;
+        const Mask last = tail == kWidth ? Simd::full() : Simd::first(tail);
+        switch (vectors) {
+            case 8: body(std::integral_constant<int, 8>{}, u, last); break;
+            case 7: body(std::integral_constant<int, 7>{}, u, last); break;
+            case 6: body(std::integral_constant<int, 6>{}, u, last); break;
+            case 5: body(std::integral_constant<int, 5>{}, u, last); break;
+            case 4: body(std::integral_constant<int, 4>{}, u, last); break;
+            case 3: body(std::integral_constant<int, 3>{}, u, last); break;
+            case 2: body(std::integral_constant<int, 2>{}, u, last); break;
+            default: body(std::integral_constant<int, 1>{}, u, last); break;
+        }
+    }
+}
+static_assert(kSparseUnitVectors == 8, "sparse_unit_passes dispatches up to 8 vectors");
+
+// S (m x units, row-major) (+)= X W, X in sparse rows, W (k x ldw, rows padded to whole vectors past
+// `units`). A pass over up to 128 units (AVX-512) keeps those columns of W in the L2 cache for all rows.
+inline void sparse_forward(Index m, Index units, const float* values, const std::int32_t* columns, const Index* counts,
+                           Index capacity, const float* w, Index ldw, float* s, Index lds, bool accumulate) {
+    sparse_unit_passes(units, [&](auto nv, Index u, Mask last) {
+        for (Index i = 0; i < m; ++i)
+            sparse_forward_row<decltype(nv)::value>(counts[i], values + i * capacity, columns + i * capacity, w + u,
+                                                    ldw, s + i * lds + u, last, accumulate);
+    });
+}
+
+// Rows [first, end) of W (k x ldw) += alpha X^T B over `units` columns, X in sparse rows (m of them),
+// B (m x units): the entries of X in columns [first, end). The examples in order, so every entry of W
+// sums its terms in the same order however W's rows are split.
+inline void sparse_update(Index m, Index units, float alpha, const float* b, Index ldb, const float* values,
+                          const std::int32_t* columns, const Index* counts, Index capacity, float* w, Index ldw,
+                          Index first, Index end) {
+    sparse_unit_passes(units, [&](auto nv, Index u, Mask last) {
+        for (Index i = 0; i < m; ++i) {
+            const std::int32_t* row = columns + i * capacity;
+            const std::int32_t* lo = std::lower_bound(row, row + counts[i], static_cast<std::int32_t>(first));
+            const std::int32_t* hi = std::lower_bound(lo, row + counts[i], static_cast<std::int32_t>(end));
+            sparse_update_row<decltype(nv)::value>(hi - lo, values + (lo - columns), lo, b + i * ldb + u, last, alpha,
+                                                   w + u, ldw);
+        }
+    });
+}
+
 }  // namespace unpacked
 }  // namespace rbp
 

@@ -102,6 +102,12 @@ public:
                                      Rng& rng, std::vector<Matrix<T>*>& targets) const override;
     Matrix<T> dense_weight() const override { return weight_; }
     void set_dense_weight(const ConstMatrixRef<T>& w) override;
+    // The forward product and the update on a sparse input batch, with this layer's weights held
+    // transposed in w_t (gemm.hpp's sparse products): the trainer's first layer on MNIST-like inputs.
+    // The update adds scale B^T X into w_t and scale * column sums of B into `bias` (null: no bias).
+    void forward_sparse(const SparseRows<T>& x, const ConstMatrixRef<T>& w_t, MatrixRef<T> s) const;
+    void accumulate_update_sparse(const ConstMatrixRef<T>& b, const SparseRows<T>& x, T scale, MatrixRef<T> w_t,
+                                  Matrix<T>* bias) const;
 
     Matrix<T>& weight() { return weight_; }
     const Matrix<T>& weight() const { return weight_; }

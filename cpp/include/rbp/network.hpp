@@ -60,6 +60,10 @@ struct ForwardWorkspace {
     // The all-zero blocks of the input x (gemm.hpp) for the first layer to skip; masks is null unless
     // the caller marked this batch (the trainer does, into storage of its own).
     ZeroBlocks input_zeros;
+    // The input batch as sparse rows and the first layer's weights transposed (gemm.hpp), when the
+    // trainer runs its first layer on them (then the first layer is dense); null otherwise.
+    const SparseRows<T>* sparse_input = nullptr;
+    const Matrix<T>* sparse_weight = nullptr;
     Index capacity = 0;
 };
 

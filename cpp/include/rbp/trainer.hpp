@@ -142,6 +142,8 @@ public:
     double learning_rate() const;  // the rate the next update will use
     // Whether the last batch's first layer skipped the input's zero blocks (gemm.hpp).
     bool skipped_input_zeros() const { return forward_ws_.input_zeros.masks != nullptr; }
+    // Whether the last train_epoch ran the first layer on the input's non-zeros (sparse rows, gemm.hpp).
+    bool sparse_first_layer() const { return sparse_first_layer_used_; }
     int threads() const;
 
     // One SGD step on exactly these rows; returns the batch loss before the update. A NaN or
@@ -186,6 +188,27 @@ private:
     // Marks the all-zero blocks of the batch's input x (forward_ws_.input_zeros) when the first layer can
     // skip them and enough are zero to pay for it; clears the marks otherwise.
     void mark_input_zeros(const ConstMatrixRef<T>& x);
+    // Whether train_epoch on x runs the first layer on sparse rows (gemm.hpp): a dense first layer that
+    // the plain product updates (float32, no momentum, no update quantiser or transform, no
+    // per-synapse feedback), in a build that has the sparse products, and x mostly zeros (measured on
+    // a fixed sample of its rows, so that every call on the same data decides alike).
+    bool sparse_first_layer_suits(const ConstMatrixRef<T>& x) const;
+    // While a train_epoch runs the first layer on sparse rows, its weights live transposed in
+    // sparse_weight_: moved there by the constructor, back by end() and the destructor (also when the
+    // epoch stops on an exception), and around the progress callback, which may read them.
+    class SparseFirstLayer {
+    public:
+        SparseFirstLayer(Trainer& trainer, bool on);
+        ~SparseFirstLayer() { end(); }
+        SparseFirstLayer(const SparseFirstLayer&) = delete;
+        SparseFirstLayer& operator=(const SparseFirstLayer&) = delete;
+        void begin();
+        void end();
+
+    private:
+        Trainer& trainer_;
+        bool on_;
+    };
     // Adds this layer's update for the batch into `targets` (parameters or velocities).
     void accumulate_layer_update(Index h, const ConstMatrixRef<T>& presynaptic, Index n, double lr,
                                  std::vector<Matrix<T>*>& targets);
@@ -204,6 +227,12 @@ private:
     // its input's all-zero blocks (forward_ws_.input_zeros points into them).
     Matrix<T> batch_input_, batch_targets_;
     std::vector<std::uint64_t> input_zero_marks_;
+    // The first layer on sparse rows: its weights transposed (inputs x padded units) and the batch's
+    // non-zeros; the workspace points at both while a train_epoch runs on them.
+    Matrix<T> sparse_weight_;
+    SparseRows<T> sparse_batch_;
+    bool sparse_first_layer_used_ = false;
+    bool batch_compressed_ = false;  // sparse_batch_ already holds this batch (train_epoch)
     Rng shuffle_rng_;
     Rng augment_rng_;
     EpochCursor epoch_;
