@@ -342,12 +342,27 @@ bool sparse_products_available() {
 #endif
 }
 
-Index sparse_weight_columns(Index units) {
-#if RBP_UNPACKED_GEMM
-    return (units + unpacked::kWidth - 1) / unpacked::kWidth * unpacked::kWidth;
-#else
-    return units;
-#endif
+Index sparse_weight_panels(Index units) { return (units + kSparsePanelUnits - 1) / kSparsePanelUnits; }
+
+template <class T>
+void to_sparse_weight(const ConstMatrixRef<T>& w, Matrix<T>& w_t) {
+    const Index units = w.rows(), inputs = w.cols(), panels = sparse_weight_panels(units);
+    w_t.resize(panels * inputs, kSparsePanelUnits);  // (no-op when it has this shape)
+    for (Index p = 0; p < panels; ++p) {
+        const Index first = p * kSparsePanelUnits, len = std::min(kSparsePanelUnits, units - first);
+        auto panel = w_t.middleRows(p * inputs, inputs);
+        panel.leftCols(len) = w.middleRows(first, len).transpose();
+        panel.rightCols(kSparsePanelUnits - len).setZero();
+    }
+}
+
+template <class T>
+void from_sparse_weight(const Matrix<T>& w_t, MatrixRef<T> w) {
+    const Index units = w.rows(), inputs = w.cols();
+    for (Index p = 0; p < sparse_weight_panels(units); ++p) {
+        const Index first = p * kSparsePanelUnits, len = std::min(kSparsePanelUnits, units - first);
+        w.middleRows(first, len) = w_t.middleRows(p * inputs, inputs).leftCols(len).transpose();
+    }
 }
 
 template <class T>
@@ -386,14 +401,19 @@ void gemm_sparse_forward([[maybe_unused]] const SparseRows<T>& x, [[maybe_unused
                          [[maybe_unused]] MatrixRef<T> s, [[maybe_unused]] bool accumulate) {
 #if RBP_UNPACKED_GEMM
     if constexpr (std::is_same_v<T, float>) {
-        const Index m = x.rows, units = s.cols();
-        eigen_assert(s.rows() == m && w_t.rows() == x.cols && w_t.cols() >= sparse_weight_columns(units));
-        // The units between the threads in whole cache lines of W^T, as in the update below, so that
-        // each thread reads only the columns of W^T it writes there.
-        split_between_threads(units, first_layer_threads(m, units, x.cols), kColumnGranule, [&](Index lo, Index len) {
-            unpacked::sparse_forward(m, len, x.values.data(), x.columns.data(), x.counts.data(), x.capacity,
-                                     w_t.data() + lo, w_t.outerStride(), s.data() + lo, s.outerStride(), accumulate);
-        });
+        const Index m = x.rows, units = s.cols(), k = x.cols, panels = sparse_weight_panels(units);
+        eigen_assert(s.rows() == m && w_t.rows() == panels * k && w_t.cols() == kSparsePanelUnits);
+        // The panels between the threads, as in the update: each thread reads only the memory it writes
+        // there, and no cache line holds two threads' weights.
+        split_between_threads(panels, std::min<int>(static_cast<int>(panels), first_layer_threads(m, units, k)),
+                              Index{1}, [&](Index lo, Index len) {
+                                  for (Index p = lo; p < lo + len; ++p)
+                                      unpacked::sparse_forward(
+                                          m, std::min(kSparsePanelUnits, units - p * kSparsePanelUnits),
+                                          x.values.data(), x.columns.data(), x.counts.data(), x.capacity,
+                                          w_t.row(p * k).data(), w_t.outerStride(), s.data() + p * kSparsePanelUnits,
+                                          s.outerStride(), accumulate);
+                              });
         return;
     }
 #endif
@@ -405,15 +425,17 @@ void gemm_sparse_update([[maybe_unused]] T alpha, [[maybe_unused]] const ConstMa
                         [[maybe_unused]] const SparseRows<T>& x, [[maybe_unused]] MatrixRef<T> w_t) {
 #if RBP_UNPACKED_GEMM
     if constexpr (std::is_same_v<T, float>) {
-        const Index m = x.rows, units = b.cols();
-        eigen_assert(b.rows() == m && w_t.rows() == x.cols && w_t.cols() >= sparse_weight_columns(units));
-        // W^T's rows (the inputs) between the threads: each writes a block of memory of its own. (Split
-        // by units, each thread's lines of a row sat next to the other's, and the two-thread update took
-        // 3.5 times the thread time of one.)
-        split_between_threads(x.cols, first_layer_threads(m, units, x.cols), Index{1}, [&](Index lo, Index len) {
-            unpacked::sparse_update(m, units, alpha, b.data(), b.outerStride(), x.values.data(), x.columns.data(),
-                                    x.counts.data(), x.capacity, w_t.data(), w_t.outerStride(), lo, lo + len);
-        });
+        const Index m = x.rows, units = b.cols(), k = x.cols, panels = sparse_weight_panels(units);
+        eigen_assert(b.rows() == m && w_t.rows() == panels * k && w_t.cols() == kSparsePanelUnits);
+        split_between_threads(panels, std::min<int>(static_cast<int>(panels), first_layer_threads(m, units, k)),
+                              Index{1}, [&](Index lo, Index len) {
+                                  for (Index p = lo; p < lo + len; ++p)
+                                      unpacked::sparse_update(
+                                          m, std::min(kSparsePanelUnits, units - p * kSparsePanelUnits), alpha,
+                                          b.data() + p * kSparsePanelUnits, b.outerStride(), x.values.data(),
+                                          x.columns.data(), x.counts.data(), x.capacity, w_t.row(p * k).data(),
+                                          w_t.outerStride());
+                              });
         return;
     }
 #endif
@@ -422,6 +444,10 @@ void gemm_sparse_update([[maybe_unused]] T alpha, [[maybe_unused]] const ConstMa
 
 template bool sparse_products_available<float>();
 template bool sparse_products_available<double>();
+template void to_sparse_weight<float>(const ConstMatrixRef<float>&, Matrix<float>&);
+template void to_sparse_weight<double>(const ConstMatrixRef<double>&, Matrix<double>&);
+template void from_sparse_weight<float>(const Matrix<float>&, MatrixRef<float>);
+template void from_sparse_weight<double>(const Matrix<double>&, MatrixRef<double>);
 template double compress_rows<float>(const ConstMatrixRef<float>&, const Index*, Index, SparseRows<float>&, int);
 template double compress_rows<double>(const ConstMatrixRef<double>&, const Index*, Index, SparseRows<double>&, int);
 template void gemm_sparse_forward<float>(const SparseRows<float>&, const ConstMatrixRef<float>&, MatrixRef<float>,

@@ -256,21 +256,17 @@ Trainer<T>::SparseFirstLayer::SparseFirstLayer(Trainer& trainer, bool on) : trai
 template <class T>
 void Trainer<T>::SparseFirstLayer::begin() {
     if (!on_ || trainer_.forward_ws_.sparse_input != nullptr) return;
-    const Matrix<T>& w = static_cast<const DenseLayer<T>&>(trainer_.network_->layer(0)).weight();
-    Matrix<T>& w_t = trainer_.sparse_weight_;
-    w_t.resize(w.cols(), sparse_weight_columns(w.rows()));  // (no-op after the first epoch)
-    w_t.leftCols(w.rows()) = w.transpose();
-    w_t.rightCols(w_t.cols() - w.rows()).setZero();
+    to_sparse_weight<T>(static_cast<const DenseLayer<T>&>(trainer_.network_->layer(0)).weight(),
+                        trainer_.sparse_weight_);
     trainer_.forward_ws_.sparse_input = &trainer_.sparse_batch_;
-    trainer_.forward_ws_.sparse_weight = &w_t;
+    trainer_.forward_ws_.sparse_weight = &trainer_.sparse_weight_;
     trainer_.sparse_first_layer_used_ = true;
 }
 
 template <class T>
 void Trainer<T>::SparseFirstLayer::end() {
     if (trainer_.forward_ws_.sparse_input == nullptr) return;
-    Matrix<T>& w = static_cast<DenseLayer<T>&>(trainer_.network_->layer(0)).weight();
-    w.noalias() = trainer_.sparse_weight_.leftCols(w.rows()).transpose();
+    from_sparse_weight<T>(trainer_.sparse_weight_, static_cast<DenseLayer<T>&>(trainer_.network_->layer(0)).weight());
     trainer_.forward_ws_.sparse_input = nullptr;
     trainer_.forward_ws_.sparse_weight = nullptr;
 }

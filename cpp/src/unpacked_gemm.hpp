@@ -536,20 +536,14 @@ inline void sparse_forward(Index m, Index units, const float* values, const std:
     });
 }
 
-// Rows [first, end) of W (k x ldw) += alpha X^T B over `units` columns, X in sparse rows (m of them),
-// B (m x units): the entries of X in columns [first, end). The examples in order, so every entry of W
-// sums its terms in the same order however W's rows are split.
+// W (k x ldw) += alpha X^T B over `units` columns, X in sparse rows (m of them), B (m x units). The
+// examples in order, so that every entry of W sums its terms in the same order however it is split.
 inline void sparse_update(Index m, Index units, float alpha, const float* b, Index ldb, const float* values,
-                          const std::int32_t* columns, const Index* counts, Index capacity, float* w, Index ldw,
-                          Index first, Index end) {
+                          const std::int32_t* columns, const Index* counts, Index capacity, float* w, Index ldw) {
     sparse_unit_passes(units, [&](auto nv, Index u, Mask last) {
-        for (Index i = 0; i < m; ++i) {
-            const std::int32_t* row = columns + i * capacity;
-            const std::int32_t* lo = std::lower_bound(row, row + counts[i], static_cast<std::int32_t>(first));
-            const std::int32_t* hi = std::lower_bound(lo, row + counts[i], static_cast<std::int32_t>(end));
-            sparse_update_row<decltype(nv)::value>(hi - lo, values + (lo - columns), lo, b + i * ldb + u, last, alpha,
-                                                   w + u, ldw);
-        }
+        for (Index i = 0; i < m; ++i)
+            sparse_update_row<decltype(nv)::value>(counts[i], values + i * capacity, columns + i * capacity,
+                                                   b + i * ldb + u, last, alpha, w + u, ldw);
     });
 }
 

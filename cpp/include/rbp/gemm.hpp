@@ -123,11 +123,12 @@ void set_zero_skipping(bool on);
 
 // Products over the first layer's input batch without its zeros (SparseRows): their cost follows the
 // non-zeros (MNIST: about 19% of the pixels) instead of the input's width. The weights are read and
-// written transposed, W^T (inputs x units, row-major, rows padded with zeros to a whole number of
-// vectors: sparse_weight_columns), so that each non-zero input scales one contiguous row of it. Every
-// value of S and of W^T sums its terms in a fixed order (S: bias, then the row's non-zeros by column;
-// W^T: the examples in order), the same on any number of threads (the threads split the units). Only
-// the AVX-512 and AVX2 single-precision builds have them (sparse_products_available).
+// written transposed, in panels: panel p holds units [64 p, 64 p + 64) as an (inputs x 64) row-major
+// block (zeros past the last unit), so that each non-zero input scales one contiguous row of a panel,
+// and threads that split the panels share no cache line of them. Every value of S and of the weights
+// sums its terms in a fixed order (S: bias, then the row's non-zeros by column; weights: the examples in
+// order), the same on any number of threads. Only the AVX-512 and AVX2 single-precision builds have
+// them (sparse_products_available).
 template <class T>
 struct SparseRows {
     std::vector<T> values;
@@ -140,16 +141,22 @@ template <class T>
 bool sparse_products_available();
 // Process-wide switch (on by default) for the tests and benchmarks that compare the two paths.
 void set_sparse_products(bool on);
-// Columns of the padded W^T for `units` units.
-Index sparse_weight_columns(Index units);
+// The transposed, panelled weights: units per panel, panels for `units` units, and W (units x inputs)
+// into that layout (w_t: panels * inputs rows of kSparsePanelUnits) and back.
+constexpr Index kSparsePanelUnits = 64;
+Index sparse_weight_panels(Index units);
+template <class T>
+void to_sparse_weight(const ConstMatrixRef<T>& w, Matrix<T>& w_t);
+template <class T>
+void from_sparse_weight(const Matrix<T>& w_t, MatrixRef<T> w);
 // Fills `out` with the non-zeros of x's rows rows[0..m) (null: its first m), split between `threads`
 // threads; returns the fraction of their values that are non-zero.
 template <class T>
 double compress_rows(const ConstMatrixRef<T>& x, const Index* rows, Index m, SparseRows<T>& out, int threads);
-// s (+)= x w_t[:, :units] with units = s.cols(), on up to first_layer_threads() threads.
+// s (+)= x W^T with W^T from the panels w_t, units = s.cols(), on up to first_layer_threads() threads.
 template <class T>
 void gemm_sparse_forward(const SparseRows<T>& x, const ConstMatrixRef<T>& w_t, MatrixRef<T> s, bool accumulate);
-// w_t[:, :units] += alpha x^T b with units = b.cols().
+// W^T += alpha x^T b in the panels w_t, units = b.cols().
 template <class T>
 void gemm_sparse_update(T alpha, const ConstMatrixRef<T>& b, const SparseRows<T>& x, MatrixRef<T> w_t);
 

@@ -227,7 +227,7 @@ private:
     // its input's all-zero blocks (forward_ws_.input_zeros points into them).
     Matrix<T> batch_input_, batch_targets_;
     std::vector<std::uint64_t> input_zero_marks_;
-    // The first layer on sparse rows: its weights transposed (inputs x padded units) and the batch's
+    // The first layer on sparse rows: its weights transposed in panels (gemm.hpp) and the batch's
     // non-zeros; the workspace points at both while a train_epoch runs on them.
     Matrix<T> sparse_weight_;
     SparseRows<T> sparse_batch_;
