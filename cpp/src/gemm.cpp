@@ -396,24 +396,31 @@ double compress_rows([[maybe_unused]] const ConstMatrixRef<T>& x, [[maybe_unused
     throw std::invalid_argument("this build has no sparse products");
 }
 
+// The panels of `units` units between the first layer's threads, in the forward product and the update
+// alike: each thread reads only the memory it writes, and no cache line holds two threads' weights.
+// body(panel, its first unit, its units).
+template <class Body>
+void split_sparse_panels(Index m, Index units, Index k, const Body& body) {
+    const Index panels = sparse_weight_panels(units);
+    const int threads = std::min<int>(static_cast<int>(panels), first_layer_threads(m, units, k));
+    split_between_threads(panels, threads, Index{1}, [&](Index lo, Index len) {
+        for (Index p = lo; p < lo + len; ++p)
+            body(p, p * kSparsePanelUnits, std::min(kSparsePanelUnits, units - p * kSparsePanelUnits));
+    });
+}
+
 template <class T>
 void gemm_sparse_forward([[maybe_unused]] const SparseRows<T>& x, [[maybe_unused]] const ConstMatrixRef<T>& w_t,
                          [[maybe_unused]] MatrixRef<T> s, [[maybe_unused]] bool accumulate) {
 #if RBP_UNPACKED_GEMM
     if constexpr (std::is_same_v<T, float>) {
-        const Index m = x.rows, units = s.cols(), k = x.cols, panels = sparse_weight_panels(units);
-        eigen_assert(s.rows() == m && w_t.rows() == panels * k && w_t.cols() == kSparsePanelUnits);
-        // The panels between the threads, as in the update: each thread reads only the memory it writes
-        // there, and no cache line holds two threads' weights.
-        split_between_threads(panels, std::min<int>(static_cast<int>(panels), first_layer_threads(m, units, k)),
-                              Index{1}, [&](Index lo, Index len) {
-                                  for (Index p = lo; p < lo + len; ++p)
-                                      unpacked::sparse_forward(
-                                          m, std::min(kSparsePanelUnits, units - p * kSparsePanelUnits),
-                                          x.values.data(), x.columns.data(), x.counts.data(), x.capacity,
-                                          w_t.row(p * k).data(), w_t.outerStride(), s.data() + p * kSparsePanelUnits,
-                                          s.outerStride(), accumulate);
-                              });
+        const Index m = x.rows, units = s.cols(), k = x.cols;
+        eigen_assert(s.rows() == m && w_t.rows() == sparse_weight_panels(units) * k && w_t.cols() == kSparsePanelUnits);
+        split_sparse_panels(m, units, k, [&](Index p, Index first, Index len) {
+            unpacked::sparse_forward(m, len, x.values.data(), x.columns.data(), x.counts.data(), x.capacity,
+                                     w_t.row(p * k).data(), w_t.outerStride(), s.data() + first, s.outerStride(),
+                                     accumulate);
+        });
         return;
     }
 #endif
@@ -425,17 +432,12 @@ void gemm_sparse_update([[maybe_unused]] T alpha, [[maybe_unused]] const ConstMa
                         [[maybe_unused]] const SparseRows<T>& x, [[maybe_unused]] MatrixRef<T> w_t) {
 #if RBP_UNPACKED_GEMM
     if constexpr (std::is_same_v<T, float>) {
-        const Index m = x.rows, units = b.cols(), k = x.cols, panels = sparse_weight_panels(units);
-        eigen_assert(b.rows() == m && w_t.rows() == panels * k && w_t.cols() == kSparsePanelUnits);
-        split_between_threads(panels, std::min<int>(static_cast<int>(panels), first_layer_threads(m, units, k)),
-                              Index{1}, [&](Index lo, Index len) {
-                                  for (Index p = lo; p < lo + len; ++p)
-                                      unpacked::sparse_update(
-                                          m, std::min(kSparsePanelUnits, units - p * kSparsePanelUnits), alpha,
-                                          b.data() + p * kSparsePanelUnits, b.outerStride(), x.values.data(),
-                                          x.columns.data(), x.counts.data(), x.capacity, w_t.row(p * k).data(),
-                                          w_t.outerStride());
-                              });
+        const Index m = x.rows, units = b.cols(), k = x.cols;
+        eigen_assert(b.rows() == m && w_t.rows() == sparse_weight_panels(units) * k && w_t.cols() == kSparsePanelUnits);
+        split_sparse_panels(m, units, k, [&](Index p, Index first, Index len) {
+            unpacked::sparse_update(m, len, alpha, b.data() + first, b.outerStride(), x.values.data(), x.columns.data(),
+                                    x.counts.data(), x.capacity, w_t.row(p * k).data(), w_t.outerStride());
+        });
         return;
     }
 #endif
