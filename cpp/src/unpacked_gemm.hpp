@@ -417,7 +417,7 @@ inline void gemm_axpy(Index m, Index n, Index k, float alpha, const float* a, In
 // Sparse rows: the first layer's input batch with its zeros left out, for products whose cost follows
 // the non-zeros (MNIST: about 19% of the pixels) rather than the depth. Row i's entries are
 // values[i * capacity + e] at column columns[i * capacity + e], e < counts[i], in column order.
-constexpr Index kSparseUnitVectors = 8;  // vectors of units per pass: 8 accumulators (AVX-512: 128 units)
+constexpr Index kSparseUnitVectors = 8;  // accumulators per pass (a 64-unit panel: 4 AVX-512 or 8 AVX2 vectors)
 
 // Room a row of `count` columns needs: compress_row stores whole vectors past the last entry.
 inline Index sparse_row_capacity(Index count) { return (count + 2 * kWidth - 1) / kWidth * kWidth; }
@@ -525,8 +525,8 @@ inline void sparse_unit_passes(Index units, const Body& body) {
 }
 static_assert(kSparseUnitVectors == 8, "sparse_unit_passes dispatches up to 8 vectors");
 
-// S (m x units, row-major) (+)= X W, X in sparse rows, W (k x ldw, rows padded to whole vectors past
-// `units`). A pass over up to 128 units (AVX-512) keeps those columns of W in the L2 cache for all rows.
+// S (m x units, row-major) (+)= X W, X in sparse rows, W (k x ldw: a panel of gemm.hpp's transposed
+// weights, its rows padded with zeros to whole vectors past `units`).
 inline void sparse_forward(Index m, Index units, const float* values, const std::int32_t* columns, const Index* counts,
                            Index capacity, const float* w, Index ldw, float* s, Index lds, bool accumulate) {
     sparse_unit_passes(units, [&](auto nv, Index u, Mask last) {
