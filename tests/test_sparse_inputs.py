@@ -201,3 +201,24 @@ def test_the_sparse_path_is_taken_only_where_it_applies(case):
     plain = rbp.Trainer(rbp.MLP(sizes, seed=0), seed=1, batch_size=16, lr=0.05, threads=1)
     plain.fit(sparse_images(n=64, features=196), epochs=1, progress=False, train_metrics="running")
     assert plain._core._sparse_first_layer
+
+
+def test_augmented_batches_run_on_their_non_zeros_after_augmentation():
+    """With augmentation the batch is copied, shifted and flipped first, then compressed: the two paths
+    agree to rounding (a compression of the unaugmented data rows would not)."""
+    x, y = sparse_images(n=120, features=196, seed=11)
+    runs = []
+    for sparse in (True, False):
+        _core._set_sparse_products(sparse)
+        try:
+            net = rbp.Sequential(
+                [rbp.layers.Dense(30), rbp.layers.Dense(3, activation="softmax")], input_shape=(1, 14, 14), seed=1
+            )
+            trainer = rbp.Trainer(net, batch_size=16, lr=0.05, seed=2, threads=1, augment=rbp.Augment(0.2, True))
+            trainer.fit((x, y), epochs=2, progress=False, train_metrics="running")
+        finally:
+            _core._set_sparse_products(True)
+        assert trainer._core._sparse_first_layer == sparse
+        runs.append(net.weights)
+    for h, (a, b) in enumerate(zip(*runs)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=f"W^{h + 1}")

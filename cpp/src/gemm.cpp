@@ -366,8 +366,8 @@ void from_sparse_weight(const Matrix<T>& w_t, MatrixRef<T> w) {
 }
 
 template <class T>
-double compress_rows([[maybe_unused]] const ConstMatrixRef<T>& x, [[maybe_unused]] const Index* rows,
-                     [[maybe_unused]] Index m, [[maybe_unused]] SparseRows<T>& out, [[maybe_unused]] int threads) {
+void compress_rows([[maybe_unused]] const ConstMatrixRef<T>& x, [[maybe_unused]] const Index* rows,
+                   [[maybe_unused]] Index m, [[maybe_unused]] SparseRows<T>& out, [[maybe_unused]] int threads) {
 #if RBP_UNPACKED_GEMM
     if constexpr (std::is_same_v<T, float>) {
         const Index k = x.cols();
@@ -388,9 +388,7 @@ double compress_rows([[maybe_unused]] const ConstMatrixRef<T>& x, [[maybe_unused
                     unpacked::compress_row(x.row(rows != nullptr ? rows[i] : i).data(), k,
                                            out.values.data() + i * capacity, out.columns.data() + i * capacity);
         });
-        Index entries = 0;
-        for (Index i = 0; i < m; ++i) entries += out.counts[static_cast<std::size_t>(i)];
-        return m * k > 0 ? static_cast<double>(entries) / static_cast<double>(m * k) : 0.0;
+        return;
     }
 #endif
     throw std::invalid_argument("this build has no sparse products");
@@ -450,8 +448,8 @@ template void to_sparse_weight<float>(const ConstMatrixRef<float>&, Matrix<float
 template void to_sparse_weight<double>(const ConstMatrixRef<double>&, Matrix<double>&);
 template void from_sparse_weight<float>(const Matrix<float>&, MatrixRef<float>);
 template void from_sparse_weight<double>(const Matrix<double>&, MatrixRef<double>);
-template double compress_rows<float>(const ConstMatrixRef<float>&, const Index*, Index, SparseRows<float>&, int);
-template double compress_rows<double>(const ConstMatrixRef<double>&, const Index*, Index, SparseRows<double>&, int);
+template void compress_rows<float>(const ConstMatrixRef<float>&, const Index*, Index, SparseRows<float>&, int);
+template void compress_rows<double>(const ConstMatrixRef<double>&, const Index*, Index, SparseRows<double>&, int);
 template void gemm_sparse_forward<float>(const SparseRows<float>&, const ConstMatrixRef<float>&, MatrixRef<float>,
                                          bool);
 template void gemm_sparse_forward<double>(const SparseRows<double>&, const ConstMatrixRef<double>&, MatrixRef<double>,

@@ -293,11 +293,7 @@ double Trainer<T>::update_batch(const ConstMatrixRef<T>& x, Index n, const Targe
     const bool hidden_updates = channel_.updates_hidden_layers();
     const StepBf16Operands<T> reuse(parameters_, channel_);
     channel_.before_update(net);
-    if (forward_ws_.sparse_input == nullptr)
-        mark_input_zeros(x);
-    else if (!batch_compressed_)
-        compress_rows<T>(x, nullptr, n, sparse_batch_,
-                         first_layer_threads(n, net.layer(0).output_size(), net.input_size()));
+    if (forward_ws_.sparse_input == nullptr) mark_input_zeros(x);  // (else train_epoch compressed the batch)
     net.forward(x, forward_ws_, training_ws_, hidden_updates && channel_.any_derivative());
 
     const auto out = forward_ws_.out[top].topRows(n);
@@ -398,24 +394,23 @@ EpochResult Trainer<T>::train_epoch(const ConstMatrixRef<T>& x, const Targets<T>
         const Index first = epoch.next_batch * batch;
         const Index n = std::min(batch, total - first);
         const Index* rows = epoch.order.data() + first;
-        // Without augmentation, a first layer that reads only the non-zeros takes them from the data,
-        // with no dense copy of the batch (update_batch then reads nothing of batch_input_).
-        batch_compressed_ = forward_ws_.sparse_input != nullptr && !spec_.augment;
-        if (batch_compressed_) {
-            compress_rows<T>(x, rows, n, sparse_batch_,
-                             first_layer_threads(n, network_->layer(0).output_size(), network_->input_size()));
-        } else {
+        // A first layer that reads only the non-zeros takes them from the data, with no dense copy of the
+        // batch (update_batch then reads nothing of batch_input_), or, with augmentation, from the copy.
+        const bool sparse_input = forward_ws_.sparse_input != nullptr;
+        const int first_threads = first_layer_threads(n, network_->layer(0).output_size(), network_->input_size());
+        if (sparse_input && !spec_.augment)
+            compress_rows<T>(x, rows, n, sparse_batch_, first_threads);
+        else
             gather_inputs(x, rows, n);
-        }
         if (spec_.augment) {
             const Shape3& image = network_->spec().input_shape;
             augment_batch<T>(batch_input_.data(), n, image.channels, image.height, image.width, *spec_.augment,
                              augment_rng_);
+            if (sparse_input) compress_rows<T>(batch_input_, nullptr, n, sparse_batch_, first_threads);
         }
         targets.gather(rows, n, batch_targets_);
         Index correct = 0;
         const double loss = update_batch(batch_input_.topRows(n), n, targets, rows, &correct);
-        batch_compressed_ = false;
         if (!std::isfinite(loss)) {
             result.diverged = true;
             diverged_loss = loss;

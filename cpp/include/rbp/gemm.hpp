@@ -150,9 +150,9 @@ void to_sparse_weight(const ConstMatrixRef<T>& w, Matrix<T>& w_t);
 template <class T>
 void from_sparse_weight(const Matrix<T>& w_t, MatrixRef<T> w);
 // Fills `out` with the non-zeros of x's rows rows[0..m) (null: its first m), split between `threads`
-// threads; returns the fraction of their values that are non-zero.
+// threads.
 template <class T>
-double compress_rows(const ConstMatrixRef<T>& x, const Index* rows, Index m, SparseRows<T>& out, int threads);
+void compress_rows(const ConstMatrixRef<T>& x, const Index* rows, Index m, SparseRows<T>& out, int threads);
 // s (+)= x W^T with W^T from the panels w_t, units = s.cols(), on up to first_layer_threads() threads.
 template <class T>
 void gemm_sparse_forward(const SparseRows<T>& x, const ConstMatrixRef<T>& w_t, MatrixRef<T> s, bool accumulate);

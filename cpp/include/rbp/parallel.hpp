@@ -74,8 +74,9 @@ inline int product_threads(Index m, Index n, Index k, int budget) {
 }
 
 // Threads for the first layer's products on inputs with blank blocks (gemm_skipping_zeros_forward and
-// _update), which both cut W's units, and for the trainer's copy of the batch beside them: one count,
-// from the forward product's shape, so that their parts agree on any budget.
+// _update), which both cut W's units, or on the input's non-zeros (gemm_sparse_forward and _update,
+// which both cut the weights' panels), and for the trainer's copy or compression of the batch beside
+// them: one count, from the dense forward product's shape, so that their parts agree on any budget.
 inline int first_layer_threads(Index batch, Index units, Index inputs) {
     return product_threads(batch, units, inputs, product_thread_budget());
 }

@@ -232,7 +232,6 @@ private:
     Matrix<T> sparse_weight_;
     SparseRows<T> sparse_batch_;
     bool sparse_first_layer_used_ = false;
-    bool batch_compressed_ = false;  // sparse_batch_ already holds this batch (train_epoch)
     Rng shuffle_rng_;
     Rng augment_rng_;
     EpochCursor epoch_;
