@@ -102,6 +102,14 @@ struct Convolution::Impl {
     memory::desc bias_desc() const { return g.bias ? memory::desc({g.filters}, Type::f32, Tag::x) : memory::desc(); }
     // Any layout: the primitive picks its blocked one.
     static memory::desc any(const memory::dims& dims) { return memory::desc(dims, Type::f32, Tag::any); }
+    // The user's bias (or its gradient) as argument `arg`, when the convolution has one; `handle` is made
+    // on first use and kept with the primitive.
+    void bind_bias(memory& handle, const float* data, Arguments& args, int arg) const {
+        if (!g.bias) return;
+        if (!handle) handle = memory(bias_desc(), cpu_engine(), DNNL_MEMORY_NONE);
+        handle.set_data_handle(const_cast<float*>(data));
+        args[arg] = handle;
+    }
 
     Primitives& primitives(Index n, int threads) {
         for (std::size_t i = 0; i < cache.size(); ++i) {
@@ -162,11 +170,7 @@ void Convolution::forward(Index n, const float* x, Index x_stride, const float* 
     args[DNNL_ARG_SRC] = p.forward_src->bind_input(x, x_stride, stream);
     args[DNNL_ARG_WEIGHTS] = p.forward_weights->bind_input(kernel, impl_->kernel_stride(), stream);
     args[DNNL_ARG_DST] = p.forward_dst->bind_output(s, s_stride);
-    if (impl_->g.bias) {
-        if (!p.bias) p.bias = dnnl::memory(impl_->bias_desc(), cpu_engine(), DNNL_MEMORY_NONE);
-        p.bias.set_data_handle(const_cast<float*>(bias));
-        args[DNNL_ARG_BIAS] = p.bias;
-    }
+    impl_->bind_bias(p.bias, bias, args, DNNL_ARG_BIAS);
     p.forward.execute(stream, args);
     p.forward_dst->finish_output(stream);
     stream.wait();
@@ -199,11 +203,7 @@ void Convolution::backward_weights(Index n, const float* x, Index x_stride, cons
     args[DNNL_ARG_SRC] = p.weights_src->bind_input(x, x_stride, stream);
     args[DNNL_ARG_DIFF_DST] = p.weights_diff_dst->bind_input(g, g_stride, stream);
     args[DNNL_ARG_DIFF_WEIGHTS] = p.weights_diff_weights->bind_output(kernel_gradient, impl_->kernel_stride());
-    if (impl_->g.bias) {
-        if (!p.diff_bias) p.diff_bias = dnnl::memory(impl_->bias_desc(), cpu_engine(), DNNL_MEMORY_NONE);
-        p.diff_bias.set_data_handle(bias_gradient);
-        args[DNNL_ARG_DIFF_BIAS] = p.diff_bias;
-    }
+    impl_->bind_bias(p.diff_bias, bias_gradient, args, DNNL_ARG_DIFF_BIAS);
     p.weights.execute(stream, args);
     p.weights_diff_weights->finish_output(stream);
     stream.wait();
