@@ -967,3 +967,35 @@ def test_inputs_beyond_the_network_precision_are_refused_by_name_without_a_numpy
     trainer = rbp.Trainer(net, threads=1)
     with pytest.raises(ValueError, match="^y has values beyond"):
         trainer.step(np.zeros((2, SIZES[0]), dtype=dtype), np.full((2, SIZES[-1]), 1e39))
+
+
+@given(array=arrays(st.lists(st.integers(0, 5), min_size=0, max_size=3).map(tuple), numeric_only=True))
+def test_finiteness_scan_agrees_with_numpy(array):
+    from rbp_native._arrays import all_finite
+
+    assert all_finite(array) == bool(np.isfinite(array).all())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(data=st.data())
+def test_finiteness_scan_finds_one_bad_value_anywhere(dtype, data):
+    """The core's scan runs in blocks of 2^14 values: a single NaN or infinity at any position of an
+    array spanning several blocks (the first, a block edge, the last value) is found."""
+    from rbp_native._native import _core
+
+    size = data.draw(st.sampled_from([1, 2**14 - 1, 2**14, 2**14 + 1, 3 * 2**14 + 5]), label="size")
+    array = np.full(size, data.draw(st.sampled_from([0.0, -0.0, 1.5, -3e38])), dtype=dtype)
+    assert _core.all_finite(array)
+    position = data.draw(st.sampled_from([0, size - 1, min(2**14, size - 1), size // 2]), label="position")
+    array[position] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]), label="bad")
+    assert not _core.all_finite(array)
+    assert not _core.all_finite(array.reshape(1, size))
+
+
+def test_finiteness_scan_refuses_arrays_it_cannot_read():
+    from rbp_native._native import _core
+
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.all_finite(np.zeros((4, 4), dtype=np.float32)[:, ::2])
+    with pytest.raises(TypeError, match="float32 or float64, got int32"):
+        _core.all_finite(np.zeros(3, dtype=np.int32))

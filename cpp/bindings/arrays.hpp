@@ -41,7 +41,8 @@ ConstMap<T> matrix_view(const py::array& a, const std::string& what, Index cols 
         throw std::invalid_argument(what + " must have " + std::to_string(cols) + " columns, got " +
                                     std::to_string(actual));
     ConstMap<T> view(static_cast<const T*>(a.data()), rows, actual);
-    if (check_finite && !view.allFinite()) throw std::invalid_argument(what + " contains NaN or infinity");
+    if (check_finite && !all_finite(view.data(), view.size()))
+        throw std::invalid_argument(what + " contains NaN or infinity");
     return view;
 }
 

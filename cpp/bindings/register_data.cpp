@@ -39,6 +39,22 @@ py::tuple augment_copy(const py::array& x, const AugmentSpec& spec, std::uint64_
 
 void register_data(py::module_& m) {
     m.def(
+        "all_finite",
+        [](const py::array& a) {
+            if (!(a.flags() & py::array::c_style)) throw std::invalid_argument("the array must be C-contiguous");
+            const auto n = static_cast<Index>(a.size());
+            if (a.dtype().is(py::dtype::of<float>())) {
+                const py::gil_scoped_release release;
+                return all_finite(static_cast<const float*>(a.data()), n);
+            }
+            if (a.dtype().is(py::dtype::of<double>())) {
+                const py::gil_scoped_release release;
+                return all_finite(static_cast<const double*>(a.data()), n);
+            }
+            throw py::type_error("the array must have dtype float32 or float64, got " + bindings::dtype_name(a));
+        },
+        py::arg("a"), "Whether every value of the C-contiguous float32 or float64 array `a` is finite.");
+    m.def(
         "augment",
         [](const py::array& x, double translate, bool flip, std::uint64_t seed) {
             const AugmentSpec spec{translate, flip};

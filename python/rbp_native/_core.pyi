@@ -171,7 +171,8 @@ def _skipping_zeros_update(
     alpha: float, b: npt.NDArray[np.float32], x: npt.NDArray[np.float32], w: npt.NDArray[np.float32], threads: int = 1
 ) -> float: ...
 
-# Data augmentation (register_data.cpp)
+# Data checks and augmentation (register_data.cpp)
+def all_finite(a: npt.NDArray[np.floating]) -> bool: ...
 def augment(
     x: npt.NDArray[np.floating], translate: float, flip: bool, seed: int
 ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.int64]]: ...
