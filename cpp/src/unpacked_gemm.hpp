@@ -418,6 +418,8 @@ inline void gemm_axpy(Index m, Index n, Index k, float alpha, const float* a, In
 // the non-zeros (MNIST: about 19% of the pixels) rather than the depth. Row i's entries are
 // values[i * capacity + e] at column columns[i * capacity + e], e < counts[i], in column order.
 constexpr Index kSparseUnitVectors = 8;  // accumulators per pass (a 64-unit panel: 4 AVX-512 or 8 AVX2 vectors)
+// Accumulators of all the rows that the forward product runs at once (AVX-512 has 32 registers, AVX2 16).
+constexpr int kSparseRowAccumulators = Simd::width == 16 ? 16 : 8;
 
 // Room a row of `count` columns needs: compress_row stores whole vectors past the last entry.
 inline Index sparse_row_capacity(Index count) { return (count + 2 * kWidth - 1) / kWidth * kWidth; }
@@ -457,29 +459,71 @@ inline Index compress_row(const float* row, Index count, float* values, std::int
     return entries;
 }
 
-// One row of S (+)= X W for NV vectors of units: s[v] (+)= sum_e values[e] w[columns[e]][v]. The last
-// vector is stored under `last` (S's row may end there); W's rows are read whole (the caller pads them).
+// Rows of S (+)= X W for NV vectors of units: s[v] (+)= sum_e values[e] w[columns[e]][v], each row's sum
+// in its column order. The last vector is stored under `last` (S's row may end there); W's rows are
+// read whole (the caller pads them).
 template <int NV>
-inline void sparse_forward_row(Index entries, const float* values, const std::int32_t* columns, const float* w,
-                               Index ldw, float* s, Mask last, bool accumulate) {
+struct SparseForwardRow {
     Vec acc[NV];
-    _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) {
-        if (!accumulate)
-            acc[v] = Simd::zero();
-        else
-            acc[v] = v + 1 < NV ? Simd::load(s + v * kWidth) : Simd::load(s + v * kWidth, last);
+    const float* values = nullptr;
+    const std::int32_t* columns = nullptr;
+    float* s = nullptr;
+
+    SparseForwardRow() = default;
+
+    SparseForwardRow(const float* row_values, const std::int32_t* row_columns, float* s_row, Mask last, bool accumulate)
+        : values(row_values), columns(row_columns), s(s_row) {
+        _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) {
+            if (!accumulate)
+                acc[v] = Simd::zero();
+            else
+                acc[v] = v + 1 < NV ? Simd::load(s + v * kWidth) : Simd::load(s + v * kWidth, last);
+        }
     }
-    for (Index e = 0; e < entries; ++e) {
+    void add(Index e, const float* w, Index ldw) {
         const Vec x = Simd::set1(values[e]);
         const float* row = w + static_cast<Index>(columns[e]) * ldw;
         _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) acc[v] =
             Simd::fma(x, Simd::load(row + v * kWidth), acc[v]);
     }
-    _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) {
-        if (v + 1 < NV)
-            Simd::store(s + v * kWidth, acc[v]);
-        else
-            Simd::store(s + v * kWidth, last, acc[v]);
+    void store(Mask last) {
+        _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) {
+            if (v + 1 < NV)
+                Simd::store(s + v * kWidth, acc[v]);
+            else
+                Simd::store(s + v * kWidth, last, acc[v]);
+        }
+    }
+};
+
+// Several rows at once where the registers hold them: each row's sums are a chain of dependent FMAs, one
+// per non-zero, and the rows' chains overlap (one row at a time waited on the FMA latency).
+template <int NV>
+inline void sparse_forward_rows(Index m, const float* values, const std::int32_t* columns, const Index* counts,
+                                Index capacity, const float* w, Index ldw, float* s, Index lds, Mask last,
+                                bool accumulate) {
+    constexpr int R = NV * 4 <= kSparseRowAccumulators ? 4 : NV * 2 <= kSparseRowAccumulators ? 2 : 1;
+    Index i = 0;
+    for (; R > 1 && i + R <= m; i += R) {
+        SparseForwardRow<NV> rows[R] = {};
+        Index common = counts[i];
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; ++r) {
+            rows[r] = SparseForwardRow<NV>(values + (i + r) * capacity, columns + (i + r) * capacity, s + (i + r) * lds,
+                                           last, accumulate);
+            common = std::min(common, counts[i + r]);
+        }
+        for (Index e = 0; e < common; ++e) {
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; ++r) rows[r].add(e, w, ldw);
+        }
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; ++r) {
+            for (Index e = common; e < counts[i + r]; ++e) rows[r].add(e, w, ldw);
+            rows[r].store(last);
+        }
+    }
+    for (; i < m; ++i) {
+        SparseForwardRow<NV> a(values + i * capacity, columns + i * capacity, s + i * lds, last, accumulate);
+        for (Index e = 0; e < counts[i]; ++e) a.add(e, w, ldw);
+        a.store(last);
     }
 }
 
@@ -530,9 +574,8 @@ static_assert(kSparseUnitVectors == 8, "sparse_unit_passes dispatches up to 8 ve
 inline void sparse_forward(Index m, Index units, const float* values, const std::int32_t* columns, const Index* counts,
                            Index capacity, const float* w, Index ldw, float* s, Index lds, bool accumulate) {
     sparse_unit_passes(units, [&](auto nv, Index u, Mask last) {
-        for (Index i = 0; i < m; ++i)
-            sparse_forward_row<decltype(nv)::value>(counts[i], values + i * capacity, columns + i * capacity, w + u,
-                                                    ldw, s + i * lds + u, last, accumulate);
+        sparse_forward_rows<decltype(nv)::value>(m, values, columns, counts, capacity, w + u, ldw, s + u, lds, last,
+                                                 accumulate);
     });
 }
 
