@@ -373,20 +373,27 @@ void compress_rows([[maybe_unused]] const ConstMatrixRef<T>& x, [[maybe_unused]]
         const Index k = x.cols();
         eigen_assert(k <= std::numeric_limits<std::int32_t>::max());
         const Index capacity = unpacked::sparse_row_capacity(k);
-        const auto size = static_cast<std::size_t>(m * capacity);
-        if (out.values.size() < size) {  // once per batch size
-            out.values.resize(size);
-            out.columns.resize(size);
+        constexpr Index group = unpacked::kSparseGroup;
+        const Index groups = (m + group - 1) / group;
+        if (out.values.size() < static_cast<std::size_t>(groups * group * capacity)) {  // once per batch size
+            out.values.resize(static_cast<std::size_t>(groups * group * capacity));
+            out.columns.resize(static_cast<std::size_t>(groups * capacity));
         }
-        if (out.counts.size() < static_cast<std::size_t>(m)) out.counts.resize(static_cast<std::size_t>(m));
+        if (out.counts.size() < static_cast<std::size_t>(groups)) out.counts.resize(static_cast<std::size_t>(groups));
         out.rows = m;
         out.cols = k;
         out.capacity = capacity;
-        split_between_threads(m, threads, Index{1}, [&](Index lo, Index len) {
-            for (Index i = lo; i < lo + len; ++i)
-                out.counts[static_cast<std::size_t>(i)] =
-                    unpacked::compress_row(x.row(rows != nullptr ? rows[i] : i).data(), k,
-                                           out.values.data() + i * capacity, out.columns.data() + i * capacity);
+        split_between_threads(groups, threads, Index{1}, [&](Index lo, Index len) {
+            for (Index q = lo; q < lo + len; ++q) {
+                const float* group_rows[group];
+                for (Index r = 0; r < group; ++r) {
+                    const Index i = q * group + r;
+                    group_rows[r] = i >= m ? nullptr : x.row(rows != nullptr ? rows[i] : i).data();
+                }
+                out.counts[static_cast<std::size_t>(q)] =
+                    unpacked::compress_group(group_rows, k, out.values.data() + q * group * capacity, capacity,
+                                             out.columns.data() + q * capacity);
+            }
         });
         return;
     }

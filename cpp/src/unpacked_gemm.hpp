@@ -415,28 +415,41 @@ inline void gemm_axpy(Index m, Index n, Index k, float alpha, const float* a, In
 }
 
 // Sparse rows: the first layer's input batch with its zeros left out, for products whose cost follows
-// the non-zeros (MNIST: about 19% of the pixels) rather than the depth. Row i's entries are
-// values[i * capacity + e] at column columns[i * capacity + e], e < counts[i], in column order.
-constexpr Index kSparseUnitVectors = 8;  // accumulators per pass (a 64-unit panel: 4 AVX-512 or 8 AVX2 vectors)
-// Accumulators of all the rows that the forward product runs at once (AVX-512 has 32 registers, AVX2 16).
-constexpr int kSparseRowAccumulators = Simd::width == 16 ? 16 : 8;
+// the non-zeros (MNIST: about 19% of the pixels) rather than the depth. The rows come in pairs (groups
+// of kSparseGroup) that share their columns: group q lists, in order, the columns where any of its rows
+// is non-zero (columns[q * capacity + e], e < counts[q]) and each row's values there, zeros included
+// (values[(q * kSparseGroup + r) * capacity + e]). Each weight row that a product reads for an entry
+// then serves both rows. The products are bound by the cache traffic of those weight rows, and two MNIST
+// images have 24% fewer such columns than non-zeros; groups of four (49% fewer) made the forward
+// product bound by its multiply-adds, half of them with zeros, and no faster overall on Zen 4.
+constexpr int kSparseGroup = 2;
+// Vectors of units per pass, for the group's accumulators (update: alpha B) in registers: a 64-unit
+// panel in one pass with AVX-512, two with AVX2.
+constexpr Index kSparseUnitVectors = 4;
 
-// Room a row of `count` columns needs: compress_row stores whole vectors past the last entry.
+// Room a row of `count` columns needs: compress_group stores whole vectors past the last entry.
 inline Index sparse_row_capacity(Index count) { return (count + 2 * kWidth - 1) / kWidth * kWidth; }
 
-// Copies the non-zeros of `row` (`count` floats; NaN counts as non-zero) with their columns; returns
-// how many. Writes at most sparse_row_capacity(count) entries of each output.
-inline Index compress_row(const float* row, Index count, float* values, std::int32_t* columns) {
+// Copies a group's non-zeros (rows[r] points at `count` floats; null: a row of zeros past the end of the
+// batch; NaN counts as non-zero) with their columns; row r's values go to values + r * value_stride.
+// Returns the number of columns. Writes at most sparse_row_capacity(count) entries of each output.
+inline Index compress_group(const float* const* rows, Index count, float* values, Index value_stride,
+                            std::int32_t* columns) {
     Index entries = 0;
 #if defined(__AVX512F__)
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (Index j = 0; j < count; j += kWidth) {
         const __mmask16 in = count - j >= kWidth ? Simd::full() : Simd::first(count - j);
-        const __m512 v = _mm512_maskz_loadu_ps(in, row + j);
-        const __mmask16 nonzero = _mm512_mask_cmp_ps_mask(in, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        __m512 v[kSparseGroup];
+        __mmask16 nonzero = 0;
+        _Pragma("GCC unroll 4") for (int r = 0; r < kSparseGroup; ++r) {
+            v[r] = rows[r] != nullptr ? _mm512_maskz_loadu_ps(in, rows[r] + j) : _mm512_setzero_ps();
+            nonzero |= _mm512_mask_cmp_ps_mask(in, v[r], _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        }
         // Compress in a register and store the whole vector: the store form of vcompress is
         // microcoded and slow on AMD's Zen 4.
-        _mm512_storeu_ps(values + entries, _mm512_maskz_compress_ps(nonzero, v));
+        _Pragma("GCC unroll 4") for (int r = 0; r < kSparseGroup; ++r)
+            _mm512_storeu_ps(values + r * value_stride + entries, _mm512_maskz_compress_ps(nonzero, v[r]));
         const __m512i index = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(j)), lanes);
         _mm512_storeu_si512(columns + entries, _mm512_maskz_compress_epi32(nonzero, index));
         entries += __builtin_popcount(nonzero);
@@ -444,12 +457,17 @@ inline Index compress_row(const float* row, Index count, float* values, std::int
 #else
     for (Index j = 0; j < count; j += kWidth) {
         const Index len = std::min(kWidth, count - j);
-        const Vec v = len == kWidth ? Simd::load(row + j) : Simd::load(row + j, Simd::first(len));
-        auto bits = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+        unsigned bits = 0;
+        for (int r = 0; r < kSparseGroup; ++r) {
+            if (rows[r] == nullptr) continue;
+            const Vec v = len == kWidth ? Simd::load(rows[r] + j) : Simd::load(rows[r] + j, Simd::first(len));
+            bits |= static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+        }
         bits &= (1u << len) - 1u;
         while (bits != 0) {
             const int lane = __builtin_ctz(bits);
-            values[entries] = row[j + lane];
+            for (int r = 0; r < kSparseGroup; ++r)
+                values[r * value_stride + entries] = rows[r] != nullptr ? rows[r][j + lane] : 0.0f;
             columns[entries] = static_cast<std::int32_t>(j + lane);
             ++entries;
             bits &= bits - 1u;
@@ -459,89 +477,64 @@ inline Index compress_row(const float* row, Index count, float* values, std::int
     return entries;
 }
 
-// Rows of S (+)= X W for NV vectors of units: s[v] (+)= sum_e values[e] w[columns[e]][v], each row's sum
-// in its column order. The last vector is stored under `last` (S's row may end there); W's rows are
-// read whole (the caller pads them).
-template <int NV>
-struct SparseForwardRow {
-    Vec acc[NV];
-    const float* values = nullptr;
-    const std::int32_t* columns = nullptr;
-    float* s = nullptr;
-
-    SparseForwardRow() = default;
-
-    SparseForwardRow(const float* row_values, const std::int32_t* row_columns, float* s_row, Mask last, bool accumulate)
-        : values(row_values), columns(row_columns), s(s_row) {
+// The first ROWS rows of a group of S (+)= X W for NV vectors of units: s_r[v] (+)= sum_e values_r[e]
+// w[columns[e]][v], each row's sum in column order (its zeros included: they add nothing). The last
+// vector is stored under `last` (S's row may end there); W's rows are read whole (the caller pads them).
+template <int NV, int ROWS>
+inline void sparse_forward_group(Index entries, const float* values, Index value_stride, const std::int32_t* columns,
+                                 const float* w, Index ldw, float* s, Index lds, Mask last, bool accumulate) {
+    Vec acc[ROWS][NV];
+    _Pragma("GCC unroll 4") for (int r = 0; r < ROWS; ++r) {
         _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) {
+            const float* at = s + r * lds + v * kWidth;
             if (!accumulate)
-                acc[v] = Simd::zero();
+                acc[r][v] = Simd::zero();
             else
-                acc[v] = v + 1 < NV ? Simd::load(s + v * kWidth) : Simd::load(s + v * kWidth, last);
+                acc[r][v] = v + 1 < NV ? Simd::load(at) : Simd::load(at, last);
         }
     }
-    void add(Index e, const float* w, Index ldw) {
-        const Vec x = Simd::set1(values[e]);
+    for (Index e = 0; e < entries; ++e) {
         const float* row = w + static_cast<Index>(columns[e]) * ldw;
-        _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) acc[v] =
-            Simd::fma(x, Simd::load(row + v * kWidth), acc[v]);
+        Vec weights[NV];
+        _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) weights[v] = Simd::load(row + v * kWidth);
+        _Pragma("GCC unroll 4") for (int r = 0; r < ROWS; ++r) {
+            const Vec x = Simd::set1(values[r * value_stride + e]);
+            _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) acc[r][v] = Simd::fma(x, weights[v], acc[r][v]);
+        }
     }
-    void store(Mask last) {
+    _Pragma("GCC unroll 4") for (int r = 0; r < ROWS; ++r) {
         _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) {
             if (v + 1 < NV)
-                Simd::store(s + v * kWidth, acc[v]);
+                Simd::store(s + r * lds + v * kWidth, acc[r][v]);
             else
-                Simd::store(s + v * kWidth, last, acc[v]);
+                Simd::store(s + r * lds + v * kWidth, last, acc[r][v]);
         }
-    }
-};
-
-// Several rows at once where the registers hold them: each row's sums are a chain of dependent FMAs, one
-// per non-zero, and the rows' chains overlap (one row at a time waited on the FMA latency).
-template <int NV>
-inline void sparse_forward_rows(Index m, const float* values, const std::int32_t* columns, const Index* counts,
-                                Index capacity, const float* w, Index ldw, float* s, Index lds, Mask last,
-                                bool accumulate) {
-    constexpr int R = NV * 4 <= kSparseRowAccumulators ? 4 : NV * 2 <= kSparseRowAccumulators ? 2 : 1;
-    Index i = 0;
-    for (; R > 1 && i + R <= m; i += R) {
-        SparseForwardRow<NV> rows[R] = {};
-        Index common = counts[i];
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; ++r) {
-            rows[r] = SparseForwardRow<NV>(values + (i + r) * capacity, columns + (i + r) * capacity, s + (i + r) * lds,
-                                           last, accumulate);
-            common = std::min(common, counts[i + r]);
-        }
-        for (Index e = 0; e < common; ++e) {
-            _Pragma("GCC unroll 4") for (int r = 0; r < R; ++r) rows[r].add(e, w, ldw);
-        }
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; ++r) {
-            for (Index e = common; e < counts[i + r]; ++e) rows[r].add(e, w, ldw);
-            rows[r].store(last);
-        }
-    }
-    for (; i < m; ++i) {
-        SparseForwardRow<NV> a(values + i * capacity, columns + i * capacity, s + i * lds, last, accumulate);
-        for (Index e = 0; e < counts[i]; ++e) a.add(e, w, ldw);
-        a.store(last);
     }
 }
 
-// One example's share of W += alpha X^T B for NV vectors of units: w[columns[e]][v] += values[e] *
-// (alpha b[v]). The last vector of b is read under `last` (zero beyond), so W's padding stays zero.
-template <int NV>
-inline void sparse_update_row(Index entries, const float* values, const std::int32_t* columns, const float* b,
-                              Mask last, float alpha, float* w, Index ldw) {
-    Vec g[NV];
+// The share of a group's first ROWS rows of W += alpha X^T B for NV vectors of units: w[columns[e]][v] +=
+// values_r[e] (alpha b_r[v]) for the rows r in order, so that every weight sums its terms in example
+// order. Each weight row is read and written once for the group. b's last vector counts as zero past
+// `last`, so W's padding stays zero.
+template <int NV, int ROWS>
+inline void sparse_update_group(Index entries, const float* values, Index value_stride, const std::int32_t* columns,
+                                const float* b, Index ldb, Mask last, float alpha, float* w, Index ldw) {
+    Vec g[ROWS][NV];
     const Vec scale = Simd::set1(alpha);
-    _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) {
-        g[v] = Simd::mul(scale, v + 1 < NV ? Simd::load(b + v * kWidth) : Simd::load(b + v * kWidth, last));
+    _Pragma("GCC unroll 4") for (int r = 0; r < ROWS; ++r) {
+        _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) {
+            const float* at = b + r * ldb + v * kWidth;
+            g[r][v] = Simd::mul(scale, v + 1 < NV ? Simd::load(at) : Simd::load(at, last));
+        }
     }
     for (Index e = 0; e < entries; ++e) {
-        const Vec x = Simd::set1(values[e]);
         float* row = w + static_cast<Index>(columns[e]) * ldw;
+        Vec x[ROWS];
+        _Pragma("GCC unroll 4") for (int r = 0; r < ROWS; ++r) x[r] = Simd::set1(values[r * value_stride + e]);
         _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) {
-            Simd::store(row + v * kWidth, Simd::fma(x, g[v], Simd::load(row + v * kWidth)));
+            Vec sum = Simd::load(row + v * kWidth);
+            _Pragma("GCC unroll 4") for (int r = 0; r < ROWS; ++r) sum = Simd::fma(x[r], g[r][v], sum);
+            Simd::store(row + v * kWidth, sum);
         }
     }
 }
@@ -556,10 +549,6 @@ inline void sparse_unit_passes(Index units, const Body& body) {
         const Index tail = len - (vectors - 1) * kWidth;
         const Mask last = tail == kWidth ? Simd::full() : Simd::first(tail);
         switch (vectors) {
-            case 8: body(std::integral_constant<int, 8>{}, u, last); break;
-            case 7: body(std::integral_constant<int, 7>{}, u, last); break;
-            case 6: body(std::integral_constant<int, 6>{}, u, last); break;
-            case 5: body(std::integral_constant<int, 5>{}, u, last); break;
             case 4: body(std::integral_constant<int, 4>{}, u, last); break;
             case 3: body(std::integral_constant<int, 3>{}, u, last); break;
             case 2: body(std::integral_constant<int, 2>{}, u, last); break;
@@ -567,26 +556,41 @@ inline void sparse_unit_passes(Index units, const Body& body) {
         }
     }
 }
-static_assert(kSparseUnitVectors == 8, "sparse_unit_passes dispatches up to 8 vectors");
+static_assert(kSparseUnitVectors == 4, "sparse_unit_passes dispatches up to 4 vectors");
 
-// S (m x units, row-major) (+)= X W, X in sparse rows, W (k x ldw: a panel of gemm.hpp's transposed
+// Calls body(std::integral_constant<int, ROWS>, group, its first row) for the groups of m rows: whole
+// groups, and the last one's ROWS rows when m is not a multiple of kSparseGroup.
+template <class Body>
+inline void sparse_groups(Index m, const Body& body) {
+    static_assert(kSparseGroup == 2, "sparse_groups dispatches groups of up to 2 rows");
+    Index q = 0;
+    for (; (q + 1) * kSparseGroup <= m; ++q) body(std::integral_constant<int, kSparseGroup>{}, q, q * kSparseGroup);
+    if (q * kSparseGroup < m) body(std::integral_constant<int, 1>{}, q, q * kSparseGroup);
+}
+
+// S (m x units, row-major) (+)= X W, X in sparse row groups, W (k x ldw: a panel of gemm.hpp's transposed
 // weights, its rows padded with zeros to whole vectors past `units`).
 inline void sparse_forward(Index m, Index units, const float* values, const std::int32_t* columns, const Index* counts,
                            Index capacity, const float* w, Index ldw, float* s, Index lds, bool accumulate) {
     sparse_unit_passes(units, [&](auto nv, Index u, Mask last) {
-        sparse_forward_rows<decltype(nv)::value>(m, values, columns, counts, capacity, w + u, ldw, s + u, lds, last,
-                                                 accumulate);
+        sparse_groups(m, [&](auto rows, Index q, Index first) {
+            sparse_forward_group<decltype(nv)::value, decltype(rows)::value>(
+                counts[q], values + first * capacity, capacity, columns + q * capacity, w + u, ldw, s + first * lds + u,
+                lds, last, accumulate);
+        });
     });
 }
 
-// W (k x ldw) += alpha X^T B over `units` columns, X in sparse rows (m of them), B (m x units). The
-// examples in order, so that every entry of W sums its terms in the same order however it is split.
+// W (k x ldw) += alpha X^T B over `units` columns, X in sparse row groups (m rows), B (m x units). The
+// groups in order, so that every entry of W sums its terms in example order however it is split.
 inline void sparse_update(Index m, Index units, float alpha, const float* b, Index ldb, const float* values,
                           const std::int32_t* columns, const Index* counts, Index capacity, float* w, Index ldw) {
     sparse_unit_passes(units, [&](auto nv, Index u, Mask last) {
-        for (Index i = 0; i < m; ++i)
-            sparse_update_row<decltype(nv)::value>(counts[i], values + i * capacity, columns + i * capacity,
-                                                   b + i * ldb + u, last, alpha, w + u, ldw);
+        sparse_groups(m, [&](auto rows, Index q, Index first) {
+            sparse_update_group<decltype(nv)::value, decltype(rows)::value>(
+                counts[q], values + first * capacity, capacity, columns + q * capacity, b + first * ldb + u, ldb, last,
+                alpha, w + u, ldw);
+        });
     });
 }
 

@@ -129,13 +129,16 @@ void set_zero_skipping(bool on);
 // sums its terms in a fixed order (S: bias, then the row's non-zeros by column; weights: the examples in
 // order), the same on any number of threads. Only the AVX-512 and AVX2 single-precision builds have
 // them (sparse_products_available).
+// The rows are stored in groups of a few (4 with AVX-512, 2 with AVX2) that share their columns: the
+// columns where any row of the group is non-zero, and every row's values there (zeros included), so
+// that a weight row read for one column serves the whole group (the layout: src/unpacked_gemm.hpp).
 template <class T>
 struct SparseRows {
     std::vector<T> values;
     std::vector<std::int32_t> columns;
-    std::vector<Index> counts;  // entries per row
+    std::vector<Index> counts;  // columns per group
     Index rows = 0, cols = 0;
-    Index capacity = 0;  // row i's entries start at i * capacity
+    Index capacity = 0;  // a group's columns, and each of its rows' values, start at multiples of it
 };
 template <class T>
 bool sparse_products_available();
@@ -149,8 +152,8 @@ template <class T>
 void to_sparse_weight(const ConstMatrixRef<T>& w, Matrix<T>& w_t);
 template <class T>
 void from_sparse_weight(const Matrix<T>& w_t, MatrixRef<T> w);
-// Fills `out` with the non-zeros of x's rows rows[0..m) (null: its first m), split between `threads`
-// threads.
+// Fills `out` with the non-zeros of x's rows rows[0..m) (null: its first m), the groups split between
+// `threads` threads.
 template <class T>
 void compress_rows(const ConstMatrixRef<T>& x, const Index* rows, Index m, SparseRows<T>& out, int threads);
 // s (+)= x W^T with W^T from the panels w_t, units = s.cols(), on up to first_layer_threads() threads.
