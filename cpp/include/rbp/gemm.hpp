@@ -129,9 +129,9 @@ void set_zero_skipping(bool on);
 // sums its terms in a fixed order (S: bias, then the row's non-zeros by column; weights: the examples in
 // order), the same on any number of threads. Only the AVX-512 and AVX2 single-precision builds have
 // them (sparse_products_available).
-// The rows are stored in groups of a few (4 with AVX-512, 2 with AVX2) that share their columns: the
-// columns where any row of the group is non-zero, and every row's values there (zeros included), so
-// that a weight row read for one column serves the whole group (the layout: src/unpacked_gemm.hpp).
+// The rows are stored in pairs that share their columns: the columns where either row is non-zero, and
+// both rows' values there (zeros included), so that a weight row read for one column serves both
+// examples (the layout: src/unpacked_gemm.hpp).
 template <class T>
 struct SparseRows {
     std::vector<T> values;
