@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import processes
 from rbp_native import checkpoint, cli
 from rbp_native import experiments as ex
 from rbp_native.experiments import backends
@@ -345,7 +346,11 @@ def test_an_interrupted_driver_cancels_its_runs_and_the_sweep_resumes(tmp_path, 
         address=ray_instance.get_runtime_context().gcs_address,
     )
     driver = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", textwrap.dedent(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=processes.sigint_default,
     )
     try:
         others = [out / run.replace("mine/", "mine/runs/", 1) / "done.json" for run in RUNS if run != "mine/srbp/seed1"]

@@ -15,6 +15,7 @@ import zipfile
 import numpy as np
 import pytest
 
+import processes
 import rbp_native as rbp
 from rbp_native import checkpoint as ckpt
 
@@ -481,6 +482,7 @@ def test_sigint_stops_fit_within_a_second(tmp_path, batch, threads, mode, sig):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=processes.sigint_default,
     )
     assert process.stdout.readline().strip() == "ready"
     time.sleep(0.5)  # inside the first epoch (2000 batches of 100) or its evaluation, depending on the load

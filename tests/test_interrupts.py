@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import processes
 import rbp_native as rbp
 from idx_files import write_set
 from rbp_native.cli import main
@@ -89,9 +90,17 @@ def test_train_resumes_at_epoch_boundaries_and_refuses_other_options(mnist_like,
     assert_same_run(straight, parts)
 
 
-def run_cli(args, env):
+def run_cli(args, env, sigint_ignored=False):
+    """The CLI in a new process; `sigint_ignored` starts it as a non-interactive shell starts a
+    background job (`rbp-native ... &` in a script): with SIGINT ignored, which its children inherit
+    (tests/processes.py)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "rbp_native", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-m", "rbp_native", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=processes.sigint_ignored if sigint_ignored else processes.sigint_default,
     )
 
 
@@ -149,13 +158,17 @@ def finished_histories(directory: Path) -> dict[str, list]:
     return result
 
 
-@pytest.mark.parametrize("jobs,sig", [(1, signal.SIGINT), (2, signal.SIGTERM)])
-def test_reproduce_stops_promptly_and_continues_runs_from_their_checkpoints(tmp_path, jobs, sig):
+@pytest.mark.parametrize(
+    "jobs,sig,sigint_ignored", [(1, signal.SIGINT, False), (2, signal.SIGTERM, False), (2, signal.SIGTERM, True)]
+)
+def test_reproduce_stops_promptly_and_continues_runs_from_their_checkpoints(tmp_path, jobs, sig, sigint_ignored):
+    """Also for a driver started with SIGINT ignored (a background job of a script), stopped by `kill`:
+    its workers still take the SIGINT by which it stops them."""
     config = tmp_path / "long.toml"
     config.write_text(textwrap.dedent(CONFIG.format(train=12000)))
     env = dict(os.environ)
     common = ["run", str(config), "--jobs", str(jobs), "--threads", "1", "--no-progress"]
-    process = run_cli([*common, "--out", str(tmp_path / "parts")], env)
+    process = run_cli([*common, "--out", str(tmp_path / "parts")], env, sigint_ignored)
     runs = tmp_path / "parts" / "long" / "runs"
     deadline = time.monotonic() + 60
     while not list(runs.rglob("history.json")) and time.monotonic() < deadline:  # an epoch done somewhere

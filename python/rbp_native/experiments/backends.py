@@ -100,7 +100,7 @@ def run_local(tasks: list[Task], jobs: int, finished: Finished, status: Status) 
                 finished(run, result, None)
         return
     context = multiprocessing.get_context("spawn")  # never fork a process that holds OpenMP threads
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_take_interrupts) as pool:
         futures = {pool.submit(execute, task): (run, task) for run, task in tasks}
         pending = set(futures)
         try:
@@ -118,6 +118,13 @@ def run_local(tasks: list[Task], jobs: int, finished: Finished, status: Status) 
                 future.cancel()
             _interrupt_workers(pool)
             raise
+
+
+def _take_interrupts() -> None:
+    """Worker start: SIGINT raises KeyboardInterrupt, as in any Python process, also when the driver was
+    started with SIGINT ignored (a non-interactive shell's background job, `rbp-native ... &` in a
+    script), which its workers inherit: the driver stops them with SIGINT (_interrupt_workers)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _interrupt_workers(pool: ProcessPoolExecutor, seconds: float = 3.0) -> None:
