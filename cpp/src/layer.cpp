@@ -24,11 +24,20 @@ void DenseLayer<T>::forward(const ConstMatrixRef<T>& x, MatrixRef<T> s) const {
 }
 
 template <class T>
-void DenseLayer<T>::forward_skipping_zeros(const ConstMatrixRef<T>& x, const ZeroBlocks& zeros, MatrixRef<T> s) const {
-    // S = b + X W^T: the product accumulates onto the bias rows (one sweep fewer)
+void DenseLayer<T>::fill_bias_rows(MatrixRef<T> s) const {
     if (has_bias_)
         for_row_blocks(s.rows(), s.cols(),
                        [&](Index first, Index end) { s.middleRows(first, end - first).rowwise() = bias_.row(0); });
+}
+
+template <class T>
+void DenseLayer<T>::accumulate_bias_update(const ConstMatrixRef<T>& b, T scale, Matrix<T>* bias) const {
+    if (has_bias_) bias->row(0).noalias() += scale * b.colwise().sum();
+}
+
+template <class T>
+void DenseLayer<T>::forward_skipping_zeros(const ConstMatrixRef<T>& x, const ZeroBlocks& zeros, MatrixRef<T> s) const {
+    fill_bias_rows(s);  // S = b + X W^T
     if (zeros.masks != nullptr)
         gemm_skipping_zeros_forward<T>(x, zeros, weight_, s, has_bias_);
     else
@@ -54,14 +63,12 @@ void DenseLayer<T>::accumulate_update_skipping_zeros(const ConstMatrixRef<T>& b,
         gemm_skipping_zeros_update<T>(scale, b, x, zeros, *targets[0]);
     else
         gemm<T>(scale, b, true, x, false, *targets[0], true);  // W += scale B^T X
-    if (has_bias_) targets[1]->row(0).noalias() += scale * b.colwise().sum();
+    accumulate_bias_update(b, scale, has_bias_ ? targets[1] : nullptr);
 }
 
 template <class T>
 void DenseLayer<T>::forward_sparse(const SparseRows<T>& x, const ConstMatrixRef<T>& w_t, MatrixRef<T> s) const {
-    if (has_bias_)
-        for_row_blocks(s.rows(), s.cols(),
-                       [&](Index first, Index end) { s.middleRows(first, end - first).rowwise() = bias_.row(0); });
+    fill_bias_rows(s);
     gemm_sparse_forward<T>(x, w_t, s, has_bias_);
 }
 
@@ -69,7 +76,7 @@ template <class T>
 void DenseLayer<T>::accumulate_update_sparse(const ConstMatrixRef<T>& b, const SparseRows<T>& x, T scale,
                                              MatrixRef<T> w_t, Matrix<T>* bias) const {
     gemm_sparse_update<T>(scale, b, x, w_t);
-    if (has_bias_) bias->row(0).noalias() += scale * b.colwise().sum();
+    accumulate_bias_update(b, scale, bias);
 }
 
 template <class T>

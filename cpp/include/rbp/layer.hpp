@@ -115,6 +115,11 @@ public:
     const Matrix<T>& bias() const { return bias_; }
 
 private:
+    // Every forward product accumulates onto the bias rows (S = b, then S += X W^T: one sweep fewer), and
+    // every update adds scale * the column sums of B into the bias; for the dense and the sparse input alike.
+    void fill_bias_rows(MatrixRef<T> s) const;
+    void accumulate_bias_update(const ConstMatrixRef<T>& b, T scale, Matrix<T>* bias) const;
+
     Matrix<T> weight_;
     Matrix<T> bias_;  // 1 x n_out; 1 x 0 when the layer has no bias
     bool has_bias_;
