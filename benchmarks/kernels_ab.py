@@ -7,6 +7,7 @@
     python benchmarks/kernels_ab.py --elementwise-split 1e18  # elementwise work split vs never split
     python benchmarks/kernels_ab.py --bf16-reuse              # precision="bf16": rounded weights reused or not
     python benchmarks/kernels_ab.py --sparse-inputs --mnist   # first layer on the non-zeros, or not
+    python benchmarks/kernels_ab.py --gemm-profile            # AVX-512 selection rule: Zen 4's or generic
     python benchmarks/kernels_ab.py --thread-counts --mnist --nets 784-100-100-100-100-10 --batches 128
                                                               # one thread against two
 
@@ -20,6 +21,8 @@ the channel's signal: split when each thread gets 32768 values; N = 1e18 never s
 feedback's rounded copies (the default) and rounding every operand at every product. With
 --sparse-inputs the first layer runs on the input's non-zeros where the trainer chooses to (the
 default: inputs at most 30% non-zero, as MNIST; gemm.hpp's sparse products) and never. With
+--gemm-profile the AVX-512 selection rule follows the AMD Zen 4's measurements and the generic (Xeon)
+ones (gemm.hpp's GemmProfile), whichever CPU runs it. With
 --thread-counts two trainers from the same weights, one on one thread and one on two (does the second
 thread pay? On the 2-vCPU AMD EPYC of benchmarks/README.md the answer came in spells of minutes at
 batch 128, "Two threads at batch 128": run it a few times, minutes apart). The two settings
@@ -71,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--sparse-inputs", action="store_true", help="first layer on the input's non-zeros where it suits, or never"
     )
+    p.add_argument(
+        "--gemm-profile", action="store_true", help="AVX-512 selection rule of a Zen 4 against the generic one"
+    )
     p.add_argument("--thread-counts", action="store_true", help="one thread against two (two trainers)")
     p.add_argument("--threads", type=int, default=0, help="thread budget (default: 1, or 2 with a --*split)")
     args = p.parse_args(argv)
@@ -80,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(
             "--thread-counts compares one thread with two: no --threads, --*split, --bf16-reuse or --sparse-inputs"
         )
+    if args.gemm_profile and rbp.isa != "avx512":
+        raise SystemExit(f"--gemm-profile compares the AVX-512 variant's rules; this is the {rbp.isa} variant")
     threads = args.threads or (2 if args.split or args.elementwise_split else 1)
     default_split = _core._set_min_macs_per_thread(1.0e6)  # the setters return the threshold in force
     _core._set_min_macs_per_thread(default_split)
@@ -89,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     settings: dict[str, tuple[int, Callable[[], object]]]
     if args.thread_counts:
         settings = {"1-thread": (1, lambda: None), "2-threads": (2, lambda: None)}
+    elif args.gemm_profile:
+        settings = {
+            "zen4": (threads, lambda: _core._set_gemm_profile("zen4")),
+            "generic": (threads, lambda: _core._set_gemm_profile("generic")),
+        }
     elif args.sparse_inputs:
         settings = {
             "sparse": (threads, lambda: _core._set_sparse_products(True)),
@@ -125,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         _core._set_min_elements_per_thread(default_elementwise)
         _core._set_bf16_operand_reuse(True)
         _core._set_sparse_products(True)
+        _core._set_gemm_profile("detect")
 
     if not (args.split or args.elementwise_split or args.bf16_reuse or args.thread_counts or args.sparse_inputs) and (
         not _core._unpacked_gemm_available()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,6 +126,102 @@ def test_unpacked_kernels_match_numpy(m, n, k, ta, tb, kernel, accumulate):
 @pytest.mark.parametrize("m,n,k,ta,tb,kernel", UNPACKED_CASES + [c for c in EIGEN_CASES if c[-1] != "eigen-vector"])
 def test_avx512_selection(m, n, k, ta, tb, kernel):
     assert _core._gemm_kernel(m, n, k, ta, tb) == kernel
+
+
+# The forward products (S = X W^T, depth >= 256) whose kernel depends on the CPU profile:
+# (m, n, k, kernel with the generic rule, kernel with Zen 4's)
+PROFILE_CASES = [
+    (64, 1000, 1000, "unpacked-dot", "unpacked-dot"),  # 64M multiply-accumulates: the dot form on both
+    (65, 1000, 1000, "eigen", "unpacked-dot"),
+    (128, 1000, 1000, "eigen", "unpacked-dot"),  # the wide net at batch 128
+    (128, 1000, 784, "eigen", "unpacked-dot"),  # its first layer on dense inputs
+    (768, 1000, 1000, "eigen", "unpacked-dot"),
+    (769, 1000, 1000, "eigen", "eigen"),
+    (1024, 100, 784, "eigen", "eigen"),
+    (128, 1000, 255, "eigen", "eigen"),  # too shallow for the dot form's reductions
+]
+
+
+@pytest.mark.skipif(_core.isa != "avx512", reason="the AVX-512 build's selection rule")
+@pytest.mark.parametrize("profile", ["generic", "zen4"])
+@pytest.mark.parametrize("m,n,k,generic,zen4", PROFILE_CASES)
+def test_avx512_selection_by_cpu_profile(profile, m, n, k, generic, zen4):
+    _core._set_gemm_profile(profile)
+    try:
+        assert _core._gemm_profile() == profile
+        assert _core._gemm_kernel(m, n, k, False, True) == (zen4 if profile == "zen4" else generic)
+        for ta, tb in [(False, False), (True, False)]:  # the other orientations do not depend on it
+            expected = _core._gemm_kernel(m, n, k, ta, tb)
+            _core._set_gemm_profile("generic" if profile == "zen4" else "zen4")
+            assert _core._gemm_kernel(m, n, k, ta, tb) == expected
+            _core._set_gemm_profile(profile)
+    finally:
+        _core._set_gemm_profile("detect")
+
+
+def test_gemm_profile_detected():
+    """'detect' picks Zen 4's rule exactly on an AMD family 19h CPU with AVX-512 (read here from
+    /proc/cpuinfo, independently of the core's cpuid probe)."""
+    _core._set_gemm_profile("detect")
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        pytest.skip("no /proc/cpuinfo to check the detection against")
+    first = info.split("\n\n")[0]
+    fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    zen4 = (
+        fields.get("vendor_id") == "AuthenticAMD"
+        and fields.get("cpu family") == "25"
+        and "avx512f" in fields.get("flags", "").split()
+    )
+    assert _core._gemm_profile() == ("zen4" if zen4 else "generic")
+    with pytest.raises(ValueError, match="profile must be"):
+        _core._set_gemm_profile("xeon")
+    assert _core._gemm_profile() == ("zen4" if zen4 else "generic")
+
+
+@pytest.mark.parametrize(
+    "extent,threads,granule,lengths",
+    [
+        (1000, 2, 16, [496, 504]),  # boundaries at the granule nearest to the middle, not 512 + 488
+        (128, 2, 16, [64, 64]),
+        (100, 2, 1, [50, 50]),
+        (100, 2, 4, [52, 48]),
+        (1000, 3, 16, [336, 336, 328]),
+        (40, 2, 16, [16, 24]),
+        (10, 4, 16, [0, 0, 0, 10]),  # less than a granule: all of it in the last part
+        (40, 4, 16, [16, 0, 16, 8]),  # fewer granules than threads: empty parts
+        (0, 2, 16, [0, 0]),
+        (7, 1, 16, [7]),
+    ],
+)
+def test_split_parts(extent, threads, granule, lengths):
+    parts, longest = _core._split_parts(extent, threads, granule)
+    assert parts == lengths
+    assert longest == max(lengths)
+    assert sum(parts) == extent
+    assert all(length % granule == 0 for length in _before_last(parts))
+
+
+def _before_last(parts):
+    """The parts before the last non-empty one."""
+    nonempty = [i for i, length in enumerate(parts) if length > 0]
+    return parts[: nonempty[-1]] if nonempty else []
+
+
+def test_split_parts_balanced_for_many_shapes():
+    """Every boundary is the granule multiple nearest to its share: no part is more than one granule
+    from the even share (and every part before the last non-empty one a whole number of granules)."""
+    for extent in range(0, 700, 7):
+        for threads in (2, 3, 4, 16):
+            for granule in (1, 4, 16):
+                parts, longest = _core._split_parts(extent, threads, granule)
+                assert sum(parts) == extent and min(parts) >= 0 and longest == max(parts)
+                assert all(length % granule == 0 for length in _before_last(parts))
+                assert all(abs(length - extent / threads) <= granule for length in parts)
+    with pytest.raises(ValueError, match="threads and granule positive"):
+        _core._split_parts(10, 0, 16)
 
 
 @needs_unpacked

@@ -158,6 +158,22 @@ void register_products(py::module_& m) {
         },
         py::arg("use"), "When products take the unpacked kernels (for tests).");
     m.def(
+        "_set_gemm_profile",
+        [](const std::string& profile) {
+            if (profile == "detect")
+                set_gemm_profile(GemmProfile::Detect);
+            else if (profile == "generic")
+                set_gemm_profile(GemmProfile::Generic);
+            else if (profile == "zen4")
+                set_gemm_profile(GemmProfile::Zen4);
+            else
+                throw std::invalid_argument("profile must be 'detect', 'generic' or 'zen4', got '" + profile + "'");
+        },
+        py::arg("profile"), "Which CPU's measurements the AVX-512 selection rule follows (for tests and benchmarks).");
+    m.def(
+        "_gemm_profile", [] { return std::string(gemm_profile() == GemmProfile::Zen4 ? "zen4" : "generic"); },
+        "The CPU profile the AVX-512 selection rule follows: 'zen4' on an AMD Zen 4, 'generic' elsewhere.");
+    m.def(
         "_set_min_macs_per_thread",
         [](double macs) {
             if (!(macs > 0)) throw std::invalid_argument("macs must be positive, got " + std::to_string(macs));
@@ -173,6 +189,19 @@ void register_products(py::module_& m) {
         },
         py::arg("elements"),
         "Values per thread before elementwise work is split (for benchmarks and tests). Returns the previous value.");
+    m.def(
+        "_split_parts",
+        [](Index extent, int threads, Index granule) {
+            if (extent < 0 || threads < 1 || granule < 1)
+                throw std::invalid_argument("extent must be non-negative, threads and granule positive");
+            std::vector<Index> lengths;
+            for (int t = 0; t < threads; ++t)
+                lengths.push_back(split_boundary(extent, threads, granule, t + 1) -
+                                  split_boundary(extent, threads, granule, t));
+            return py::make_tuple(lengths, split_part_length(extent, threads, granule));
+        },
+        py::arg("extent"), py::arg("threads"), py::arg("granule"),
+        "The lengths of the parts split_between_threads gives each thread, and the longest (for tests).");
     m.def(
         "_set_bf16_implementation",
         [](const std::string& name) {

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <atomic>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <cstddef>
 #include <limits>
 #include <stdexcept>
@@ -112,13 +115,39 @@ void serial_gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrix
 #endif  // RBP_DIRECT_GEMM
 
 std::atomic<UnpackedGemm> unpacked_use{UnpackedGemm::WhereFaster};
+std::atomic<GemmProfile> profile_setting{GemmProfile::Detect};
 std::atomic<bool> zero_skipping{true};
 std::atomic<bool> sparse_products{true};
 
+// AMD family 19h: Zen 3 (no AVX-512) and Zen 4; with AVX-512, Zen 4. Zen 5 (family 1Ah) runs 512-bit
+// FMAs at full width and was not measured: it takes the generic rule.
+bool running_on_zen4() {
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) return false;
+    const bool amd = ebx == 0x68747541u && edx == 0x69746e65u && ecx == 0x444d4163u;  // "AuthenticAMD"
+    if (!amd || __get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return false;
+    const unsigned base = (eax >> 8) & 0xfu;
+    const unsigned family = base == 0xfu ? base + ((eax >> 20) & 0xffu) : base;
+    if (family != 0x19u || __get_cpuid_max(0, nullptr) < 7) return false;
+    __cpuid_count(7, 0, eax, ebx, ecx, edx);
+    return (ebx & (1u << 16)) != 0;  // AVX512F
+#else
+    return false;
+#endif
+}
+
+GemmProfile profile_in_force() {
+    const GemmProfile set = profile_setting.load(std::memory_order_relaxed);
+    if (set != GemmProfile::Detect) return set;
+    static const GemmProfile detected = running_on_zen4() ? GemmProfile::Zen4 : GemmProfile::Generic;
+    return detected;
+}
+
 // The kernel family for one thread's part of a product, C (m x n) = op(A) (m x k) op(B) (k x n).
 // The unpacked kernels (single precision, AVX-512 and AVX2 builds) run where they beat Eigen's, as
-// measured with benchmarks/cpp/gemm_shapes.cpp on a 2-core AVX-512 Xeon, which runs both builds
-// (numbers in benchmarks/README.md).
+// measured with benchmarks/cpp/gemm_shapes.cpp on a 2-core AVX-512 Xeon, which runs both builds, and
+// for the AVX-512 dot form also on a 2-vCPU AMD Zen 4 EPYC (GemmProfile; numbers in benchmarks/README.md).
 template <class T>
 GemmKernel serial_kernel(Index m, Index n, Index k, bool ta, bool tb) {
     const UnpackedGemm use = unpacked_use.load(std::memory_order_relaxed);
@@ -128,8 +157,12 @@ GemmKernel serial_kernel(Index m, Index n, Index k, bool ta, bool tb) {
     const double macs = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
 #if defined(__AVX512F__)
     // Dot form (S = X W^T): its final reductions cost too much at a short depth, unless C has fewer
-    // columns than a vector (the output layer), where Eigen's kernel runs on partial vectors.
-    if (tb) return n < 16 || (k >= 256 && macs <= 64.0e6) ? GemmKernel::UnpackedDot : GemmKernel::Eigen;
+    // columns than a vector (the output layer), where Eigen's kernel runs on partial vectors. Above a
+    // depth of 256: up to 64M multiply-accumulates on a Xeon, up to batch 768 on a Zen 4 (GemmProfile).
+    if (tb) {
+        const bool deep_enough = k >= 256 && (profile_in_force() == GemmProfile::Zen4 ? m <= 768 : macs <= 64.0e6);
+        return n < 16 || deep_enough ? GemmKernel::UnpackedDot : GemmKernel::Eigen;
+    }
     // Axpy form: J = G W wins up to the largest products measured; W += s B^T X only for layers of up
     // to a few hundred units (a 1000-unit layer's update is faster through Eigen).
     if (!ta) return macs <= 128.0e6 ? GemmKernel::UnpackedAxpy : GemmKernel::Eigen;
@@ -145,15 +178,15 @@ GemmKernel serial_kernel(Index m, Index n, Index k, bool ta, bool tb) {
 #endif
 }
 
-// c (+)= alpha op(a) op(b) on this thread.
+// c (+)= alpha op(a) op(b) on this thread, with `kernel` (serial_kernel's choice for this product).
 template <class T>
-void serial_product(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>& b, bool tb, MatrixRef<T> c,
-                    bool accumulate) {
+void serial_product(GemmKernel kernel, T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>& b,
+                    bool tb, MatrixRef<T> c, bool accumulate) {
     // Unused where neither the unpacked nor the direct kernels are compiled in (sse2 without them).
     [[maybe_unused]] const Index m = c.rows(), n = c.cols(), k = ta ? a.rows() : a.cols();
 #if RBP_UNPACKED_GEMM
     if constexpr (std::is_same_v<T, float>) {
-        switch (serial_kernel<T>(m, n, k, ta, tb)) {
+        switch (kernel) {
             case GemmKernel::UnpackedDot:
                 unpacked::gemm_nt(m, n, k, alpha, a.data(), a.outerStride(), b.data(), b.outerStride(), c.data(),
                                   c.outerStride(), accumulate);
@@ -174,6 +207,7 @@ void serial_product(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMat
     if (!accumulate) c.setZero();
     serial_gemm(alpha, a, ta, b, tb, c);
 #else
+    (void)kernel;
     expression_gemm(alpha, a, ta, b, tb, c, accumulate);
 #endif
 }
@@ -184,6 +218,8 @@ bool vector_shape(Index m, Index n, Index k) { return m == 1 || n == 1 || k == 1
 
 bool unpacked_gemm_available() { return RBP_UNPACKED_GEMM != 0; }
 void set_unpacked_gemm(UnpackedGemm use) { unpacked_use.store(use, std::memory_order_relaxed); }
+void set_gemm_profile(GemmProfile profile) { profile_setting.store(profile, std::memory_order_relaxed); }
+GemmProfile gemm_profile() { return profile_in_force(); }
 
 template <class T>
 GemmKernel gemm_kernel(Index m, Index n, Index k, bool transpose_a, bool transpose_b) {
@@ -226,26 +262,32 @@ void gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>&
     }
     const int threads = product_threads(m, n, k, product_thread_budget());
     if (threads <= 1) {
-        serial_product(alpha, a, ta, b, tb, c, accumulate);
+        serial_product(serial_kernel<T>(m, n, k, ta, tb), alpha, a, ta, b, tb, c, accumulate);
         return;
     }
     // Split the larger output dimension: every thread packs all of the other operand, so this
     // duplicates the smaller packing.
     const bool split_rows = m >= n;
-    split_between_threads(
-        split_rows ? m : n, threads, split_rows ? Index{1} : kColumnGranule, [&](Index lo, Index len) {
-            if (split_rows) {
-                if (ta)
-                    serial_product<T>(alpha, a.middleCols(lo, len), ta, b, tb, c.middleRows(lo, len), accumulate);
-                else
-                    serial_product<T>(alpha, a.middleRows(lo, len), ta, b, tb, c.middleRows(lo, len), accumulate);
-            } else {
-                if (tb)
-                    serial_product<T>(alpha, a, ta, b.middleRows(lo, len), tb, c.middleCols(lo, len), accumulate);
-                else
-                    serial_product<T>(alpha, a, ta, b.middleCols(lo, len), tb, c.middleCols(lo, len), accumulate);
-            }
-        });
+    const Index extent = split_rows ? m : n, granule = split_rows ? Index{1} : kColumnGranule;
+    // One kernel for every part, chosen for the longest: parts whose sizes straddle a boundary of the
+    // selection rule would otherwise run different kernels and finish at different times (the wide
+    // net's 1000 -> 1000 forward product at two threads ran Eigen's kernel on 512 columns and the dot
+    // kernel on 488, and the second thread waited).
+    const Index part = split_part_length(extent, threads, granule);
+    const GemmKernel kernel = split_rows ? serial_kernel<T>(part, n, k, ta, tb) : serial_kernel<T>(m, part, k, ta, tb);
+    split_between_threads(extent, threads, granule, [&](Index lo, Index len) {
+        if (split_rows) {
+            if (ta)
+                serial_product<T>(kernel, alpha, a.middleCols(lo, len), ta, b, tb, c.middleRows(lo, len), accumulate);
+            else
+                serial_product<T>(kernel, alpha, a.middleRows(lo, len), ta, b, tb, c.middleRows(lo, len), accumulate);
+        } else {
+            if (tb)
+                serial_product<T>(kernel, alpha, a, ta, b.middleRows(lo, len), tb, c.middleCols(lo, len), accumulate);
+            else
+                serial_product<T>(kernel, alpha, a, ta, b.middleCols(lo, len), tb, c.middleCols(lo, len), accumulate);
+        }
+    });
 }
 
 void set_zero_skipping(bool on) { zero_skipping.store(on, std::memory_order_relaxed); }

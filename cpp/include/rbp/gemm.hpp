@@ -76,8 +76,8 @@ enum class GemmKernel {
 };
 const char* to_string(GemmKernel kernel);
 
-// The kernel gemm<T>() uses for a product of these sizes on one thread (each thread's part of a
-// split product is chosen the same way by its own sizes).
+// The kernel gemm<T>() uses for a product of these sizes on one thread (a product split between
+// threads runs the kernel chosen this way for its longest part on every part).
 template <class T>
 GemmKernel gemm_kernel(Index m, Index n, Index k, bool transpose_a, bool transpose_b);
 
@@ -88,6 +88,19 @@ bool unpacked_gemm_available();
 // and tests that compare the kernel families. Process-wide; not meant to change while products run.
 enum class UnpackedGemm { Never, WhereFaster, Always };
 void set_unpacked_gemm(UnpackedGemm use);
+
+// Which CPU's measurements the AVX-512 selection rule follows. The unpacked dot kernel streams one
+// operand from L2 for every block of outputs; a Xeon (two 512-bit FMAs per cycle) outruns its L2 there
+// on products of more than ~64M multiply-accumulates, while an AMD Zen 4 (family 19h with AVX-512: each
+// 512-bit FMA in two 256-bit halves) does not, and runs the dot kernel faster than Eigen's up to
+// batches of 768 (benchmarks/README.md, "What was tried"). Detect (the default) takes Zen4 on a Zen 4
+// and Generic on every other CPU; the others force one, for the tests and benchmarks. Process-wide; not
+// meant to change while products run. The kernels' sums differ, so the weights a run computes depend on
+// the profile (as on the instruction-set variant): bit-identical for the same seed, thread count and CPU.
+enum class GemmProfile { Detect, Generic, Zen4 };
+void set_gemm_profile(GemmProfile profile);
+// The profile in force (Generic or Zen4).
+GemmProfile gemm_profile();
 
 // Products that skip an operand's all-zero blocks: the first layer's forward product S = X W^T and
 // update W += s B^T X read only the parts of the input batch that hold a non-zero (MNIST's blank

@@ -81,22 +81,41 @@ inline int first_layer_threads(Index batch, Index units, Index inputs) {
     return product_threads(batch, units, inputs, product_thread_budget());
 }
 
-// part(lo, len) on `threads` threads for consecutive parts of [0, extent), one per thread, each a
-// multiple of `granule` long except the last, as equal as that allows, in a fixed split: the same
-// thread count gives the same parts. The granule is what the work inside a part needs whole: 16
-// columns (a full AVX-512 packet) of a row-major matrix, the unpacked dot kernel's block of units, 1
-// for independent rows (a 100-unit layer's rows went 64 + 36 with 16, leaving one thread waiting).
+// The start of part `t` of `threads` consecutive parts of [0, extent): the multiple of `granule` nearest
+// to t * extent / threads, at most `extent` (which ends the last part). Rounding each boundary to the
+// nearest granule, rather than every part up to a whole number of them, keeps the parts as equal as the
+// granule allows: 1000 columns in granules of 16 go 496 + 504, where whole parts went 512 + 488. Every
+// part before the last non-empty one is a whole number of granules; parts may be empty.
+inline Index split_boundary(Index extent, int threads, Index granule, int t) {
+    if (t >= threads) return extent;
+    const Index step = static_cast<Index>(threads) * granule;
+    return std::min(extent, (2 * static_cast<Index>(t) * extent + step) / (2 * step) * granule);
+}
+
+// The longest of those parts.
+inline Index split_part_length(Index extent, int threads, Index granule) {
+    Index longest = 0;
+    for (int t = 0; t < std::max(threads, 1); ++t)
+        longest = std::max(
+            longest, split_boundary(extent, threads, granule, t + 1) - split_boundary(extent, threads, granule, t));
+    return longest;
+}
+
+// part(lo, len) on `threads` threads for consecutive parts of [0, extent), one per thread (the parts of
+// split_boundary; an empty part is not called), in a fixed split: the same thread
+// count gives the same parts. The granule is what the work inside a part needs whole: 16 columns (a full
+// AVX-512 packet) of a row-major matrix, the unpacked dot kernel's block of units, 1 for independent rows
+// (a 100-unit layer's rows went 64 + 36 with 16, leaving one thread waiting).
 template <class Part>
 void split_between_threads(Index extent, int threads, Index granule, const Part& part) {
     if (threads <= 1) {
         part(Index(0), extent);
         return;
     }
-    const Index chunk = ((extent + threads - 1) / threads + granule - 1) / granule * granule;
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
     for (int t = 0; t < threads; ++t) {
-        const Index lo = std::min(extent, static_cast<Index>(t) * chunk);
-        const Index len = std::min(extent, lo + chunk) - lo;
+        const Index lo = split_boundary(extent, threads, granule, t);
+        const Index len = split_boundary(extent, threads, granule, t + 1) - lo;
         if (len > 0) part(lo, len);
     }
 }
