@@ -96,7 +96,8 @@ class Trainer:
         from it independently.
     threads:
         Threads of the native core; None uses all cores. Results are bit-identical for the same
-        seed and thread count.
+        seed and thread count on the same kind of CPU (an AMD Zen 4 and other AVX-512 CPUs run some
+        products on different kernels).
     augment:
         An :class:`Augment` (random translations with zero fill and horizontal flips) applied to
         every training batch of :meth:`fit`'s epochs, on the trainer's copy of the batch, from the
