@@ -182,10 +182,22 @@ def make_conv_trainer(
         from conv_references import NumpyConvTrainer
 
         return NumpyConvTrainer(conv_net, weights, biases, feedback, algorithm, lr, decay, momentum, batch, dtype=dtype)
-    if impl == "torch":
+    if impl in ("torch", "torch-compile"):
         from conv_references import TorchConvTrainer
 
-        return TorchConvTrainer(conv_net, weights, biases, feedback, algorithm, lr, decay, momentum, batch, dtype=dtype)
+        return TorchConvTrainer(
+            conv_net,
+            weights,
+            biases,
+            feedback,
+            algorithm,
+            lr,
+            decay,
+            momentum,
+            batch,
+            dtype=dtype,
+            compile=impl == "torch-compile",
+        )
     raise ValueError(f"no {impl} implementation of the conv net")
 
 
@@ -340,7 +352,7 @@ def check_steps(
 
 def run_check(cfg: dict[str, Any]) -> dict[str, Any]:
     """A few SGD steps from the same parameters on the same batches; the largest differences. The conv
-    net is checked in float64 and float32 (see TOLERANCE_CONV), its torch-compile is not implemented."""
+    net is checked in float64 and float32 (see TOLERANCE_CONV)."""
     data = _Data(cfg["data"])
     init = np.load(cfg["init"])
     steps = int(cfg.get("steps", 3))
@@ -348,7 +360,7 @@ def run_check(cfg: dict[str, Any]) -> dict[str, Any]:
     for wl in cfg["workloads"]:
         x, y = data.rows(wl["net"], int(wl["batch"]) * steps)
         conv = "conv_net" in wl
-        impls = [i for i in cfg["impls"] if not (conv and i == "torch-compile")]
+        impls = list(cfg["impls"])
         if impls[0] != "rbp-native":
             raise ValueError(f"the check compares with rbp-native, which must come first: {impls}")
         for dtype in ("float64", "float32") if conv else ("float32",):

@@ -34,7 +34,7 @@ VARIANT_BATCHES = {"mnist": [32, 128], "wide": [128], CONV: []}
 # agreement check or the ratios; opt-in with --impls).
 IMPLS = ["rbp-native", "rbp-native-im2col", "numpy", "torch", "torch-compile"]
 OPT_IN_IMPLS = ["rbp-native-bf16"]
-CONV_IMPLS = ["rbp-native", "rbp-native-im2col", "numpy", "torch"]
+CONV_IMPLS = ["rbp-native", "rbp-native-im2col", "numpy", "torch", "torch-compile"]
 CONV_ONLY_IMPLS = ["rbp-native-im2col"]
 EPOCH = 60000  # MLP times are scaled to a 60000-example epoch (MNIST's training set)
 CONV_EPOCH = 50000  # conv net times to a 50000-example epoch (CIFAR-10's)

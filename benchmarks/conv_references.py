@@ -386,7 +386,9 @@ class TorchConvTrainer(TorchEpochs):
     transposed convolution (with the forward kernel for bp, with the feedback kernel for rbp: the weight
     gradient depends only on the signal and the input, so one call gives both); the pool through
     ``max_pool2d_with_indices`` on an input padded with ``-inf`` at the bottom/right (PyTorch's own
-    ``padding`` is symmetric and would move the windows) and its backward kernel at the winners."""
+    ``padding`` is symmetric and would move the windows) and its backward kernel at the winners.
+    With ``compile=True`` the whole step runs through ``torch.compile`` (the learning-rate scale passed as
+    a tensor, so that its change at every step does not recompile)."""
 
     def __init__(
         self,
@@ -401,6 +403,7 @@ class TorchConvTrainer(TorchEpochs):
         batch_size: int,
         seed: int = 0,
         dtype: str = "float32",
+        compile: bool = False,
     ) -> None:
         import torch
 
@@ -423,6 +426,7 @@ class TorchConvTrainer(TorchEpochs):
         self.X = torch.empty((self.batch, net.input_size), dtype=self.dtype)
         self.Y = torch.empty(self.batch, dtype=torch.int64)
         self._workspaces: dict[int, dict[str, Any]] = {}
+        self.compiled = torch.compile(self._functional_math, dynamic=False) if compile else None
 
     def _workspace(self, n: int) -> dict[str, Any]:
         ws = self._workspaces.get(n)
@@ -449,9 +453,16 @@ class TorchConvTrainer(TorchEpochs):
         """One SGD step on the batch (x (n, C·H·W) or (n, C, H, W), y (n,)); returns (summed loss, correct)."""
         torch = self.torch
         with torch.no_grad():
-            return self._step(x, y)
+            scale = self.lr / (1.0 + self.decay * self.t) / x.shape[0]
+            if self.compiled is not None:
+                out = self.compiled(x, y, torch.tensor(scale, dtype=self.dtype))
+            else:
+                out = self._math(x, y, scale)
+            self.t += 1
+            return out
 
-    def _step(self, x: Any, y: Any) -> tuple[Any, Any]:
+    def _math(self, x: Any, y: Any, scale: float) -> tuple[Any, Any]:
+        """The step's arithmetic in eager mode, in the workspaces; `scale` is lr_t / n."""
         torch, net = self.torch, self.net
         aten = torch.ops.aten
         conv2d = torch.nn.functional.conv2d
@@ -527,17 +538,89 @@ class TorchConvTrainer(TorchEpochs):
                 1,
                 [data, True, True],
             )
-        # updates
-        scale = self.lr / (1.0 + self.decay * self.t) / n
-        for h in range(blocks + 2):
+        self._update(dw, db, scale)
+        return loss, correct
+
+    def _functional_math(self, x: Any, y: Any, scale: Any) -> tuple[Any, Any]:
+        """The same step without out= buffers or writes into views, for torch.compile (which falls back to
+        eager on those); `scale` (lr_t / n) a 0-d tensor."""
+        torch, net = self.torch, self.net
+        aten, functional = torch.ops.aten, torch.nn.functional
+        n, blocks = x.shape[0], net.blocks
+        W, b = self.W, self.b
+        pool, stride = [net.pool] * 2, [net.pool_stride] * 2
+        inputs = [x.reshape(n, net.channels, net.side, net.side)]
+        pool_ins, derivatives, argmax = [], [], []
+        for h, st in enumerate(self.stages):
+            a = torch.tanh(functional.conv2d(inputs[h], W[h], b[h], padding=st["conv_before"]))
+            derivatives.append(1.0 - a * a)
+            before, after = st["pool_before"], st["pool_after"]
+            pool_in = functional.pad(a, (before, after, before, after), value=-float("inf"))
+            pooled, idx = aten.max_pool2d_with_indices(pool_in, pool, stride)
+            pool_ins.append(pool_in)
+            inputs.append(pooled)
+            argmax.append(idx)
+        flat = inputs[blocks].reshape(n, -1)
+        hidden = torch.tanh(torch.addmm(b[blocks], flat, W[blocks].t()))
+        logits = torch.addmm(b[blocks + 1], hidden, W[blocks + 1].t())
+        m = logits.amax(dim=1, keepdim=True)
+        out = (logits - m).exp()
+        z = out.sum(dim=1, keepdim=True)
+        out = out / z
+        loss = (m + z.log()).sum() - logits.gather(1, y.view(-1, 1)).sum()
+        correct = (out.argmax(dim=1) == y).sum()
+        e = functional.one_hot(y, net.classes).to(out.dtype) - out
+        dw: list[Any] = [None] * (blocks + 2)
+        db: list[Any] = [None] * (blocks + 2)
+        dw[blocks + 1], db[blocks + 1] = e.t().mm(hidden), e.sum(0)
+        j = e.mm(W[blocks + 1] if self.algorithm == "bp" else self.Ft[blocks])
+        b_dense = (1.0 - hidden * hidden) * j
+        dw[blocks], db[blocks] = b_dense.t().mm(flat), b_dense.sum(0)
+        g = None
+        if self.algorithm != "srbp":
+            g = b_dense.mm(W[blocks] if self.algorithm == "bp" else self.Ft[blocks - 1]).view(inputs[blocks].shape)
+        for h in range(blocks - 1, -1, -1):
+            st = self.stages[h]
+            if self.algorithm == "srbp":
+                bh = derivatives[h] * e.mm(self.Ft[h]).view(derivatives[h].shape)
+            else:
+                routed = aten.max_pool2d_with_indices_backward(
+                    g, pool_ins[h], pool, stride, [0, 0], [1, 1], False, argmax[h]
+                )
+                top, side = st["pool_before"], st["side"]
+                bh = derivatives[h] * routed[:, :, top : top + side, top : top + side]
+            data = h > 0 and self.algorithm != "srbp"
+            back = self.F[h - 1] if data and self.algorithm == "rbp" else W[h]
+            g, dw[h], db[h] = aten.convolution_backward(
+                bh,
+                inputs[h],
+                back,
+                [net.filters],
+                [1, 1],
+                [st["conv_before"]] * 2,
+                [1, 1],
+                False,
+                [0, 0],
+                1,
+                [data, True, True],
+            )
+        self._update(dw, db, scale)
+        return loss, correct
+
+    def _update(self, dw: list[Any], db: list[Any], scale: Any) -> None:
+        """SGD with momentum from the gradients (fresh tensors: scaled in place when `scale` is a tensor)."""
+        W, b = self.W, self.b
+        for h in range(len(W)):
+            if isinstance(scale, float):
+                gw, gb, alpha = dw[h], db[h], scale
+            else:
+                gw, gb, alpha = dw[h].mul_(scale), db[h].mul_(scale), 1.0
             if self.velocity is None:
-                W[h].add_(dw[h], alpha=scale)
-                b[h].add_(db[h], alpha=scale)
+                W[h].add_(gw, alpha=alpha)
+                b[h].add_(gb, alpha=alpha)
             else:
                 vw, vb = self.velocity[h]
-                vw.mul_(self.momentum).add_(dw[h], alpha=scale)
-                vb.mul_(self.momentum).add_(db[h], alpha=scale)
+                vw.mul_(self.momentum).add_(gw, alpha=alpha)
+                vb.mul_(self.momentum).add_(gb, alpha=alpha)
                 W[h].add_(vw)
                 b[h].add_(vb)
-        self.t += 1
-        return loss, correct

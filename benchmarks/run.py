@@ -253,10 +253,6 @@ def start_report(argv: list[str] | None, args: argparse.Namespace, settings: Set
         )
     if CONV in settings.nets:
         report["conv_net"] = settings.conv_net.describe()
-        if "torch-compile" in settings.impls and not any(n in NETS for n in settings.nets):
-            settings.impls.remove("torch-compile")
-        elif "torch-compile" in settings.impls:
-            report["notes"].append("The conv net has no torch.compile implementation: its cells stay empty.")
         plain = [a for a in settings.algorithms if a in ALGORITHMS]
         if plain != settings.algorithms:
             report["notes"].append(f"The conv net runs the plain algorithms only ({', '.join(plain) or 'none'}).")

@@ -198,12 +198,14 @@ def _conv_check(tmp_path, impls, algorithms="bp,rbp,srbp"):
     return worker.run_check({**base_cfg, "impls": impls, "workloads": workloads, "steps": 3})["check"]
 
 
+# torch.compile's first use imports torch.utils.mkldnn, which warns about its own use of torch.jit.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_conv_references_agree_with_rbp_native(tmp_path, workloads, conv_references):
     impls = ["rbp-native", "numpy"]
     try:
         import torch  # noqa: F401
 
-        impls.append("torch")
+        impls += ["torch", "torch-compile"]  # the same step, eager and through torch.compile
     except ImportError:
         pass
     checks = _conv_check(tmp_path, impls)
