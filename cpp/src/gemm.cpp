@@ -180,8 +180,8 @@ GemmKernel serial_kernel(Index m, Index n, Index k, bool ta, bool tb) {
 
 // c (+)= alpha op(a) op(b) on this thread, with `kernel` (serial_kernel's choice for this product).
 template <class T>
-void serial_product(GemmKernel kernel, T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrixRef<T>& b,
-                    bool tb, MatrixRef<T> c, bool accumulate) {
+void serial_product([[maybe_unused]] GemmKernel kernel, T alpha, const ConstMatrixRef<T>& a, bool ta,
+                    const ConstMatrixRef<T>& b, bool tb, MatrixRef<T> c, bool accumulate) {
     // Unused where neither the unpacked nor the direct kernels are compiled in (sse2 without them).
     [[maybe_unused]] const Index m = c.rows(), n = c.cols(), k = ta ? a.rows() : a.cols();
 #if RBP_UNPACKED_GEMM
@@ -207,7 +207,6 @@ void serial_product(GemmKernel kernel, T alpha, const ConstMatrixRef<T>& a, bool
     if (!accumulate) c.setZero();
     serial_gemm(alpha, a, ta, b, tb, c);
 #else
-    (void)kernel;
     expression_gemm(alpha, a, ta, b, tb, c, accumulate);
 #endif
 }

@@ -89,14 +89,15 @@ bool unpacked_gemm_available();
 enum class UnpackedGemm { Never, WhereFaster, Always };
 void set_unpacked_gemm(UnpackedGemm use);
 
-// Which CPU's measurements the AVX-512 selection rule follows. The unpacked dot kernel streams one
-// operand from L2 for every block of outputs; a Xeon (two 512-bit FMAs per cycle) outruns its L2 there
-// on products of more than ~64M multiply-accumulates, while an AMD Zen 4 (family 19h with AVX-512: each
-// 512-bit FMA in two 256-bit halves) does not, and runs the dot kernel faster than Eigen's up to
-// batches of 768 (benchmarks/README.md, "What was tried"). Detect (the default) takes Zen4 on a Zen 4
-// and Generic on every other CPU; the others force one, for the tests and benchmarks. Process-wide; not
-// meant to change while products run. The kernels' sums differ, so the weights a run computes depend on
-// the profile (as on the instruction-set variant): bit-identical for the same seed, thread count and CPU.
+// Which CPU's measurements the AVX-512 selection rule follows. On the 2-core Xeon the rule was tuned on,
+// the unpacked dot kernel lost to Eigen's above ~64M multiply-accumulates; on an AMD Zen 4 (family 19h
+// with AVX-512) it wins up to batches of 768 (benchmarks/README.md, "What was tried"). Our reading: the
+// dot kernel re-reads one operand from L2 for every block of outputs, which keeps up with a Zen 4's
+// FMAs (each 512-bit FMA in two 256-bit halves) and not with a Xeon's two full-width FMAs per cycle.
+// Detect (the default) takes Zen4 on a Zen 4 and Generic on every other CPU; the others force one, for
+// the tests and benchmarks. Process-wide; not meant to change while products run. The kernels' sums
+// differ, so the weights a run computes depend on the profile (as on the instruction-set variant):
+// bit-identical for the same seed, thread count and CPU.
 enum class GemmProfile { Detect, Generic, Zen4 };
 void set_gemm_profile(GemmProfile profile);
 // The profile in force (Generic or Zen4).
