@@ -520,24 +520,7 @@ class TorchConvTrainer(TorchEpochs):
                     g, ws["pool_in"][h], pool, stride, [0, 0], [1, 1], False, argmax[h]
                 )
                 torch.mul(ws["D"][h], self._interior(h, routed), out=bh)
-            # The weight gradient depends only on the signal and the block's input; the kernel passed is the
-            # one the transposed convolution uses where the channel needs it (not for the first block, nor
-            # for srbp): the forward kernel for bp, the feedback kernel F^{h-1} for rbp.
-            data = h > 0 and self.algorithm != "srbp"
-            back = self.F[h - 1] if data and self.algorithm == "rbp" else W[h]
-            g, dw[h], db[h] = aten.convolution_backward(
-                bh,
-                inputs[h],
-                back,
-                [net.filters],
-                [1, 1],
-                [st["conv_before"]] * 2,
-                [1, 1],
-                False,
-                [0, 0],
-                1,
-                [data, True, True],
-            )
+            g, dw[h], db[h] = self._conv_backward(h, bh, inputs[h])
         self._update(dw, db, scale)
         return loss, correct
 
@@ -589,23 +572,31 @@ class TorchConvTrainer(TorchEpochs):
                 )
                 top, side = st["pool_before"], st["side"]
                 bh = derivatives[h] * routed[:, :, top : top + side, top : top + side]
-            data = h > 0 and self.algorithm != "srbp"
-            back = self.F[h - 1] if data and self.algorithm == "rbp" else W[h]
-            g, dw[h], db[h] = aten.convolution_backward(
-                bh,
-                inputs[h],
-                back,
-                [net.filters],
-                [1, 1],
-                [st["conv_before"]] * 2,
-                [1, 1],
-                False,
-                [0, 0],
-                1,
-                [data, True, True],
-            )
+            g, dw[h], db[h] = self._conv_backward(h, bh, inputs[h])
         self._update(dw, db, scale)
         return loss, correct
+
+    def _conv_backward(self, h: int, bh: Any, block_input: Any) -> tuple[Any, Any, Any]:
+        """Block h's weight and bias gradients from its signal and its input and, where the channel needs
+        it (not for the first block, nor for srbp), the signal passed down: the transposed convolution with
+        the forward kernel for bp, the feedback kernel F^{h-1} for rbp. The weight gradient depends only on
+        the signal and the input, so one call gives all three."""
+        st = self.stages[h]
+        data = h > 0 and self.algorithm != "srbp"
+        back = self.F[h - 1] if data and self.algorithm == "rbp" else self.W[h]
+        return self.torch.ops.aten.convolution_backward(
+            bh,
+            block_input,
+            back,
+            [self.net.filters],
+            [1, 1],
+            [st["conv_before"]] * 2,
+            [1, 1],
+            False,
+            [0, 0],
+            1,
+            [data, True, True],
+        )
 
     def _update(self, dw: list[Any], db: list[Any], scale: Any) -> None:
         """SGD with momentum from the gradients (fresh tensors: scaled in place when `scale` is a tensor)."""
