@@ -367,7 +367,7 @@ def timing_rounds(
                 net_wl = [w for w in workloads if w["net"] == net]
                 for impl in settings.impls:
                     if net == CONV and impl not in CONV_IMPLS:
-                        continue  # no conv net version (torch.compile, bf16)
+                        continue  # no conv net version (bf16)
                     if net != CONV and impl in CONV_ONLY_IMPLS:
                         continue  # the same code as rbp-native there
                     epochs = args.epochs
