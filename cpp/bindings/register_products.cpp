@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace py = pybind11;
@@ -91,6 +94,20 @@ double skipping_zeros(double alpha, const py::array& b, const py::array& x, cons
     return zero;
 }
 
+// The setting a test-only setter's `name` stands for; an unknown name raises ValueError listing every
+// accepted one ("use must be 'never', 'where-faster' or 'always', got 'x'").
+template <class E>
+E named_setting(const char* what, const std::string& name, std::initializer_list<std::pair<const char*, E>> choices) {
+    std::string accepted;
+    std::size_t i = 0;
+    for (const auto& [text, value] : choices) {
+        if (name == text) return value;
+        accepted += std::string(i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + "'" + text + "'";
+        ++i;
+    }
+    throw std::invalid_argument(std::string(what) + " must be " + accepted + ", got '" + name + "'");
+}
+
 }  // namespace
 
 void register_products(py::module_& m) {
@@ -147,27 +164,18 @@ void register_products(py::module_& m) {
     m.def(
         "_set_unpacked_gemm",
         [](const std::string& use) {
-            if (use == "never")
-                set_unpacked_gemm(UnpackedGemm::Never);
-            else if (use == "where-faster")
-                set_unpacked_gemm(UnpackedGemm::WhereFaster);
-            else if (use == "always")
-                set_unpacked_gemm(UnpackedGemm::Always);
-            else
-                throw std::invalid_argument("use must be 'never', 'where-faster' or 'always', got '" + use + "'");
+            set_unpacked_gemm(named_setting<UnpackedGemm>("use", use,
+                                                          {{"never", UnpackedGemm::Never},
+                                                           {"where-faster", UnpackedGemm::WhereFaster},
+                                                           {"always", UnpackedGemm::Always}}));
         },
         py::arg("use"), "When products take the unpacked kernels (for tests).");
     m.def(
         "_set_gemm_profile",
         [](const std::string& profile) {
-            if (profile == "detect")
-                set_gemm_profile(GemmProfile::Detect);
-            else if (profile == "generic")
-                set_gemm_profile(GemmProfile::Generic);
-            else if (profile == "zen4")
-                set_gemm_profile(GemmProfile::Zen4);
-            else
-                throw std::invalid_argument("profile must be 'detect', 'generic' or 'zen4', got '" + profile + "'");
+            set_gemm_profile(named_setting<GemmProfile>(
+                "profile", profile,
+                {{"detect", GemmProfile::Detect}, {"generic", GemmProfile::Generic}, {"zen4", GemmProfile::Zen4}}));
         },
         py::arg("profile"), "Which CPU's measurements the AVX-512 selection rule follows (for tests and benchmarks).");
     m.def(
@@ -205,12 +213,9 @@ void register_products(py::module_& m) {
     m.def(
         "_set_bf16_implementation",
         [](const std::string& name) {
-            if (name == "auto")
-                set_bf16_implementation(Bf16Implementation::Auto);
-            else if (name == "portable")
-                set_bf16_implementation(Bf16Implementation::Portable);
-            else
-                throw std::invalid_argument("implementation must be 'auto' or 'portable', got '" + name + "'");
+            set_bf16_implementation(named_setting<Bf16Implementation>(
+                "implementation", name,
+                {{"auto", Bf16Implementation::Auto}, {"portable", Bf16Implementation::Portable}}));
         },
         py::arg("name"),
         "Where bf16 products run: oneDNN when built with it ('auto'), or the float32 kernels (for tests).");
