@@ -92,7 +92,7 @@ class Timings:
 
     samples: dict[tuple[str, int, str], list[float]] = field(default_factory=dict)
     rss: dict[str, dict[str, float]] = field(default_factory=dict)
-    warmups: dict[str, float] = field(default_factory=dict)
+    warmups: dict[str, list[float]] = field(default_factory=dict)
     worker_info: dict[str, Any] = field(default_factory=dict)
     gemm: dict[int, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     conv_peak: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
@@ -151,7 +151,7 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, Setting
     p.add_argument("--conv-lr", type=float, default=0.01, help="conv net: learning rate")
     p.add_argument("--conv-momentum", type=float, default=0.9, help="conv net: momentum (Keras-style, as rbp-native)")
     p.add_argument("--conv-decay", type=float, default=1e-5, help="conv net: learning-rate decay")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (torch.compile runs once)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per workload and round")
     p.add_argument(
         "--data",
@@ -342,6 +342,15 @@ def build_programs(report: dict[str, Any], args: argparse.Namespace, isa: str) -
         return {}
 
 
+def round_order(impls: list[str], rnd: int) -> list[str]:
+    """The implementations in round `rnd`'s order: the list rotated by one place per round, so that each
+    goes first in turn. A slow spell of this kind of VM (every program up to ~70% slower for a minute or
+    two) then lands on a different implementation's turn in each round instead of on the first one's in
+    every round, and a median over rounds leaves it out."""
+    shift = rnd % len(impls) if impls else 0
+    return impls[shift:] + impls[:shift]
+
+
 def timing_rounds(
     base_cfg: dict[str, Any],
     workloads: list[dict[str, Any]],
@@ -349,10 +358,9 @@ def timing_rounds(
     args: argparse.Namespace,
     settings: Settings,
 ) -> Timings:
-    """Rounds that interleave the implementations (and the GEMM peak), so that a noisy neighbour
-    hurts all of them alike; torch.compile runs once, with every round's epochs."""
+    """Rounds that interleave the implementations (and the GEMM peak), each round in another order
+    (round_order), so that a noisy neighbour hurts all of them alike."""
     timings = Timings(gemm={t: {"eigen": [], "numpy": []} for t in settings.threads})
-    compile_done = False
     for rnd in range(args.rounds):
         for threads in settings.threads:
             # the GEMM peak, measured in every round alongside the training runs
@@ -365,16 +373,11 @@ def timing_rounds(
                 timings.conv_peak.setdefault(threads, []).append(machine.torch_conv_peak(threads, 1.0))
             for net in settings.nets:
                 net_wl = [w for w in workloads if w["net"] == net]
-                for impl in settings.impls:
+                for impl in round_order(settings.impls, rnd):
                     if net == CONV and impl not in CONV_IMPLS:
                         continue  # no conv net version (bf16)
                     if net != CONV and impl in CONV_ONLY_IMPLS:
                         continue  # the same code as rbp-native there
-                    epochs = args.epochs
-                    if impl == "torch-compile":
-                        if rnd > 0 and compile_done:
-                            continue
-                        epochs = args.epochs * args.rounds  # compiled once, all samples in one process
                     log(f"round {rnd + 1}/{args.rounds}: {impl} {net} threads={threads}")
                     cfg = {
                         **base_cfg,
@@ -382,7 +385,7 @@ def timing_rounds(
                         "threads": threads,
                         "workloads": net_wl,
                         "warmup": 1,
-                        "epochs": epochs,
+                        "epochs": args.epochs,
                     }
                     res = machine.run_worker(cfg, impl, threads, args.timeout)
                     if not res:
@@ -391,12 +394,11 @@ def timing_rounds(
                     for r in res["results"]:
                         timings.samples.setdefault((impl, threads, r["key"]), []).extend(r["times"])
                         if impl == "torch-compile":
-                            timings.warmups[f"{r['key']}/t{threads}"] = r["warmup_s"]
+                            timings.warmups.setdefault(f"{r['key']}/t{threads}", []).append(r["warmup_s"])
                     key = f"{net}/{threads}"
                     timings.rss.setdefault(key, {})[impl] = max(
                         timings.rss.get(key, {}).get(impl, 0.0), res["maxrss_kb"] / 1024
                     )
-        compile_done = True
     return timings
 
 

@@ -32,6 +32,16 @@ def test_run_py_puts_its_modules_together(workloads, report):
     assert run.evaluate_targets is report.evaluate_targets
 
 
+def test_each_implementation_goes_first_in_turn():
+    run = pytest.importorskip("run")
+    impls = ["rbp-native", "numpy", "torch", "torch-compile"]
+    orders = [run.round_order(impls, rnd) for rnd in range(len(impls) + 1)]
+    assert all(sorted(order) == sorted(impls) for order in orders)
+    assert [order[0] for order in orders] == impls + impls[:1]
+    assert orders[1] == ["numpy", "torch", "torch-compile", "rbp-native"]
+    assert run.round_order([], 3) == []
+
+
 def _check(key, change, **diffs):
     return {"key": key, "max_weight_change": change, "max_abs_diff": diffs}
 
