@@ -485,31 +485,13 @@ class TorchConvTrainer(TorchEpochs):
             pooled, idx = aten.max_pool2d_with_indices(pool_in, pool, stride)
             inputs.append(pooled)
             argmax.append(idx)
-        flat = inputs[blocks].reshape(n, -1)
-        hidden = torch.tanh(torch.addmm(b[blocks], flat, W[blocks].t()))
-        logits = torch.addmm(b[blocks + 1], hidden, W[blocks + 1].t())
-        m = logits.amax(dim=1, keepdim=True)
-        out = torch.sub(logits, m).exp_()
-        z = out.sum(dim=1, keepdim=True)
-        out.div_(z)
-        loss = (m + z.log()).sum() - logits.gather(1, y.view(-1, 1)).sum()
-        correct = (out.argmax(dim=1) == y).sum()
+        flat, hidden, out, loss, correct = self._dense_forward(inputs[blocks], y)
         T = ws["T"]
         T.zero_()
         T.scatter_(1, y.view(-1, 1), 1.0)
         e = T.sub_(out)  # T is refilled every step
         # channel, with the weight gradients of the convolutions as they come (from the weights before the step)
-        dw: list[Any] = [None] * (blocks + 2)
-        db: list[Any] = [None] * (blocks + 2)
-        dw[blocks + 1], db[blocks + 1] = e.t().mm(hidden), e.sum(0)
-        # the dense stage's source is e for every algorithm: the output layer is the one above it
-        j = torch.mm(e, W[blocks + 1] if self.algorithm == "bp" else self.Ft[blocks])
-        b_dense = hidden.mul_(hidden).neg_().add_(1.0).mul_(j)  # (1 - tanh^2) J, in place: hidden is used up
-        dw[blocks], db[blocks] = b_dense.t().mm(flat), b_dense.sum(0)
-        g = None
-        if self.algorithm != "srbp":
-            g = torch.mm(b_dense, W[blocks] if self.algorithm == "bp" else self.Ft[blocks - 1])
-            g = g.view(inputs[blocks].shape)
+        dw, db, g = self._dense_backward(e, flat, hidden, inputs[blocks].shape)
         for h in range(blocks - 1, -1, -1):
             st = self.stages[h]
             bh = ws["B"][h]
@@ -543,25 +525,9 @@ class TorchConvTrainer(TorchEpochs):
             pool_ins.append(pool_in)
             inputs.append(pooled)
             argmax.append(idx)
-        flat = inputs[blocks].reshape(n, -1)
-        hidden = torch.tanh(torch.addmm(b[blocks], flat, W[blocks].t()))
-        logits = torch.addmm(b[blocks + 1], hidden, W[blocks + 1].t())
-        m = logits.amax(dim=1, keepdim=True)
-        out = (logits - m).exp()
-        z = out.sum(dim=1, keepdim=True)
-        out = out / z
-        loss = (m + z.log()).sum() - logits.gather(1, y.view(-1, 1)).sum()
-        correct = (out.argmax(dim=1) == y).sum()
+        flat, hidden, out, loss, correct = self._dense_forward(inputs[blocks], y)
         e = functional.one_hot(y, net.classes).to(out.dtype) - out
-        dw: list[Any] = [None] * (blocks + 2)
-        db: list[Any] = [None] * (blocks + 2)
-        dw[blocks + 1], db[blocks + 1] = e.t().mm(hidden), e.sum(0)
-        j = e.mm(W[blocks + 1] if self.algorithm == "bp" else self.Ft[blocks])
-        b_dense = (1.0 - hidden * hidden) * j
-        dw[blocks], db[blocks] = b_dense.t().mm(flat), b_dense.sum(0)
-        g = None
-        if self.algorithm != "srbp":
-            g = b_dense.mm(W[blocks] if self.algorithm == "bp" else self.Ft[blocks - 1]).view(inputs[blocks].shape)
+        dw, db, g = self._dense_backward(e, flat, hidden, inputs[blocks].shape)
         for h in range(blocks - 1, -1, -1):
             st = self.stages[h]
             if self.algorithm == "srbp":
@@ -575,6 +541,39 @@ class TorchConvTrainer(TorchEpochs):
             g, dw[h], db[h] = self._conv_backward(h, bh, inputs[h])
         self._update(dw, db, scale)
         return loss, correct
+
+    def _dense_forward(self, pooled: Any, y: Any) -> tuple[Any, Any, Any, Any, Any]:
+        """The dense stage and the softmax on the last block's pooled maps: (flat input, hidden, softmax
+        output, summed loss, correct). In place only on the tensors it creates (no out= buffers), so that
+        the eager and the compiled step share it."""
+        torch, blocks, W, b = self.torch, self.net.blocks, self.W, self.b
+        flat = pooled.reshape(pooled.shape[0], -1)
+        hidden = torch.tanh(torch.addmm(b[blocks], flat, W[blocks].t()))
+        logits = torch.addmm(b[blocks + 1], hidden, W[blocks + 1].t())
+        m = logits.amax(dim=1, keepdim=True)
+        out = torch.sub(logits, m).exp_()
+        z = out.sum(dim=1, keepdim=True)
+        out.div_(z)
+        loss = (m + z.log()).sum() - logits.gather(1, y.view(-1, 1)).sum()
+        correct = (out.argmax(dim=1) == y).sum()
+        return flat, hidden, out, loss, correct
+
+    def _dense_backward(self, e: Any, flat: Any, hidden: Any, pooled_shape: Any) -> tuple[list, list, Any]:
+        """From the output error e: the gradient lists (dw, db) with the output and dense layers' entries
+        filled in, and the signal passed down to the last block's pooled maps (None for srbp, whose blocks
+        take e through their own feedback). Uses up `hidden` (f' computed in place)."""
+        torch, blocks, W = self.torch, self.net.blocks, self.W
+        dw: list[Any] = [None] * (blocks + 2)
+        db: list[Any] = [None] * (blocks + 2)
+        dw[blocks + 1], db[blocks + 1] = e.t().mm(hidden), e.sum(0)
+        # the dense stage's source is e for every algorithm: the output layer is the one above it
+        j = torch.mm(e, W[blocks + 1] if self.algorithm == "bp" else self.Ft[blocks])
+        b_dense = hidden.mul_(hidden).neg_().add_(1.0).mul_(j)  # (1 - tanh^2) J
+        dw[blocks], db[blocks] = b_dense.t().mm(flat), b_dense.sum(0)
+        if self.algorithm == "srbp":
+            return dw, db, None
+        g = torch.mm(b_dense, W[blocks] if self.algorithm == "bp" else self.Ft[blocks - 1])
+        return dw, db, g.view(pooled_shape)
 
     def _conv_backward(self, h: int, bh: Any, block_input: Any) -> tuple[Any, Any, Any]:
         """Block h's weight and bias gradients from its signal and its input and, where the channel needs
