@@ -166,14 +166,22 @@ def make_conv_trainer(
     conv_net = ConvNet(**wl["conv_net"])
     algorithm, batch = wl["algorithm"], int(wl["batch"])
     lr, decay, momentum = float(wl["lr"]), float(wl["decay"]), float(wl["momentum"])
-    if impl in ("rbp-native", "rbp-native-im2col"):
+    if impl in ("rbp-native", "rbp-native-im2col", "rbp-native-bf16"):
         import rbp_native as rbp
 
         net = conv_net.sequential(seed=0, dtype=dtype)
         net.set_weights(weights)
         net.set_biases(biases)
         trainer = rbp.Trainer(
-            net, algorithm=algorithm, lr=lr, decay=decay, momentum=momentum, batch_size=batch, threads=threads, seed=0
+            net,
+            algorithm=algorithm,
+            lr=lr,
+            decay=decay,
+            momentum=momentum,
+            batch_size=batch,
+            threads=threads,
+            seed=0,
+            precision="bf16" if impl == "rbp-native-bf16" else "float32",
         )
         if feedback:
             trainer.set_feedback(feedback)

@@ -30,11 +30,11 @@ VARIANTS = ["rbp:density=0.1", "srbp:density=0.1", "srbp:density=0.01", "srbp:qu
 VARIANT_BATCHES = {"mnist": [32, 128], "wide": [128], CONV: []}
 # rbp-native-im2col: rbp-native with its float32 convolutions on the portable im2col + GEMM path instead of
 # oneDNN (conv net only; the measurement behind using oneDNN where the build has it).
-# rbp-native-bf16: rbp-native with Trainer(precision="bf16") (MLPs only; other arithmetic, so not in the
-# agreement check or the ratios; opt-in with --impls).
+# rbp-native-bf16: rbp-native with Trainer(precision="bf16") (other arithmetic, so not in the agreement
+# check or the ratios; opt-in with --impls).
 IMPLS = ["rbp-native", "rbp-native-im2col", "numpy", "torch", "torch-compile"]
 OPT_IN_IMPLS = ["rbp-native-bf16"]
-CONV_IMPLS = ["rbp-native", "rbp-native-im2col", "numpy", "torch", "torch-compile"]
+CONV_IMPLS = ["rbp-native", "rbp-native-im2col", "rbp-native-bf16", "numpy", "torch", "torch-compile"]
 CONV_ONLY_IMPLS = ["rbp-native-im2col"]
 EPOCH = 60000  # MLP times are scaled to a 60000-example epoch (MNIST's training set)
 CONV_EPOCH = 50000  # conv net times to a 50000-example epoch (CIFAR-10's)

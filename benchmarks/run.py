@@ -130,7 +130,7 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, Setting
         "--impls",
         default=None,
         help=f"default {','.join(IMPLS)} (without torch-compile under --isa-cap: see the README); also "
-        f"{','.join(OPT_IN_IMPLS)} (Trainer(precision='bf16'), MLPs only)",
+        f"{','.join(OPT_IN_IMPLS)} (Trainer(precision='bf16'))",
     )
     p.add_argument("--threads", default="1,2")
     p.add_argument("--examples", type=int, default=6000, help="examples per timed epoch, MNIST net")
@@ -375,7 +375,7 @@ def timing_rounds(
                 net_wl = [w for w in workloads if w["net"] == net]
                 for impl in round_order(settings.impls, rnd):
                     if net == CONV and impl not in CONV_IMPLS:
-                        continue  # no conv net version (bf16)
+                        continue  # no conv net version
                     if net != CONV and impl in CONV_ONLY_IMPLS:
                         continue  # the same code as rbp-native there
                     log(f"round {rnd + 1}/{args.rounds}: {impl} {net} threads={threads}")

@@ -5,15 +5,35 @@ numpy slicing of a zero-padded array, its adjoints by scattering patches back, m
 ``np.argmax`` over each window flattened in row-major order (the first maximum wins; padding is
 -inf so that it never wins), and the pool's backward pass by ``np.add.at`` at the winners.
 
+Every matrix product (a convolution, its two adjoints, a dense layer's product, a feedback product, a
+weight gradient) reads its two operands through ``operand``, the identity unless a ``rounded_operands``
+block replaces it (the bf16 products of ``Trainer(precision="bf16")``); the bias gradients are plain sums.
+
 A network is a list of stages, each a dict: ``{"kind": "conv", "K": (O, C, kh, kw), "b": (O,) or None,
 "stride": s, "padding": "same"|"valid", "pools": [(kh, kw, stride, padding), ...]}`` or
 ``{"kind": "dense", "W": (n_out, n_in), "b": (n_out,) or None}``. Activities are kept as
 (N, C, H, W) arrays for spatial stages and (N, n) for dense ones; flattening is C, H, W order.
 """
 
+import contextlib
+
 import numpy as np
 
 from reference import activation, activation_derivative
+
+operand = lambda a: a  # noqa: E731  (see rounded_operands)
+
+
+@contextlib.contextmanager
+def rounded_operands(rounding):
+    """Inside the block every product's operands are ``rounding(a)`` (float64 kept)."""
+    global operand
+    saved = operand
+    operand = lambda a: np.asarray(rounding(a), dtype=np.float64)  # noqa: E731
+    try:
+        yield
+    finally:
+        operand = saved
 
 
 def window_axis(size, kernel, stride, padding):
@@ -60,8 +80,8 @@ def col2im(cols, shape, kh, kw, stride, padding):
 
 def conv_forward(x, K, b, stride, padding):
     o, c, kh, kw = K.shape
-    cols, oh, ow = im2col(x, kh, kw, stride, padding)
-    s = np.einsum("ok,nkp->nop", K.reshape(o, -1), cols)
+    cols, oh, ow = im2col(operand(x), kh, kw, stride, padding)
+    s = np.einsum("ok,nkp->nop", operand(K).reshape(o, -1), cols)
     if b is not None:
         s = s + b[None, :, None]
     return s.reshape(x.shape[0], o, oh, ow)
@@ -71,15 +91,15 @@ def conv_backward_data(g, K, input_shape, stride, padding):
     """The transposed convolution: the signal g (N, O, oh, ow) sent back to the input's shape."""
     o, c, kh, kw = K.shape
     n = g.shape[0]
-    cols = np.einsum("ok,nop->nkp", K.reshape(o, -1), g.reshape(n, o, -1))
+    cols = np.einsum("ok,nop->nkp", operand(K).reshape(o, -1), operand(g).reshape(n, o, -1))
     return col2im(cols, (n,) + tuple(input_shape), kh, kw, stride, padding)
 
 
 def conv_weight_gradient(g, x, kernel_shape, stride, padding):
     """sum_i g_i col(x_i)^T as a kernel, and the bias sums."""
     o, c, kh, kw = kernel_shape
-    cols, _, _ = im2col(x, kh, kw, stride, padding)
-    dk = np.einsum("nop,nkp->ok", g.reshape(g.shape[0], o, -1), cols).reshape(kernel_shape)
+    cols, _, _ = im2col(operand(x), kh, kw, stride, padding)
+    dk = np.einsum("nop,nkp->ok", operand(g).reshape(g.shape[0], o, -1), cols).reshape(kernel_shape)
     return dk, g.sum(axis=(0, 2, 3))
 
 
@@ -119,7 +139,7 @@ def forward(stages, x, hidden="tanh", output="softmax"):
             s = conv_forward(o, st["K"], st.get("b"), st["stride"], st["padding"])
         else:
             flat = o.reshape(o.shape[0], -1)
-            s = flat @ st["W"].T + (0 if st.get("b") is None else st["b"])
+            s = operand(flat) @ operand(st["W"]).T + (0 if st.get("b") is None else st["b"])
         a = activation(output if h == L - 1 else hidden, s)
         pools = []
         cur = a
@@ -153,7 +173,7 @@ def adjoint(stage, rec_input, g):
                 g.reshape((n,) + out_shape), stage["K"], rec_input.shape[1:], stage["stride"], stage["padding"]
             )
         )
-    return g @ stage["W"]
+    return operand(g) @ operand(stage["W"])
 
 
 def signals(
@@ -202,9 +222,9 @@ def signals(
                     ),
                 )
             elif sources[h] == "above" or injection == "post_pool":
-                j = route(rec[h], source @ F.T)
+                j = route(rec[h], operand(source) @ operand(F).T)
             else:
-                j = source @ F.T
+                j = operand(source) @ operand(F).T
         elif algorithm == "top":
             j = np.zeros_like(_flat(rec[h]["S"]))
         else:
@@ -249,7 +269,7 @@ def step(
             dk, db = conv_weight_gradient(g, inp, st["K"].shape, st["stride"], st["padding"])
             st["K"] = st["K"] + lr * dk / n
         else:
-            st["W"] = st["W"] + lr * B[h].T @ _flat(inp) / n
+            st["W"] = st["W"] + lr * operand(B[h]).T @ operand(_flat(inp)) / n
             db = B[h].sum(axis=0)
         if st.get("b") is not None:
             st["b"] = st["b"] + lr * db / n

@@ -3,6 +3,7 @@
 #include "onednn_common.hpp"
 
 #include <mutex>
+#include <stdexcept>
 #include <unordered_map>
 #include <vector>
 
@@ -16,9 +17,9 @@ using Type = memory::data_type;
 // memory object is a handle; the map allocates only when it is first filled).
 using Arguments = std::unordered_map<int, memory>;
 
-// A tensor in the user's layout (NCHW, rows possibly strided) and the layout a primitive wants; the
-// reorders exist only when the two differ. The user's layout is fixed per row stride: a call with
-// another stride (a block of a wider matrix) rebuilds it.
+// A tensor in the user's layout (NCHW float32, rows possibly strided) and the layout a primitive wants;
+// the reorders exist only when the two differ. A bf16 input's reorder also rounds (nearest even). The user's layout is
+// fixed per row stride: a call with another stride (a block of a wider matrix) rebuilds it.
 struct Operand {
     memory::desc wanted;
     bool input, output;
@@ -72,6 +73,7 @@ struct Operand {
 struct Primitives {
     Index batch;
     int threads;
+    bool bf16;
     Arguments forward_args, data_args, weights_args;
     memory bias, diff_bias;  // the user's bias and bias gradient (plain), handles set per call
     dnnl::convolution_forward::primitive_desc forward_pd;
@@ -100,8 +102,10 @@ struct Convolution::Impl {
     memory::dims pad_after() const { return {g.pad_bottom, g.pad_right}; }
     Index kernel_stride() const { return g.channels * g.kernel_h * g.kernel_w; }
     memory::desc bias_desc() const { return g.bias ? memory::desc({g.filters}, Type::f32, Tag::x) : memory::desc(); }
-    // Any layout: the primitive picks its blocked one.
-    static memory::desc any(const memory::dims& dims) { return memory::desc(dims, Type::f32, Tag::any); }
+    // Any layout: the primitive picks its blocked one. Inputs are bf16 in a bf16 call, outputs float32.
+    static memory::desc any(const memory::dims& dims, bool bf16 = false) {
+        return memory::desc(dims, bf16 ? Type::bf16 : Type::f32, Tag::any);
+    }
     // The user's bias (or its gradient) as argument `arg`, when the convolution has one; `handle` is made
     // on first use and kept with the primitive.
     void bind_bias(memory& handle, const float* data, Arguments& args, int arg) const {
@@ -111,9 +115,9 @@ struct Convolution::Impl {
         args[arg] = handle;
     }
 
-    Primitives& primitives(Index n, int threads) {
+    Primitives& primitives(Index n, int threads, bool bf16) {
         for (std::size_t i = 0; i < cache.size(); ++i) {
-            if (cache[i]->batch == n && cache[i]->threads == threads) {
+            if (cache[i]->batch == n && cache[i]->threads == threads && cache[i]->bf16 == bf16) {
                 if (i > 0) std::swap(cache[i], cache[0]);  // most recent first
                 return *cache[0];
             }
@@ -121,9 +125,11 @@ struct Convolution::Impl {
         auto p = std::make_unique<Primitives>();
         p->batch = n;
         p->threads = threads;
+        p->bf16 = bf16;
         p->forward_pd = dnnl::convolution_forward::primitive_desc(
-            cpu_engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, any(src_dims(n)),
-            any(weight_dims()), bias_desc(), any(dst_dims(n)), strides(), pad_before(), pad_after());
+            cpu_engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+            any(src_dims(n), bf16), any(weight_dims(), bf16), bias_desc(), any(dst_dims(n)), strides(), pad_before(),
+            pad_after());
         p->forward = dnnl::convolution_forward(p->forward_pd);
         p->forward_src = std::make_unique<Operand>(p->forward_pd.src_desc(), true, false);
         p->forward_weights = std::make_unique<Operand>(p->forward_pd.weights_desc(), true, false);
@@ -135,8 +141,8 @@ struct Convolution::Impl {
 
     void add_backward_data(Primitives& p) {
         auto pd = dnnl::convolution_backward_data::primitive_desc(
-            cpu_engine(), dnnl::algorithm::convolution_direct, any(src_dims(p.batch)), any(weight_dims()),
-            any(dst_dims(p.batch)), strides(), pad_before(), pad_after(), p.forward_pd);
+            cpu_engine(), dnnl::algorithm::convolution_direct, any(src_dims(p.batch)), any(weight_dims(), p.bf16),
+            any(dst_dims(p.batch), p.bf16), strides(), pad_before(), pad_after(), p.forward_pd);
         p.data = dnnl::convolution_backward_data(pd);
         p.data_diff_dst = std::make_unique<Operand>(pd.diff_dst_desc(), true, false);
         p.data_weights = std::make_unique<Operand>(pd.weights_desc(), true, false);
@@ -144,10 +150,12 @@ struct Convolution::Impl {
         p.has_data = true;
     }
 
+    // In a bf16 call the bias gradient is left to the core (plugin_api.h), hence no bias here.
     void add_backward_weights(Primitives& p) {
         auto pd = dnnl::convolution_backward_weights::primitive_desc(
-            cpu_engine(), dnnl::algorithm::convolution_direct, any(src_dims(p.batch)), any(weight_dims()), bias_desc(),
-            any(dst_dims(p.batch)), strides(), pad_before(), pad_after(), p.forward_pd);
+            cpu_engine(), dnnl::algorithm::convolution_direct, any(src_dims(p.batch), p.bf16), any(weight_dims()),
+            p.bf16 ? memory::desc() : bias_desc(), any(dst_dims(p.batch), p.bf16), strides(), pad_before(), pad_after(),
+            p.forward_pd);
         p.weights = dnnl::convolution_backward_weights(pd);
         p.weights_src = std::make_unique<Operand>(pd.src_desc(), true, false);
         p.weights_diff_dst = std::make_unique<Operand>(pd.diff_dst_desc(), true, false);
@@ -161,10 +169,10 @@ Convolution::Convolution(const RbpConvGeometry& geometry) : impl_(std::make_uniq
 Convolution::~Convolution() = default;
 
 void Convolution::forward(Index n, const float* x, Index x_stride, const float* kernel, const float* bias, float* s,
-                          Index s_stride, int threads) {
+                          Index s_stride, int threads, bool bf16) {
     std::lock_guard<std::mutex> lock(impl_->mutex);
     OmpThreads scope(threads);
-    auto& p = impl_->primitives(n, threads);
+    auto& p = impl_->primitives(n, threads, bf16);
     auto& stream = impl_->stream;
     auto& args = p.forward_args;
     args[DNNL_ARG_SRC] = p.forward_src->bind_input(x, x_stride, stream);
@@ -177,10 +185,10 @@ void Convolution::forward(Index n, const float* x, Index x_stride, const float* 
 }
 
 void Convolution::backward_data(Index n, const float* g, Index g_stride, const float* kernel, float* j, Index j_stride,
-                                int threads) {
+                                int threads, bool bf16) {
     std::lock_guard<std::mutex> lock(impl_->mutex);
     OmpThreads scope(threads);
-    auto& p = impl_->primitives(n, threads);
+    auto& p = impl_->primitives(n, threads, bf16);
     if (!p.has_data) impl_->add_backward_data(p);
     auto& stream = impl_->stream;
     auto& args = p.data_args;
@@ -193,17 +201,18 @@ void Convolution::backward_data(Index n, const float* g, Index g_stride, const f
 }
 
 void Convolution::backward_weights(Index n, const float* x, Index x_stride, const float* g, Index g_stride,
-                                   float* kernel_gradient, float* bias_gradient, int threads) {
+                                   float* kernel_gradient, float* bias_gradient, int threads, bool bf16) {
+    if (bf16 && bias_gradient != nullptr) throw std::invalid_argument("a bf16 call computes no bias gradient");
     std::lock_guard<std::mutex> lock(impl_->mutex);
     OmpThreads scope(threads);
-    auto& p = impl_->primitives(n, threads);
+    auto& p = impl_->primitives(n, threads, bf16);
     if (!p.has_weights) impl_->add_backward_weights(p);
     auto& stream = impl_->stream;
     auto& args = p.weights_args;
     args[DNNL_ARG_SRC] = p.weights_src->bind_input(x, x_stride, stream);
     args[DNNL_ARG_DIFF_DST] = p.weights_diff_dst->bind_input(g, g_stride, stream);
     args[DNNL_ARG_DIFF_WEIGHTS] = p.weights_diff_weights->bind_output(kernel_gradient, impl_->kernel_stride());
-    impl_->bind_bias(p.diff_bias, bias_gradient, args, DNNL_ARG_DIFF_BIAS);
+    if (!bf16) impl_->bind_bias(p.diff_bias, bias_gradient, args, DNNL_ARG_DIFF_BIAS);
     p.weights.execute(stream, args);
     p.weights_diff_weights->finish_output(stream);
     stream.wait();

@@ -46,7 +46,8 @@ private:
     int saved_ = 1;
 };
 
-// A cached convolution (convolution.cpp): the plugin's conv_* functions call these.
+// A cached convolution (convolution.cpp): the plugin's conv_* functions call these. `bf16`: the inputs
+// rounded to bfloat16 on the way into the primitive's layout, float32 sums and outputs (plugin_api.h).
 class Convolution {
 public:
     explicit Convolution(const RbpConvGeometry& geometry);
@@ -54,11 +55,11 @@ public:
     Convolution(const Convolution&) = delete;
     Convolution& operator=(const Convolution&) = delete;
     void forward(Index n, const float* x, Index x_stride, const float* kernel, const float* bias, float* s,
-                 Index s_stride, int threads);
+                 Index s_stride, int threads, bool bf16);
     void backward_data(Index n, const float* g, Index g_stride, const float* kernel, float* j, Index j_stride,
-                       int threads);
+                       int threads, bool bf16);
     void backward_weights(Index n, const float* x, Index x_stride, const float* g, Index g_stride,
-                          float* kernel_gradient, float* bias_gradient, int threads);
+                          float* kernel_gradient, float* bias_gradient, int threads, bool bf16);
 
 private:
     struct Impl;

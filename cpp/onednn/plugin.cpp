@@ -37,22 +37,24 @@ int conv_create(const RbpConvGeometry* geometry, void** convolution) {
 void conv_destroy(void* convolution) { delete static_cast<Convolution*>(convolution); }
 
 int conv_forward(void* convolution, Index n, const float* x, Index x_stride, const float* kernel, const float* bias,
-                 float* s, Index s_stride, int threads) {
-    return guarded(
-        [&] { static_cast<Convolution*>(convolution)->forward(n, x, x_stride, kernel, bias, s, s_stride, threads); });
+                 float* s, Index s_stride, int threads, int bf16) {
+    return guarded([&] {
+        static_cast<Convolution*>(convolution)->forward(n, x, x_stride, kernel, bias, s, s_stride, threads, bf16 != 0);
+    });
 }
 
 int conv_backward_data(void* convolution, Index n, const float* g, Index g_stride, const float* kernel, float* j,
-                       Index j_stride, int threads) {
-    return guarded(
-        [&] { static_cast<Convolution*>(convolution)->backward_data(n, g, g_stride, kernel, j, j_stride, threads); });
+                       Index j_stride, int threads, int bf16) {
+    return guarded([&] {
+        static_cast<Convolution*>(convolution)->backward_data(n, g, g_stride, kernel, j, j_stride, threads, bf16 != 0);
+    });
 }
 
 int conv_backward_weights(void* convolution, Index n, const float* x, Index x_stride, const float* g, Index g_stride,
-                          float* kernel_gradient, float* bias_gradient, int threads) {
+                          float* kernel_gradient, float* bias_gradient, int threads, int bf16) {
     return guarded([&] {
         static_cast<Convolution*>(convolution)
-            ->backward_weights(n, x, x_stride, g, g_stride, kernel_gradient, bias_gradient, threads);
+            ->backward_weights(n, x, x_stride, g, g_stride, kernel_gradient, bias_gradient, threads, bf16 != 0);
     });
 }
 

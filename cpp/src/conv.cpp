@@ -62,11 +62,14 @@ int example_threads(Index examples) {
     return static_cast<int>(std::max<Index>(1, std::min<Index>(product_thread_budget(), examples)));
 }
 
-// body(first, count) for consecutive parts of [0, examples), part t of `parts`, on up to `parts` threads.
+// body(first, count) for consecutive parts of [0, examples), part t of `parts`, on up to `parts` threads,
+// each running its products as the calling thread does (bf16 or not: the scope is per thread).
 template <class Body>
 void for_example_parts(Index examples, int parts, const Body& body) {
+    const bool bf16 = bf16_products();
 #pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
     for (int t = 0; t < parts; ++t) {
+        const Bf16Products products(bf16);
         const Index first = examples * t / parts;
         body(t, first, examples * (t + 1) / parts - first);
     }
@@ -113,7 +116,8 @@ ConvLayer<T>::ConvLayer(Shape3 input, Index filters, Index kernel_h, Index kerne
 
 template <class T>
 bool ConvLayer<T>::use_onednn() const {
-    return onednn_ != nullptr && conv_implementation() != ConvImplementation::Eigen;
+    return onednn_ != nullptr && conv_implementation() != ConvImplementation::Eigen &&
+           (!bf16_products() || bf16_onednn());
 }
 
 // The oneDNN calls, for float only (double layers never have primitives).
@@ -121,22 +125,38 @@ namespace conv_kernels {
 inline void onednn_forward(OneDnnConvolution& conv, const ConstMatrixRef<float>& x, const Matrix<float>& kernel,
                            const Matrix<float>& bias, bool has_bias, MatrixRef<float> s) {
     conv.forward(x.rows(), x.data(), x.outerStride(), kernel.data(), has_bias ? bias.data() : nullptr, s.data(),
-                 s.outerStride(), product_thread_budget());
+                 s.outerStride(), product_thread_budget(), bf16_products());
 }
 inline void onednn_forward(OneDnnConvolution&, const ConstMatrixRef<double>&, const Matrix<double>&,
                            const Matrix<double>&, bool, MatrixRef<double>) {}
 inline void onednn_backward(OneDnnConvolution& conv, const ConstMatrixRef<float>& g, const Matrix<float>& kernel,
                             MatrixRef<float> j) {
     conv.backward_data(g.rows(), g.data(), g.outerStride(), kernel.data(), j.data(), j.outerStride(),
-                       product_thread_budget());
+                       product_thread_budget(), bf16_products());
 }
 inline void onednn_backward(OneDnnConvolution&, const ConstMatrixRef<double>&, const Matrix<double>&,
                             MatrixRef<double>) {}
+// With bf16 products oneDNN computes the kernel gradient only; the bias gradient is the sum of the float32
+// signal over examples and positions, one partial sum per part of the batch added in part order.
 inline void onednn_update(OneDnnConvolution& conv, const ConstMatrixRef<float>& x, const ConstMatrixRef<float>& b,
                           bool has_bias, Eigen::Map<Matrix<float>>& gradient,
                           Eigen::Map<Matrix<float>>& bias_gradient) {
+    const bool bf16 = bf16_products();
     conv.backward_weights(x.rows(), x.data(), x.outerStride(), b.data(), b.outerStride(), gradient.data(),
-                          has_bias ? bias_gradient.data() : nullptr, product_thread_budget());
+                          has_bias && !bf16 ? bias_gradient.data() : nullptr, product_thread_budget(), bf16);
+    if (!has_bias || !bf16) return;
+    const Index filters = bias_gradient.cols(), positions = b.cols() / filters;
+    const int parts = example_threads(b.rows());
+    auto partials = patch_scratch<float, 3>(parts, filters);
+    for_example_parts(b.rows(), parts, [&](int t, Index first, Index count) {
+        auto sum = partials.row(t);
+        sum.setZero();
+        for (Index i = first; i < first + count; ++i)
+            sum.noalias() +=
+                Eigen::Map<const Matrix<float>>(b.row(i).data(), filters, positions).rowwise().sum().transpose();
+    });
+    bias_gradient.row(0) = partials.row(0);
+    for (int t = 1; t < parts; ++t) bias_gradient.row(0) += partials.row(t);
 }
 inline void onednn_update(OneDnnConvolution&, const ConstMatrixRef<double>&, const ConstMatrixRef<double>&, bool,
                           Eigen::Map<Matrix<double>>&, Eigen::Map<Matrix<double>>&) {}

@@ -26,22 +26,22 @@ OneDnnConvolution::~OneDnnConvolution() {
 }
 
 void OneDnnConvolution::forward(Index n, const float* x, Index x_stride, const float* kernel, const float* bias,
-                                float* s, Index s_stride, int threads) {
+                                float* s, Index s_stride, int threads, bool bf16) {
     void* convolution = impl_->get();
-    check_onednn(onednn_plugin().conv_forward(convolution, n, x, x_stride, kernel, bias, s, s_stride, threads));
+    check_onednn(onednn_plugin().conv_forward(convolution, n, x, x_stride, kernel, bias, s, s_stride, threads, bf16));
 }
 
 void OneDnnConvolution::backward_data(Index n, const float* g, Index g_stride, const float* kernel, float* j,
-                                      Index j_stride, int threads) {
+                                      Index j_stride, int threads, bool bf16) {
     void* convolution = impl_->get();
-    check_onednn(onednn_plugin().conv_backward_data(convolution, n, g, g_stride, kernel, j, j_stride, threads));
+    check_onednn(onednn_plugin().conv_backward_data(convolution, n, g, g_stride, kernel, j, j_stride, threads, bf16));
 }
 
 void OneDnnConvolution::backward_weights(Index n, const float* x, Index x_stride, const float* g, Index g_stride,
-                                         float* kernel_gradient, float* bias_gradient, int threads) {
+                                         float* kernel_gradient, float* bias_gradient, int threads, bool bf16) {
     void* convolution = impl_->get();
     check_onednn(onednn_plugin().conv_backward_weights(convolution, n, x, x_stride, g, g_stride, kernel_gradient,
-                                                       bias_gradient, threads));
+                                                       bias_gradient, threads, bf16));
 }
 
 }  // namespace rbp

@@ -31,15 +31,16 @@ public:
 
     // Row-major buffers: x (n, C*H*W), kernel (filters, C*kh*kw), bias (filters), s (n, filters*oh*ow);
     // the rows of x, s, g and j are `*_stride` floats apart. `threads`: the thread budget of the call.
+    // `bf16`: both inputs of the call rounded to bfloat16, float32 sums and outputs (plugin_api.h).
     void forward(Index n, const float* x, Index x_stride, const float* kernel, const float* bias, float* s,
-                 Index s_stride, int threads);
+                 Index s_stride, int threads, bool bf16);
     // j = the transposed convolution of g with the kernel (j is overwritten).
     void backward_data(Index n, const float* g, Index g_stride, const float* kernel, float* j, Index j_stride,
-                       int threads);
+                       int threads, bool bf16);
     // kernel_gradient = sum over examples and positions of g (x) patches, bias_gradient = sums of g
-    // (null when the layer has no bias); both dense and overwritten.
+    // (null when the layer has no bias, and in a bf16 call); both dense and overwritten.
     void backward_weights(Index n, const float* x, Index x_stride, const float* g, Index g_stride,
-                          float* kernel_gradient, float* bias_gradient, int threads);
+                          float* kernel_gradient, float* bias_gradient, int threads, bool bf16);
 
 private:
     struct Impl;

@@ -325,10 +325,13 @@ TrainerSpec resolved_trainer_spec(TrainerSpec spec, const Network<T>& network) {
             "quantised updates cannot be combined with per_synapse");
     if (spec.precision == Precision::Bf16) {
         require(std::is_same_v<T, float>, "precision='bf16' needs a float32 network, got float64");
-        for (Index h = 0; h < layers; ++h)
-            require(network.layer(h).kind() == "dense",
-                    "precision='bf16' needs a network of dense layers (its products are the bf16 ones), got a '" +
-                        network.layer(h).kind() + "' layer");
+        for (Index h = 0; h < layers; ++h) {
+            const std::string kind = network.layer(h).kind();
+            require(kind == "dense" || kind == "conv2d",
+                    "precision='bf16' needs a network of dense and conv2d layers (their products are the bf16 ones), "
+                    "got a '" +
+                        kind + "' layer");
+        }
     }
     return spec;
 }

@@ -184,8 +184,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--precision",
         default="float32",
         choices=PRECISIONS,
-        help="bf16: every dense product rounds its operands to bfloat16 and sums in float32 (float32 MLPs; about "
-        "twice the product speed on CPUs with AVX512-BF16 or AMX; see Trainer)",
+        help="bf16: every matrix product and convolution rounds its operands to bfloat16 and sums in float32 "
+        "(float32 nets of dense and conv2d layers; faster on CPUs with AVX512-BF16 or AMX; see Trainer)",
     )
     p.add_argument(
         "--diagnostics", action="store_true", help="record per-epoch alignment angles and norms (see Trainer.alignment)"

@@ -110,13 +110,15 @@ class Trainer:
         ``(C*H*W, n_L)``) or ``"post_pool"`` (at the pooled output, routed back through the pools'
         argmax). See docs/conv.md for every channel's conventions through conv and pooling layers.
     precision:
-        ``"float32"`` (default) or ``"bf16"``: every dense matrix product of this trainer's calls
-        (forward pass, channel, weight updates; :meth:`fit`, :meth:`step`, :meth:`evaluate`,
-        :meth:`signals`) rounds both operands to bfloat16 (round to nearest even, 8 significant
-        bits) and sums in float32; weights, biases, momentum and the elementwise work stay float32.
-        Products with sparse-stored feedback stay float32. Needs a float32 network of dense layers.
-        On oneDNN's bf16 matmul where the build has oneDNN (about twice the float32 rate on CPUs
-        with AVX512-BF16 or AMX), else the same rounding through the float32 kernels (no faster).
+        ``"float32"`` (default) or ``"bf16"``: every matrix product and convolution of this trainer's
+        calls (forward pass, channel, weight and kernel gradients; :meth:`fit`, :meth:`step`,
+        :meth:`evaluate`, :meth:`signals`) rounds both operands to bfloat16 (round to nearest even,
+        8 significant bits) and sums in float32; weights, biases, bias gradients, momentum and the
+        elementwise work (activations, pooling) stay float32. Products with sparse-stored feedback
+        stay float32. Needs a float32 network of dense and conv2d layers (no sparse layers). On
+        oneDNN's bf16 matmul and convolutions where the build has oneDNN (on CPUs with AVX512-BF16
+        or AMX, about twice the float32 rate for matmuls and more for convolutions: see
+        benchmarks/README.md), else the same rounding through the float32 kernels (no faster).
         ``Sequential.predict`` outside the trainer computes in float32.
     """
 

@@ -46,6 +46,9 @@ WindowAxis window_axis(Index input, Index kernel, Index stride, Padding padding,
 // sum_{c, dy, dx} K[o, c, dy, dx] X[c, y * stride - pad_top + dy, x * stride - pad_left + dx], with
 // zeros outside X. The kernel is stored as a (filters, channels * kh * kw) row-major matrix, i.e. the
 // (out_channels, in_channels, kh, kw) array of PyTorch flattened.
+// Inside a Bf16Products scope (single precision) the three products of the layer (forward, backward
+// data, kernel gradient) round both operands to bfloat16 and sum in float32, like gemm(); the bias and
+// the bias gradient stay float32.
 template <class T>
 class ConvLayer final : public Layer<T> {
 public:
@@ -85,7 +88,8 @@ public:
     void set_kernel(const ConstMatrixRef<T>& k);
 
 private:
-    // Whether this call runs on oneDNN (single precision, oneDNN built and not switched off).
+    // Whether this call runs on oneDNN (single precision, oneDNN built and not switched off; for bf16
+    // products, gemm.hpp's Bf16Products, oneDNN's bf16 products not switched off either).
     bool use_onednn() const;
     // Patches of one example: col (channels * kh * kw, out_h * out_w), zeros where the window
     // overlaps the padding.
