@@ -8,6 +8,7 @@
     python benchmarks/kernels_ab.py --bf16-reuse              # precision="bf16": rounded weights reused or not
     python benchmarks/kernels_ab.py --sparse-inputs --mnist   # first layer on the non-zeros, or not
     python benchmarks/kernels_ab.py --gemm-profile            # AVX-512 selection rule: Zen 4's or generic
+    python benchmarks/kernels_ab.py --gemm-blocking           # Eigen's blocking: whole depth or Eigen's own
     python benchmarks/kernels_ab.py --thread-counts --mnist --nets 784-100-100-100-100-10 --batches 128
                                                               # one thread against two
 
@@ -22,7 +23,8 @@ feedback's rounded copies (the default) and rounding every operand at every prod
 --sparse-inputs the first layer runs on the input's non-zeros where the trainer chooses to (the
 default: inputs at most 30% non-zero, as MNIST; gemm.hpp's sparse products) and never. With
 --gemm-profile the AVX-512 selection rule follows the AMD Zen 4's measurements and the generic (Xeon)
-ones (gemm.hpp's GemmProfile), whichever CPU runs it. With
+ones (gemm.hpp's GemmProfile), whichever CPU runs it. With --gemm-blocking Eigen's packed kernel keeps
+a depth it would split whole and blocks it as Eigen does (gemm.hpp's GemmBlocking), whichever CPU runs it. With
 --thread-counts two trainers from the same weights, one on one thread and one on two (does the second
 thread pay? On the 2-vCPU AMD EPYC of benchmarks/README.md the answer came in spells of minutes at
 batch 128, "Two threads at batch 128": run it a few times, minutes apart). The two settings
@@ -77,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--gemm-profile", action="store_true", help="AVX-512 selection rule of a Zen 4 against the generic one"
     )
+    p.add_argument(
+        "--gemm-blocking",
+        action="store_true",
+        help="Eigen's packed kernel with the whole depth against Eigen's blocking",
+    )
     p.add_argument("--thread-counts", action="store_true", help="one thread against two (two trainers)")
     p.add_argument("--threads", type=int, default=0, help="thread budget (default: 1, or 2 with a --*split)")
     args = p.parse_args(argv)
@@ -101,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = {
             "zen4": (threads, lambda: _core._set_gemm_profile("zen4")),
             "generic": (threads, lambda: _core._set_gemm_profile("generic")),
+        }
+    elif args.gemm_blocking:
+        settings = {
+            "whole-depth": (threads, lambda: _core._set_gemm_blocking("whole-depth")),
+            "eigen": (threads, lambda: _core._set_gemm_blocking("eigen")),
         }
     elif args.sparse_inputs:
         settings = {
@@ -139,10 +151,16 @@ def main(argv: list[str] | None = None) -> int:
         _core._set_bf16_operand_reuse(True)
         _core._set_sparse_products(True)
         _core._set_gemm_profile("detect")
+        _core._set_gemm_blocking("detect")
 
-    if not (args.split or args.elementwise_split or args.bf16_reuse or args.thread_counts or args.sparse_inputs) and (
-        not _core._unpacked_gemm_available()
-    ):
+    if not (
+        args.split
+        or args.elementwise_split
+        or args.bf16_reuse
+        or args.thread_counts
+        or args.sparse_inputs
+        or args.gemm_blocking
+    ) and (not _core._unpacked_gemm_available()):
         raise SystemExit(f"the {rbp.isa} variant has no unpacked kernels")
     for net_text in args.nets.split(","):
         sizes = [int(s) for s in net_text.split("-")]

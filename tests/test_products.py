@@ -181,6 +181,69 @@ def test_gemm_profile_detected():
     assert _core._gemm_profile() == ("zen4" if zen4 else "generic")
 
 
+# Depths that Eigen's blocking splits (above 944 for float with AVX-512 and a 48 KiB L1d) in Eigen's
+# packed kernel, under both blockings (gemm.hpp's GemmBlocking), one and two threads.
+BLOCKING_CASES = [
+    (128, 1000, 1000, False, True),  # the wide net's forward products
+    (128, 1024, 1024, False, False),  # the conv net's dense channel product
+    (32, 1000, 2000, False, True),
+    (300, 200, 1600, True, False),
+    (1000, 40, 3000, False, False),  # too wide to keep whole in half an L2: Eigen's blocking either way
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("blocking", ["eigen", "whole-depth"])
+@pytest.mark.parametrize("m,n,k,ta,tb", BLOCKING_CASES)
+def test_products_under_both_blockings(m, n, k, ta, tb, blocking, threads):
+    _core._set_unpacked_gemm("never")
+    _core._set_gemm_blocking(blocking)
+    try:
+        assert _core._gemm_blocking() == blocking
+        _check(m, n, k, ta, tb, accumulate=False, threads=threads)
+        _check(m, n, k, ta, tb, accumulate=True, pad=3, alpha=-0.5, threads=threads, seed=2)
+    finally:
+        _core._set_unpacked_gemm("where-faster")
+        _core._set_gemm_blocking("detect")
+
+
+def test_whole_depth_blocking_takes_effect():
+    """A depth of 2000 is split by Eigen's blocking (up to a 100 KiB L1d) and kept whole by the other:
+    the float32 sums come out in another order."""
+    rng = np.random.default_rng(3)
+    a, b, _, _ = _operands(rng, 32, 1000, 2000, False, True, np.float32, 0)
+    results = {}
+    _core._set_unpacked_gemm("never")
+    try:
+        for blocking in ("eigen", "whole-depth"):
+            _core._set_gemm_blocking(blocking)
+            results[blocking] = np.zeros((32, 1000), np.float32)
+            _core._gemm(1.0, a, False, b, True, results[blocking], False, 1)
+    finally:
+        _core._set_unpacked_gemm("where-faster")
+        _core._set_gemm_blocking("detect")
+    assert not np.array_equal(results["eigen"], results["whole-depth"])
+    np.testing.assert_allclose(results["eigen"], results["whole-depth"], rtol=1e-4, atol=1e-3)
+
+
+def test_gemm_blocking_detected():
+    """'detect' keeps the depth whole exactly on CPUs with at least 48 KiB of L1 data cache (read here
+    from sysfs, independently of Eigen's cpuid query)."""
+    _core._set_gemm_blocking("detect")
+    index = Path("/sys/devices/system/cpu/cpu0/cache/index0")
+    try:
+        level, kind, size = ((index / name).read_text().strip() for name in ("level", "type", "size"))
+    except OSError:
+        pytest.skip("no sysfs cache description to check the detection against")
+    if level != "1" or kind != "Data" or not size.endswith("K"):
+        pytest.skip(f"unexpected sysfs cache description: level {level}, type {kind}, size {size}")
+    expected = "whole-depth" if int(size[:-1]) >= 48 else "eigen"
+    assert _core._gemm_blocking() == expected
+    with pytest.raises(ValueError, match="blocking must be"):
+        _core._set_gemm_blocking("fast")
+    assert _core._gemm_blocking() == expected
+
+
 @pytest.mark.parametrize(
     "extent,threads,granule,lengths",
     [

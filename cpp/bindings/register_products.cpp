@@ -182,6 +182,19 @@ void register_products(py::module_& m) {
         "_gemm_profile", [] { return std::string(gemm_profile() == GemmProfile::Zen4 ? "zen4" : "generic"); },
         "The CPU profile the AVX-512 selection rule follows: 'zen4' on an AMD Zen 4, 'generic' elsewhere.");
     m.def(
+        "_set_gemm_blocking",
+        [](const std::string& blocking) {
+            set_gemm_blocking(named_setting<GemmBlocking>("blocking", blocking,
+                                                          {{"detect", GemmBlocking::Detect},
+                                                           {"eigen", GemmBlocking::Eigen},
+                                                           {"whole-depth", GemmBlocking::WholeDepth}}));
+        },
+        py::arg("blocking"), "The cache blocking of Eigen's packed kernel (for tests and benchmarks).");
+    m.def(
+        "_gemm_blocking",
+        [] { return std::string(gemm_blocking() == GemmBlocking::WholeDepth ? "whole-depth" : "eigen"); },
+        "The cache blocking in force: 'whole-depth' on CPUs with at least 48 KiB of L1d, 'eigen' elsewhere.");
+    m.def(
         "_set_min_macs_per_thread",
         [](double macs) {
             if (!(macs > 0)) throw std::invalid_argument("macs must be positive, got " + std::to_string(macs));

@@ -65,7 +65,11 @@ struct PackingBuffer {
     ~PackingBuffer() { Eigen::internal::aligned_free(data); }
 };
 
-// Eigen's cache blocking for one sequential product, pointing at the thread's buffers.
+GemmBlocking blocking_in_force();
+
+// Eigen's cache blocking for one sequential product, pointing at the thread's buffers; with WholeDepth
+// (gemm.hpp) a depth Eigen would split stays whole where the packed right-hand block fits in half the L2,
+// its rows blocked as Eigen blocks them for an unsplit depth (its "actual_l2" of 1.5 MB over three).
 template <class T>
 class Blocking : public Eigen::internal::level3_blocking<T, T> {
 public:
@@ -74,6 +78,15 @@ public:
         this->m_nc = cols;
         this->m_kc = depth;
         Eigen::internal::computeProductBlockingSizes<T, T, 1>(this->m_kc, this->m_mc, this->m_nc, Index(1));
+        const auto bytes = static_cast<std::ptrdiff_t>(depth * cols * Index(sizeof(T)));
+        if (this->m_kc < depth && 2 * bytes <= Eigen::l2CacheSize() &&
+            blocking_in_force() == GemmBlocking::WholeDepth) {
+            constexpr Index mr = Eigen::internal::gebp_traits<T, T>::mr;
+            const Index row_block = Index(1572864) / (3 * depth * Index(sizeof(T)));
+            this->m_kc = depth;
+            this->m_nc = cols;
+            this->m_mc = std::min(rows, std::max(mr, row_block - row_block % mr));
+        }
         thread_local PackingBuffer<T> a, b;
         this->m_blockA = a.reserve(static_cast<std::size_t>(this->m_kc * this->m_mc));
         this->m_blockB = b.reserve(static_cast<std::size_t>(this->m_kc * this->m_nc));
@@ -116,6 +129,7 @@ void serial_gemm(T alpha, const ConstMatrixRef<T>& a, bool ta, const ConstMatrix
 
 std::atomic<UnpackedGemm> unpacked_use{UnpackedGemm::WhereFaster};
 std::atomic<GemmProfile> profile_setting{GemmProfile::Detect};
+std::atomic<GemmBlocking> blocking_setting{GemmBlocking::Detect};
 std::atomic<bool> zero_skipping{true};
 std::atomic<bool> sparse_products{true};
 
@@ -141,6 +155,14 @@ GemmProfile profile_in_force() {
     const GemmProfile set = profile_setting.load(std::memory_order_relaxed);
     if (set != GemmProfile::Detect) return set;
     static const GemmProfile detected = running_on_zen4() ? GemmProfile::Zen4 : GemmProfile::Generic;
+    return detected;
+}
+
+GemmBlocking blocking_in_force() {
+    const GemmBlocking set = blocking_setting.load(std::memory_order_relaxed);
+    if (set != GemmBlocking::Detect) return set;
+    static const GemmBlocking detected =
+        Eigen::l1CacheSize() >= 48 * 1024 ? GemmBlocking::WholeDepth : GemmBlocking::Eigen;
     return detected;
 }
 
@@ -219,6 +241,8 @@ bool unpacked_gemm_available() { return RBP_UNPACKED_GEMM != 0; }
 void set_unpacked_gemm(UnpackedGemm use) { unpacked_use.store(use, std::memory_order_relaxed); }
 void set_gemm_profile(GemmProfile profile) { profile_setting.store(profile, std::memory_order_relaxed); }
 GemmProfile gemm_profile() { return profile_in_force(); }
+void set_gemm_blocking(GemmBlocking blocking) { blocking_setting.store(blocking, std::memory_order_relaxed); }
+GemmBlocking gemm_blocking() { return blocking_in_force(); }
 
 template <class T>
 GemmKernel gemm_kernel(Index m, Index n, Index k, bool transpose_a, bool transpose_b) {

@@ -103,6 +103,22 @@ void set_gemm_profile(GemmProfile profile);
 // The profile in force (Generic or Zen4).
 GemmProfile gemm_profile();
 
+// Cache blocking of Eigen's packed kernel. Eigen splits a product's depth into passes over C once it
+// exceeds a bound derived from the L1 size (944 for single precision with AVX-512 and a 48 KiB L1d), and
+// then packs all of the rows of the split block at once (for a 1000-wide layer, 2 MB for a 2 MB L2). On
+// the 2-core Xeon (48 KiB L1d, 2 MiB L2) the forward and channel products of 1000-unit layers ran 8-35%
+// faster with the whole depth in one pass and Eigen's own row blocking for an unsplit depth
+// (benchmarks/README.md, "What was tried"). WholeDepth: where Eigen would split the depth and the packed
+// right-hand block (depth x columns) fits in half the L2, keep the depth whole. Detect (the default)
+// takes WholeDepth on CPUs with at least 48 KiB of L1d (measured on the Xeon only; a Zen 4 has 32 KiB
+// and keeps Eigen's), Eigen elsewhere; the others force one, for the tests and benchmarks.
+// Process-wide; not meant to change while products run; sums and so weights depend on it, as on the
+// profile.
+enum class GemmBlocking { Detect, Eigen, WholeDepth };
+void set_gemm_blocking(GemmBlocking blocking);
+// The blocking in force (Eigen or WholeDepth).
+GemmBlocking gemm_blocking();
+
 // Products that skip an operand's all-zero blocks: the first layer's forward product S = X W^T and
 // update W += s B^T X read only the parts of the input batch that hold a non-zero (MNIST's blank
 // margins: about 40% of each image's 16-pixel blocks). A skipped term is an exact zero, so the sums
