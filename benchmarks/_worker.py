@@ -127,7 +127,7 @@ def make_trainer(
             threads=threads,
             seed=0,
             feedback_density=options["density"],
-            precision="bf16" if impl == "rbp-native-bf16" else "float32",
+            precision=precision_of(impl),
             **quantize,
         )
         if feedback:
@@ -157,6 +157,11 @@ def make_trainer(
     raise ValueError(impl)
 
 
+def precision_of(impl: str) -> str:
+    """The Trainer precision an rbp-native implementation of the harness runs with."""
+    return "bf16" if impl == "rbp-native-bf16" else "float32"
+
+
 def make_conv_trainer(
     impl: str, threads: int, wl: dict[str, Any], weights: list, biases: list, feedback: list, dtype: str
 ) -> Any:
@@ -181,7 +186,7 @@ def make_conv_trainer(
             batch_size=batch,
             threads=threads,
             seed=0,
-            precision="bf16" if impl == "rbp-native-bf16" else "float32",
+            precision=precision_of(impl),
         )
         if feedback:
             trainer.set_feedback(feedback)

@@ -193,7 +193,8 @@ void register_products(py::module_& m) {
     m.def(
         "_gemm_blocking",
         [] { return std::string(gemm_blocking() == GemmBlocking::WholeDepth ? "whole-depth" : "eigen"); },
-        "The cache blocking in force: 'whole-depth' on CPUs with at least 48 KiB of L1d, 'eigen' elsewhere.");
+        "The cache blocking in force: 'whole-depth' in the AVX-512 build on CPUs with at least 48 KiB of L1d, "
+        "'eigen' elsewhere.");
     m.def(
         "_set_min_macs_per_thread",
         [](double macs) {

@@ -158,12 +158,17 @@ GemmProfile profile_in_force() {
     return detected;
 }
 
+// Measured with the AVX-512 build only: the other builds keep Eigen's blocking.
 GemmBlocking blocking_in_force() {
     const GemmBlocking set = blocking_setting.load(std::memory_order_relaxed);
     if (set != GemmBlocking::Detect) return set;
+#if defined(__AVX512F__)
     static const GemmBlocking detected =
         Eigen::l1CacheSize() >= 48 * 1024 ? GemmBlocking::WholeDepth : GemmBlocking::Eigen;
     return detected;
+#else
+    return GemmBlocking::Eigen;
+#endif
 }
 
 // The kernel family for one thread's part of a product, C (m x n) = op(A) (m x k) op(B) (k x n).

@@ -110,8 +110,9 @@ GemmProfile gemm_profile();
 // faster with the whole depth in one pass and Eigen's own row blocking for an unsplit depth
 // (benchmarks/README.md, "What was tried"). WholeDepth: where Eigen would split the depth and the packed
 // right-hand block (depth x columns) fits in half the L2, keep the depth whole. Detect (the default)
-// takes WholeDepth on CPUs with at least 48 KiB of L1d (measured on the Xeon only; a Zen 4 has 32 KiB
-// and keeps Eigen's), Eigen elsewhere; the others force one, for the tests and benchmarks.
+// takes WholeDepth in the AVX-512 build on CPUs with at least 48 KiB of L1d (measured on the Xeon only;
+// a Zen 4 has 32 KiB and keeps Eigen's), Eigen elsewhere and in the other builds (not measured there);
+// the others force one, for the tests and benchmarks.
 // Process-wide; not meant to change while products run; sums and so weights depend on it, as on the
 // profile.
 enum class GemmBlocking { Detect, Eigen, WholeDepth };
